@@ -1,0 +1,154 @@
+// Package sample holds what one sampling pass learns about a disk, and the
+// rates derived between two passes. It is the one small type that flows from
+// sampling (qtune stats, the agent's runners) to policy evaluation; it knows
+// nothing of how the numbers were read.
+package sample
+
+import (
+	"errors"
+	"math"
+	"time"
+)
+
+var (
+	// ErrNoInterval means two samples were taken at the same instant or out
+	// of order: no rate can be derived.
+	ErrNoInterval = errors.New("sample: no time between samples")
+	// ErrCounterReset means a counter went backwards (the VM restarted or
+	// the disk was replaced): the pair cannot give a rate.
+	ErrCounterReset = errors.New("sample: counters went backwards")
+)
+
+// Counters are the cumulative block counters of one disk as QEMU keeps them.
+type Counters struct {
+	ReadOps, WriteOps, FlushOps          uint64
+	ReadBytes, WriteBytes                uint64
+	ReadTimeNs, WriteTimeNs, FlushTimeNs uint64
+	// Histograms are nil unless latency histograms are enabled on the disk.
+	ReadHist, WriteHist *Histogram
+}
+
+// Histogram is a cumulative latency histogram: Bins has one more entry than
+// Boundaries; bin i counts latencies in [Boundaries[i-1], Boundaries[i]) ns,
+// the last bin everything from the last boundary up.
+type Histogram struct {
+	Boundaries []uint64 `json:"boundaries"`
+	Bins       []uint64 `json:"bins"`
+}
+
+// Throttle is the I/O limit in force on a disk; zero means unlimited. The
+// JSON names are QEMU's block_set_io_throttle argument names.
+type Throttle struct {
+	BPS             uint64 `json:"bps"`
+	BPSRead         uint64 `json:"bps_rd"`
+	BPSWrite        uint64 `json:"bps_wr"`
+	IOPS            uint64 `json:"iops"`
+	IOPSRead        uint64 `json:"iops_rd"`
+	IOPSWrite       uint64 `json:"iops_wr"`
+	BPSMax          uint64 `json:"bps_max,omitempty"`
+	BPSReadMax      uint64 `json:"bps_rd_max,omitempty"`
+	BPSWriteMax     uint64 `json:"bps_wr_max,omitempty"`
+	IOPSMax         uint64 `json:"iops_max,omitempty"`
+	IOPSReadMax     uint64 `json:"iops_rd_max,omitempty"`
+	IOPSWriteMax    uint64 `json:"iops_wr_max,omitempty"`
+	BPSMaxLen       uint64 `json:"bps_max_length,omitempty"`
+	BPSReadMaxLen   uint64 `json:"bps_rd_max_length,omitempty"`
+	BPSWriteMaxLen  uint64 `json:"bps_wr_max_length,omitempty"`
+	IOPSMaxLen      uint64 `json:"iops_max_length,omitempty"`
+	IOPSReadMaxLen  uint64 `json:"iops_rd_max_length,omitempty"`
+	IOPSWriteMaxLen uint64 `json:"iops_wr_max_length,omitempty"`
+	IOPSSize        uint64 `json:"iops_size,omitempty"`
+	Group           string `json:"group,omitempty"`
+}
+
+// Active reports whether any limit is set.
+func (t Throttle) Active() bool {
+	return t.BPS|t.BPSRead|t.BPSWrite|t.IOPS|t.IOPSRead|t.IOPSWrite != 0
+}
+
+// Disk is one disk of one VM as seen at Time.
+type Disk struct {
+	VM      string    `json:"vm"`   // libvirt domain name, or the plain QEMU VM's name
+	Name    string    `json:"disk"` // target (vda) under libvirt; device id under plain QEMU
+	QOMPath string    `json:"qom_path,omitempty"`
+	Node    string    `json:"node,omitempty"` // format node-name
+	Format  string    `json:"format,omitempty"`
+	Path    string    `json:"path,omitempty"` // image file
+	Time    time.Time `json:"time"`
+	Counters
+	VirtualSize  uint64   `json:"virtual_size,omitempty"`
+	Allocation   uint64   `json:"allocation,omitempty"`
+	ClusterSize  uint64   `json:"cluster_size,omitempty"`
+	ExtendedL2   bool     `json:"extended_l2,omitempty"`
+	L2CacheSize  uint64   `json:"l2_cache_size,omitempty"` // 0 when not known
+	BackingDepth int      `json:"backing_depth"`
+	CacheDirect  bool     `json:"cache_direct"`
+	CacheNoFlush bool     `json:"cache_no_flush"`
+	Throttle     Throttle `json:"throttle"`
+	// Host side of the disk: utilisation (0..1) of the block device under
+	// the image and free bytes on its filesystem; NaN/0 when unknown.
+	HostDevUtil float64 `json:"host_dev_util"`
+	FSFreeBytes uint64  `json:"fs_free_bytes"`
+}
+
+// L2Needed is the qcow2 L2 cache that covers the whole disk: 8 bytes per
+// cluster (16 with extended L2). Zero when not a qcow2 disk or not known.
+func (d Disk) L2Needed() uint64 {
+	if d.ClusterSize == 0 || d.VirtualSize == 0 {
+		return 0
+	}
+	per := uint64(8)
+	if d.ExtendedL2 {
+		per = 16
+	}
+	clusters := (d.VirtualSize + d.ClusterSize - 1) / d.ClusterSize
+	return clusters * per
+}
+
+// L2Coverage is the current L2 cache divided by what full coverage needs,
+// capped at 1; NaN when either is unknown.
+func (d Disk) L2Coverage() float64 {
+	need := d.L2Needed()
+	if need == 0 || d.L2CacheSize == 0 {
+		return math.NaN()
+	}
+	return math.Min(1, float64(d.L2CacheSize)/float64(need))
+}
+
+// Host is what the host as a whole shows at sampling time.
+type Host struct {
+	IOPressureSomeAvg10 float64 `json:"io_pressure_some_avg10"`
+	IOPressureSomeAvg60 float64 `json:"io_pressure_some_avg60"`
+	IOPressureFullAvg10 float64 `json:"io_pressure_full_avg10"`
+	IOPressureFullAvg60 float64 `json:"io_pressure_full_avg60"`
+}
+
+// Rates are derived from two samples of the same disk. Latencies and
+// percentiles are NaN when there were no operations of that kind (or no
+// histogram) in the interval.
+type Rates struct {
+	Interval       time.Duration `json:"interval"`
+	ReadIOPS       float64       `json:"read_iops"`
+	WriteIOPS      float64       `json:"write_iops"`
+	FlushIOPS      float64       `json:"flush_iops"`
+	ReadBPS        float64       `json:"read_bps"`
+	WriteBPS       float64       `json:"write_bps"`
+	ReadLatencyMs  float64       `json:"read_latency_ms"`
+	WriteLatencyMs float64       `json:"write_latency_ms"`
+	FlushLatencyMs float64       `json:"flush_latency_ms"`
+	// QueueDepth is the time-averaged number of requests in flight:
+	// Σ Δ total_time_ns / Δ wall time (Little's law).
+	QueueDepth float64 `json:"queue_depth"`
+	ReadP95Ms  float64 `json:"read_latency_p95_ms"`
+	ReadP99Ms  float64 `json:"read_latency_p99_ms"`
+	WriteP95Ms float64 `json:"write_latency_p95_ms"`
+	WriteP99Ms float64 `json:"write_latency_p99_ms"`
+}
+
+// Point is one disk at one instant with everything a policy may ask about.
+type Point struct {
+	Disk  Disk              `json:"disk"`
+	Rates Rates             `json:"rates"`
+	Host  Host              `json:"host"`
+	Meta  map[string]string `json:"meta,omitempty"` // libvirt domain metadata, when known
+}
