@@ -1,0 +1,46 @@
+# qtune — build, test, demo.
+#
+#   make test   gofmt check, go vet, unit + integration tests (real QEMU and
+#               libvirtd; QTUNE_LAB=require makes a missing one fail the run),
+#               brief fuzzing of the parsers, and the example policies.
+#   make build  the qtune binary into ./bin
+
+GO      ?= go
+BIN     := bin/qtune
+FUZZTIME ?= 5s
+
+.PHONY: all build test fmt-check vet unit fuzz policies clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/qtune
+
+test: fmt-check vet unit fuzz policies
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	QTUNE_LAB=require $(GO) test -race -count=1 -timeout 20m ./...
+
+# Runs every Fuzz target of every package for $(FUZZTIME).
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		pkg=./$$(dirname $$f); \
+		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$f | sed 's/^func //'); do \
+			echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test -run=NONE -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg >/dev/null || \
+				{ $(GO) test -run=NONE -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg; exit 1; }; \
+		done; \
+	done
+
+policies: build
+	@if [ -d examples/policy.d ]; then ./$(BIN) policy check examples/policy.d; fi
+
+clean:
+	rm -rf bin
