@@ -1,0 +1,293 @@
+package qmp_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/qtune/qtune/internal/qmpfake"
+	"github.com/qtune/qtune/qmp"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func dial(t *testing.T, s *qmpfake.Server, opt ...qmp.Option) *qmp.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := qmp.Dial(ctx, s.Path, opt...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestGreetingAndCapabilities(t *testing.T) {
+	s := qmpfake.New(t)
+	s.SetVersion(7, 2, 22)
+	c := dial(t, s)
+	if v := c.Greeting().Version; v.String() != "7.2.22" || !v.AtLeast(7, 2) || v.AtLeast(7, 3) {
+		t.Errorf("version %v", v)
+	}
+	if got := s.Received(); len(got) != 1 || got[0] != "qmp_capabilities" {
+		t.Errorf("server saw %v, want qmp_capabilities first", got)
+	}
+}
+
+func TestReplyOverOneMegabyte(t *testing.T) {
+	s := qmpfake.New(t)
+	big := strings.Repeat("x", 3<<20)
+	s.Reply("query-qmp-schema", []string{big})
+	c := dial(t, s)
+	ret, err := c.Execute(context.Background(), "query-qmp-schema", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := json.Unmarshal(ret, &got); err != nil || len(got) != 1 || got[0] != big {
+		t.Fatalf("reply of %d bytes came back wrong (err %v)", len(ret), err)
+	}
+}
+
+func TestQMPErrorKeepsClass(t *testing.T) {
+	s := qmpfake.New(t)
+	s.Handle("block_set_io_throttle", func(json.RawMessage) (any, string, string) {
+		return nil, "DeviceNotFound", "Device 'x' not found"
+	})
+	c := dial(t, s)
+	_, err := c.Execute(context.Background(), "block_set_io_throttle", map[string]any{"id": "x"})
+	var qe *qmp.Error
+	if !errors.As(err, &qe) || qe.Class != "DeviceNotFound" || qe.Desc != "Device 'x' not found" || qe.Command != "block_set_io_throttle" {
+		t.Fatalf("err = %#v", err)
+	}
+	_, err = c.Execute(context.Background(), "no-such-command", nil)
+	if !errors.As(err, &qe) || qe.Class != "CommandNotFound" {
+		t.Fatalf("unknown command: err = %v", err)
+	}
+}
+
+func TestDeadlineLeavesConnectionUsable(t *testing.T) {
+	s := qmpfake.New(t)
+	s.Reply("slow", "late")
+	s.Delay("slow", 500*time.Millisecond)
+	s.Reply("fast", "ok")
+	c := dial(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Execute(ctx, "slow", nil)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+	if d := time.Since(start); d > 400*time.Millisecond {
+		t.Fatalf("call returned after %v, not at its deadline", d)
+	}
+	ret, err := c.Execute(context.Background(), "fast", nil)
+	if err != nil || string(ret) != `"ok"` {
+		t.Fatalf("next call: %s, %v", ret, err)
+	}
+	time.Sleep(600 * time.Millisecond) // the late reply arrives and is dropped
+	if ret, err := c.Execute(context.Background(), "fast", nil); err != nil || string(ret) != `"ok"` {
+		t.Fatalf("after late reply: %s, %v", ret, err)
+	}
+}
+
+func TestConcurrentCallsAreMatchedByID(t *testing.T) {
+	s := qmpfake.New(t)
+	s.Handle("echo", func(args json.RawMessage) (any, string, string) {
+		var a struct{ N int }
+		json.Unmarshal(args, &a)
+		if a.N%3 == 0 {
+			time.Sleep(5 * time.Millisecond) // reorder replies
+		}
+		return a.N, "", ""
+	})
+	c := dial(t, s)
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func(n int) {
+			defer wg.Done()
+			ret, err := c.Execute(context.Background(), "echo", map[string]int{"N": n})
+			if err != nil {
+				errs <- err
+				return
+			}
+			if string(ret) != fmt.Sprint(n) {
+				errs <- fmt.Errorf("call %d got reply %s", n, ret)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestEventsInterleavedWithReplies(t *testing.T) {
+	s := qmpfake.New(t)
+	c := dial(t, s)
+	sub := c.Subscribe(1000)
+	defer sub.Close()
+	stuck := c.Subscribe(1) // never read
+	defer stuck.Close()
+	s.Handle("ping", func(json.RawMessage) (any, string, string) {
+		s.Event("JOB_STATUS_CHANGE", map[string]string{"id": "j1", "status": "running"})
+		return "pong", "", ""
+	})
+	for i := 0; i < 50; i++ {
+		if _, err := c.Execute(context.Background(), "ping", nil); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	got := 0
+	timeout := time.After(2 * time.Second)
+	for got < 50 {
+		select {
+		case ev := <-sub.C():
+			if ev.Name != "JOB_STATUS_CHANGE" || !strings.Contains(string(ev.Data), `"running"`) || ev.Time.IsZero() {
+				t.Fatalf("event %+v", ev)
+			}
+			got++
+		case <-timeout:
+			t.Fatalf("got %d of 50 events", got)
+		}
+	}
+	if d := stuck.Dropped(); d != 49 {
+		t.Errorf("stuck subscriber dropped %d, want 49 (buffer of 1)", d)
+	}
+	if sub.Dropped() != 0 {
+		t.Errorf("reading subscriber dropped %d", sub.Dropped())
+	}
+}
+
+func TestServerClosingMidReplyFailsPendingCalls(t *testing.T) {
+	s := qmpfake.New(t)
+	s.Raw("query-block", `{"return": [{"device": "dr`)
+	s.Reply("never", "x")
+	s.Delay("never", time.Hour)
+	c := dial(t, s)
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.Execute(context.Background(), "never", nil)
+		errs <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	go c.Execute(context.Background(), "query-block", nil)
+	time.Sleep(20 * time.Millisecond)
+	s.HangUp()
+	select {
+	case err := <-errs:
+		if !errors.Is(err, qmp.ErrClosed) {
+			t.Fatalf("pending call: %v, want ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("pending call hung after the server went away")
+	}
+	<-c.Done()
+	if _, err := c.Execute(context.Background(), "never", nil); !errors.Is(err, qmp.ErrClosed) {
+		t.Fatalf("call after loss: %v", err)
+	}
+}
+
+func TestMalformedJSONClosesCleanly(t *testing.T) {
+	s := qmpfake.New(t)
+	s.Raw("bad", "{\"return\": nonsense}\n")
+	c := dial(t, s)
+	_, err := c.Execute(context.Background(), "bad", nil)
+	if !errors.Is(err, qmp.ErrClosed) || !strings.Contains(err.Error(), "malformed JSON") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestBusySocket(t *testing.T) {
+	s := qmpfake.New(t)
+	dial(t, s)
+	start := time.Now()
+	_, err := qmp.Dial(context.Background(), s.Path, qmp.WithGreetingTimeout(200*time.Millisecond))
+	if !errors.Is(err, qmp.ErrBusy) || !strings.Contains(err.Error(), s.Path) {
+		t.Fatalf("err = %v, want ErrBusy naming the path", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("busy detection took %v", d)
+	}
+}
+
+func TestDialErrors(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nope.sock")
+	_, err := qmp.Dial(context.Background(), missing)
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("missing socket: %v", err)
+	}
+	notQMP := filepath.Join(dir, "plain")
+	os.WriteFile(notQMP, nil, 0o600)
+	if _, err := qmp.Dial(context.Background(), notQMP); err == nil || !strings.Contains(err.Error(), notQMP) {
+		t.Errorf("not a socket: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		return // root is never denied
+	}
+	s := qmpfake.New(t)
+	os.Chmod(s.Path, 0)
+	if _, err := qmp.Dial(context.Background(), s.Path); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("permission: %v", err)
+	}
+}
+
+func TestCloseIsIdempotentAndEndsSubscriptions(t *testing.T) {
+	s := qmpfake.New(t)
+	c := dial(t, s)
+	sub := c.Subscribe(4)
+	c.Close()
+	c.Close()
+	if _, ok := <-sub.C(); ok {
+		t.Fatal("subscription still open after Close")
+	}
+	if !errors.Is(c.Err(), qmp.ErrClosed) {
+		t.Fatalf("Err = %v", c.Err())
+	}
+}
+
+func TestGoQEMUAdapter(t *testing.T) {
+	s := qmpfake.New(t)
+	s.Reply("query-status", map[string]any{"running": true, "status": "running"})
+	c := dial(t, s)
+	g := &qmp.GoQEMU{M: c}
+	out, err := g.Run([]byte(`{"execute":"query-status"}`))
+	if err != nil || !strings.Contains(string(out), `"return":{"running":true`) {
+		t.Fatalf("Run: %s, %v", out, err)
+	}
+	out, err = g.Run([]byte(`{"execute":"bogus"}`))
+	if err != nil || !strings.Contains(string(out), `"class":"CommandNotFound"`) {
+		t.Fatalf("Run error reply: %s, %v", out, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	evs, _ := g.Events(ctx)
+	time.Sleep(10 * time.Millisecond)
+	s.Event("STOP", nil)
+	select {
+	case ev := <-evs:
+		if ev.Event != "STOP" {
+			t.Fatalf("event %+v", ev)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no event through the adapter")
+	}
+	cancel()
+	for range evs {
+	}
+}
