@@ -1,0 +1,119 @@
+package qmp
+
+import (
+	"context"
+	"time"
+
+	"github.com/qtune/qtune/internal/sample"
+)
+
+// DefaultL2CacheMax is the L2 cache QEMU ≥ 3.1 gives a qcow2 node on Linux
+// when no option says otherwise: enough for the whole disk, at most 32 MiB.
+const DefaultL2CacheMax = 32 << 20
+
+// SampleOptions tune SampleDisks.
+type SampleOptions struct {
+	// Now stamps the counters; time.Now when nil.
+	Now func() time.Time
+	// L2CacheSize holds known l2-cache-size settings by format node name
+	// (from the VM's command line or from what qtune set): no QMP command
+	// reports them.
+	L2CacheSize map[string]uint64
+}
+
+// SampleDisks reads every disk of one VM: query-block for what the disk
+// is, query-blockstats for its counters. Disks without a medium are left
+// out. The counters are stamped right after query-blockstats returns.
+func (b *Block) SampleDisks(ctx context.Context, vm string, o SampleOptions) ([]sample.Disk, error) {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	infos, err := b.QueryBlock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stats, err := b.QueryBlockstats(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	at := now()
+	byKey := make(map[string]BlockStats, len(stats))
+	for _, s := range stats {
+		byKey[diskKey(s.QDev, s.Device)] = s
+	}
+	var out []sample.Disk
+	for _, bi := range infos {
+		if bi.Inserted == nil {
+			continue
+		}
+		st, ok := byKey[diskKey(bi.QDev, bi.Device)]
+		if !ok {
+			continue
+		}
+		d := diskFromInfo(vm, bi, o.L2CacheSize)
+		d.Time = at
+		d.Counters = countersOf(st.Stats)
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func diskKey(qdev, device string) string {
+	if qdev != "" {
+		return "q:" + qdev
+	}
+	return "d:" + device
+}
+
+func diskFromInfo(vm string, bi BlockInfo, l2 map[string]uint64) sample.Disk {
+	in := bi.Inserted
+	id := DiskID{QOMPath: bi.QDev, Device: bi.Device}
+	d := sample.Disk{
+		VM: vm, Name: id.ShortID(), QOMPath: bi.QDev, Node: in.NodeName, Format: in.Driver,
+		Path: in.File, CacheDirect: in.Cache.Direct, CacheNoFlush: in.Cache.NoFlush,
+		BackingDepth: in.BackingFileDepth, Throttle: ThrottleToSample(in.IOThrottle),
+	}
+	if img := in.Image; img != nil {
+		d.VirtualSize, d.Allocation, d.ClusterSize = img.VirtualSize, img.ActualSize, img.ClusterSize
+		if img.Filename != "" {
+			d.Path = img.Filename
+		}
+		if depth := img.ChainDepth(); depth > d.BackingDepth {
+			d.BackingDepth = depth
+		}
+		if fs := img.FormatSpecific; fs != nil && fs.Type == "qcow2" {
+			d.ExtendedL2 = fs.Data.ExtendedL2
+		}
+	}
+	if d.Format == "qcow2" {
+		if v, ok := l2[in.NodeName]; ok {
+			d.L2CacheSize = v
+		} else {
+			d.L2CacheSize = min(d.L2Needed(), DefaultL2CacheMax)
+		}
+	}
+	return d
+}
+
+func countersOf(s BlockDeviceStats) sample.Counters {
+	return sample.Counters{
+		ReadOps: s.RdOperations, WriteOps: s.WrOperations, FlushOps: s.FlushOperations,
+		ReadBytes: s.RdBytes, WriteBytes: s.WrBytes,
+		ReadTimeNs: s.RdTotalTimeNs, WriteTimeNs: s.WrTotalTimeNs, FlushTimeNs: s.FlushTotalTimeNs,
+		ReadHist: histOf(s.RdLatencyHist), WriteHist: histOf(s.WrLatencyHist),
+	}
+}
+
+func histOf(h *LatencyHistogram) *sample.Histogram {
+	if h == nil {
+		return nil
+	}
+	return &sample.Histogram{Boundaries: h.Boundaries, Bins: h.Bins}
+}
+
+// ThrottleToSample converts QEMU's throttle fields to qtune's.
+func ThrottleToSample(t IOThrottle) sample.Throttle { return sample.Throttle(t) }
+
+// ThrottleFromSample converts qtune's throttle to QEMU's fields.
+func ThrottleFromSample(t sample.Throttle) IOThrottle { return IOThrottle(t) }
