@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -225,5 +226,22 @@ func flatten(n BlockDeviceInfo) map[string]any {
 		out[key] = v
 	}
 	walk("", m)
+	return out
+}
+
+// L2CacheSizes returns the l2-cache-size of every qcow2 node whose options
+// set it, for SampleOptions.L2CacheSize.
+func L2CacheSizes(opts map[string]NodeOptions) map[string]uint64 {
+	out := map[string]uint64{}
+	for name, o := range opts {
+		if o["driver"] != "qcow2" {
+			continue
+		}
+		if n, ok := o["l2-cache-size"].(json.Number); ok {
+			if v, err := strconv.ParseUint(n.String(), 10, 64); err == nil {
+				out[name] = v
+			}
+		}
+	}
 	return out
 }

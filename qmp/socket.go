@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 )
 
 // Version is QEMU's version as the greeting reports it.
@@ -66,6 +67,7 @@ func WithGreetingTimeout(d time.Duration) Option { return func(o *options) { o.g
 // A Conn does not reconnect by itself: when Done is closed, Dial again.
 type Conn struct {
 	path     string
+	peerPID  int // QEMU's pid from SO_PEERCRED, 0 when unknown
 	opts     options
 	nc       net.Conn
 	greeting Greeting
@@ -136,6 +138,7 @@ func Dial(ctx context.Context, path string, opt ...Option) (*Conn, error) {
 		return nil, dialError(path, err)
 	}
 	c := &Conn{path: path, opts: o, nc: nc, hub: NewHub(), pending: map[string]chan reply{}, done: make(chan struct{})}
+	c.peerPID = peerPID(nc)
 	dec := json.NewDecoder(bufio.NewReaderSize(nc, 64<<10))
 	if err := c.readGreeting(ctx, dec); err != nil {
 		nc.Close()
@@ -192,6 +195,29 @@ func (c *Conn) readGreeting(ctx context.Context, dec *json.Decoder) error {
 
 // Greeting returns what QEMU said when the connection opened.
 func (c *Conn) Greeting() Greeting { return c.greeting }
+
+// PeerPID is the pid of the process serving the socket (QEMU), from the
+// kernel's SO_PEERCRED; 0 when unknown. qtune reads the VM's -blockdev
+// options from that process's command line.
+func (c *Conn) PeerPID() int { return c.peerPID }
+
+func peerPID(nc net.Conn) int {
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		return 0
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	pid := 0
+	raw.Control(func(fd uintptr) {
+		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
+	})
+	return pid
+}
 
 // Path is the socket path.
 func (c *Conn) Path() string { return c.path }

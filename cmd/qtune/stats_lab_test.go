@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/internal/loadgen"
+	"github.com/qtune/qtune/internal/qmpfake"
+	"github.com/qtune/qtune/qmp"
+)
+
+func TestStatsAgainstRealGuest(t *testing.T) {
+	lab.NeedQEMU(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	img := filepath.Join(t.TempDir(), "disk.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 128<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	w := loadgen.Defaults()
+	w.Loops = 0
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 300, Duration: time.Hour}}
+	vm := lab.StartVMT(t, lab.VMConfig{Name: "statsvm", Workload: &w,
+		Disks: []lab.Disk{{ID: "disk0", Image: img, CacheDirect: true, L2CacheSize: 1 << 20}}})
+	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"stats", "--qmp", vm.QMPPath(), "--json", "--count", "3", "--interval", "1s"}, &out, &errOut)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var rows []jsonRow
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var r jsonRow
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%q: %v", sc.Text(), err)
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) != 3 {
+		t.Fatalf("%d rows, want 3:\n%s", len(rows), out.String())
+	}
+	for i, r := range rows {
+		if r.VM != "statsvm" || r.Disk != "disk0" || r.Format != "qcow2" || r.Cache != "none" || r.VirtualSize != 128<<20 {
+			t.Errorf("row %d identity: %+v", i, r)
+		}
+		// The guest writes 300 blocks/s; allow for TCG jitter.
+		if r.WriteIOPS < 240 || r.WriteIOPS > 360 {
+			t.Errorf("row %d: write IOPS %.0f, guest runs at 300", i, r.WriteIOPS)
+		}
+		if i == 0 {
+			continue
+		}
+		// The printed rate is the counter delta over the interval (the rate
+		// uses the monotonic clock, the printed time the wall clock).
+		p := rows[i-1]
+		dt := r.Time.Sub(p.Time).Seconds()
+		want := float64(r.Counters.WriteOps-p.Counters.WriteOps) / dt
+		if math.Abs(r.WriteIOPS-want) > want*1e-4 {
+			t.Errorf("row %d: write IOPS %.3f, counters say %.3f", i, r.WriteIOPS, want)
+		}
+		wantBps := float64(r.Counters.WriteBytes-p.Counters.WriteBytes) / dt
+		if math.Abs(r.WriteBPS-wantBps) > wantBps*1e-4 || r.WriteBPS < 200*4096 {
+			t.Errorf("row %d: write B/s %.0f, counters say %.0f", i, r.WriteBPS, wantBps)
+		}
+		if r.WriteLatencyMs == nil || *r.WriteLatencyMs <= 0 {
+			t.Errorf("row %d: no write latency", i)
+		}
+	}
+}
+
+func TestStatsErrors(t *testing.T) {
+	busy := qmpfake.New(t)
+	ctx := context.Background()
+	holder, err := qmp.Dial(ctx, busy.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	old := qmpfake.New(t)
+	old.SetVersion(2, 11, 0)
+	missing := filepath.Join(t.TempDir(), "none.sock")
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"missing socket", []string{"--qmp", missing}, []string{missing, "does not exist"}},
+		{"held by another client", []string{"--qmp", busy.Path, "--timeout", "3s"}, []string{busy.Path, "held by another client"}},
+		{"QEMU too old", []string{"--qmp", old.Path}, []string{"QEMU 2.11.0", "too old", "3.0"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := run(ctx, append([]string{"stats"}, tc.args...), &bytes.Buffer{}, &stderr)
+			if code != exitFailure {
+				t.Errorf("exit %d, want %d", code, exitFailure)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr %q lacks %q", stderr.String(), w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/qmp"
+)
+
+// minQEMU is the oldest QEMU whose query-blockstats names disks by QOM
+// path (qdev), which -blockdev disks need.
+var minQEMU = qmp.Version{Major: 3, Minor: 0}
+
+func openSource(ctx context.Context, f statsFlags) (diskSource, error) {
+	if f.qmpPath != "" {
+		return openQMPSource(ctx, f)
+	}
+	return openLibvirtSource(ctx, f)
+}
+
+// qmpSource reads one plain QEMU VM over its QMP socket.
+type qmpSource struct {
+	conn  *qmp.Conn
+	block *qmp.Block
+	name  string
+	l2    map[string]uint64
+}
+
+func openQMPSource(ctx context.Context, f statsFlags) (*qmpSource, error) {
+	cctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	c, err := qmp.Dial(cctx, f.qmpPath)
+	if err != nil {
+		return nil, err
+	}
+	v := c.Greeting().Version
+	if !v.AtLeast(minQEMU.Major, minQEMU.Minor) {
+		c.Close()
+		return nil, fmt.Errorf("QEMU %s behind %s is too old: qtune needs QEMU %d.%d or newer (query-blockstats with qdev)",
+			v, f.qmpPath, minQEMU.Major, minQEMU.Minor)
+	}
+	s := &qmpSource{conn: c, block: qmp.NewBlock(c)}
+	s.name, err = s.block.QueryName(cctx)
+	if err != nil || s.name == "" {
+		s.name = strings.TrimSuffix(filepath.Base(f.qmpPath), filepath.Ext(f.qmpPath))
+	}
+	// l2-cache-size is on QEMU's command line when it was set at start; the
+	// rest of the time QEMU's default applies.
+	if pid := c.PeerPID(); pid > 0 {
+		if opts, err := qmp.CommandLineBlockdevs(pid); err == nil || len(opts) > 0 {
+			s.l2 = qmp.L2CacheSizes(opts)
+		}
+	}
+	return s, nil
+}
+
+func (s *qmpSource) Sample(ctx context.Context) ([]sample.Disk, error) {
+	return s.block.SampleDisks(ctx, s.name, qmp.SampleOptions{L2CacheSize: s.l2})
+}
+
+func (s *qmpSource) Close() error { return s.conn.Close() }
