@@ -1,0 +1,145 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qtune/qtune/internal/loadgen"
+)
+
+// DomainDisk is a virtio disk of a lab domain.
+type DomainDisk struct {
+	Target string // vda, vdb, ...
+	Image  string
+	Format string // qcow2 (default) or raw
+	Cache  string // none (default), writeback, directsync, unsafe
+}
+
+// DomainSpec describes a TCG domain whose guest runs a workload.
+type DomainSpec struct {
+	Name     string
+	Disks    []DomainDisk
+	Workload *loadgen.Params
+	MemoryMB int
+}
+
+// Domain is a running lab domain.
+type Domain struct {
+	Name   string
+	Serial string // the serial console log
+	d      *Libvirtd
+}
+
+// DefineDomain defines a persistent TCG domain booting the lab's guest and
+// starts it.
+func (d *Libvirtd) DefineDomain(ctx context.Context, spec DomainSpec) (*Domain, error) {
+	kernel, initrd, err := Guest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dom := &Domain{Name: spec.Name, Serial: filepath.Join(d.Dir, spec.Name+"-serial.log"), d: d}
+	xmlPath := filepath.Join(d.Dir, spec.Name+".xml")
+	if err := os.WriteFile(xmlPath, []byte(domainXML(spec, kernel, initrd, dom.Serial)), 0o644); err != nil {
+		return nil, err
+	}
+	if _, err := d.Virsh(ctx, "define", xmlPath); err != nil {
+		return nil, err
+	}
+	if _, err := d.Virsh(ctx, "start", spec.Name); err != nil {
+		return nil, err
+	}
+	return dom, nil
+}
+
+// DefineDomainT is DefineDomain for tests; the domain is destroyed and
+// undefined at the test's end.
+func (d *Libvirtd) DefineDomainT(t testing.TB, spec DomainSpec) *Domain {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dom, err := d.DefineDomain(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dom.Remove(context.Background()) })
+	return dom
+}
+
+func domainXML(spec DomainSpec, kernel, initrd, serial string) string {
+	mem := spec.MemoryMB
+	if mem == 0 {
+		mem = 256
+	}
+	cmdline := "console=ttyS0 panic=-1 quiet loglevel=3"
+	if spec.Workload != nil {
+		cmdline += " " + spec.Workload.Cmdline()
+	}
+	e := html.EscapeString
+	var disks strings.Builder
+	for _, dk := range spec.Disks {
+		format, cache := dk.Format, dk.Cache
+		if format == "" {
+			format = "qcow2"
+		}
+		if cache == "" {
+			cache = "none"
+		}
+		fmt.Fprintf(&disks, `    <disk type='file' device='disk'>
+      <driver name='qemu' type='%s' cache='%s'/>
+      <source file='%s'/>
+      <target dev='%s' bus='virtio'/>
+    </disk>
+`, e(format), e(cache), e(dk.Image), e(dk.Target))
+	}
+	return fmt.Sprintf(`<domain type='qemu'>
+  <name>%s</name>
+  <memory unit='MiB'>%d</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>%s</kernel>
+    <initrd>%s</initrd>
+    <cmdline>%s</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+%s    <serial type='file'>
+      <source path='%s'/>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`, e(spec.Name), mem, e(kernel), e(initrd), e(cmdline), disks.String(), e(serial))
+}
+
+// WaitSerial waits until the guest's console shows substr.
+func (dom *Domain) WaitSerial(ctx context.Context, substr string) error {
+	for {
+		b, _ := os.ReadFile(dom.Serial)
+		if strings.Contains(string(b), substr) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("domain %s: %q not on the serial console: %w\n%s", dom.Name, substr, ctx.Err(), b)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Remove destroys and undefines the domain.
+func (dom *Domain) Remove(ctx context.Context) error {
+	dom.d.Virsh(ctx, "destroy", dom.Name)
+	_, err := dom.d.Virsh(ctx, "undefine", dom.Name)
+	return err
+}

@@ -1,0 +1,195 @@
+package qmp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+)
+
+// Passthrough is a QMP monitor for one libvirt domain, through libvirt's
+// QEMUDomainMonitorCommand. Every command sent this way marks the domain
+// "tainted: custom-monitor" in libvirt, and changes made this way are
+// invisible in the domain XML: qtune uses it only for what libvirt cannot
+// do live (blockdev-reopen, latency histograms) and only when allowed.
+// Events come from SubscribeQEMUEvents, which does not taint.
+type Passthrough struct {
+	v      *Libvirt
+	domain string
+	hub    *Hub
+
+	mu      sync.Mutex
+	cancel  context.CancelFunc // of the event pump, nil until Subscribe
+	stopped bool
+}
+
+var _ Monitor = (*Passthrough)(nil)
+
+// Monitor returns a passthrough QMP monitor for domain.
+func (v *Libvirt) Monitor(domain string) *Passthrough {
+	return &Passthrough{v: v, domain: domain, hub: NewHub()}
+}
+
+// Execute runs a QMP command through libvirt. libvirt returns a QMP error
+// in the reply body with a nil error; it becomes *Error here like on a
+// socket.
+func (p *Passthrough) Execute(ctx context.Context, command string, args any) (json.RawMessage, error) {
+	d, err := p.v.lookup(ctx, p.domain)
+	if err != nil {
+		return nil, err
+	}
+	req := map[string]any{"execute": command}
+	if args != nil {
+		req["arguments"] = args
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("qmp %s: encode arguments: %w", command, err)
+	}
+	var out string
+	err = p.v.call(ctx, "qemu-monitor-command "+command+" on "+p.domain, func(l *libvirt.Libvirt) error {
+		var err error
+		out, err = l.QEMUDomainMonitorCommand(d, string(b), 0)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return decodePassthroughReply(command, []byte(out))
+}
+
+func decodePassthroughReply(command string, body []byte) (json.RawMessage, error) {
+	m, err := decodeMessage(body)
+	if err != nil {
+		return nil, fmt.Errorf("qmp %s through libvirt: %w", command, err)
+	}
+	if m.Error != nil {
+		return nil, &Error{Command: command, Class: m.Error.Class, Desc: m.Error.Desc}
+	}
+	if m.Return == nil {
+		return json.RawMessage("{}"), nil
+	}
+	return m.Return, nil
+}
+
+// Subscribe returns QEMU's events for the domain; the first call starts
+// the subscription, which is renewed after libvirtd reconnects.
+func (p *Passthrough) Subscribe(buf int) *Subscription {
+	s := p.hub.Subscribe(buf)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cancel == nil && !p.stopped {
+		ctx, cancel := context.WithCancel(context.Background())
+		p.cancel = cancel
+		p.v.onReconnect(func(l *libvirt.Libvirt) { go p.pump(ctx, l) })
+		if l := p.v.current(); l != nil {
+			go p.pump(ctx, l)
+		}
+	}
+	return s
+}
+
+// pump forwards one connection's QEMU events to the hub until the
+// connection or the monitor ends.
+func (p *Passthrough) pump(ctx context.Context, l *libvirt.Libvirt) {
+	evs, err := l.SubscribeQEMUEvents(ctx, p.domain)
+	if err != nil {
+		p.v.log.Warn("subscribe to QEMU events failed", "domain", p.domain, "error", err.Error())
+		return
+	}
+	for ev := range evs {
+		var body struct {
+			Data json.RawMessage `json:"data"`
+		}
+		json.Unmarshal(ev.Details, &body)
+		data := body.Data
+		if data == nil {
+			data = ev.Details
+		}
+		p.hub.Publish(Event{Name: ev.Event, Data: data,
+			Time: time.Unix(int64(ev.Seconds), int64(ev.Microseconds)*1000)})
+	}
+}
+
+// Close stops the event subscription. The libvirt connection stays open.
+func (p *Passthrough) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.hub.Close()
+	return nil
+}
+
+// DomainEvent is a lifecycle or block-job event of some domain.
+type DomainEvent struct {
+	Domain string
+	// Kind is "lifecycle" or "block-job".
+	Kind string
+	// Lifecycle: libvirt's event and detail codes (started=2, stopped=5...).
+	Event, Detail int32
+	// Block job: the disk path, job type and status codes.
+	Path              string
+	JobType, JobState int32
+}
+
+// SubscribeDomainEvents delivers lifecycle and block-job events of every
+// domain (go-libvirt ignores the domain argument of SubscribeEvents, so
+// callers filter by Domain) until ctx ends, across reconnects. The
+// path-based block-job event is used: BLOCK_JOB_2 is never delivered.
+func (v *Libvirt) SubscribeDomainEvents(ctx context.Context, buf int) <-chan DomainEvent {
+	out := make(chan DomainEvent, buf)
+	var mu sync.Mutex
+	closed := false
+	send := func(ev DomainEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			return
+		}
+		select {
+		case out <- ev:
+		default: // a slow reader loses events rather than stall libvirt
+		}
+	}
+	start := func(l *libvirt.Libvirt) {
+		for _, id := range []libvirt.DomainEventID{libvirt.DomainEventIDLifecycle, libvirt.DomainEventIDBlockJob} {
+			ch, err := l.SubscribeEvents(ctx, id, libvirt.OptDomain{})
+			if err != nil {
+				v.log.Warn("subscribe to domain events failed", "event", id.String(), "error", err.Error())
+				continue
+			}
+			go func() {
+				for raw := range ch {
+					switch e := raw.(type) {
+					case *libvirt.DomainEventCallbackLifecycleMsg:
+						send(DomainEvent{Domain: e.Msg.Dom.Name, Kind: "lifecycle", Event: e.Msg.Event, Detail: e.Msg.Detail})
+					case *libvirt.DomainEventCallbackBlockJobMsg:
+						send(DomainEvent{Domain: e.Msg.Dom.Name, Kind: "block-job", Path: e.Msg.Path, JobType: e.Msg.Type, JobState: e.Msg.Status})
+					}
+				}
+			}()
+		}
+	}
+	v.onReconnect(func(l *libvirt.Libvirt) {
+		if ctx.Err() == nil {
+			start(l)
+		}
+	})
+	if l := v.current(); l != nil {
+		start(l)
+	}
+	go func() {
+		<-ctx.Done()
+		mu.Lock()
+		closed = true
+		close(out)
+		mu.Unlock()
+	}()
+	return out
+}
