@@ -114,3 +114,57 @@ func TestStatsErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestStatsThroughLibvirt(t *testing.T) {
+	lab.NeedLibvirt(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d := lab.StartLibvirtdT(t)
+	img := filepath.Join(t.TempDir(), "t1.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	w := loadgen.Defaults()
+	w.Loops = 0
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 200, Duration: time.Hour}}
+	dom := d.DefineDomainT(t, lab.DomainSpec{Name: "t1", Workload: &w, Disks: []lab.DomainDisk{{Target: "vda", Image: img}}})
+	if err := dom.WaitSerial(ctx, "qtune-load ready"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Virsh(ctx, "blkdeviotune", "t1", "vda", "--write-iops-sec", "150", "--live"); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"stats", "--libvirt", "--socket", d.SocketPath(), "--json", "--count", "2"}, &out, &errOut)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want 2 lines:\n%s", out.String())
+	}
+	var r jsonRow
+	if err := json.Unmarshal([]byte(lines[1]), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.VM != "t1" || r.Disk != "vda" || r.Format != "qcow2" || r.Cache != "none" || r.Throttle == nil || r.Throttle.IOPSWrite != 150 {
+		t.Errorf("row %+v (throttle %+v)", r, r.Throttle)
+	}
+	if r.WriteIOPS < 130 || r.WriteIOPS > 170 {
+		t.Errorf("write IOPS %.0f, guest runs at 200 under a limit of 150", r.WriteIOPS)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"domain not found", []string{"--libvirt", "--socket", d.SocketPath(), "--domain", "nope"}, `domain "nope"`},
+		{"libvirtd not running", []string{"--libvirt", "--socket", filepath.Join(t.TempDir(), "sock")}, "libvirtd is not running"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(ctx, append([]string{"stats"}, tc.args...), &bytes.Buffer{}, &stderr); code != exitFailure || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%s: exit %d, stderr %q", tc.name, code, stderr.String())
+		}
+	}
+}

@@ -21,11 +21,17 @@ var (
 
 // Counters are the cumulative block counters of one disk as QEMU keeps them.
 type Counters struct {
-	ReadOps, WriteOps, FlushOps          uint64
-	ReadBytes, WriteBytes                uint64
-	ReadTimeNs, WriteTimeNs, FlushTimeNs uint64
+	ReadOps     uint64 `json:"read_ops"`
+	WriteOps    uint64 `json:"write_ops"`
+	FlushOps    uint64 `json:"flush_ops"`
+	ReadBytes   uint64 `json:"read_bytes"`
+	WriteBytes  uint64 `json:"write_bytes"`
+	ReadTimeNs  uint64 `json:"read_time_ns"`
+	WriteTimeNs uint64 `json:"write_time_ns"`
+	FlushTimeNs uint64 `json:"flush_time_ns"`
 	// Histograms are nil unless latency histograms are enabled on the disk.
-	ReadHist, WriteHist *Histogram
+	ReadHist  *Histogram `json:"read_hist,omitempty"`
+	WriteHist *Histogram `json:"write_hist,omitempty"`
 }
 
 // Histogram is a cumulative latency histogram: Bins has one more entry than

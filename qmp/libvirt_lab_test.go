@@ -1,0 +1,134 @@
+package qmp_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/internal/loadgen"
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/qmp"
+)
+
+func libvirtWriteRate(t *testing.T, v *qmp.Libvirt, dom string, d time.Duration) float64 {
+	t.Helper()
+	ctx := context.Background()
+	read := func() sample.Disk {
+		s, err := v.BlockStats(ctx, dom)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s[dom]) != 1 {
+			t.Fatalf("stats of %s: %+v", dom, s)
+		}
+		return s[dom][0]
+	}
+	first := read()
+	time.Sleep(d)
+	r, err := sample.Derive(first, read())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.WriteIOPS
+}
+
+// One libvirtd for the whole flow: stats, throttle, passthrough, restart.
+func TestRealLibvirt(t *testing.T) {
+	lab.NeedLibvirt(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d := lab.StartLibvirtdT(t)
+	img := filepath.Join(t.TempDir(), "t1.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	w := loadgen.Defaults()
+	w.Loops, w.Span = 0, 16<<20
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 0, Duration: time.Hour}}
+	dom := d.DefineDomainT(t, lab.DomainSpec{Name: "t1", Workload: &w, Disks: []lab.DomainDisk{{Target: "vda", Image: img}}})
+	if err := dom.WaitSerial(ctx, "qtune-load ready"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: d.SocketPath(), MaxBackoff: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+
+	doms, err := v.Domains(ctx)
+	if err != nil || len(doms) != 1 || doms[0].Name != "t1" || doms[0].UUID == "" {
+		t.Fatalf("domains %+v, %v", doms, err)
+	}
+	if _, err := v.LookupDomain(ctx, "no-such-domain"); !errors.Is(err, qmp.ErrDomainNotFound) {
+		t.Errorf("unknown domain: %v", err)
+	}
+
+	t.Run("bulk stats and throttle", func(t *testing.T) {
+		free := libvirtWriteRate(t, v, "t1", 2*time.Second)
+		t.Logf("unthrottled: %.0f write IOPS", free)
+		const limit = 120
+		if free < 3*limit {
+			t.Fatalf("guest too slow (%.0f IOPS)", free)
+		}
+		if err := v.SetBlockIOTune(ctx, "t1", "vda", sample.Throttle{IOPSWrite: limit, Group: "qtune-test"}, false); err != nil {
+			t.Fatal(err)
+		}
+		got, err := v.BlockIOTune(ctx, "t1", "vda", false)
+		if err != nil || got.IOPSWrite != limit || got.Group != "qtune-test" {
+			t.Fatalf("read back %+v, %v", got, err)
+		}
+		time.Sleep(time.Second)
+		held := libvirtWriteRate(t, v, "t1", 3*time.Second)
+		t.Logf("throttled at %d: %.0f write IOPS", limit, held)
+		if held < limit*0.9 || held > limit*1.1 {
+			t.Errorf("throttled rate %.0f, want %d ±10%%", held, limit)
+		}
+		if err := v.SetBlockIOTune(ctx, "t1", "vda", sample.Throttle{}, false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if back := libvirtWriteRate(t, v, "t1", 2*time.Second); back < free*0.5 {
+			t.Errorf("after clearing: %.0f IOPS, unthrottled was %.0f", back, free)
+		}
+	})
+
+	t.Run("passthrough", func(t *testing.T) {
+		m := v.Monitor("t1")
+		defer m.Close()
+		disks, err := qmp.NewBlock(m).SampleDisks(ctx, "t1", qmp.SampleOptions{})
+		if err != nil || len(disks) != 1 {
+			t.Fatalf("sample through libvirt: %+v, %v", disks, err)
+		}
+		if disks[0].QOMPath != "/machine/peripheral/virtio-disk0/virtio-backend" || disks[0].Node == "" {
+			t.Errorf("libvirt disk identity: %+v", disks[0])
+		}
+		_, err = m.Execute(ctx, "block_set_io_throttle", map[string]any{"id": "nonsense", "bps": 0, "bps_rd": 0, "bps_wr": 0, "iops": 0, "iops_rd": 0, "iops_wr": 0})
+		var qe *qmp.Error
+		if !errors.As(err, &qe) || qe.Class == "" || qe.Desc == "" {
+			t.Errorf("QMP error through libvirt: %#v", err)
+		}
+		raw, _ := json.Marshal(disks[0])
+		t.Logf("passthrough sample: %s", raw)
+	})
+
+	t.Run("reconnect after libvirtd restart", func(t *testing.T) {
+		if err := d.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, err := v.BlockStats(ctx, "t1")
+			if err == nil && v.Reconnects() >= 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no reconnect after restart: reconnects=%d err=%v", v.Reconnects(), err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}

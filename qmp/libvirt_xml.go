@@ -1,0 +1,123 @@
+package qmp
+
+import (
+	"encoding/xml"
+	"fmt"
+)
+
+// DomainDisk is what a domain's XML says about one disk.
+type DomainDisk struct {
+	Target       string // vda
+	Source       string // image path
+	Format       string // driver type: qcow2, raw
+	Cache        string // driver cache: none, writeback, directsync, unsafe, writethrough; "" = default
+	BackingDepth int    // layers in <backingStore> below the image
+	Alias        string // libvirt's device alias, e.g. virtio-disk0
+	// MetadataCacheMax is <driver><metadata_cache><max_size> in bytes, 0
+	// when absent (QEMU's default applies).
+	MetadataCacheMax uint64
+}
+
+// CacheFlags maps libvirt's cache mode to the file node's flags.
+func (d DomainDisk) CacheFlags() (direct, noFlush bool) {
+	switch d.Cache {
+	case "none", "directsync":
+		return true, false
+	case "unsafe":
+		return false, true
+	}
+	return false, false
+}
+
+// QOMPath is the disk's device model path, which throttle and histogram
+// commands take under -blockdev.
+func (d DomainDisk) QOMPath() string {
+	if d.Alias == "" {
+		return ""
+	}
+	return "/machine/peripheral/" + d.Alias + "/virtio-backend"
+}
+
+type xmlDomain struct {
+	Disks []struct {
+		Device string `xml:"device,attr"`
+		Driver struct {
+			Type          string `xml:"type,attr"`
+			Cache         string `xml:"cache,attr"`
+			MetadataCache struct {
+				MaxSize struct {
+					Unit  string `xml:"unit,attr"`
+					Value uint64 `xml:",chardata"`
+				} `xml:"max_size"`
+			} `xml:"metadata_cache"`
+		} `xml:"driver"`
+		Source struct {
+			File string `xml:"file,attr"`
+			Dev  string `xml:"dev,attr"`
+		} `xml:"source"`
+		Target struct {
+			Dev string `xml:"dev,attr"`
+		} `xml:"target"`
+		Alias struct {
+			Name string `xml:"name,attr"`
+		} `xml:"alias"`
+		Backing *xmlBacking `xml:"backingStore"`
+	} `xml:"devices>disk"`
+}
+
+type xmlBacking struct {
+	Source *struct {
+		File string `xml:"file,attr"`
+	} `xml:"source"`
+	Backing *xmlBacking `xml:"backingStore"`
+}
+
+// ParseDomainDisks reads the disks of a domain XML.
+func ParseDomainDisks(doc string) ([]DomainDisk, error) {
+	var d xmlDomain
+	if err := xml.Unmarshal([]byte(doc), &d); err != nil {
+		return nil, fmt.Errorf("domain XML: %w", err)
+	}
+	var out []DomainDisk
+	for _, x := range d.Disks {
+		if x.Device != "" && x.Device != "disk" {
+			continue
+		}
+		dd := DomainDisk{
+			Target: x.Target.Dev, Source: x.Source.File, Format: x.Driver.Type,
+			Cache: x.Driver.Cache, Alias: x.Alias.Name,
+		}
+		if dd.Source == "" {
+			dd.Source = x.Source.Dev
+		}
+		for b := x.Backing; b != nil && b.Source != nil; b = b.Backing {
+			dd.BackingDepth++
+		}
+		if ms := x.Driver.MetadataCache.MaxSize; ms.Value > 0 {
+			dd.MetadataCacheMax = ms.Value * unitBytes(ms.Unit)
+		}
+		out = append(out, dd)
+	}
+	return out, nil
+}
+
+// unitBytes is libvirt's scaled-integer unit.
+func unitBytes(u string) uint64 {
+	switch u {
+	case "", "b", "bytes":
+		return 1
+	case "KB":
+		return 1000
+	case "k", "KiB":
+		return 1 << 10
+	case "MB":
+		return 1000 * 1000
+	case "M", "MiB":
+		return 1 << 20
+	case "GB":
+		return 1000 * 1000 * 1000
+	case "G", "GiB":
+		return 1 << 30
+	}
+	return 1
+}
