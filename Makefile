@@ -9,7 +9,7 @@ GO      ?= go
 BIN     := bin/qtune
 FUZZTIME ?= 5s
 
-.PHONY: all build test fmt-check vet unit fuzz policies clean
+.PHONY: all build test fmt-check vet unit fuzz policies clean stats-demo
 
 all: build
 
@@ -44,3 +44,8 @@ policies: build
 
 clean:
 	rm -rf bin
+
+# A throwaway VM with a guest doing I/O in phases, watched by qtune stats.
+stats-demo: build
+	$(GO) build -o bin/qtune-lab ./cmd/qtune-lab
+	./bin/qtune-lab run --phases randwrite:400:4s,randrw:800:4s -- ./$(BIN) stats --qmp '{qmp}' --count 10
