@@ -2,12 +2,13 @@
 #
 #   make test   gofmt check, go vet, unit + integration tests (real QEMU and
 #               libvirtd; QTUNE_LAB=require makes a missing one fail the run),
-#               brief fuzzing of the parsers, and the example policies.
+#               brief fuzzing of the parsers, and the example policies
+#               with their tests.
 #   make build  the qtune binary into ./bin
 
 GO      ?= go
 BIN     := bin/qtune
-FUZZTIME ?= 5s
+FUZZTIME ?= 12s
 
 .PHONY: all build test fmt-check vet unit fuzz policies clean stats-demo
 
@@ -39,8 +40,10 @@ fuzz:
 		done; \
 	done
 
+# The shipped example policies must load clean and pass their tests.
 policies: build
-	@if [ -d examples/policy.d ]; then ./$(BIN) policy check examples/policy.d; fi
+	./$(BIN) policy check examples/policy.d
+	./$(BIN) policy test examples/tests/*.test.hcl
 
 clean:
 	rm -rf bin

@@ -1,0 +1,318 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/qtune/qtune/internal/sample"
+)
+
+// State is where a rule stands for one disk.
+//
+//	             cond true              held for `for`
+//	inactive ─────────────> pending ─────────────────> firing ──┐
+//	   ^  ^                   │ cond false or unknown    ^  │     │ cond true
+//	   │  └───────────────────┘                          │  │ <───┘
+//	   │                                       cond true │  │ cond false
+//	   │     false held for `clear_after`                │  v
+//	   └────────────────────────────────────────────── resolving
+//	         (emits the revert decision)
+//
+// An unknown condition (stale or missing sample, a metric without a value)
+// never moves a rule toward acting or toward reverting: in pending it
+// falls back to inactive (acting needs `for` of unbroken truth), in firing
+// and resolving nothing changes.
+type State string
+
+const (
+	StateInactive  State = "inactive"
+	StatePending   State = "pending"
+	StateFiring    State = "firing"
+	StateResolving State = "resolving"
+)
+
+// DefaultMaxAge is how old a sample may be and still count.
+const DefaultMaxAge = 30 * time.Second
+
+type stateKey struct{ rule, vm, disk string }
+
+type ruleState struct {
+	rule   *Rule
+	state  State
+	since  time.Time // when the current state began
+	inputs map[string]float64
+}
+
+// StateInfo is one rule's state on one disk, for status pages.
+type StateInfo struct {
+	Rule   string             `json:"rule"`
+	VM     string             `json:"vm"`
+	Disk   string             `json:"disk"`
+	State  State              `json:"state"`
+	Since  time.Time          `json:"since"`
+	Inputs map[string]float64 `json:"inputs,omitempty"`
+}
+
+// Evaluator runs a policy set over samples. It is not safe for concurrent
+// use; the agent calls it from one loop. It never reads a clock: every
+// call is given the time.
+type Evaluator struct {
+	// MaxAge is how old a sample may be (relative to now) and still count.
+	MaxAge time.Duration
+
+	set     *Set
+	states  map[stateKey]*ruleState
+	history *history
+}
+
+// NewEvaluator starts evaluating set with no state.
+func NewEvaluator(set *Set) *Evaluator {
+	e := &Evaluator{MaxAge: DefaultMaxAge, states: map[stateKey]*ruleState{}, history: newHistory()}
+	e.Update(time.Time{}, set)
+	return e
+}
+
+// Set returns the policy in force.
+func (e *Evaluator) Set() *Set { return e.set }
+
+// Evaluate advances every rule on every disk to now and returns the
+// decisions: the desired state of each knob a firing rule owns (every
+// evaluation, so the executor can keep it in place), and reverts.
+func (e *Evaluator) Evaluate(now time.Time, points []sample.Point) []Decision {
+	e.history.add(points, e.set)
+	e.history.trim(now)
+	aggs := vmAggregates(points)
+	touched := map[stateKey]bool{}
+	var out []Decision
+	for i := range points {
+		p := &points[i]
+		in := input{p: p, vm: aggs[p.Disk.VM]}
+		stale := now.Sub(p.Disk.Time) > e.MaxAge || p.Disk.Time.After(now.Add(e.MaxAge))
+		for _, r := range e.set.Rules {
+			touched[stateKey{r.Name, p.Disk.VM, p.Disk.Name}] = true
+			if d, ok := e.step(now, r, in, stale); ok {
+				out = append(out, d)
+			}
+		}
+	}
+	// A disk without a sample this time is unknown, not false: a pending
+	// rule starts over, a firing one holds.
+	for k, st := range e.states {
+		if !touched[k] {
+			st.advance(now, false, false)
+			if st.state == StateInactive {
+				delete(e.states, k)
+			}
+		}
+	}
+	return resolveConflicts(out)
+}
+
+// step moves one rule on one disk and returns its decision, if any.
+func (e *Evaluator) step(now time.Time, r *Rule, in input, stale bool) (Decision, bool) {
+	k := stateKey{r.Name, in.p.Disk.VM, in.p.Disk.Name}
+	st := e.states[k]
+	if st == nil {
+		st = &ruleState{rule: r, state: StateInactive, since: now}
+	}
+	cond, known, inputs := false, false, map[string]float64(nil)
+	if r.Match.matches(in.p) {
+		if !stale {
+			cond, known, inputs = e.condition(now, r, in)
+		}
+	} else {
+		known = true // a disk the rule no longer matches: its condition is false
+	}
+	if inputs != nil {
+		st.inputs = inputs
+	}
+	revert := st.advance(now, cond, known)
+	if st.state == StateInactive {
+		delete(e.states, k)
+	} else {
+		e.states[k] = st
+	}
+	switch {
+	case revert:
+		return st.decision(now, in.p, true), true
+	case (st.state == StateFiring || st.state == StateResolving) && inWindow(r.Windows, now):
+		return st.decision(now, in.p, false), true
+	}
+	return Decision{}, false
+}
+
+// advance applies one observation; it reports whether the rule just
+// finished resolving and must revert.
+func (st *ruleState) advance(now time.Time, cond, known bool) bool {
+	r := st.rule
+	set := func(s State) { st.state, st.since = s, now }
+	switch st.state {
+	case StateInactive:
+		if known && cond {
+			set(StatePending)
+			if r.For == 0 {
+				set(StateFiring)
+			}
+		}
+	case StatePending:
+		switch {
+		case !known || !cond:
+			set(StateInactive)
+		case now.Sub(st.since) >= r.For:
+			set(StateFiring)
+		}
+	case StateFiring:
+		if known && !cond {
+			set(StateResolving)
+			if r.ClearAfter == 0 {
+				set(StateInactive)
+				return true
+			}
+		}
+	case StateResolving:
+		switch {
+		case known && cond:
+			set(StateFiring)
+		case known && now.Sub(st.since) >= r.ClearAfter:
+			set(StateInactive)
+			return true
+		}
+	}
+	return false
+}
+
+func (st *ruleState) decision(now time.Time, p *sample.Point, revert bool) Decision {
+	r := st.rule
+	d := Decision{
+		At: now, Rule: r.Name, Priority: r.Priority, Mode: r.Mode, VM: p.Disk.VM, Disk: p.Disk.Name,
+		Knob: r.Knob, Revert: revert, Inputs: st.inputs, Cooldown: r.Cooldown, Persist: r.Persist,
+	}
+	if revert {
+		d.Reason = fmt.Sprintf("%s no longer holds (false for %s): restore the original", r.WhenText, r.ClearAfter)
+		return d
+	}
+	d.Action = r.Action
+	d.Reason = fmt.Sprintf("%s %s since %s: %s%s", r.Name, st.state, st.since.Format(time.RFC3339), r.WhenText, inputsString(st.inputs))
+	return d
+}
+
+func inputsString(in map[string]float64) string {
+	if len(in) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(in))
+	for k := range in {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%.4g", k, in[k])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// condition evaluates r's when for in. known is false when the result
+// depends on a metric without a value.
+func (e *Evaluator) condition(now time.Time, r *Rule, in input) (cond, known bool, inputs map[string]float64) {
+	inputs = map[string]float64{}
+	for _, name := range r.refs {
+		if m, _ := LookupMetric(name); m.Type == cty.Number {
+			if v := m.get(in); v.IsKnown() {
+				f, _ := v.AsBigFloat().Float64()
+				inputs[name] = f
+			}
+		}
+	}
+	vals := make([]cty.Value, len(r.sites))
+	for i, s := range r.sites {
+		v := e.history.window(in.p.Disk.VM, in.p.Disk.Name, s, now)
+		vals[i] = num(v)
+		if !math.IsNaN(v) {
+			inputs[fmt.Sprintf("%s(%s,%s)", s.fn, s.metric, s.window)] = v
+		}
+	}
+	v, diags := r.When.Value(evalContext(r, in, vals))
+	if diags.HasErrors() || !v.IsKnown() || v.IsNull() || v.Type() != cty.Bool {
+		return false, false, inputs
+	}
+	return v.True(), true, inputs
+}
+
+func (m Match) matches(p *sample.Point) bool {
+	glob := func(pat, s string) bool {
+		if pat == "" {
+			return true
+		}
+		ok, _ := path.Match(pat, s)
+		return ok
+	}
+	if !glob(m.Domain, p.Disk.VM) || !glob(m.Disk, p.Disk.Name) || !glob(m.Path, p.Disk.Path) {
+		return false
+	}
+	if m.Format != "" && m.Format != p.Disk.Format {
+		return false
+	}
+	for k, pat := range m.Meta {
+		v, ok := p.Meta[k]
+		if !ok || !glob(pat, v) {
+			return false
+		}
+	}
+	return true
+}
+
+func inWindow(ws []Window, now time.Time) bool {
+	if len(ws) == 0 {
+		return true
+	}
+	for _, w := range ws {
+		if w.Contains(now) {
+			return true
+		}
+	}
+	return false
+}
+
+func vmAggregates(points []sample.Point) map[string]vmAgg {
+	out := map[string]vmAgg{}
+	for _, p := range points {
+		a := out[p.Disk.VM]
+		a.diskCount++
+		a.totalIOPS += p.Rates.ReadIOPS + p.Rates.WriteIOPS
+		a.totalBP += p.Rates.ReadBPS + p.Rates.WriteBPS
+		out[p.Disk.VM] = a
+	}
+	return out
+}
+
+// ForgetVM drops every state and all history of a VM that is gone (its
+// domain was destroyed or undefined). A VM that merely missed a sample is
+// not gone: its rules hold where they are.
+func (e *Evaluator) ForgetVM(vm string) {
+	for k := range e.states {
+		if k.vm == vm {
+			delete(e.states, k)
+		}
+	}
+	e.history.forget(vm)
+}
+
+// States lists every rule that is not inactive, for status pages.
+func (e *Evaluator) States() []StateInfo {
+	out := make([]StateInfo, 0, len(e.states))
+	for k, st := range e.states {
+		out = append(out, StateInfo{Rule: k.rule, VM: k.vm, Disk: k.disk, State: st.state, Since: st.since, Inputs: st.inputs})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return a.Rule+"\x00"+a.VM+"\x00"+a.Disk < b.Rule+"\x00"+b.VM+"\x00"+b.Disk
+	})
+	return out
+}

@@ -1,0 +1,3 @@
+rule "broken" {
+  when = disk.read_iops >
+}
