@@ -2,6 +2,8 @@ package policy
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -290,5 +292,33 @@ func TestPolicyTestReportsMismatch(t *testing.T) {
 	}
 	if got := fails[1].String(); got != `test "t" at 30s: rule calm on vm1/vda: throttle write_iops 300, expected 999` {
 		t.Errorf("message: %s", got)
+	}
+}
+
+func TestReloadIsAllOrNothing(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.hcl", throttleRule)
+	set, _, err := LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := NewEvaluator(set)
+	run(t, ev, []float64{2000, 2000, 2000, 2000}) // firing
+	write("b.hcl", `rule "broken" { when = disk.nope > 1 }`)
+	write("a.hcl", `rule "calm" { when = disk.write_iops > 1 throttle { write_iops = 1 } }`)
+	_, problems, err := ev.Reload(t0.Add(time.Minute), dir)
+	if err == nil || len(problems.Errors()) < 2 {
+		t.Fatalf("broken reload accepted: %v", problems)
+	}
+	if ev.Set() != set {
+		t.Fatal("a failed reload replaced the policy in force")
+	}
+	if st := ev.States(); len(st) != 1 || st[0].State != StateFiring {
+		t.Fatalf("a failed reload touched rule state: %+v", st)
 	}
 }

@@ -42,3 +42,14 @@ func (e *Evaluator) Update(now time.Time, set *Set) []Decision {
 	e.history.configure(set)
 	return reverts
 }
+
+// Reload loads dir and, only if every file is valid, puts it in force
+// (see Update). On any error the policy in force stays as it was and every
+// problem is returned; reverts are those Update produced.
+func (e *Evaluator) Reload(now time.Time, dir string) ([]Decision, Problems, error) {
+	set, problems, err := LoadDir(dir)
+	if err != nil {
+		return nil, problems, err
+	}
+	return e.Update(now, set), problems, nil
+}
