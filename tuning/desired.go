@@ -1,0 +1,245 @@
+package tuning
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/policy"
+)
+
+// desired is the state a decision asks for, given the knob's state before
+// qtune touched it (original) and now (cur).
+func (e *Executor) desired(d policy.Decision, original, cur KnobState, t Target) (KnobState, error) {
+	switch d.Knob {
+	case policy.KnobThrottle:
+		if d.Action.Throttle == nil {
+			return KnobState{}, &Refusal{Code: "bounds", Reason: "throttle decision without a throttle"}
+		}
+		var pre sample.Throttle
+		if original.Throttle != nil {
+			pre = *original.Throttle
+		}
+		t, err := CombineThrottle(pre, *d.Action.Throttle)
+		if err != nil {
+			return KnobState{}, err
+		}
+		return KnobState{Throttle: &t}, nil
+	case policy.KnobCache:
+		c := d.Action.Cache
+		if c == nil {
+			return KnobState{}, &Refusal{Code: "bounds", Reason: "cache decision without a cache mode"}
+		}
+		if c.NoFlush && !c.AllowUnsafe {
+			return KnobState{}, &Refusal{Code: "bounds", Reason: "cache.no-flush=on loses guest data on a host crash and the rule does not allow unsafe"}
+		}
+		return KnobState{Cache: &CacheState{Direct: c.Direct, NoFlush: c.NoFlush}}, nil
+	case policy.KnobL2Cache:
+		return e.desiredL2(d, cur, t)
+	}
+	return KnobState{}, &Refusal{Code: "unsupported", Reason: fmt.Sprintf("knob %q", d.Knob)}
+}
+
+// desiredL2 sizes the cache: full coverage ("auto") or the rule's size,
+// clamped by the rule's max and by what is left of the host-wide budget.
+func (e *Executor) desiredL2(d policy.Decision, cur KnobState, t Target) (KnobState, error) {
+	spec := d.Action.L2Cache
+	if spec == nil || cur.L2 == nil {
+		return KnobState{}, &Refusal{Code: "bounds", Reason: "not a qcow2 disk, or no L2 cache decision"}
+	}
+	size := spec.Size
+	if spec.Auto {
+		size = cur.L2.Needed
+		if size == 0 {
+			return KnobState{}, &Refusal{Code: "bounds", Reason: "full-coverage size unknown (virtual or cluster size missing)"}
+		}
+	}
+	if spec.Max != 0 {
+		size = min(size, spec.Max)
+	}
+	size = max(size, e.limits.L2Min)
+	used, err := e.l2Used(t)
+	if err != nil {
+		return KnobState{}, err
+	}
+	if left := e.limits.L2Budget - min(used, e.limits.L2Budget); size > left {
+		if left <= cur.L2.Size {
+			return KnobState{}, &Refusal{Code: "budget", Reason: fmt.Sprintf("L2 cache budget of %d bytes is used up (%d by other disks)", e.limits.L2Budget, used)}
+		}
+		size = left
+	}
+	return KnobState{L2: &L2State{Size: size, Needed: cur.L2.Needed}}, nil
+}
+
+// l2Used is the L2 cache qtune gave every other disk.
+func (e *Executor) l2Used(self Target) (uint64, error) {
+	all, err := e.store.AllOwned()
+	if err != nil {
+		return 0, err
+	}
+	var used uint64
+	for _, o := range all {
+		if o.Knob == policy.KnobL2Cache && o.Target != self && o.Applied.L2 != nil {
+			used += o.Applied.L2.Size
+		}
+	}
+	return used, nil
+}
+
+// CombineThrottle merges the throttle a rule wants with one that was in
+// force before qtune arrived, so that qtune never silently lifts a limit
+// someone else set: per field, the lower of the two non-zero limits (and
+// the burst length that goes with the burst chosen). Group and iops_size
+// come from the rule when it sets them. QEMU cannot hold a total limit
+// and a read/write split of the same kind together; when the two
+// throttles disagree on that, the combination is refused rather than
+// guessed.
+func CombineThrottle(pre, want sample.Throttle) (sample.Throttle, error) {
+	for _, kind := range []struct {
+		name                   string
+		pt, pr, pw, wt, wr, ww uint64
+	}{
+		{"iops", pre.IOPS, pre.IOPSRead, pre.IOPSWrite, want.IOPS, want.IOPSRead, want.IOPSWrite},
+		{"bps", pre.BPS, pre.BPSRead, pre.BPSWrite, want.BPS, want.BPSRead, want.BPSWrite},
+	} {
+		if (kind.pt != 0 && kind.wr|kind.ww != 0) || (kind.wt != 0 && kind.pr|kind.pw != 0) {
+			return sample.Throttle{}, &Refusal{Code: "incompatible", Reason: fmt.Sprintf(
+				"the disk already has a %s limit in another shape (total vs read/write) than the rule's; QEMU cannot combine them", kind.name)}
+		}
+	}
+	out := want
+	lower := func(a, b uint64) uint64 {
+		switch {
+		case a == 0:
+			return b
+		case b == 0:
+			return a
+		}
+		return min(a, b)
+	}
+	burst := func(pMax, pLen, wMax, wLen uint64) (uint64, uint64) {
+		m := lower(pMax, wMax)
+		switch {
+		case m == 0:
+			return 0, 0
+		case m == wMax:
+			return m, wLen
+		}
+		return m, pLen
+	}
+	out.IOPS, out.IOPSRead, out.IOPSWrite = lower(pre.IOPS, want.IOPS), lower(pre.IOPSRead, want.IOPSRead), lower(pre.IOPSWrite, want.IOPSWrite)
+	out.BPS, out.BPSRead, out.BPSWrite = lower(pre.BPS, want.BPS), lower(pre.BPSRead, want.BPSRead), lower(pre.BPSWrite, want.BPSWrite)
+	out.IOPSMax, out.IOPSMaxLen = burst(pre.IOPSMax, pre.IOPSMaxLen, want.IOPSMax, want.IOPSMaxLen)
+	out.IOPSReadMax, out.IOPSReadMaxLen = burst(pre.IOPSReadMax, pre.IOPSReadMaxLen, want.IOPSReadMax, want.IOPSReadMaxLen)
+	out.IOPSWriteMax, out.IOPSWriteMaxLen = burst(pre.IOPSWriteMax, pre.IOPSWriteMaxLen, want.IOPSWriteMax, want.IOPSWriteMaxLen)
+	out.BPSMax, out.BPSMaxLen = burst(pre.BPSMax, pre.BPSMaxLen, want.BPSMax, want.BPSMaxLen)
+	out.BPSReadMax, out.BPSReadMaxLen = burst(pre.BPSReadMax, pre.BPSReadMaxLen, want.BPSReadMax, want.BPSReadMaxLen)
+	out.BPSWriteMax, out.BPSWriteMaxLen = burst(pre.BPSWriteMax, pre.BPSWriteMaxLen, want.BPSWriteMax, want.BPSWriteMaxLen)
+	if out.Group == "" {
+		out.Group = pre.Group
+	}
+	if out.IOPSSize == 0 {
+		out.IOPSSize = pre.IOPSSize
+	}
+	return out, nil
+}
+
+// checkLimits applies bounds, minimum change, cooldown and rate limits.
+func (e *Executor) checkLimits(t Target, d policy.Decision, owned *Owned, cur, want KnobState, now time.Time) error {
+	if want.Throttle != nil {
+		if err := e.throttleBounds(*want.Throttle); err != nil {
+			return err
+		}
+	}
+	if owned != nil && owned.Phase == PhaseApplied {
+		if next := owned.LastChange.Add(d.Cooldown); now.Before(next) {
+			return &Refusal{Code: "cooldown", Reason: fmt.Sprintf("rule %s changed this knob at %s; next change allowed at %s",
+				owned.Rule, owned.LastChange.Format(time.RFC3339), next.Format(time.RFC3339))}
+		}
+		if rel := relativeChange(cur, want); rel < e.limits.MinChange {
+			return &Refusal{Code: "min-change", Reason: fmt.Sprintf("change of %.1f%% is below the minimum of %.1f%%", rel*100, e.limits.MinChange*100)}
+		}
+	}
+	vmCount, hostCount := 0, 0
+	keep := e.changes[:0]
+	for _, c := range e.changes {
+		if now.Sub(c.at) >= time.Hour {
+			continue
+		}
+		keep = append(keep, c)
+		if c.vm == t.VM {
+			vmCount++
+		}
+		if now.Sub(c.at) < time.Minute {
+			hostCount++
+		}
+	}
+	e.changes = keep
+	if vmCount >= e.limits.PerVMPerHour {
+		return &Refusal{Code: "rate-limit-vm", Reason: fmt.Sprintf("%d changes to VM %s in the last hour (limit %d)", vmCount, t.VM, e.limits.PerVMPerHour)}
+	}
+	if hostCount >= e.limits.PerHostPerMinute {
+		return &Refusal{Code: "rate-limit-host", Reason: fmt.Sprintf("%d changes on this host in the last minute (limit %d)", hostCount, e.limits.PerHostPerMinute)}
+	}
+	return nil
+}
+
+func (e *Executor) throttleBounds(t sample.Throttle) error {
+	for name, v := range map[string]uint64{"iops": t.IOPS, "iops_rd": t.IOPSRead, "iops_wr": t.IOPSWrite} {
+		if v != 0 && v < e.limits.MinIOPS {
+			return &Refusal{Code: "bounds", Reason: fmt.Sprintf("%s=%d is below the floor of %d", name, v, e.limits.MinIOPS)}
+		}
+	}
+	for name, v := range map[string]uint64{"bps": t.BPS, "bps_rd": t.BPSRead, "bps_wr": t.BPSWrite} {
+		if v != 0 && v < e.limits.MinBPS {
+			return &Refusal{Code: "bounds", Reason: fmt.Sprintf("%s=%d is below the floor of %d", name, v, e.limits.MinBPS)}
+		}
+	}
+	return nil
+}
+
+// relativeChange is the largest relative difference between two states'
+// numbers (1 for any change of a flag or of which limits are set).
+func relativeChange(a, b KnobState) float64 {
+	switch {
+	case a.Throttle != nil && b.Throttle != nil:
+		x, y := *a.Throttle, *b.Throttle
+		worst := 0.0
+		for _, p := range [][2]uint64{{x.IOPS, y.IOPS}, {x.IOPSRead, y.IOPSRead}, {x.IOPSWrite, y.IOPSWrite}, {x.BPS, y.BPS}, {x.BPSRead, y.BPSRead}, {x.BPSWrite, y.BPSWrite}} {
+			worst = math.Max(worst, rel(p[0], p[1]))
+		}
+		if x.Group != y.Group {
+			worst = 1
+		}
+		return worst
+	case a.L2 != nil && b.L2 != nil:
+		return rel(a.L2.Size, b.L2.Size)
+	}
+	return 1
+}
+
+func rel(a, b uint64) float64 {
+	if a == b {
+		return 0
+	}
+	if a == 0 || b == 0 {
+		return 1
+	}
+	return math.Abs(float64(a)-float64(b)) / float64(max(a, b))
+}
+
+func inputsLine(in map[string]float64) string {
+	keys := make([]string, 0, len(in))
+	for k := range in {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%.4g", k, in[k])
+	}
+	return strings.Join(parts, " ")
+}

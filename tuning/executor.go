@@ -1,0 +1,333 @@
+package tuning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/qtune/qtune/internal/clock"
+	"github.com/qtune/qtune/policy"
+)
+
+// Result is what became of one decision.
+type Result string
+
+const (
+	ResultApplied      Result = "applied"
+	ResultNoOp         Result = "no-op"       // already as desired; no cooldown starts
+	ResultRefused      Result = "refused"     // a safety limit said no
+	ResultRecommended  Result = "recommended" // recommend mode: recorded, not acted on
+	ResultDryRun       Result = "dry-run"
+	ResultFailed       Result = "failed"
+	ResultVerifyFailed Result = "verify-failed"
+	ResultReverted     Result = "reverted"
+	ResultDrift        Result = "drift" // someone else changed an owned knob; qtune let go
+)
+
+// Refusal is a decision a safety limit stopped. Callers branch on Code.
+type Refusal struct {
+	Code   string // cooldown, rate-limit-vm, rate-limit-host, bounds, min-change, budget, incompatible, unsupported, passthrough
+	Reason string
+}
+
+func (r *Refusal) Error() string { return "refused (" + r.Code + "): " + r.Reason }
+
+// ErrDrift is returned when an owned knob no longer holds what qtune set.
+var ErrDrift = errors.New("tuning: knob changed by someone else")
+
+// Limits are the executor's safety limits.
+type Limits struct {
+	MinIOPS          uint64        // lowest IOPS limit qtune sets (default 10)
+	MinBPS           uint64        // lowest bandwidth limit (default 1 MiB/s)
+	MinChange        float64       // smallest relative change worth making (default 0.05)
+	PerVMPerHour     int           // changes to one VM in an hour (default 12)
+	PerHostPerMinute int           // changes on the host in a minute (default 30)
+	L2Budget         uint64        // memory for L2 caches qtune sets, all VMs together (default 1 GiB)
+	L2Min            uint64        // smallest L2 cache qtune sets (default 1 MiB)
+	CallTimeout      time.Duration // deadline of each backend call (default 10s)
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *uint64, d uint64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&l.MinIOPS, 10)
+	def(&l.MinBPS, 1<<20)
+	def(&l.L2Budget, 1<<30)
+	def(&l.L2Min, 1<<20)
+	if l.MinChange == 0 {
+		l.MinChange = 0.05
+	}
+	if l.PerVMPerHour == 0 {
+		l.PerVMPerHour = 12
+	}
+	if l.PerHostPerMinute == 0 {
+		l.PerHostPerMinute = 30
+	}
+	if l.CallTimeout == 0 {
+		l.CallTimeout = 10 * time.Second
+	}
+	return l
+}
+
+// Executor applies decisions safely. It is safe for concurrent use.
+type Executor struct {
+	backend Backend
+	store   *Store
+	clock   clock.Clock
+	limits  Limits
+	dryRun  bool
+	log     hclog.Logger
+
+	mu      sync.Mutex // serialises decisions: limits and budgets are shared
+	changes []change
+}
+
+type change struct {
+	vm string
+	at time.Time
+}
+
+// Options configure an Executor.
+type Options struct {
+	Limits Limits
+	DryRun bool
+	Clock  clock.Clock
+	Log    hclog.Logger
+}
+
+// NewExecutor returns an executor acting through b and recording in s.
+func NewExecutor(b Backend, s *Store, o Options) *Executor {
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Log == nil {
+		o.Log = hclog.NewNullLogger()
+	}
+	return &Executor{backend: b, store: s, clock: o.Clock, limits: o.Limits.withDefaults(), dryRun: o.DryRun, log: o.Log}
+}
+
+// Outcome is the result of one decision with the knob before and after.
+type Outcome struct {
+	Result Result
+	Before KnobState
+	After  KnobState
+	Reason string
+}
+
+// Execute carries out one decision. Refusals come back as *Refusal,
+// drift as ErrDrift, and failures as errors; the outcome is recorded in
+// the store and logged in every case.
+func (e *Executor) Execute(ctx context.Context, d policy.Decision) (Outcome, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := Target{VM: d.VM, Disk: d.Disk}
+	var out Outcome
+	var err error
+	switch {
+	case d.Knob == policy.KnobStream || d.Knob == policy.KnobMirror:
+		err = &Refusal{Code: "unsupported", Reason: "block jobs are not run by the tuning executor"}
+		out = Outcome{Result: ResultRefused}
+	case d.Revert:
+		out, err = e.revert(ctx, t, d)
+	default:
+		out, err = e.apply(ctx, t, d)
+	}
+	if err != nil && out.Reason == "" {
+		out.Reason = err.Error()
+	}
+	e.audit(t, d, out)
+	return out, err
+}
+
+func (e *Executor) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.limits.CallTimeout)
+}
+
+func (e *Executor) read(ctx context.Context, t Target, k policy.Knob) (KnobState, error) {
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	s, err := e.backend.Read(cctx, t, k)
+	if err != nil {
+		return s, fmt.Errorf("read %s of %s: %w", k, t, err)
+	}
+	return s, nil
+}
+
+func (e *Executor) apply(ctx context.Context, t Target, d policy.Decision) (Outcome, error) {
+	now := e.clock.Now()
+	cur, err := e.read(ctx, t, d.Knob)
+	if err != nil {
+		return Outcome{Result: ResultFailed}, err
+	}
+	owned, err := e.store.Owned(t, d.Knob)
+	if err != nil {
+		return Outcome{Result: ResultFailed, Before: cur}, err
+	}
+	if owned != nil && !cur.Equal(owned.Applied) && !cur.Equal(owned.Original) {
+		return e.drift(t, d.Knob, owned, cur)
+	}
+	original := cur
+	if owned != nil {
+		original = owned.Original
+	}
+	want, err := e.desired(d, original, cur, t)
+	if err != nil {
+		return Outcome{Result: ResultRefused, Before: cur}, err
+	}
+	if cur.Equal(want) {
+		return Outcome{Result: ResultNoOp, Before: cur, After: cur}, nil
+	}
+	if err := e.checkLimits(t, d, owned, cur, want, now); err != nil {
+		return Outcome{Result: ResultRefused, Before: cur, After: want}, err
+	}
+	switch {
+	case d.Mode == policy.ModeRecommend:
+		return Outcome{Result: ResultRecommended, Before: cur, After: want}, nil
+	case e.dryRun:
+		return Outcome{Result: ResultDryRun, Before: cur, After: want}, nil
+	}
+	rec := &Owned{Target: t, Knob: d.Knob, Rule: d.Rule, Original: original, Applied: want, Phase: PhaseIntent,
+		Since: now, LastChange: now, Cooldown: d.Cooldown, Persist: d.Persist}
+	if owned != nil {
+		rec.Since = owned.Since
+	}
+	// Intent first: if qtune dies between here and the apply, the next
+	// start knows what the knob was and what was meant.
+	if err := e.store.PutOwned(rec); err != nil {
+		return Outcome{Result: ResultFailed, Before: cur, After: want}, err
+	}
+	return e.applyAndVerify(ctx, t, d.Knob, rec, cur, want, d.Persist, ResultApplied)
+}
+
+func (e *Executor) applyAndVerify(ctx context.Context, t Target, k policy.Knob, rec *Owned, before, want KnobState, persist bool, ok Result) (Outcome, error) {
+	cctx, cancel := e.callCtx(ctx)
+	err := e.backend.Apply(cctx, t, k, want, persist)
+	cancel()
+	if err != nil {
+		rec.Phase = PhaseFailed
+		e.store.PutOwned(rec)
+		return Outcome{Result: ResultFailed, Before: before, After: want}, fmt.Errorf("apply %s to %s: %w", k, t, err)
+	}
+	got, err := e.read(ctx, t, k)
+	if err != nil || !got.Equal(want) {
+		rec.Phase = PhaseFailed
+		e.store.PutOwned(rec)
+		if err == nil {
+			err = fmt.Errorf("verify %s of %s: reads back %s, want %s", k, t, got, want)
+		}
+		return Outcome{Result: ResultVerifyFailed, Before: before, After: got}, err
+	}
+	rec.Phase = PhaseApplied
+	if err := e.store.PutOwned(rec); err != nil {
+		return Outcome{Result: ResultFailed, Before: before, After: got}, err
+	}
+	e.changes = append(e.changes, change{vm: t.VM, at: rec.LastChange})
+	return Outcome{Result: ok, Before: before, After: got}, nil
+}
+
+// revert restores the original, unless the knob no longer holds what
+// qtune set. Reverts skip cooldowns and rate limits: undoing is always
+// allowed, and a revert refused now would never be asked for again.
+func (e *Executor) revert(ctx context.Context, t Target, d policy.Decision) (Outcome, error) {
+	owned, err := e.store.Owned(t, d.Knob)
+	if err != nil {
+		return Outcome{Result: ResultFailed}, err
+	}
+	if owned == nil {
+		return Outcome{Result: ResultNoOp, Reason: "qtune does not own this knob"}, nil
+	}
+	cur, err := e.read(ctx, t, d.Knob)
+	if err != nil {
+		return Outcome{Result: ResultFailed}, err
+	}
+	if cur.Equal(owned.Original) {
+		return Outcome{Result: ResultReverted, Before: cur, After: cur}, e.store.Release(t, d.Knob)
+	}
+	if !cur.Equal(owned.Applied) {
+		return e.drift(t, d.Knob, owned, cur)
+	}
+	switch {
+	case d.Mode == policy.ModeRecommend:
+		return Outcome{Result: ResultRecommended, Before: cur, After: owned.Original}, nil
+	case e.dryRun:
+		return Outcome{Result: ResultDryRun, Before: cur, After: owned.Original}, nil
+	}
+	owned.Phase, owned.LastChange = PhaseIntent, e.clock.Now()
+	if err := e.store.PutOwned(owned); err != nil {
+		return Outcome{Result: ResultFailed, Before: cur}, err
+	}
+	out, err := e.applyAndVerify(ctx, t, d.Knob, owned, cur, owned.Original, owned.Persist, ResultReverted)
+	if err != nil {
+		return out, err
+	}
+	return out, e.store.Release(t, d.Knob)
+}
+
+// drift: someone else changed a knob qtune owns. qtune lets go of it and
+// leaves it as it is.
+func (e *Executor) drift(t Target, k policy.Knob, owned *Owned, cur KnobState) (Outcome, error) {
+	if err := e.store.Release(t, k); err != nil {
+		return Outcome{Result: ResultFailed, Before: cur}, err
+	}
+	reason := fmt.Sprintf("qtune set %s, it is now %s: left alone and released", owned.Applied, cur)
+	return Outcome{Result: ResultDrift, Before: owned.Applied, After: cur, Reason: reason}, fmt.Errorf("%s %s: %s: %w", t, k, reason, ErrDrift)
+}
+
+// CheckDrift compares every owned knob with what qtune set and releases
+// the ones someone else changed. The agent runs it at start, before
+// acting again.
+func (e *Executor) CheckDrift(ctx context.Context) ([]Owned, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	all, err := e.store.AllOwned()
+	if err != nil {
+		return nil, err
+	}
+	var drifted []Owned
+	for _, o := range all {
+		cur, err := e.read(ctx, o.Target, o.Knob)
+		if err != nil {
+			continue // the VM may be gone or hung; checked again later
+		}
+		if cur.Equal(o.Applied) || cur.Equal(o.Original) {
+			continue
+		}
+		out, _ := e.drift(o.Target, o.Knob, &o, cur)
+		e.audit(o.Target, policy.Decision{Rule: o.Rule, Knob: o.Knob}, out)
+		drifted = append(drifted, o)
+	}
+	return drifted, nil
+}
+
+func (e *Executor) audit(t Target, d policy.Decision, out Outcome) {
+	r := &Record{At: e.clock.Now(), Target: t, Knob: d.Knob, Rule: d.Rule, Result: out.Result,
+		Reason: out.Reason, Inputs: d.Inputs, Before: out.Before.String(), After: out.After.String()}
+	if err := e.store.Append(r); err != nil {
+		e.log.Error("action log write failed", "vm", t.VM, "disk", t.Disk, "error", err.Error())
+	}
+	args := []any{"rule", d.Rule, "vm", t.VM, "disk", t.Disk, "knob", string(d.Knob), "result", string(out.Result),
+		"before", r.Before, "after", r.After}
+	if len(d.Inputs) > 0 {
+		args = append(args, "inputs", inputsLine(d.Inputs))
+	}
+	if out.Reason != "" {
+		args = append(args, "reason", out.Reason)
+	}
+	switch out.Result {
+	case ResultFailed, ResultVerifyFailed:
+		e.log.Error("tuning action", args...)
+	case ResultDrift, ResultRefused:
+		e.log.Warn("tuning action", args...)
+	case ResultNoOp:
+		e.log.Debug("tuning action", args...)
+	default:
+		e.log.Info("tuning action", args...)
+	}
+}

@@ -1,0 +1,94 @@
+// Package tuning is the only path by which qtune changes a VM. Its
+// Executor takes policy decisions and, for each, reads the knob, refuses
+// what breaks a safety limit, writes its intent and the knob's original
+// value to the state store before acting, applies through a Backend,
+// reads back to verify, and records the outcome. A revert restores the
+// recorded original only if the knob still holds what qtune set;
+// otherwise someone else changed it, and qtune reports the drift and
+// lets go instead of fighting.
+package tuning
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/policy"
+)
+
+// Target is one disk of one VM.
+type Target struct {
+	VM   string `json:"vm"`
+	Disk string `json:"disk"`
+}
+
+func (t Target) String() string { return t.VM + "/" + t.Disk }
+
+// CacheState is a disk's host cache flags (on its file node).
+type CacheState struct {
+	Direct  bool `json:"direct"`
+	NoFlush bool `json:"no_flush"`
+}
+
+// L2State is a qcow2 disk's L2 cache and what full coverage needs.
+type L2State struct {
+	Size   uint64 `json:"size"`
+	Needed uint64 `json:"needed,omitempty"` // from the image; not part of the setting
+}
+
+// KnobState is the value of one knob; exactly one field is set.
+type KnobState struct {
+	Throttle *sample.Throttle `json:"throttle,omitempty"`
+	Cache    *CacheState      `json:"cache,omitempty"`
+	L2       *L2State         `json:"l2,omitempty"`
+}
+
+// Equal compares the settings (L2's Needed is a fact, not a setting).
+func (s KnobState) Equal(o KnobState) bool {
+	switch {
+	case s.Throttle != nil || o.Throttle != nil:
+		return s.Throttle != nil && o.Throttle != nil && *s.Throttle == *o.Throttle
+	case s.Cache != nil || o.Cache != nil:
+		return s.Cache != nil && o.Cache != nil && *s.Cache == *o.Cache
+	case s.L2 != nil || o.L2 != nil:
+		return s.L2 != nil && o.L2 != nil && s.L2.Size == o.L2.Size
+	}
+	return true
+}
+
+func (s KnobState) String() string {
+	switch {
+	case s.Throttle != nil:
+		return throttleString(*s.Throttle)
+	case s.Cache != nil:
+		return fmt.Sprintf("direct=%v no-flush=%v", s.Cache.Direct, s.Cache.NoFlush)
+	case s.L2 != nil:
+		return fmt.Sprintf("l2-cache-size=%d", s.L2.Size)
+	}
+	return "unset"
+}
+
+func throttleString(t sample.Throttle) string {
+	b, _ := json.Marshal(t)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	var parts []string
+	for _, k := range []string{"iops", "iops_rd", "iops_wr", "bps", "bps_rd", "bps_wr", "iops_max", "iops_rd_max", "iops_wr_max", "bps_max", "bps_rd_max", "bps_wr_max", "iops_size", "group"} {
+		if v, ok := m[k]; ok && v != float64(0) && v != "" {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	if len(parts) == 0 {
+		return "unthrottled"
+	}
+	return strings.Join(parts, " ")
+}
+
+// Backend reads and sets knobs of a hypervisor. Implementations: QMP on a
+// socket, libvirt (native API for throttles, passthrough for reopen).
+type Backend interface {
+	Read(ctx context.Context, t Target, k policy.Knob) (KnobState, error)
+	Apply(ctx context.Context, t Target, k policy.Knob, s KnobState, persist bool) error
+}
