@@ -237,10 +237,17 @@ func L2CacheSizes(opts map[string]NodeOptions) map[string]uint64 {
 		if o["driver"] != "qcow2" {
 			continue
 		}
-		if n, ok := o["l2-cache-size"].(json.Number); ok {
+		switch n := o["l2-cache-size"].(type) {
+		case json.Number:
 			if v, err := strconv.ParseUint(n.String(), 10, 64); err == nil {
 				out[name] = v
 			}
+		case uint64:
+			out[name] = n
+		case int:
+			out[name] = uint64(n)
+		case float64:
+			out[name] = uint64(n)
 		}
 	}
 	return out

@@ -1,0 +1,189 @@
+package tuning
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/internal/loadgen"
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/qmp"
+)
+
+// labExecutor connects to a lab VM and returns an executor on it.
+func labExecutor(t *testing.T, vm *lab.VM, o Options) (*Executor, *qmp.Block) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := qmp.Dial(ctx, vm.QMPPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	b := NewQMPBackend()
+	b.AddVM(vm.Name, c, c.PeerPID())
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return NewExecutor(b, s, o), qmp.NewBlock(c)
+}
+
+func guestWriteIOPS(t *testing.T, b *qmp.Block, vm string, d time.Duration) float64 {
+	t.Helper()
+	read := func() sample.Disk {
+		disks, err := b.SampleDisks(context.Background(), vm, qmp.SampleOptions{})
+		if err != nil || len(disks) == 0 {
+			t.Fatalf("sample: %v", err)
+		}
+		return disks[0]
+	}
+	a := read()
+	time.Sleep(d)
+	r, err := sample.Derive(a, read())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.WriteIOPS
+}
+
+func TestRealThrottleThroughExecutor(t *testing.T) {
+	lab.NeedQEMU(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	img := filepath.Join(t.TempDir(), "d.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	w := loadgen.Defaults()
+	w.Loops, w.Span = 0, 16<<20
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 0, Duration: time.Hour}}
+	vm := lab.StartVMT(t, lab.VMConfig{Name: "noisy", Workload: &w, Disks: []lab.Disk{{ID: "disk0", Image: img, CacheDirect: true}}})
+	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
+		t.Fatal(err)
+	}
+	e, b := labExecutor(t, vm, Options{})
+	free := guestWriteIOPS(t, b, "noisy", 2*time.Second)
+	const limit = 150
+	d := policy.Decision{Rule: "calm", VM: "noisy", Disk: "disk0", Knob: policy.KnobThrottle, Mode: policy.ModeEnforce,
+		Action: policy.Action{Throttle: &sample.Throttle{IOPSWrite: limit}}}
+	if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultApplied {
+		t.Fatalf("%+v %v", out, err)
+	}
+	time.Sleep(time.Second)
+	held := guestWriteIOPS(t, b, "noisy", 3*time.Second)
+	t.Logf("unthrottled %.0f, throttled at %d: %.0f write IOPS", free, limit, held)
+	if held < limit*0.9 || held > limit*1.1 {
+		t.Errorf("throttled %.0f, want %d ±10%%", held, limit)
+	}
+	d.Revert, d.Action = true, policy.Action{}
+	if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultReverted {
+		t.Fatalf("revert %+v %v", out, err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	back := guestWriteIOPS(t, b, "noisy", 2*time.Second)
+	t.Logf("after revert: %.0f write IOPS", back)
+	if back < free*0.5 || back < 3*limit {
+		t.Errorf("after revert %.0f, unthrottled was %.0f", back, free)
+	}
+}
+
+func oDirect(t *testing.T, pid int, path string) []bool {
+	t.Helper()
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	var out []bool
+	for _, fd := range fds {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); target != path {
+			continue
+		}
+		info, _ := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "flags:"); ok {
+				f, _ := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+				out = append(out, f&0o40000 != 0)
+			}
+		}
+	}
+	return out
+}
+
+func TestRealReopenThroughExecutor(t *testing.T) {
+	lab.NeedQEMU(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	chain, err := lab.Chain(ctx, t.TempDir(), 2, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := lab.StartVMT(t, lab.VMConfig{Name: "reopen", Paused: true, Disks: []lab.Disk{
+		{ID: "disk0", Image: chain[0], CacheDirect: true, Discard: "unmap"}}})
+	e, b := labExecutor(t, vm, Options{Limits: Limits{L2Min: 64 << 10}})
+	before, _ := b.QueryNamedBlockNodes(ctx, true)
+
+	t.Run("l2 cache on a 2-deep chain", func(t *testing.T) {
+		d := policy.Decision{Rule: "l2", VM: "reopen", Disk: "disk0", Knob: policy.KnobL2Cache,
+			Action: policy.Action{L2Cache: &policy.L2Spec{Auto: true}}}
+		out, err := e.Execute(ctx, d)
+		// 1 GiB at 64 KiB clusters: 128 KiB of L2 covers it; QEMU's default
+		// already does, so auto sizing is a no-op...
+		if err != nil || out.Result != ResultNoOp {
+			t.Fatalf("%+v %v", out, err)
+		}
+		// ...while an explicit size is applied by reopen.
+		d.Action.L2Cache = &policy.L2Spec{Size: 4 << 20}
+		out, err = e.Execute(ctx, d)
+		if err != nil || out.Result != ResultApplied || out.After.L2.Size != 4<<20 {
+			t.Fatalf("%+v %v", out, err)
+		}
+		after, _ := b.QueryNamedBlockNodes(ctx, true)
+		if diffs := qmp.DiffNodes(before, after); len(diffs) != 0 {
+			t.Errorf("the reopen changed the node graph: %v", diffs)
+		}
+		info, _ := b.QueryBlock(ctx)
+		if info[0].Inserted.BackingFileDepth != 2 {
+			t.Errorf("backing chain depth %d after reopen", info[0].Inserted.BackingFileDepth)
+		}
+		d.Revert, d.Action = true, policy.Action{}
+		if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultReverted || out.After.L2.Size != 128<<10 {
+			t.Fatalf("revert %+v %v", out, err)
+		}
+	})
+
+	t.Run("cache.direct off and back", func(t *testing.T) {
+		d := policy.Decision{Rule: "cache", VM: "reopen", Disk: "disk0", Knob: policy.KnobCache,
+			Action: policy.Action{Cache: &policy.CacheSpec{Direct: false}}}
+		if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultApplied {
+			t.Fatalf("%+v %v", out, err)
+		}
+		for _, direct := range oDirect(t, vm.PID(), chain[0]) {
+			if direct {
+				t.Fatal("image still open with O_DIRECT after cache.direct=off")
+			}
+		}
+		d.Revert, d.Action = true, policy.Action{}
+		if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultReverted {
+			t.Fatalf("revert %+v %v", out, err)
+		}
+		flags := oDirect(t, vm.PID(), chain[0])
+		if len(flags) == 0 {
+			t.Fatal("no fd on the image")
+		}
+		for _, direct := range flags {
+			if !direct {
+				t.Fatal("O_DIRECT not back after the revert")
+			}
+		}
+		after, _ := b.QueryNamedBlockNodes(ctx, true)
+		if diffs := qmp.DiffNodes(before, after); len(diffs) != 0 {
+			t.Errorf("node graph differs after flip and revert: %v", diffs)
+		}
+	})
+}
