@@ -1,0 +1,45 @@
+package tuning
+
+import (
+	"strings"
+	"testing"
+)
+
+const domDoc = `<domain type='qemu'>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2' cache='none'/>
+      <source file='/img/a.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type="file" device="disk">
+      <driver name="qemu" type="qcow2"><metadata_cache><max_size unit='KiB'>512</max_size></metadata_cache></driver>
+      <source file="/img/b.qcow2"/>
+      <target dev="vdb" bus="virtio"/>
+    </disk>
+  </devices>
+</domain>`
+
+func TestEditDiskDriver(t *testing.T) {
+	out, err := editDiskDriver(domDoc, "vda", func(d string) string { return setMetadataCache(setAttr(d, "cache", "writeback"), 8<<20) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `<driver name='qemu' type='qcow2' cache='writeback'><metadata_cache><max_size unit='bytes'>8388608</max_size></metadata_cache></driver>`
+	if !strings.Contains(out, want) {
+		t.Errorf("vda driver not edited:\n%s", out)
+	}
+	if !strings.Contains(out, `<max_size unit='KiB'>512</max_size>`) {
+		t.Errorf("vdb was touched:\n%s", out)
+	}
+	out, err = editDiskDriver(domDoc, "vdb", func(d string) string { return setMetadataCache(setAttr(d, "cache", "none"), 0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `<driver name="qemu" type="qcow2" cache='none'></driver>`) {
+		t.Errorf("vdb:\n%s", out)
+	}
+	if _, err := editDiskDriver(domDoc, "vdz", func(d string) string { return d }); err == nil {
+		t.Error("missing disk not reported")
+	}
+}

@@ -1,0 +1,129 @@
+package tuning
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/internal/loadgen"
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/qmp"
+)
+
+func TestRealLibvirtTuning(t *testing.T) {
+	lab.NeedLibvirt(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d := lab.StartLibvirtdT(t)
+	img := filepath.Join(t.TempDir(), "t1.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	w := loadgen.Defaults()
+	w.Loops, w.Span = 0, 16<<20
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 0, Duration: time.Hour}}
+	dom := d.DefineDomainT(t, lab.DomainSpec{Name: "t1", Workload: &w, Disks: []lab.DomainDisk{{Target: "vda", Image: img}}})
+	if err := dom.WaitSerial(ctx, "qtune-load ready"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: d.SocketPath()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	store, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	pidDir := filepath.Join(d.Dir, "run", "libvirt", "qemu")
+
+	writeIOPS := func(dur time.Duration) float64 {
+		read := func() sample.Disk {
+			s, err := v.BlockStats(ctx, "t1")
+			if err != nil || len(s["t1"]) != 1 {
+				t.Fatalf("stats %v %v", s, err)
+			}
+			return s["t1"][0]
+		}
+		a := read()
+		time.Sleep(dur)
+		r, err := sample.Derive(a, read())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.WriteIOPS
+	}
+
+	t.Run("passthrough refused unless allowed", func(t *testing.T) {
+		e := NewExecutor(NewLibvirtBackend(v, LibvirtBackendOptions{PidDir: pidDir}), store, Options{})
+		_, err := e.Execute(ctx, policy.Decision{Rule: "c", VM: "t1", Disk: "vda", Knob: policy.KnobCache,
+			Action: policy.Action{Cache: &policy.CacheSpec{Direct: false}}})
+		var r *Refusal
+		if !errors.As(err, &r) || r.Code != "passthrough" {
+			t.Fatalf("err = %v", err)
+		}
+	})
+
+	b := NewLibvirtBackend(v, LibvirtBackendOptions{AllowPassthrough: true, PidDir: pidDir})
+	e := NewExecutor(b, store, Options{})
+
+	t.Run("throttle through the native API, persisted", func(t *testing.T) {
+		free := writeIOPS(2 * time.Second)
+		const limit = 150
+		dec := policy.Decision{Rule: "calm", VM: "t1", Disk: "vda", Knob: policy.KnobThrottle, Persist: true,
+			Action: policy.Action{Throttle: &sample.Throttle{IOPSWrite: limit}}}
+		if out, err := e.Execute(ctx, dec); err != nil || out.Result != ResultApplied {
+			t.Fatalf("%+v %v", out, err)
+		}
+		time.Sleep(time.Second)
+		held := writeIOPS(3 * time.Second)
+		t.Logf("unthrottled %.0f, throttled at %d: %.0f", free, limit, held)
+		if held < limit*0.9 || held > limit*1.1 {
+			t.Errorf("throttled %.0f, want %d ±10%%", held, limit)
+		}
+		inactive, _ := d.Virsh(ctx, "dumpxml", "--inactive", "t1")
+		if !strings.Contains(inactive, "<write_iops_sec>150</write_iops_sec>") {
+			t.Errorf("persist: <iotune> not in the inactive XML:\n%s", inactive)
+		}
+		dec.Revert, dec.Action = true, policy.Action{}
+		if out, err := e.Execute(ctx, dec); err != nil || out.Result != ResultReverted {
+			t.Fatalf("revert %+v %v", out, err)
+		}
+		if back := writeIOPS(2 * time.Second); back < free*0.5 {
+			t.Errorf("after revert %.0f, unthrottled %.0f", back, free)
+		}
+		if len(b.Tainted()) != 0 {
+			t.Errorf("the native throttle path tainted %v", b.Tainted())
+		}
+	})
+
+	t.Run("L2 cache by passthrough reopen, persisted, taint reported", func(t *testing.T) {
+		dec := policy.Decision{Rule: "l2", VM: "t1", Disk: "vda", Knob: policy.KnobL2Cache, Persist: true,
+			Action: policy.Action{L2Cache: &policy.L2Spec{Size: 2 << 20}}}
+		out, err := e.Execute(ctx, dec)
+		if err != nil || out.Result != ResultApplied || out.After.L2.Size != 2<<20 {
+			t.Fatalf("%+v %v", out, err)
+		}
+		if got := b.Tainted(); len(got) != 1 || got[0] != "t1" {
+			t.Errorf("tainted %v", got)
+		}
+		logb, _ := os.ReadFile(filepath.Join(d.Dir, "log", "qemu", "t1.log"))
+		if !strings.Contains(string(logb), "custom-monitor") {
+			t.Errorf("libvirt did not record the taint in the domain log:\n%s", logb)
+		}
+		inactive, _ := d.Virsh(ctx, "dumpxml", "--inactive", "t1")
+		if !strings.Contains(inactive, "<max_size unit='bytes'>2097152</max_size>") && !strings.Contains(inactive, ">2048</max_size>") {
+			t.Errorf("persist: metadata_cache not in the inactive XML:\n%s", inactive)
+		}
+		if st, _ := d.Virsh(ctx, "domstate", "t1"); !strings.Contains(st, "running") {
+			t.Errorf("domain state after reopen: %s", st)
+		}
+	})
+}

@@ -1,0 +1,195 @@
+package tuning
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/qmp"
+)
+
+// DefaultLibvirtPidDir is where libvirt keeps its QEMU pid files.
+const DefaultLibvirtPidDir = "/run/libvirt/qemu"
+
+// LibvirtBackend tunes libvirt domains. Throttles go through libvirt's own
+// API, so the domain XML stays true. Cache flags and qcow2 cache sizes
+// cannot be changed live through libvirt: they need blockdev-reopen sent
+// as QMP through libvirt, which marks the domain "tainted: custom-monitor"
+// and makes the live VM differ from its XML; that is done only when
+// AllowPassthrough is set, and every domain so touched is reported by
+// Tainted. With persist, the change is also written into the persistent
+// definition (<iotune>, <driver cache=...>, <metadata_cache>) so that it
+// survives a restart of the domain.
+type LibvirtBackend struct {
+	v                *qmp.Libvirt
+	allowPassthrough bool
+	pidDir           string
+	log              hclog.Logger
+
+	mu        sync.Mutex
+	reopeners map[string]*reopener
+	tainted   map[string]bool
+}
+
+// LibvirtBackendOptions configure a LibvirtBackend.
+type LibvirtBackendOptions struct {
+	AllowPassthrough bool
+	PidDir           string // default DefaultLibvirtPidDir
+	Log              hclog.Logger
+}
+
+// NewLibvirtBackend returns a backend over v.
+func NewLibvirtBackend(v *qmp.Libvirt, o LibvirtBackendOptions) *LibvirtBackend {
+	if o.PidDir == "" {
+		o.PidDir = DefaultLibvirtPidDir
+	}
+	if o.Log == nil {
+		o.Log = hclog.NewNullLogger()
+	}
+	return &LibvirtBackend{v: v, allowPassthrough: o.AllowPassthrough, pidDir: o.PidDir, log: o.Log,
+		reopeners: map[string]*reopener{}, tainted: map[string]bool{}}
+}
+
+// Tainted lists the domains qtune sent QMP to through libvirt.
+func (b *LibvirtBackend) Tainted() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]string, 0, len(b.tainted))
+	for d := range b.tainted {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Forget drops what the backend knows of a domain (it stopped; a new
+// QEMU has new options).
+func (b *LibvirtBackend) Forget(domain string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.reopeners, domain)
+}
+
+// Read implements Backend.
+func (b *LibvirtBackend) Read(ctx context.Context, t Target, k policy.Knob) (KnobState, error) {
+	if k == policy.KnobThrottle {
+		th, err := b.v.BlockIOTune(ctx, t.VM, t.Disk, false)
+		if err != nil {
+			return KnobState{}, err
+		}
+		// A disk throttled without a group is in a group of its own named
+		// after its device (QOM path; "drive-<alias>" on older libvirt):
+		// that is no group at all.
+		if strings.HasPrefix(th.Group, "/machine/peripheral/") || strings.HasPrefix(th.Group, "drive-") {
+			th.Group = ""
+		}
+		return KnobState{Throttle: &th}, nil
+	}
+	r, qname, err := b.reopener(ctx, t)
+	if err != nil {
+		return KnobState{}, err
+	}
+	return r.read(ctx, qname, k)
+}
+
+// Apply implements Backend.
+func (b *LibvirtBackend) Apply(ctx context.Context, t Target, k policy.Knob, s KnobState, persist bool) error {
+	if k == policy.KnobThrottle && s.Throttle != nil {
+		return b.v.SetBlockIOTune(ctx, t.VM, t.Disk, *s.Throttle, persist)
+	}
+	r, qname, err := b.reopener(ctx, t)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	first := !b.tainted[t.VM]
+	b.tainted[t.VM] = true
+	b.mu.Unlock()
+	if first {
+		b.log.Warn("sending QMP through libvirt: the domain is now tainted (custom-monitor) and its live disk settings differ from its XML",
+			"vm", t.VM, "knob", string(k))
+	}
+	if err := r.apply(ctx, qname, k, s); err != nil {
+		return err
+	}
+	if persist {
+		return b.persist(ctx, t, s)
+	}
+	return nil
+}
+
+// reopener returns the passthrough reopener of a domain and the QMP name
+// (device alias) of the disk.
+func (b *LibvirtBackend) reopener(ctx context.Context, t Target) (*reopener, string, error) {
+	if !b.allowPassthrough {
+		return nil, "", &Refusal{Code: "passthrough", Reason: "changing cache mode or qcow2 cache live under libvirt needs QMP passthrough (it taints the domain); the agent config does not allow it"}
+	}
+	doc, err := b.v.DomainXML(ctx, t.VM, false)
+	if err != nil {
+		return nil, "", err
+	}
+	disks, err := qmp.ParseDomainDisks(doc)
+	if err != nil {
+		return nil, "", err
+	}
+	qname := ""
+	for _, d := range disks {
+		if d.Target == t.Disk {
+			qname = d.Alias
+		}
+	}
+	if qname == "" {
+		return nil, "", fmt.Errorf("domain %s has no disk %s with a device alias", t.VM, t.Disk)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, ok := b.reopeners[t.VM]
+	if !ok {
+		r = newReopener(t.VM, qmp.NewBlock(b.v.Monitor(t.VM)), b.qemuPID(t.VM))
+		b.reopeners[t.VM] = r
+	}
+	return r, qname, nil
+}
+
+func (b *LibvirtBackend) qemuPID(domain string) int {
+	raw, err := os.ReadFile(filepath.Join(b.pidDir, domain+".pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	return pid
+}
+
+// persist writes a cache mode or L2 size into the persistent definition.
+func (b *LibvirtBackend) persist(ctx context.Context, t Target, s KnobState) error {
+	doc, err := b.v.DomainXML(ctx, t.VM, true)
+	if err != nil {
+		return err
+	}
+	var edit func(string) string
+	switch {
+	case s.Cache != nil:
+		mode, err := libvirtCacheMode(*s.Cache)
+		if err != nil {
+			return fmt.Errorf("persist cache of %s: %w", t, err)
+		}
+		edit = func(d string) string { return setAttr(d, "cache", mode) }
+	case s.L2 != nil:
+		edit = func(d string) string { return setMetadataCache(d, s.L2.Size) }
+	default:
+		return nil
+	}
+	out, err := editDiskDriver(doc, t.Disk, edit)
+	if err != nil {
+		return fmt.Errorf("persist %s: %w", t, err)
+	}
+	return b.v.DefineXML(ctx, out)
+}
