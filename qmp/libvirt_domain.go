@@ -73,9 +73,11 @@ func (v *Libvirt) BlockStats(ctx context.Context, names ...string) (map[string][
 	}
 	var recs []libvirt.DomainStatsRecord
 	err := v.call(ctx, "get all domain stats", func(l *libvirt.Libvirt) error {
-		flags := uint32(0)
+		// NOWAIT: a domain busy with a job (or a hung QEMU) reports what
+		// libvirt has at hand instead of stalling the call for everyone.
+		flags := uint32(libvirt.ConnectGetAllDomainsStatsNowait)
 		if len(doms) == 0 {
-			flags = uint32(libvirt.ConnectGetAllDomainsStatsRunning)
+			flags |= uint32(libvirt.ConnectGetAllDomainsStatsRunning)
 		}
 		var err error
 		recs, err = l.ConnectGetAllDomainStats(doms, uint32(libvirt.DomainStatsBlock), flags)

@@ -262,6 +262,12 @@ func (c *Conn) readLoop(dec *json.Decoder) {
 	for {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
+			c.mu.Lock()
+			closing := c.err != nil
+			c.mu.Unlock()
+			if closing {
+				return // Close ran: nothing went wrong
+			}
 			why := fmt.Errorf("qmp socket %s: connection lost: %v: %w", c.path, err, ErrClosed)
 			if errors.Is(err, io.EOF) {
 				why = fmt.Errorf("qmp socket %s: QEMU closed the connection: %w", c.path, ErrClosed)

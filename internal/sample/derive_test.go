@@ -1,6 +1,7 @@
 package sample
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"testing"
@@ -115,5 +116,27 @@ func TestL2Coverage(t *testing.T) {
 	d.L2CacheSize = 32 << 20
 	if got := d.L2Coverage(); got != 1 {
 		t.Fatalf("L2Coverage over-sized = %v, want 1", got)
+	}
+}
+
+func TestPointJSONKeepsNaN(t *testing.T) {
+	p := Point{
+		Disk:  Disk{VM: "v", Name: "vda", Time: t0, HostDevUtil: math.NaN(), Counters: Counters{ReadOps: 7}, Throttle: Throttle{IOPSWrite: 5}},
+		Rates: Rates{ReadIOPS: 3, ReadLatencyMs: math.NaN()},
+		Host:  Host{IOPressureSomeAvg10: math.NaN(), IOPressureSomeAvg60: 1.5},
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Point
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !math.IsNaN(back.Rates.ReadLatencyMs) || !math.IsNaN(back.Disk.HostDevUtil) || !math.IsNaN(back.Host.IOPressureSomeAvg10) {
+		t.Errorf("NaN lost: %s", b)
+	}
+	if back.Rates.ReadIOPS != 3 || back.Disk.ReadOps != 7 || back.Disk.Throttle.IOPSWrite != 5 || back.Host.IOPressureSomeAvg60 != 1.5 || !back.Disk.Time.Equal(t0) {
+		t.Errorf("round trip: %+v from %s", back, b)
 	}
 }

@@ -1,0 +1,393 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/qtune/qtune/internal/clock"
+	"github.com/qtune/qtune/internal/hoststat"
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/internal/sdnotify"
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/tuning"
+)
+
+// source is where VMs come from and how they are read and tuned.
+type source interface {
+	Name() string
+	// Run discovers VMs until ctx ends, then releases the connection.
+	Run(ctx context.Context)
+	// Sample reads every VM it can; errs holds the ones it could not, gone
+	// the VMs that disappeared since the last call.
+	Sample(ctx context.Context) (disks []sample.Disk, errs map[string]error, gone []string)
+	Backend() tuning.Backend
+	Tainted() []string
+	Connected() (bool, uint64)
+}
+
+// historyCycles is how many recent cycles are kept for qtune plan.
+const historyCycles = 120
+
+// Agent is the daemon.
+type Agent struct {
+	cfg     Config
+	cfgPath string
+	log     hclog.InterceptLogger
+	clock   clock.Clock
+	notify  func(string)
+
+	src   source
+	store *tuning.Store
+	exec  *tuning.Executor
+	eval  *policy.Evaluator
+	host  *hoststat.Reader
+	m     *metrics
+
+	prev map[string]sample.Disk // last sample per vm/disk, for rates
+
+	mu      sync.Mutex // guards what the HTTP handlers read
+	status  Status
+	history []Cycle
+}
+
+// Cycle is one cycle's points, for qtune plan.
+type Cycle struct {
+	At     time.Time      `json:"at"`
+	Points []sample.Point `json:"points"`
+}
+
+// New builds an agent from a validated config. cfgPath (may be empty) is
+// read again on SIGHUP for the log level.
+func New(cfg Config, cfgPath string, log hclog.InterceptLogger) *Agent {
+	return &Agent{cfg: cfg, cfgPath: cfgPath, log: log, clock: clock.Real{}, notify: func(string) {},
+		host: hoststat.NewReader(), m: newMetrics(), prev: map[string]sample.Disk{}}
+}
+
+// SetNotify sets the service manager hook (READY=1, RELOADING=1, ...).
+func (a *Agent) SetNotify(f func(state string)) { a.notify = f }
+
+// Run runs the agent until ctx ends or a fatal error.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.cfg.Validate(); err != nil {
+		return err
+	}
+	var err error
+	if a.store, err = tuning.OpenStore(a.cfg.StateDir); err != nil {
+		return err
+	}
+	defer a.store.Close()
+	if a.src, err = a.openSource(ctx); err != nil {
+		return err
+	}
+	a.exec = tuning.NewExecutor(a.src.Backend(), a.store, tuning.Options{
+		DryRun: a.cfg.DryRun, Clock: a.clock, Log: a.log.Named("tuning"),
+		Limits: tuning.Limits{PerVMPerHour: a.cfg.Limits.PerVMPerHour, PerHostPerMinute: a.cfg.Limits.PerHostPerMinute,
+			MinChange: a.cfg.Limits.MinChange, L2Budget: a.cfg.Limits.L2CacheBudget, CallTimeout: a.cfg.CallTimeout},
+	})
+	a.loadInitialPolicy()
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); a.src.Run(runCtx) }()
+	srv, err := a.serve(runCtx, &wg)
+	if err != nil {
+		stop()
+		wg.Wait()
+		return err
+	}
+	reload := make(chan struct{}, 1)
+	a.watchReloads(runCtx, &wg, reload)
+
+	a.startupChecks(ctx)
+	a.notify("READY=1")
+	a.log.Info("agent running", "backend", a.src.Name(), "interval", a.cfg.Interval.String(), "listen", a.cfg.Listen, "dry_run", a.cfg.DryRun)
+	a.loop(runCtx, reload)
+
+	a.notify("STOPPING=1")
+	a.log.Info("agent stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Shutdown(sctx)
+	cancel()
+	stop()
+	wg.Wait()
+	return nil
+}
+
+func (a *Agent) openSource(ctx context.Context) (source, error) {
+	if a.cfg.QMPDir != "" {
+		if st, err := os.Stat(a.cfg.QMPDir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("qmp_dir %s is not a directory", a.cfg.QMPDir)
+		}
+		return newQMPSource(a.cfg, a.log, a.m), nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
+	defer cancel()
+	return newLibvirtSource(cctx, a.cfg, a.log, a.m)
+}
+
+// loadInitialPolicy loads the policy; a broken one at start leaves an
+// empty policy in force (the agent still reports, and reverts nothing it
+// does not own) and the error in status and metrics.
+func (a *Agent) loadInitialPolicy() {
+	set, problems, err := policy.LoadDir(a.cfg.PolicyDir)
+	if err != nil {
+		a.log.Error("policy not loaded; running with no rules until it is fixed", "dir", a.cfg.PolicyDir, "error", err.Error())
+		set = &policy.Set{}
+	}
+	a.eval = policy.NewEvaluator(set)
+	a.eval.MaxAge = 3 * a.cfg.Interval
+	a.recordReload(set, problems, err)
+}
+
+func (a *Agent) recordReload(set *policy.Set, problems policy.Problems, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.status.Policy.Dir = a.cfg.PolicyDir
+	for _, w := range problems.Warnings() {
+		a.log.Warn("policy warning", "warning", w.String())
+	}
+	if err != nil {
+		a.status.Policy.Error = err.Error()
+		a.m.reloads.WithLabelValues("error").Inc()
+		a.m.policyOK.Set(0)
+		return
+	}
+	a.status.Policy.Error = ""
+	a.status.Policy.LoadedAt = a.clock.Now()
+	a.status.Policy.Rules = nil
+	for _, r := range set.Rules {
+		a.status.Policy.Rules = append(a.status.Policy.Rules, r.Name)
+	}
+	a.m.reloads.WithLabelValues("ok").Inc()
+	a.m.policyOK.Set(1)
+	a.m.policyRules.Set(float64(len(set.Rules)))
+}
+
+// startupChecks re-checks owned knobs for drift before acting again, and
+// reverts knobs whose rules are gone from the policy.
+func (a *Agent) startupChecks(ctx context.Context) {
+	drifted, err := a.exec.CheckDrift(ctx)
+	if err != nil {
+		a.log.Error("drift check failed", "error", err.Error())
+	}
+	for _, o := range drifted {
+		a.log.Warn("owned knob changed while qtune was away; released", "vm", o.VM, "disk", o.Disk, "knob", string(o.Knob))
+	}
+	owned, _ := a.store.AllOwned()
+	rules := map[string]bool{}
+	for _, r := range a.eval.Set().Rules {
+		rules[r.Name] = true
+	}
+	for _, o := range owned {
+		if rules[o.Rule] {
+			continue
+		}
+		d := policy.Decision{At: a.clock.Now(), Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: o.Knob, Revert: true,
+			Persist: o.Persist, Mode: policy.ModeEnforce, Reason: "rule no longer in the policy"}
+		a.execute(ctx, d)
+	}
+}
+
+// watchReloads turns SIGHUP and changes in the policy directory into
+// reload requests (coalesced: several changes make one reload).
+func (a *Agent) watchReloads(ctx context.Context, wg *sync.WaitGroup, reload chan<- struct{}) {
+	request := func() {
+		select {
+		case reload <- struct{}{}:
+		default:
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		if err := w.Add(a.cfg.PolicyDir); err != nil {
+			a.log.Warn("not watching the policy directory; reload with SIGHUP", "dir", a.cfg.PolicyDir, "error", err.Error())
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer signal.Stop(hup)
+		var events <-chan fsnotify.Event
+		if w != nil {
+			defer w.Close()
+			events = w.Events
+		}
+		var debounce <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				request()
+			case ev, ok := <-events:
+				if !ok {
+					events = nil
+					continue
+				}
+				if strings.HasSuffix(ev.Name, ".hcl") {
+					debounce = time.After(300 * time.Millisecond)
+				}
+			case <-debounce:
+				request()
+			}
+		}
+	}()
+}
+
+func (a *Agent) reload(ctx context.Context) {
+	a.notify(sdnotify.Reloading())
+	defer a.notify("READY=1")
+	if a.cfgPath != "" {
+		if cfg, err := LoadConfig(a.cfgPath); err == nil {
+			if lvl := hclog.LevelFromString(cfg.LogLevel); lvl != hclog.NoLevel {
+				a.log.SetLevel(lvl)
+			}
+		} else {
+			a.log.Error("config reload: keeping the running settings", "error", err.Error())
+		}
+	}
+	set, problems, err := policy.LoadDir(a.cfg.PolicyDir)
+	a.recordReload(set, problems, err)
+	if err != nil {
+		a.log.Error("policy reload failed; the previous policy stays in force", "dir", a.cfg.PolicyDir, "error", err.Error())
+		return
+	}
+	reverts := a.eval.Update(a.clock.Now(), set)
+	a.log.Info("policy reloaded", "rules", len(set.Rules))
+	for _, d := range reverts {
+		a.execute(ctx, d)
+	}
+}
+
+// loop runs a cycle every interval until ctx ends.
+func (a *Agent) loop(ctx context.Context, reload <-chan struct{}) {
+	t := time.NewTicker(a.cfg.Interval)
+	defer t.Stop()
+	a.cycle(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reload:
+			a.reload(ctx)
+		case <-t.C:
+			a.cycle(ctx)
+			a.notify("WATCHDOG=1")
+		}
+	}
+}
+
+func (a *Agent) cycle(ctx context.Context) {
+	start := time.Now()
+	now := a.clock.Now()
+	disks, errs, gone := a.src.Sample(ctx)
+	for _, vm := range gone {
+		a.eval.ForgetVM(vm)
+		for k := range a.prev {
+			if strings.HasPrefix(k, vm+"/") {
+				delete(a.prev, k)
+			}
+		}
+	}
+	points := a.points(now, disks)
+	decisions := a.eval.Evaluate(now, points)
+	var outcomes []ActionStatus
+	for _, d := range decisions {
+		outcomes = append(outcomes, a.execute(ctx, d))
+	}
+	dur := time.Since(start)
+	a.m.cycle.Observe(dur.Seconds())
+	if dur > a.cfg.Interval {
+		a.m.late.Inc()
+	}
+	for vm, err := range errs {
+		a.m.sampleErrors.WithLabelValues(vm).Inc()
+		a.log.Warn("sample failed", "vm", vm, "error", err.Error())
+	}
+	a.publish(now, dur, points, errs, outcomes)
+}
+
+// points derives rates from the previous sample of each disk and adds
+// the host's side.
+func (a *Agent) points(now time.Time, disks []sample.Disk) []sample.Point {
+	host, err := a.host.Pressure()
+	if err != nil {
+		host = sample.Host{IOPressureSomeAvg10: nan, IOPressureSomeAvg60: nan, IOPressureFullAvg10: nan, IOPressureFullAvg60: nan}
+	}
+	var out []sample.Point
+	for _, d := range disks {
+		key := d.VM + "/" + d.Name
+		prev, ok := a.prev[key]
+		a.prev[key] = d
+		if !ok {
+			continue
+		}
+		r, err := sample.Derive(prev, d)
+		if err != nil {
+			continue
+		}
+		d.HostDevUtil = nan
+		if d.Path != "" && strings.HasPrefix(d.Path, "/") {
+			if img, err := a.host.ForImage(d.Path, now); err == nil {
+				d.HostDevUtil, d.FSFreeBytes = img.Util, img.FreeBytes
+			}
+		}
+		out = append(out, sample.Point{Disk: d, Rates: r, Host: host})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Disk.VM+"/"+out[i].Disk.Name < out[j].Disk.VM+"/"+out[j].Disk.Name
+	})
+	return out
+}
+
+func (a *Agent) execute(ctx context.Context, d policy.Decision) ActionStatus {
+	out, err := a.exec.Execute(ctx, d)
+	a.m.actions.WithLabelValues(d.Rule, string(d.Knob), string(out.Result)).Inc()
+	st := ActionStatus{At: a.clock.Now(), Rule: d.Rule, VM: d.VM, Disk: d.Disk, Knob: string(d.Knob), Result: string(out.Result),
+		Before: out.Before.String(), After: out.After.String(), Reason: d.Reason}
+	if err != nil {
+		st.Error = err.Error()
+	}
+	return st
+}
+
+var nan = func() float64 { var z float64; return z / z }()
+
+// serve starts the HTTP endpoints on a TCP address or "unix:PATH".
+func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) (*http.Server, error) {
+	network, addr := "tcp", a.cfg.Listen
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+		network, addr = "unix", p
+		os.Remove(p)
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("HTTP server", "error", err.Error())
+		}
+	}()
+	return srv, nil
+}

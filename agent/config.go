@@ -1,0 +1,242 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/qtune/qtune/policy"
+)
+
+// Config is the agent's configuration. Every field has a default; a
+// config file overrides the defaults and flags override the file.
+//
+//	# /etc/qtune/agent.hcl
+//	libvirt_uri       = "qemu:///system"   # or libvirt_socket, or qmp_dir
+//	interval          = "10s"
+//	policy_dir        = "/etc/qtune/policy.d"
+//	state_dir         = "/var/lib/qtune"
+//	listen            = "127.0.0.1:9477"   # or "unix:/run/qtune/qtune.sock"
+//	dry_run           = false
+//	allow_passthrough = false               # QMP through libvirt (taints domains)
+//	log_level         = "info"
+//	log_format        = "json"              # or "text"
+//	limits {
+//	  per_vm_per_hour     = 12
+//	  per_host_per_minute = 30
+//	  min_change          = 0.05
+//	  l2_cache_budget     = "1GiB"
+//	}
+//	histograms {
+//	  enabled       = false
+//	  boundaries_ms = [1, 5, 10, 50, 100, 500]
+//	}
+type Config struct {
+	LibvirtURI       string
+	LibvirtSocket    string
+	LibvirtPidDir    string
+	QMPDir           string
+	Interval         time.Duration
+	CallTimeout      time.Duration
+	PolicyDir        string
+	StateDir         string
+	Listen           string
+	DryRun           bool
+	AllowPassthrough bool
+	LogLevel         string
+	LogFormat        string
+	Limits           LimitsConfig
+	Histograms       []uint64 // boundaries in ns; nil = off
+}
+
+// LimitsConfig are the executor's limits as configured.
+type LimitsConfig struct {
+	PerVMPerHour     int
+	PerHostPerMinute int
+	MinChange        float64
+	L2CacheBudget    uint64
+}
+
+// Defaults returns the documented defaults.
+func Defaults() Config {
+	return Config{
+		LibvirtSocket: "/run/libvirt/libvirt-sock", LibvirtPidDir: "/run/libvirt/qemu",
+		Interval: 10 * time.Second, CallTimeout: 5 * time.Second,
+		PolicyDir: "/etc/qtune/policy.d", StateDir: "/var/lib/qtune", Listen: "127.0.0.1:9477",
+		LogLevel: "info", LogFormat: "json",
+		Limits: LimitsConfig{PerVMPerHour: 12, PerHostPerMinute: 30, MinChange: 0.05, L2CacheBudget: 1 << 30},
+	}
+}
+
+type fileConfig struct {
+	LibvirtURI       *string         `hcl:"libvirt_uri,optional"`
+	LibvirtSocket    *string         `hcl:"libvirt_socket,optional"`
+	LibvirtPidDir    *string         `hcl:"libvirt_pid_dir,optional"`
+	QMPDir           *string         `hcl:"qmp_dir,optional"`
+	Interval         *string         `hcl:"interval,optional"`
+	CallTimeout      *string         `hcl:"call_timeout,optional"`
+	PolicyDir        *string         `hcl:"policy_dir,optional"`
+	StateDir         *string         `hcl:"state_dir,optional"`
+	Listen           *string         `hcl:"listen,optional"`
+	DryRun           *bool           `hcl:"dry_run,optional"`
+	AllowPassthrough *bool           `hcl:"allow_passthrough,optional"`
+	LogLevel         *string         `hcl:"log_level,optional"`
+	LogFormat        *string         `hcl:"log_format,optional"`
+	Limits           *fileLimits     `hcl:"limits,block"`
+	Histograms       *fileHistograms `hcl:"histograms,block"`
+	Remain           hcl.Body        `hcl:",remain"`
+}
+
+type fileLimits struct {
+	PerVMPerHour     *int     `hcl:"per_vm_per_hour,optional"`
+	PerHostPerMinute *int     `hcl:"per_host_per_minute,optional"`
+	MinChange        *float64 `hcl:"min_change,optional"`
+	L2CacheBudget    *string  `hcl:"l2_cache_budget,optional"`
+}
+
+type fileHistograms struct {
+	Enabled      bool      `hcl:"enabled,optional"`
+	BoundariesMs []float64 `hcl:"boundaries_ms,optional"`
+}
+
+// LoadConfig reads an HCL config file over the defaults. Every problem
+// is reported with file:line:col.
+func LoadConfig(path string) (Config, error) {
+	c := Defaults()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	f, diags := hclsyntax.ParseConfig(src, path, hcl.Pos{Line: 1, Column: 1})
+	if diags.HasErrors() {
+		return c, diagErr(diags)
+	}
+	var fc fileConfig
+	if diags := gohcl.DecodeBody(f.Body, nil, &fc); diags.HasErrors() {
+		return c, diagErr(diags)
+	}
+	if diags := fc.Remain.(*hclsyntax.Body); len(diags.Attributes)+len(diags.Blocks) > 0 {
+		var ds hcl.Diagnostics
+		for _, a := range diags.Attributes {
+			ds = append(ds, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported argument", Detail: fmt.Sprintf("%q is not a config setting", a.Name), Subject: a.NameRange.Ptr()})
+		}
+		for _, b := range diags.Blocks {
+			ds = append(ds, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported block", Detail: fmt.Sprintf("%q is not a config block", b.Type), Subject: b.TypeRange.Ptr()})
+		}
+		return c, diagErr(ds)
+	}
+	var errs []string
+	str := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	dur := func(name string, dst *time.Duration, v *string) {
+		if v == nil {
+			return
+		}
+		d, err := policy.ParseDuration(*v)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %s: %v", path, name, err))
+			return
+		}
+		*dst = d
+	}
+	str(&c.LibvirtURI, fc.LibvirtURI)
+	str(&c.LibvirtSocket, fc.LibvirtSocket)
+	str(&c.LibvirtPidDir, fc.LibvirtPidDir)
+	str(&c.QMPDir, fc.QMPDir)
+	str(&c.PolicyDir, fc.PolicyDir)
+	str(&c.StateDir, fc.StateDir)
+	str(&c.Listen, fc.Listen)
+	str(&c.LogLevel, fc.LogLevel)
+	str(&c.LogFormat, fc.LogFormat)
+	dur("interval", &c.Interval, fc.Interval)
+	dur("call_timeout", &c.CallTimeout, fc.CallTimeout)
+	if fc.DryRun != nil {
+		c.DryRun = *fc.DryRun
+	}
+	if fc.AllowPassthrough != nil {
+		c.AllowPassthrough = *fc.AllowPassthrough
+	}
+	if l := fc.Limits; l != nil {
+		if l.PerVMPerHour != nil {
+			c.Limits.PerVMPerHour = *l.PerVMPerHour
+		}
+		if l.PerHostPerMinute != nil {
+			c.Limits.PerHostPerMinute = *l.PerHostPerMinute
+		}
+		if l.MinChange != nil {
+			c.Limits.MinChange = *l.MinChange
+		}
+		if l.L2CacheBudget != nil {
+			n, err := policy.ParseSize(*l.L2CacheBudget)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("%s: limits.l2_cache_budget: %v", path, err))
+			}
+			c.Limits.L2CacheBudget = n
+		}
+	}
+	if h := fc.Histograms; h != nil && h.Enabled {
+		for _, ms := range h.BoundariesMs {
+			c.Histograms = append(c.Histograms, uint64(ms*1e6))
+		}
+		if len(c.Histograms) == 0 {
+			c.Histograms = []uint64{1e6, 5e6, 10e6, 50e6, 100e6, 500e6}
+		}
+	}
+	if len(errs) > 0 {
+		return c, errors.New(strings.Join(errs, "\n"))
+	}
+	return c, nil
+}
+
+func diagErr(ds hcl.Diagnostics) error {
+	var lines []string
+	for _, d := range ds {
+		pos := ""
+		if d.Subject != nil {
+			pos = fmt.Sprintf("%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		}
+		lines = append(lines, pos+d.Summary+": "+d.Detail)
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// Validate checks the settings that files and flags both feed.
+func (c Config) Validate() error {
+	var errs []string
+	if c.QMPDir != "" && c.LibvirtURI != "" {
+		errs = append(errs, "qmp_dir and libvirt_uri exclude each other: one agent watches one kind of VM")
+	}
+	if c.Interval < time.Second {
+		errs = append(errs, fmt.Sprintf("interval %v is too short (at least 1s)", c.Interval))
+	}
+	if c.CallTimeout <= 0 || c.CallTimeout > c.Interval {
+		errs = append(errs, fmt.Sprintf("call_timeout %v must be positive and at most the interval %v", c.CallTimeout, c.Interval))
+	}
+	switch c.LogLevel {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Sprintf("log_level %q is not one of trace, debug, info, warn, error", c.LogLevel))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Sprintf("log_format %q is not json or text", c.LogFormat))
+	}
+	if c.Limits.MinChange < 0 || c.Limits.MinChange >= 1 {
+		errs = append(errs, "limits.min_change must be in [0, 1)")
+	}
+	if c.StateDir == "" || c.PolicyDir == "" {
+		errs = append(errs, "state_dir and policy_dir must be set")
+	}
+	if len(errs) > 0 {
+		return errors.New("config: " + strings.Join(errs, "; "))
+	}
+	return nil
+}

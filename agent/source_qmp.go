@@ -1,0 +1,294 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/tuning"
+)
+
+// errBusy is a runner still working on its previous sample: its VM is
+// hung or slow, and waiting for it would delay everyone.
+var errBusy = errors.New("previous sample still running (VM hung or slow)")
+
+// qmpSource watches a directory of QMP sockets (*.sock; other files are
+// ignored) and keeps one runner per socket.
+type qmpSource struct {
+	dir     string
+	timeout time.Duration
+	hists   []uint64
+	log     hclog.Logger
+	backend *tuning.QMPBackend
+	m       *metrics
+
+	mu      sync.Mutex
+	runners map[string]*qmpRunner
+	gone    []string // VMs removed since the last Sample
+}
+
+func newQMPSource(cfg Config, log hclog.Logger, m *metrics) *qmpSource {
+	return &qmpSource{dir: cfg.QMPDir, timeout: cfg.CallTimeout, hists: cfg.Histograms, log: log.Named("qmp"),
+		backend: tuning.NewQMPBackend(), m: m, runners: map[string]*qmpRunner{}}
+}
+
+func (s *qmpSource) Name() string              { return "qmp:" + s.dir }
+func (s *qmpSource) Backend() tuning.Backend   { return s.backend }
+func (s *qmpSource) Tainted() []string         { return nil }
+func (s *qmpSource) Connected() (bool, uint64) { return true, 0 }
+
+// Run watches the directory until ctx ends; Sample also reconciles, so a
+// missed notification costs at most one interval.
+func (s *qmpSource) Run(ctx context.Context) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		s.log.Error("cannot watch the QMP socket directory; relying on rescans", "dir", s.dir, "error", err.Error())
+		<-ctx.Done()
+		s.stopAll()
+		return
+	}
+	defer w.Close()
+	if err := w.Add(s.dir); err != nil {
+		s.log.Error("cannot watch the QMP socket directory; relying on rescans", "dir", s.dir, "error", err.Error())
+	}
+	s.reconcile()
+	for {
+		select {
+		case <-ctx.Done():
+			s.stopAll()
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				<-ctx.Done()
+				s.stopAll()
+				return
+			}
+			if strings.HasSuffix(ev.Name, ".sock") {
+				s.reconcile()
+			}
+		case err, ok := <-w.Errors:
+			if ok {
+				s.log.Warn("watching the QMP socket directory", "error", err.Error())
+			}
+		}
+	}
+}
+
+// reconcile makes the runners match the sockets present.
+func (s *qmpSource) reconcile() {
+	socks, _ := filepath.Glob(filepath.Join(s.dir, "*.sock"))
+	want := map[string]string{}
+	for _, p := range socks {
+		want[strings.TrimSuffix(filepath.Base(p), ".sock")] = p
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, r := range s.runners {
+		if _, ok := want[name]; !ok {
+			r.stop()
+			delete(s.runners, name)
+			s.backend.RemoveVM(name)
+			s.gone = append(s.gone, name)
+			s.log.Info("VM gone", "vm", name)
+		}
+	}
+	for name, path := range want {
+		if _, ok := s.runners[name]; !ok {
+			r := startQMPRunner(name, path, s)
+			s.runners[name] = r
+			s.log.Info("VM found", "vm", name, "socket", path)
+		}
+	}
+}
+
+func (s *qmpSource) stopAll() {
+	s.mu.Lock()
+	rs := s.runners
+	s.runners = map[string]*qmpRunner{}
+	s.mu.Unlock()
+	// Stop every runner first, then wait for them all.
+	for _, r := range rs {
+		r.cancel()
+	}
+	for _, r := range rs {
+		<-r.done
+	}
+}
+
+// Sample asks every runner at once and waits at most the call timeout.
+func (s *qmpSource) Sample(ctx context.Context) ([]sample.Disk, map[string]error, []string) {
+	s.reconcile()
+	s.mu.Lock()
+	rs := make([]*qmpRunner, 0, len(s.runners))
+	for _, r := range s.runners {
+		rs = append(rs, r)
+	}
+	gone := s.gone
+	s.gone = nil
+	s.mu.Unlock()
+	sort.Slice(rs, func(i, j int) bool { return rs[i].name < rs[j].name })
+	type result struct {
+		name  string
+		disks []sample.Disk
+		err   error
+	}
+	results := make(chan result, len(rs))
+	for _, r := range rs {
+		r := r
+		go func() {
+			d, err := r.sample(ctx, s.timeout)
+			results <- result{r.name, d, err}
+		}()
+	}
+	var disks []sample.Disk
+	errs := map[string]error{}
+	for range rs {
+		res := <-results
+		if res.err != nil {
+			errs[res.name] = res.err
+			continue
+		}
+		disks = append(disks, res.disks...)
+	}
+	return disks, errs, gone
+}
+
+// qmpRunner owns one VM's QMP connection. Sampling happens on its own
+// goroutine, so a hung VM holds up nobody but itself.
+type qmpRunner struct {
+	name, path string
+	src        *qmpSource
+	req        chan chan sampleResult
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+type sampleResult struct {
+	disks []sample.Disk
+	err   error
+}
+
+func startQMPRunner(name, path string, s *qmpSource) *qmpRunner {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &qmpRunner{name: name, path: path, src: s, req: make(chan chan sampleResult), cancel: cancel, done: make(chan struct{})}
+	go r.loop(ctx)
+	return r
+}
+
+func (r *qmpRunner) stop() { r.cancel(); <-r.done }
+
+// sample hands the runner a request, or reports it busy.
+func (r *qmpRunner) sample(ctx context.Context, timeout time.Duration) ([]sample.Disk, error) {
+	reply := make(chan sampleResult, 1)
+	select {
+	case r.req <- reply:
+	default:
+		return nil, errBusy
+	}
+	t := time.NewTimer(timeout + 500*time.Millisecond)
+	defer t.Stop()
+	select {
+	case res := <-reply:
+		return res.disks, res.err
+	case <-t.C:
+		return nil, fmt.Errorf("no sample within %v", timeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (r *qmpRunner) loop(ctx context.Context) {
+	defer close(r.done)
+	var conn *qmp.Conn
+	var block *qmp.Block
+	var l2 map[string]uint64
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case reply := <-r.req:
+			if conn != nil {
+				select {
+				case <-conn.Done():
+					conn.Close()
+					conn = nil
+				default:
+				}
+			}
+			if conn == nil {
+				var err error
+				conn, block, l2, err = r.connect(ctx)
+				if err != nil {
+					reply <- sampleResult{err: err}
+					continue
+				}
+			}
+			cctx, cancel := context.WithTimeout(ctx, r.src.timeout)
+			start := time.Now()
+			disks, err := block.SampleDisks(cctx, r.name, qmp.SampleOptions{L2CacheSize: l2})
+			cancel()
+			r.src.m.callDuration.WithLabelValues("qmp", "sample").Observe(time.Since(start).Seconds())
+			if err != nil && errors.Is(err, context.DeadlineExceeded) {
+				// A connection whose reply never came may be wedged; start afresh.
+				conn.Close()
+				conn = nil
+			}
+			reply <- sampleResult{disks, err}
+		}
+	}
+}
+
+func (r *qmpRunner) connect(ctx context.Context) (*qmp.Conn, *qmp.Block, map[string]uint64, error) {
+	cctx, cancel := context.WithTimeout(ctx, r.src.timeout)
+	defer cancel()
+	c, err := qmp.Dial(cctx, r.path, qmp.WithLogger(r.src.log), qmp.WithCallTimeout(r.src.timeout))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	b := qmp.NewBlock(c)
+	var l2 map[string]uint64
+	if pid := c.PeerPID(); pid > 0 {
+		if opts, err := qmp.CommandLineBlockdevs(pid); len(opts) > 0 || err == nil {
+			l2 = qmp.L2CacheSizes(opts)
+		}
+	}
+	r.src.backend.AddVM(r.name, c, c.PeerPID())
+	if len(r.src.hists) > 0 {
+		r.enableHistograms(cctx, b)
+	}
+	r.src.log.Info("connected", "vm", r.name, "qemu", c.Greeting().Version.String())
+	return c, b, l2, nil
+}
+
+// enableHistograms turns latency histograms on for every disk, so tail
+// latency rules have data.
+func (r *qmpRunner) enableHistograms(ctx context.Context, b *qmp.Block) {
+	infos, err := b.QueryBlock(ctx)
+	if err != nil {
+		return
+	}
+	for _, bi := range infos {
+		if bi.Inserted == nil {
+			continue
+		}
+		id := qmp.DiskID{QOMPath: bi.QDev, Device: bi.Device}
+		if err := b.SetLatencyHistogram(ctx, id, qmp.HistogramBoundaries{All: r.src.hists}); err != nil {
+			r.src.log.Warn("cannot enable latency histograms", "vm", r.name, "disk", id.String(), "error", err.Error())
+		}
+	}
+}

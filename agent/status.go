@@ -1,0 +1,194 @@
+package agent
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/tuning"
+)
+
+// Status is what GET /v1/status returns and qtune status prints.
+type Status struct {
+	Backend       string             `json:"backend"`
+	Connected     bool               `json:"connected"`
+	Reconnects    uint64             `json:"reconnects"`
+	DryRun        bool               `json:"dry_run"`
+	Interval      string             `json:"interval"`
+	LastCycle     time.Time          `json:"last_cycle"`
+	CycleDuration string             `json:"cycle_duration"`
+	Policy        PolicyStatus       `json:"policy"`
+	VMs           []VMStatus         `json:"vms"`
+	Rules         []policy.StateInfo `json:"rules"`
+	Owned         []tuning.Owned     `json:"owned"`
+	Actions       []ActionStatus     `json:"actions"` // the latest, newest last
+	Tainted       []string           `json:"tainted,omitempty"`
+	Errors        map[string]string  `json:"errors,omitempty"` // latest sample error per VM
+}
+
+// PolicyStatus says which policy is in force and whether the last load
+// worked.
+type PolicyStatus struct {
+	Dir      string    `json:"dir"`
+	Rules    []string  `json:"rules"`
+	LoadedAt time.Time `json:"loaded_at"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// VMStatus is one VM's disks as last sampled.
+type VMStatus struct {
+	Name  string       `json:"name"`
+	Disks []DiskStatus `json:"disks"`
+}
+
+// DiskStatus is one disk's latest figures.
+type DiskStatus struct {
+	Name         string           `json:"name"`
+	Format       string           `json:"format,omitempty"`
+	Cache        string           `json:"cache"`
+	Throttle     *sample.Throttle `json:"throttle,omitempty"`
+	ReadIOPS     float64          `json:"read_iops"`
+	WriteIOPS    float64          `json:"write_iops"`
+	ReadBPS      float64          `json:"read_bps"`
+	WriteBPS     float64          `json:"write_bps"`
+	ReadLatency  *float64         `json:"read_latency_ms"`
+	WriteLatency *float64         `json:"write_latency_ms"`
+	QueueDepth   float64          `json:"queue_depth"`
+	SampledAt    time.Time        `json:"sampled_at"`
+}
+
+// ActionStatus is one executor outcome.
+type ActionStatus struct {
+	At     time.Time `json:"at"`
+	Rule   string    `json:"rule"`
+	VM     string    `json:"vm"`
+	Disk   string    `json:"disk"`
+	Knob   string    `json:"knob"`
+	Result string    `json:"result"`
+	Before string    `json:"before,omitempty"`
+	After  string    `json:"after,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	Error  string    `json:"error,omitempty"`
+}
+
+const keepActions = 50
+
+// publish updates status, metrics and history after a cycle.
+func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point, errs map[string]error, acts []ActionStatus) {
+	owned, _ := a.store.AllOwned()
+	states := a.eval.States()
+	connected, reconnects := a.src.Connected()
+	tainted := a.src.Tainted()
+
+	a.m.setDisks(points)
+	a.m.setRules(states)
+	a.m.setOwned(owned)
+	a.m.connected.Set(boolFloat(connected))
+	a.m.reconnects.Set(float64(reconnects))
+	a.m.tainted.Set(float64(len(tainted)))
+
+	vms := map[string]*VMStatus{}
+	for _, p := range points {
+		v := vms[p.Disk.VM]
+		if v == nil {
+			v = &VMStatus{Name: p.Disk.VM}
+			vms[p.Disk.VM] = v
+		}
+		ds := DiskStatus{Name: p.Disk.Name, Format: p.Disk.Format, Cache: policy.CacheModeName(p.Disk.CacheDirect, p.Disk.CacheNoFlush),
+			ReadIOPS: p.Rates.ReadIOPS, WriteIOPS: p.Rates.WriteIOPS, ReadBPS: p.Rates.ReadBPS, WriteBPS: p.Rates.WriteBPS,
+			ReadLatency: finite(p.Rates.ReadLatencyMs), WriteLatency: finite(p.Rates.WriteLatencyMs), QueueDepth: p.Rates.QueueDepth,
+			SampledAt: p.Disk.Time}
+		if p.Disk.Throttle.Active() {
+			t := p.Disk.Throttle
+			ds.Throttle = &t
+		}
+		v.Disks = append(v.Disks, ds)
+	}
+	list := make([]VMStatus, 0, len(vms))
+	for _, v := range vms {
+		list = append(list, *v)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	a.m.vms.Set(float64(len(list)))
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := &a.status
+	s.Backend, s.Connected, s.Reconnects, s.DryRun = a.src.Name(), connected, reconnects, a.cfg.DryRun
+	s.Interval, s.LastCycle, s.CycleDuration = a.cfg.Interval.String(), now, dur.Round(time.Millisecond).String()
+	s.VMs, s.Rules, s.Owned, s.Tainted = list, states, owned, tainted
+	s.Errors = map[string]string{}
+	for vm, err := range errs {
+		s.Errors[vm] = err.Error()
+	}
+	for _, act := range acts {
+		if act.Result == string(tuning.ResultNoOp) {
+			continue // a knob already as wanted is not news
+		}
+		s.Actions = append(s.Actions, act)
+	}
+	if n := len(s.Actions); n > keepActions {
+		s.Actions = append([]ActionStatus(nil), s.Actions[n-keepActions:]...)
+	}
+	a.history = append(a.history, Cycle{At: now, Points: points})
+	if n := len(a.history); n > historyCycles {
+		a.history = append([]Cycle(nil), a.history[n-historyCycles:]...)
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func finite(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// Snapshot returns a copy of the current status.
+func (a *Agent) Snapshot() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status
+}
+
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		last := a.status.LastCycle
+		a.mu.Unlock()
+		if since := a.clock.Now().Sub(last); last.IsZero() || since > 3*a.cfg.Interval {
+			http.Error(w, "no cycle completed in the last three intervals", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Snapshot()) })
+	mux.HandleFunc("/v1/history", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		h := append([]Cycle(nil), a.history...)
+		a.mu.Unlock()
+		writeJSON(w, h)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

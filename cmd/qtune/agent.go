@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/internal/sdnotify"
+)
+
+func init() {
+	register(command{name: "agent", summary: "run the tuning agent (the systemd service)", run: runAgent})
+}
+
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("qtune agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "agent config file (HCL); defaults apply without one")
+	libvirtURI := fs.String("libvirt-uri", "", "libvirt URI (default: the local socket)")
+	libvirtSocket := fs.String("libvirt-socket", "", "libvirt socket path")
+	libvirtPidDir := fs.String("libvirt-pid-dir", "", "where libvirt keeps QEMU pid files")
+	qmpDir := fs.String("qmp-dir", "", "watch this directory for plain QEMU VMs' *.sock QMP sockets instead of libvirt")
+	policyDir := fs.String("policy", "", "policy directory")
+	stateDir := fs.String("state-dir", "", "state directory")
+	listen := fs.String("listen", "", "HTTP listen address, or unix:PATH")
+	interval := fs.Duration("interval", 0, "sampling interval")
+	dryRun := fs.Bool("dry-run", false, "decide and record, never change a VM")
+	passthrough := fs.Bool("allow-passthrough", false, "allow QMP through libvirt (taints domains) for cache mode and qcow2 cache")
+	logLevel := fs.String("log-level", "", "trace, debug, info, warn, error")
+	logFormat := fs.String("log-format", "", "json or text")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cfg := agent.Defaults()
+	if *configPath != "" {
+		var err error
+		if cfg, err = agent.LoadConfig(*configPath); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitUsage
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	override := func(name string, dst *string, v string) {
+		if set[name] {
+			*dst = v
+		}
+	}
+	override("libvirt-uri", &cfg.LibvirtURI, *libvirtURI)
+	override("libvirt-socket", &cfg.LibvirtSocket, *libvirtSocket)
+	override("libvirt-pid-dir", &cfg.LibvirtPidDir, *libvirtPidDir)
+	override("qmp-dir", &cfg.QMPDir, *qmpDir)
+	override("policy", &cfg.PolicyDir, *policyDir)
+	override("state-dir", &cfg.StateDir, *stateDir)
+	override("listen", &cfg.Listen, *listen)
+	override("log-level", &cfg.LogLevel, *logLevel)
+	override("log-format", &cfg.LogFormat, *logFormat)
+	if set["interval"] {
+		cfg.Interval = *interval
+		if cfg.CallTimeout > cfg.Interval {
+			cfg.CallTimeout = cfg.Interval / 2
+		}
+	}
+	if set["dry-run"] {
+		cfg.DryRun = *dryRun
+	}
+	if set["allow-passthrough"] {
+		cfg.AllowPassthrough = *passthrough
+	}
+	if set["qmp-dir"] && !set["libvirt-uri"] {
+		cfg.LibvirtURI = ""
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	log := hclog.NewInterceptLogger(&hclog.LoggerOptions{
+		Name: "qtune", Level: hclog.LevelFromString(cfg.LogLevel), Output: stderr,
+		JSONFormat: cfg.LogFormat == "json", TimeFormat: time.RFC3339Nano,
+	})
+	a := agent.New(cfg, *configPath, log)
+	a.SetNotify(func(state string) {
+		if _, err := sdnotify.Notify(state); err != nil {
+			log.Warn("service manager notification failed", "error", err.Error())
+		}
+	})
+	if err := a.Run(ctx); err != nil {
+		log.Error("agent failed", "error", err.Error())
+		return exitFailure
+	}
+	return exitOK
+}
