@@ -10,7 +10,7 @@ GO      ?= go
 BIN     := bin/qtune
 FUZZTIME ?= 12s
 
-.PHONY: all build test fmt-check vet unit fuzz policies clean stats-demo
+.PHONY: all build test fmt-check vet unit fuzz policies clean stats-demo demo install
 
 all: build
 
@@ -52,3 +52,8 @@ clean:
 stats-demo: build
 	$(GO) build -o bin/qtune-lab ./cmd/qtune-lab
 	./bin/qtune-lab run --phases randwrite:400:4s,randrw:800:4s -- ./$(BIN) stats --qmp '{qmp}' --count 10
+
+# Installs the binary, the systemd unit, the default config and the
+# example policies (DESTDIR=... for a staging root).
+install:
+	systemd/install.sh

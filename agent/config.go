@@ -118,18 +118,12 @@ func LoadConfig(path string) (Config, error) {
 		return c, diagErr(diags)
 	}
 	var fc fileConfig
-	if diags := gohcl.DecodeBody(f.Body, nil, &fc); diags.HasErrors() {
+	// Content against the implied schema names unknown settings; the
+	// decode names wrong types. Both are reported at once.
+	schema, _ := gohcl.ImpliedBodySchema(&fc)
+	_, unknown := f.Body.Content(schema)
+	if diags := append(unknown, gohcl.DecodeBody(f.Body, nil, &fc)...); diags.HasErrors() {
 		return c, diagErr(diags)
-	}
-	if diags := fc.Remain.(*hclsyntax.Body); len(diags.Attributes)+len(diags.Blocks) > 0 {
-		var ds hcl.Diagnostics
-		for _, a := range diags.Attributes {
-			ds = append(ds, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported argument", Detail: fmt.Sprintf("%q is not a config setting", a.Name), Subject: a.NameRange.Ptr()})
-		}
-		for _, b := range diags.Blocks {
-			ds = append(ds, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported block", Detail: fmt.Sprintf("%q is not a config block", b.Type), Subject: b.TypeRange.Ptr()})
-		}
-		return c, diagErr(ds)
 	}
 	var errs []string
 	str := func(dst *string, v *string) {

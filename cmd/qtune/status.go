@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/qtune/qtune/agent"
+)
+
+func init() {
+	register(command{name: "status", summary: "show what the running agent sees and does", run: runStatus})
+}
+
+const defaultAddr = "127.0.0.1:9477"
+
+// agentGet fetches a JSON document from the running agent.
+func agentGet(ctx context.Context, addr, path string, v any) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	base := "http://" + addr
+	if sock, ok := strings.CutPrefix(addr, "unix:"); ok {
+		base = "http://qtune"
+		client.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("is the agent running and listening on %s? %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("agent at %s: %s", addr, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("qtune status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", defaultAddr, "the agent's listen address, or unix:PATH")
+	asJSON := fs.Bool("json", false, "print the raw status document")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	var st agent.Status
+	if err := agentGet(ctx, *addr, "/v1/status", &st); err != nil {
+		fmt.Fprintf(stderr, "qtune status: %v\n", err)
+		return exitFailure
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+		return exitOK
+	}
+	printStatus(stdout, st)
+	return exitOK
+}
+
+func printStatus(w io.Writer, st agent.Status) {
+	conn := "connected"
+	if !st.Connected {
+		conn = "DISCONNECTED"
+	}
+	fmt.Fprintf(w, "backend %s: %s (reconnects %d), interval %s, last cycle %s took %s%s\n",
+		st.Backend, conn, st.Reconnects, st.Interval, st.LastCycle.Local().Format("15:04:05"), st.CycleDuration,
+		map[bool]string{true: ", DRY RUN", false: ""}[st.DryRun])
+	fmt.Fprintf(w, "policy %s: %d rules, loaded %s\n", st.Policy.Dir, len(st.Policy.Rules), st.Policy.LoadedAt.Local().Format("15:04:05"))
+	if st.Policy.Error != "" {
+		fmt.Fprintf(w, "  LAST RELOAD FAILED, the policy above stays in force:\n    %s\n", strings.ReplaceAll(st.Policy.Error, "\n", "\n    "))
+	}
+	fmt.Fprintf(w, "\n%-16s %-8s %8s %8s %9s %9s %-10s %s\n", "VM", "DISK", "R_IOPS", "W_IOPS", "R_LAT_ms", "W_LAT_ms", "CACHE", "THROTTLE")
+	for _, vm := range st.VMs {
+		for _, d := range vm.Disks {
+			fmt.Fprintf(w, "%-16s %-8s %8.0f %8.0f %9s %9s %-10s %s\n", vm.Name, d.Name, d.ReadIOPS, d.WriteIOPS,
+				ms(d.ReadLatency), ms(d.WriteLatency), d.Cache, throttleText(d.Throttle != nil, func() string { return throttleString(*d.Throttle) }))
+		}
+	}
+	if len(st.Rules) > 0 {
+		fmt.Fprintln(w, "\nRULES")
+		for _, r := range st.Rules {
+			fmt.Fprintf(w, "  %-28s %s/%s %s since %s\n", r.Rule, r.VM, r.Disk, r.State, r.Since.Local().Format("15:04:05"))
+		}
+	}
+	if len(st.Owned) > 0 {
+		fmt.Fprintln(w, "\nOWNED KNOBS (restored when their rule stops firing)")
+		for _, o := range st.Owned {
+			fmt.Fprintf(w, "  %s/%s %s by %s: %s (was %s), %s since %s\n", o.VM, o.Disk, o.Knob, o.Rule, o.Applied, o.Original, o.Phase, o.Since.Local().Format("15:04:05"))
+		}
+	}
+	if len(st.Actions) > 0 {
+		fmt.Fprintln(w, "\nRECENT ACTIONS")
+		for _, a := range st.Actions {
+			line := fmt.Sprintf("  %s %-13s %s %s/%s %s: %s -> %s", a.At.Local().Format("15:04:05"), a.Result, a.Rule, a.VM, a.Disk, a.Knob, a.Before, a.After)
+			if a.Error != "" {
+				line += " (" + a.Error + ")"
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	if len(st.Errors) > 0 {
+		fmt.Fprintln(w, "\nERRORS")
+		keys := make([]string, 0, len(st.Errors))
+		for k := range st.Errors {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "  %s: %s\n", k, st.Errors[k])
+		}
+	}
+	if len(st.Tainted) > 0 {
+		fmt.Fprintf(w, "\nTAINTED (QMP sent through libvirt; live disk settings differ from the XML): %s\n", strings.Join(st.Tainted, ", "))
+	}
+}
+
+func ms(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", *v)
+}
+
+func throttleText(ok bool, f func() string) string {
+	if !ok {
+		return "-"
+	}
+	return f()
+}

@@ -1,0 +1,38 @@
+# qtune agent configuration: /etc/qtune/agent.hcl
+# Every setting is optional; the values below are the defaults unless
+# marked otherwise. Flags given to `qtune agent` override this file.
+
+# Where the VMs are. Default: the local libvirtd socket.
+libvirt_socket = "/run/libvirt/libvirt-sock"
+# libvirt_uri  = "qemu+ssh://root@hv12/system"   # a remote daemon instead
+# qmp_dir      = "/run/qtune/qmp"                # plain QEMU: a directory of *.sock QMP sockets
+libvirt_pid_dir = "/run/libvirt/qemu"            # QEMU pid files, to read -blockdev options
+
+interval     = "10s"   # sampling and evaluation period
+call_timeout = "5s"    # deadline of each call to QEMU or libvirt
+
+policy_dir = "/etc/qtune/policy.d"
+state_dir  = "/var/lib/qtune"
+listen     = "127.0.0.1:9477"   # /metrics, /healthz, /v1/status; or "unix:/run/qtune/qtune.sock"
+
+dry_run = false   # decide and record, never change a VM
+
+# Changing cache mode or the qcow2 cache live under libvirt needs QMP sent
+# through libvirt: the domain is then marked "tainted: custom-monitor" and
+# its live settings differ from its XML. Throttles never need it.
+allow_passthrough = false
+
+log_level  = "info"   # reloaded on SIGHUP
+log_format = "json"
+
+limits {
+  per_vm_per_hour     = 12      # changes to one VM
+  per_host_per_minute = 30      # changes on the whole host
+  min_change          = 0.05    # ignore changes smaller than 5 %
+  l2_cache_budget     = "1GiB"  # memory for qcow2 L2 caches qtune sets, all VMs together
+}
+
+histograms {
+  enabled       = false   # QMP VMs: enable latency histograms for p95/p99 rules
+  boundaries_ms = [1, 5, 10, 50, 100, 500]
+}
