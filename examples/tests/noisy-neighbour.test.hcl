@@ -2,21 +2,22 @@ policies = ["../policy.d/noisy-neighbour.hcl"]
 
 test "a loud writer is throttled, then released" {
   interval = "5s"
-  # 0-25s calm, 30-85s loud, from 90s calm again.
+  # 0-25s calm, 30-85s loud, from 90s calm again. From 45s the throttle
+  # holds writes at 300 and the queue stays full while the guest still
+  # wants more, until 90s.
   disk "tenant-a" "vda" {
-    format     = "qcow2"
-    write_iops = "100x6 3000x12 100x12"
+    format              = "qcow2"
+    write_iops          = "100x6 3000x3 300x9 100x12"
+    throttle_write_iops = "0x9 300x16 0x5"
+    queue_depth         = "0.1x9 1x9 0.05x12"
   }
   # A quiet neighbour on the same host is never touched.
   disk "tenant-b" "vda" {
     format     = "qcow2"
     write_iops = "200x30"
   }
-  host {
-    io_pressure_some_avg10 = "25x30"
-  }
 
-  # The 20 s average crosses 800 at 30s: pending, not yet acting.
+  # The 10 s average crosses 800 at 30s: pending, not yet acting.
   expect {
     at       = "40s"
     rule     = "calm-noisy-writers"
@@ -36,23 +37,31 @@ test "a loud writer is throttled, then released" {
       write_iops_max = 450
     }
   }
-  # Calm since 105s (the average falls under 800), but not for 20 s yet.
+  # Throttled and still wanting more: the throttle holds.
   expect {
-    at       = "120s"
+    at       = "85s"
+    rule     = "calm-noisy-writers"
+    vm       = "tenant-a"
+    disk     = "vda"
+    decision = "apply"
+  }
+  # Calm since 90s, but not for 20 s yet.
+  expect {
+    at       = "105s"
     rule     = "calm-noisy-writers"
     vm       = "tenant-a"
     disk     = "vda"
     decision = "apply"
   }
   expect {
-    at       = "125s"
+    at       = "110s"
     rule     = "calm-noisy-writers"
     vm       = "tenant-a"
     disk     = "vda"
     decision = "revert"
   }
   expect {
-    at       = "130s"
+    at       = "115s"
     rule     = "calm-noisy-writers"
     vm       = "tenant-a"
     disk     = "vda"
@@ -71,9 +80,6 @@ test "a gap in the samples never throttles" {
   interval = "5s"
   disk "tenant-a" "vda" {
     write_iops = "3000x3 _x2 3000x3"
-  }
-  host {
-    io_pressure_some_avg10 = "25x8"
   }
   expect {
     at       = "35s"
