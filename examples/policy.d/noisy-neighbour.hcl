@@ -9,7 +9,7 @@
 rule "calm-noisy-writers" {
   description = "hold a disk that writes hard to 300 IOPS until it calms down"
 
-  when = avg_over(disk.write_iops, "10s") > 800 || (disk.throttle_write_iops > 0 && disk.queue_depth > 0.8)
+  when = avg_over(disk.write_iops, "10s") > 800 || (disk.throttle_write_iops > 0 && disk.queue_depth > 0.5)
 
   for         = "15s"  # must hold this long before acting
   clear_after = "20s"  # must be calm this long before the throttle is lifted

@@ -1,0 +1,439 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/internal/loadgen"
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/tuning"
+)
+
+// End-to-end tests: the real qtune binary, real QEMU VMs, a real libvirtd.
+
+// e2ePolicy is the noisy-neighbour rule with short timings.
+const e2ePolicy = `
+rule "calm-noisy-writers" {
+  when        = disk.write_iops > 800 || (disk.throttle_write_iops > 0 && disk.queue_depth > 0.5)
+  for         = "3s"
+  clear_after = "4s"
+  cooldown    = "2s"
+  throttle {
+    write_iops = 300
+  }
+}
+`
+
+const e2eInterval = time.Second
+
+func buildQtune(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "qtune")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build qtune: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// runningAgent is a qtune agent process.
+type runningAgent struct {
+	cmd    *exec.Cmd
+	addr   string
+	state  string
+	policy string
+	log    *syncBuffer
+	done   chan error
+}
+
+// syncBuffer is the agent's stderr, written by exec's copier while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startAgent(t *testing.T, bin string, args ...string) *runningAgent {
+	t.Helper()
+	a := &runningAgent{addr: freePort(t), state: t.TempDir(), policy: t.TempDir(), log: &syncBuffer{}, done: make(chan error, 1)}
+	if err := os.WriteFile(filepath.Join(a.policy, "noisy.hcl"), []byte(e2ePolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"agent", "--policy", a.policy, "--state-dir", a.state, "--listen", a.addr,
+		"--interval", e2eInterval.String(), "--log-format", "text"}, args...)
+	a.cmd = exec.Command(bin, args...)
+	a.cmd.Stderr = a.log
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.done <- a.cmd.Wait() }()
+	t.Cleanup(func() {
+		a.cmd.Process.Signal(syscall.SIGKILL)
+		<-a.done
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.log.String())
+		}
+	})
+	a.waitFor(t, 20*time.Second, "first cycle", func(s agent.Status) bool { return !s.LastCycle.IsZero() })
+	return a
+}
+
+func (a *runningAgent) status(t *testing.T) agent.Status {
+	t.Helper()
+	var s agent.Status
+	if err := agentGet(context.Background(), a.addr, "/v1/status", &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (a *runningAgent) history(t *testing.T) []agent.Cycle {
+	t.Helper()
+	var h []agent.Cycle
+	if err := agentGet(context.Background(), a.addr, "/v1/history", &h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (a *runningAgent) waitFor(t *testing.T, limit time.Duration, what string, ok func(agent.Status) bool) agent.Status {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		var s agent.Status
+		err := agentGet(context.Background(), a.addr, "/v1/status", &s)
+		if err == nil && ok(s) {
+			return s
+		}
+		select {
+		case err := <-a.done:
+			t.Fatalf("agent exited (%v) while waiting for %s", err, what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v (last status error %v):\n%+v", what, limit, err, s)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (a *runningAgent) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + a.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return b.String()
+}
+
+func action(s agent.Status, vm, result string) *agent.ActionStatus {
+	for i := len(s.Actions) - 1; i >= 0; i-- {
+		if s.Actions[i].VM == vm && s.Actions[i].Result == result {
+			return &s.Actions[i]
+		}
+	}
+	return nil
+}
+
+// firstCycle finds the first cycle at or after from where vm's disk0
+// satisfies cond.
+func firstCycle(h []agent.Cycle, vm string, from time.Time, cond func(wiops, qd float64) bool) time.Time {
+	for _, c := range h {
+		if c.At.Before(from) {
+			continue
+		}
+		for _, p := range c.Points {
+			if p.Disk.VM == vm && cond(p.Rates.WriteIOPS, p.Rates.QueueDepth) {
+				return c.At
+			}
+		}
+	}
+	return time.Time{}
+}
+
+func qmpLabVMs(t *testing.T) (dir string, noisy, reader *lab.VM) {
+	t.Helper()
+	ctx := context.Background()
+	dir = t.TempDir()
+	img := func(name string) string {
+		p := filepath.Join(t.TempDir(), name+".qcow2")
+		if err := lab.CreateImage(ctx, p, "qcow2", 128<<20, lab.ImageOpts{}); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	loud := loadgen.Defaults()
+	loud.Loops, loud.Span = 0, 32<<20
+	loud.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 100, Duration: 6 * time.Second},
+		{Pattern: loadgen.RandWrite, Rate: 2000, Duration: 14 * time.Second}}
+	steady := loadgen.Defaults()
+	steady.Loops, steady.Span = 0, 32<<20
+	steady.Phases = []loadgen.Phase{{Pattern: loadgen.RandRead, Rate: 300, Duration: time.Hour}}
+	noisy = lab.StartVMT(t, lab.VMConfig{Name: "noisy", Workload: &loud, Disks: []lab.Disk{{ID: "disk0", Image: img("noisy"), CacheDirect: true}}})
+	reader = lab.StartVMT(t, lab.VMConfig{Name: "reader", Workload: &steady, Disks: []lab.Disk{{ID: "disk0", Image: img("reader"), CacheDirect: true}}})
+	for _, vm := range []*lab.VM{noisy, reader} {
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := vm.WaitSerial(wctx, "qtune-load ready")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(vm.QMPPath(), filepath.Join(dir, vm.Name+".sock")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "README"), []byte("not a socket: ignored"), 0o644)
+	return dir, noisy, reader
+}
+
+func TestAgentEndToEndQMP(t *testing.T) {
+	lab.NeedQEMU(t)
+	bin := buildQtune(t)
+	dir, noisy, _ := qmpLabVMs(t)
+	a := startAgent(t, bin, "--qmp-dir", dir)
+
+	// Throttled within for + one interval of turning loud.
+	s := a.waitFor(t, 40*time.Second, "a throttle on the noisy VM", func(s agent.Status) bool { return action(s, "noisy", "applied") != nil })
+	applied := action(s, "noisy", "applied").At
+	h := a.history(t)
+	loud := firstCycle(h, "noisy", time.Time{}, func(w, _ float64) bool { return w > 800 })
+	if loud.IsZero() {
+		t.Fatal("history never shows the noisy VM loud")
+	}
+	if lag := applied.Sub(loud); lag > 3*time.Second+e2eInterval+500*time.Millisecond {
+		t.Errorf("throttled %v after turning loud (for 3s + interval 1s)", lag)
+	}
+	t.Logf("loud at %s, throttled at %s", loud.Format("15:04:05.0"), applied.Format("15:04:05.0"))
+
+	// Reverted within clear_after + one interval of calming down.
+	s = a.waitFor(t, 40*time.Second, "the throttle lifted", func(s agent.Status) bool {
+		r := action(s, "noisy", "reverted")
+		return r != nil && r.At.After(applied)
+	})
+	reverted := action(s, "noisy", "reverted").At
+	h = a.history(t)
+	calm := firstCycle(h, "noisy", applied, func(w, qd float64) bool { return w < 200 && qd < 0.5 })
+	if calm.IsZero() {
+		t.Fatal("history never shows the noisy VM calm again")
+	}
+	if lag := reverted.Sub(calm); lag > 4*time.Second+e2eInterval+500*time.Millisecond || lag < 4*time.Second-e2eInterval {
+		t.Errorf("reverted %v after calming (clear_after 4s + interval 1s)", lag)
+	}
+	t.Logf("calm at %s, reverted at %s", calm.Format("15:04:05.0"), reverted.Format("15:04:05.0"))
+
+	// The steady reader was never touched.
+	for _, act := range s.Actions {
+		if act.VM == "reader" {
+			t.Errorf("the reader was acted on: %+v", act)
+		}
+	}
+
+	t.Run("metrics parse", func(t *testing.T) {
+		p := expfmt.NewTextParser(model.LegacyValidation)
+		families, err := p.TextToMetricFamilies(strings.NewReader(a.metrics(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"qtune_disk_write_iops", "qtune_actions_total", "qtune_cycle_duration_seconds", "qtune_policy_last_reload_success", "qtune_backend_call_duration_seconds"} {
+			if families[name] == nil {
+				t.Errorf("metric %s missing", name)
+			}
+		}
+		applied := 0.0
+		for _, m := range families["qtune_actions_total"].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == "applied" {
+					applied += m.GetCounter().GetValue()
+				}
+			}
+		}
+		if applied < 1 {
+			t.Errorf("qtune_actions_total{result=applied} = %v", applied)
+		}
+	})
+
+	t.Run("status and plan", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{"status", "--addr", a.addr}, &out, &errOut); code != exitOK {
+			t.Fatalf("status: %s", errOut.String())
+		}
+		for _, want := range []string{"backend qmp:", "noisy", "reader", "RECENT ACTIONS", "calm-noisy-writers"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("status lacks %q:\n%s", want, out.String())
+			}
+		}
+		// A stricter policy that would throttle the reader too.
+		pdir := t.TempDir()
+		os.WriteFile(filepath.Join(pdir, "strict.hcl"), []byte(`
+rule "cap-readers" {
+  when = disk.read_iops > 100
+  for  = "2s"
+  throttle { read_iops = 50 }
+}`), 0o644)
+		out.Reset()
+		if code := run(context.Background(), []string{"plan", "--addr", a.addr, "--policy", pdir}, &out, &errOut); code != exitOK {
+			t.Fatalf("plan: %s", errOut.String())
+		}
+		if !strings.Contains(out.String(), "+ would set throttle of reader/disk0 (rule cap-readers)") {
+			t.Errorf("plan:\n%s", out.String())
+		}
+	})
+
+	t.Run("a broken policy on SIGHUP keeps the old one", func(t *testing.T) {
+		before := a.status(t)
+		os.WriteFile(filepath.Join(a.policy, "broken.hcl"), []byte("rule \"x\" { when = disk.nope > 1 }\n"), 0o644)
+		a.cmd.Process.Signal(syscall.SIGHUP)
+		s := a.waitFor(t, 10*time.Second, "the reload error", func(s agent.Status) bool { return s.Policy.Error != "" })
+		if !strings.Contains(s.Policy.Error, "broken.hcl:1:") || len(s.Policy.Rules) != len(before.Policy.Rules) {
+			t.Errorf("policy status after a broken reload: %+v", s.Policy)
+		}
+		if !strings.Contains(a.metrics(t), "qtune_policy_last_reload_success 0") {
+			t.Error("metric does not show the failed reload")
+		}
+		os.Remove(filepath.Join(a.policy, "broken.hcl"))
+		a.cmd.Process.Signal(syscall.SIGHUP)
+		a.waitFor(t, 10*time.Second, "a clean reload", func(s agent.Status) bool { return s.Policy.Error == "" })
+	})
+
+	t.Run("a hung VM does not hold up the others", func(t *testing.T) {
+		noisy.Signal(syscall.SIGSTOP)
+		defer noisy.Signal(syscall.SIGCONT)
+		from := time.Now()
+		time.Sleep(8 * time.Second)
+		h := a.history(t)
+		var cycles, withReader int
+		var prev time.Time
+		for _, c := range h {
+			if c.At.Before(from.Add(time.Second)) {
+				continue
+			}
+			cycles++
+			if !prev.IsZero() && c.At.Sub(prev) > e2eInterval+500*time.Millisecond {
+				t.Errorf("cycle gap %v with a hung VM", c.At.Sub(prev))
+			}
+			prev = c.At
+			for _, p := range c.Points {
+				if p.Disk.VM == "reader" {
+					withReader++
+				}
+			}
+		}
+		if cycles < 6 || withReader < cycles-1 {
+			t.Errorf("%d cycles in 7 s with a hung VM, %d sampled the reader", cycles, withReader)
+		}
+		if s := a.status(t); s.Errors["noisy"] == "" {
+			t.Errorf("the hung VM's error is not in status: %+v", s.Errors)
+		}
+	})
+
+	t.Run("SIGTERM exits promptly with owned knobs recorded", func(t *testing.T) {
+		a.waitFor(t, 40*time.Second, "the noisy VM throttled again", func(s agent.Status) bool { return len(s.Owned) > 0 })
+		start := time.Now()
+		a.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-a.done:
+			if err != nil {
+				t.Errorf("exit: %v", err)
+			}
+			a.done <- err // for the cleanup
+		case <-time.After(10 * time.Second):
+			t.Fatal("no exit within 10 s of SIGTERM")
+		}
+		t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+		store, err := tuning.OpenStore(a.state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		owned, _ := store.AllOwned()
+		if len(owned) != 1 || owned[0].VM != "noisy" || owned[0].Knob != policy.KnobThrottle || owned[0].Original.Throttle == nil {
+			t.Errorf("owned knobs after exit: %+v", owned)
+		}
+		if !strings.Contains(a.log.String(), "agent stopping") {
+			t.Error("no stopping line in the log")
+		}
+	})
+}
+
+func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
+	lab.NeedLibvirt(t)
+	bin := buildQtune(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d := lab.StartLibvirtdT(t)
+	img := filepath.Join(t.TempDir(), "t1.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	w := loadgen.Defaults()
+	w.Loops = 0
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 200, Duration: time.Hour}}
+	dom := d.DefineDomainT(t, lab.DomainSpec{Name: "t1", Workload: &w, Disks: []lab.DomainDisk{{Target: "vda", Image: img}}})
+	if err := dom.WaitSerial(ctx, "qtune-load ready"); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, bin, "--libvirt-socket", d.SocketPath(), "--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu"))
+	a.waitFor(t, 20*time.Second, "the domain sampled", func(s agent.Status) bool { return len(s.VMs) == 1 && s.VMs[0].Name == "t1" })
+	if err := d.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	s := a.waitFor(t, 30*time.Second, "a reconnect", func(s agent.Status) bool {
+		return s.Reconnects >= 1 && s.Connected && s.LastCycle.After(restarted) && len(s.VMs) == 1
+	})
+	if s.VMs[0].Disks[0].WriteIOPS < 150 {
+		t.Errorf("after reconnect: %+v", s.VMs[0])
+	}
+	sc := bufio.NewScanner(strings.NewReader(a.log.String()))
+	found := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "libvirt reconnected") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no reconnect in the log")
+	}
+
+}
