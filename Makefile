@@ -57,3 +57,10 @@ stats-demo: build
 # example policies (DESTDIR=... for a staging root).
 install:
 	systemd/install.sh
+
+# The README's main command: two lab VMs (a writer that turns loud and
+# calm, a steady reader) and the agent with the noisy-neighbour example
+# policy, watched live; everything is stopped at the end.
+demo: build
+	$(GO) build -o bin/qtune-lab ./cmd/qtune-lab
+	./bin/qtune-lab demo --qtune ./$(BIN)

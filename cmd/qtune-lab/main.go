@@ -26,12 +26,18 @@ import (
 )
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "run" {
+	if len(os.Args) < 2 || (os.Args[1] != "run" && os.Args[1] != "demo") {
 		fmt.Fprintln(os.Stderr, "usage: qtune-lab run [--vms N] [--phases P] [--size BYTES] -- COMMAND [ARG...]")
+		fmt.Fprintln(os.Stderr, "       qtune-lab demo [--qtune PATH] [--duration D]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[2:])
+	var code int
+	if os.Args[1] == "demo" {
+		code = demo(ctx, os.Args[2:])
+	} else {
+		code = run(ctx, os.Args[2:])
+	}
 	stop()
 	os.Exit(code)
 }
@@ -60,7 +66,11 @@ func run(ctx context.Context, args []string) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	sockets, cleanup, err := startVMs(ctx, dir, *vms, ph, *size)
+	var specs []vmSpec
+	for i := 0; i < *vms; i++ {
+		specs = append(specs, vmSpec{name: fmt.Sprintf("lab%d", i+1), phases: ph})
+	}
+	sockets, cleanup, err := startVMs(ctx, dir, specs, *size)
 	defer cleanup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "qtune-lab:", err)
@@ -69,9 +79,15 @@ func run(ctx context.Context, args []string) int {
 	return runCommand(ctx, cmdArgs, sockets, filepath.Join(dir, "qmp"))
 }
 
-// startVMs boots n guests and links their QMP sockets into dir/qmp as
+// vmSpec is one lab VM to boot: its name and its guest's workload.
+type vmSpec struct {
+	name   string
+	phases []loadgen.Phase
+}
+
+// startVMs boots the guests and links their QMP sockets into dir/qmp as
 // <name>.sock.
-func startVMs(ctx context.Context, dir string, n int, ph []loadgen.Phase, size uint64) ([]string, func(), error) {
+func startVMs(ctx context.Context, dir string, specs []vmSpec, size uint64) ([]string, func(), error) {
 	var started []*lab.VM
 	cleanup := func() {
 		for _, vm := range started {
@@ -83,8 +99,8 @@ func startVMs(ctx context.Context, dir string, n int, ph []loadgen.Phase, size u
 		return nil, cleanup, err
 	}
 	var sockets []string
-	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("lab%d", i+1)
+	for i, spec := range specs {
+		name, ph := spec.name, spec.phases
 		img := filepath.Join(dir, name+".qcow2")
 		if err := lab.CreateImage(ctx, img, "qcow2", size, lab.ImageOpts{}); err != nil {
 			return nil, cleanup, err
