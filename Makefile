@@ -10,7 +10,7 @@ GO      ?= go
 BIN     := bin/qtune
 FUZZTIME ?= 12s
 
-.PHONY: all build test fmt-check vet unit fuzz policies clean stats-demo demo install
+.PHONY: all build test fmt-check vet unit fuzz policies clean stats-demo demo install lab-deps
 
 all: build
 
@@ -49,7 +49,7 @@ clean:
 	rm -rf bin
 
 # A throwaway VM with a guest doing I/O in phases, watched by qtune stats.
-stats-demo: build
+stats-demo: build lab-deps
 	$(GO) build -o bin/qtune-lab ./cmd/qtune-lab
 	./bin/qtune-lab run --phases randwrite:400:4s,randrw:800:4s -- ./$(BIN) stats --qmp '{qmp}' --count 10
 
@@ -61,6 +61,13 @@ install:
 # The README's main command: two lab VMs (a writer that turns loud and
 # calm, a steady reader) and the agent with the noisy-neighbour example
 # policy, watched live; everything is stopped at the end.
-demo: build
+demo: build lab-deps
 	$(GO) build -o bin/qtune-lab ./cmd/qtune-lab
 	./bin/qtune-lab demo --qtune ./$(BIN)
+
+# QEMU for the lab, from Debian's packages, when it is not there yet.
+lab-deps:
+	@if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-img >/dev/null; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends qemu-system-x86 qemu-utils; \
+	fi
