@@ -206,6 +206,11 @@ func inputsString(in map[string]float64) string {
 	if len(in) == 0 {
 		return ""
 	}
+	return " (" + FormatInputs(in, ", ") + ")"
+}
+
+// FormatInputs renders a decision's inputs as sorted name=value pairs.
+func FormatInputs(in map[string]float64, sep string) string {
 	keys := make([]string, 0, len(in))
 	for k := range in {
 		keys = append(keys, k)
@@ -215,7 +220,7 @@ func inputsString(in map[string]float64) string {
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s=%.4g", k, in[k])
 	}
-	return " (" + strings.Join(parts, ", ") + ")"
+	return strings.Join(parts, sep)
 }
 
 // condition evaluates r's when for in. known is false when the result

@@ -2,16 +2,12 @@ package qmp_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/qtune/qtune/internal/lab"
-	"github.com/qtune/qtune/internal/loadgen"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
 )
@@ -66,19 +62,7 @@ func TestRealThrottleHoldsGuestIOPS(t *testing.T) {
 	lab.NeedQEMU(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	img := filepath.Join(t.TempDir(), "disk.qcow2")
-	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
-		t.Fatal(err)
-	}
-	w := loadgen.Defaults()
-	w.Loops = 0
-	w.Span = 16 << 20
-	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 0, Duration: time.Hour}}
-	vm := lab.StartVMT(t, lab.VMConfig{Name: "throttle", Workload: &w,
-		Disks: []lab.Disk{{ID: "disk0", Image: img, CacheDirect: true}}})
-	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
-		t.Fatal(err)
-	}
+	vm := lab.WriterVMT(t, "throttle", 0)
 	_, b := connect(t, vm)
 	free := writeRate(t, b, 2*time.Second)
 	t.Logf("unthrottled: %.0f write IOPS", free)
@@ -109,35 +93,14 @@ func TestRealThrottleHoldsGuestIOPS(t *testing.T) {
 	}
 }
 
-// directFlags reports, for every fd QEMU holds on path, whether it is
-// open with O_DIRECT (from /proc/<pid>/fdinfo).
+// directFlags is lab.ODirect for tests.
 func directFlags(t *testing.T, pid int, path string) []bool {
 	t.Helper()
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	flags, err := lab.ODirect(pid, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []bool
-	for _, fd := range fds {
-		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if err != nil || target != path {
-			continue
-		}
-		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(string(info), "\n") {
-			if v, ok := strings.CutPrefix(line, "flags:"); ok {
-				flags, _ := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
-				out = append(out, flags&0o40000 != 0) // O_DIRECT on x86
-			}
-		}
-	}
-	if len(out) == 0 {
-		t.Fatalf("QEMU %d holds no fd on %s", pid, path)
-	}
-	return out
+	return flags
 }
 
 func allEqual(v []bool, want bool) bool {

@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/qtune/qtune/internal/lab"
-	"github.com/qtune/qtune/internal/loadgen"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
 )
@@ -42,17 +40,7 @@ func TestRealLibvirt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	d := lab.StartLibvirtdT(t)
-	img := filepath.Join(t.TempDir(), "t1.qcow2")
-	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
-		t.Fatal(err)
-	}
-	w := loadgen.Defaults()
-	w.Loops, w.Span = 0, 16<<20
-	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 0, Duration: time.Hour}}
-	dom := d.DefineDomainT(t, lab.DomainSpec{Name: "t1", Workload: &w, Disks: []lab.DomainDisk{{Target: "vda", Image: img}}})
-	if err := dom.WaitSerial(ctx, "qtune-load ready"); err != nil {
-		t.Fatal(err)
-	}
+	d.WriterDomainT(t, "t1", 0)
 	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: d.SocketPath(), MaxBackoff: time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -72,7 +72,7 @@ func diskFromInfo(vm string, bi BlockInfo, l2 map[string]uint64) sample.Disk {
 	d := sample.Disk{
 		VM: vm, Name: id.ShortID(), QOMPath: bi.QDev, Node: in.NodeName, Format: in.Driver,
 		Path: in.File, CacheDirect: in.Cache.Direct, CacheNoFlush: in.Cache.NoFlush,
-		BackingDepth: in.BackingFileDepth, Throttle: ThrottleToSample(in.IOThrottle),
+		BackingDepth: in.BackingFileDepth, Throttle: in.IOThrottle,
 	}
 	if img := in.Image; img != nil {
 		d.VirtualSize, d.Allocation, d.ClusterSize = img.VirtualSize, img.ActualSize, img.ClusterSize
@@ -111,9 +111,3 @@ func histOf(h *LatencyHistogram) *sample.Histogram {
 	}
 	return &sample.Histogram{Boundaries: h.Boundaries, Bins: h.Bins}
 }
-
-// ThrottleToSample converts QEMU's throttle fields to qtune's.
-func ThrottleToSample(t IOThrottle) sample.Throttle { return sample.Throttle(t) }
-
-// ThrottleFromSample converts qtune's throttle to QEMU's fields.
-func ThrottleFromSample(t sample.Throttle) IOThrottle { return IOThrottle(t) }

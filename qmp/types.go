@@ -1,5 +1,7 @@
 package qmp
 
+import "github.com/qtune/qtune/internal/sample"
+
 // Types of QEMU 7.2's block replies (qapi/block-core.json). Decoding is
 // lenient on purpose: unknown fields are ignored and enums are plain string
 // types, so that a newer QEMU adding fields or enum values never breaks a
@@ -25,29 +27,9 @@ type Cache struct {
 }
 
 // IOThrottle holds the limits query-block reports (and
-// block_set_io_throttle takes). Zero means unlimited.
-type IOThrottle struct {
-	BPS             uint64 `json:"bps"`
-	BPSRead         uint64 `json:"bps_rd"`
-	BPSWrite        uint64 `json:"bps_wr"`
-	IOPS            uint64 `json:"iops"`
-	IOPSRead        uint64 `json:"iops_rd"`
-	IOPSWrite       uint64 `json:"iops_wr"`
-	BPSMax          uint64 `json:"bps_max,omitempty"`
-	BPSReadMax      uint64 `json:"bps_rd_max,omitempty"`
-	BPSWriteMax     uint64 `json:"bps_wr_max,omitempty"`
-	IOPSMax         uint64 `json:"iops_max,omitempty"`
-	IOPSReadMax     uint64 `json:"iops_rd_max,omitempty"`
-	IOPSWriteMax    uint64 `json:"iops_wr_max,omitempty"`
-	BPSMaxLen       uint64 `json:"bps_max_length,omitempty"`
-	BPSReadMaxLen   uint64 `json:"bps_rd_max_length,omitempty"`
-	BPSWriteMaxLen  uint64 `json:"bps_wr_max_length,omitempty"`
-	IOPSMaxLen      uint64 `json:"iops_max_length,omitempty"`
-	IOPSReadMaxLen  uint64 `json:"iops_rd_max_length,omitempty"`
-	IOPSWriteMaxLen uint64 `json:"iops_wr_max_length,omitempty"`
-	IOPSSize        uint64 `json:"iops_size,omitempty"`
-	Group           string `json:"group,omitempty"`
-}
+// block_set_io_throttle takes), in QEMU's argument names. Zero means
+// unlimited. It is qtune's sample.Throttle, whose JSON names are QEMU's.
+type IOThrottle = sample.Throttle
 
 // BlockDeviceInfo describes one node: query-block's "inserted" and each
 // entry of query-named-block-nodes.

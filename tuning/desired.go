@@ -3,8 +3,6 @@ package tuning
 import (
 	"fmt"
 	"math"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/qtune/qtune/internal/sample"
@@ -229,17 +227,4 @@ func rel(a, b uint64) float64 {
 		return 1
 	}
 	return math.Abs(float64(a)-float64(b)) / float64(max(a, b))
-}
-
-func inputsLine(in map[string]float64) string {
-	keys := make([]string, 0, len(in))
-	for k := range in {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%.4g", k, in[k])
-	}
-	return strings.Join(parts, " ")
 }

@@ -315,7 +315,7 @@ func (e *Executor) audit(t Target, d policy.Decision, out Outcome) {
 	args := []any{"rule", d.Rule, "vm", t.VM, "disk", t.Disk, "knob", string(d.Knob), "result", string(out.Result),
 		"before", r.Before, "after", r.After}
 	if len(d.Inputs) > 0 {
-		args = append(args, "inputs", inputsLine(d.Inputs))
+		args = append(args, "inputs", policy.FormatInputs(d.Inputs, " "))
 	}
 	if out.Reason != "" {
 		args = append(args, "reason", out.Reason)

@@ -2,16 +2,10 @@ package tuning
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/qtune/qtune/internal/lab"
-	"github.com/qtune/qtune/internal/loadgen"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
@@ -59,17 +53,7 @@ func TestRealThrottleThroughExecutor(t *testing.T) {
 	lab.NeedQEMU(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	img := filepath.Join(t.TempDir(), "d.qcow2")
-	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
-		t.Fatal(err)
-	}
-	w := loadgen.Defaults()
-	w.Loops, w.Span = 0, 16<<20
-	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 0, Duration: time.Hour}}
-	vm := lab.StartVMT(t, lab.VMConfig{Name: "noisy", Workload: &w, Disks: []lab.Disk{{ID: "disk0", Image: img, CacheDirect: true}}})
-	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
-		t.Fatal(err)
-	}
+	vm := lab.WriterVMT(t, "noisy", 0)
 	e, b := labExecutor(t, vm, Options{})
 	free := guestWriteIOPS(t, b, "noisy", 2*time.Second)
 	const limit = 150
@@ -98,21 +82,11 @@ func TestRealThrottleThroughExecutor(t *testing.T) {
 
 func oDirect(t *testing.T, pid int, path string) []bool {
 	t.Helper()
-	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	var out []bool
-	for _, fd := range fds {
-		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); target != path {
-			continue
-		}
-		info, _ := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
-		for _, line := range strings.Split(string(info), "\n") {
-			if v, ok := strings.CutPrefix(line, "flags:"); ok {
-				f, _ := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
-				out = append(out, f&0o40000 != 0)
-			}
-		}
+	flags, err := lab.ODirect(pid, path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return flags
 }
 
 func TestRealReopenThroughExecutor(t *testing.T) {

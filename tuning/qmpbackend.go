@@ -180,7 +180,7 @@ func (r *reopener) apply(ctx context.Context, name string, k policy.Knob, s Knob
 	}
 	switch {
 	case k == policy.KnobThrottle && s.Throttle != nil:
-		return r.block.SetIOThrottle(ctx, qmp.DiskID{QOMPath: d.QOMPath, Device: legacyDevice(d)}, qmp.ThrottleFromSample(*s.Throttle))
+		return r.block.SetIOThrottle(ctx, qmp.DiskID{QOMPath: d.QOMPath, Device: legacyDevice(d)}, *s.Throttle)
 	case k == policy.KnobCache && s.Cache != nil:
 		node, err := r.fileNode(d)
 		if err != nil {

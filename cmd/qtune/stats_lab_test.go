@@ -120,17 +120,7 @@ func TestStatsThroughLibvirt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d := lab.StartLibvirtdT(t)
-	img := filepath.Join(t.TempDir(), "t1.qcow2")
-	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
-		t.Fatal(err)
-	}
-	w := loadgen.Defaults()
-	w.Loops = 0
-	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 200, Duration: time.Hour}}
-	dom := d.DefineDomainT(t, lab.DomainSpec{Name: "t1", Workload: &w, Disks: []lab.DomainDisk{{Target: "vda", Image: img}}})
-	if err := dom.WaitSerial(ctx, "qtune-load ready"); err != nil {
-		t.Fatal(err)
-	}
+	d.WriterDomainT(t, "t1", 200)
 	if _, err := d.Virsh(ctx, "blkdeviotune", "t1", "vda", "--write-iops-sec", "150", "--live"); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -316,4 +317,34 @@ func (vm *VM) Stop() error {
 		err = rmErr
 	}
 	return err
+}
+
+// ODirect reports, for every file descriptor process pid holds on path,
+// whether it is open with O_DIRECT (from /proc/<pid>/fdinfo): how tests
+// see the cache mode QEMU really uses.
+func ODirect(pid int, path string) ([]bool, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return nil, err
+	}
+	var out []bool
+	for _, fd := range fds {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); target != path {
+			continue
+		}
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "flags:"); ok {
+				flags, _ := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+				out = append(out, flags&syscall.O_DIRECT != 0)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("process %d holds no fd on %s", pid, path)
+	}
+	return out, nil
 }
