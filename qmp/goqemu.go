@@ -20,8 +20,26 @@ type GoQEMU struct {
 
 var (
 	_ goqemu.Monitor = (*GoQEMU)(nil)
+	_ goqemu.Monitor = (*Conn)(nil)
 	_ Monitor        = (*Conn)(nil)
 )
+
+// Connect, Disconnect, Run and Events make a Conn a go-qemu qmp.Monitor
+// itself, so go-qemu code can take it where it takes a SocketMonitor.
+
+// Connect does nothing: Dial connected the Conn.
+func (c *Conn) Connect() error { return nil }
+
+// Disconnect closes the Conn.
+func (c *Conn) Disconnect() error { return c.Close() }
+
+// Run executes a whole {"execute":...} command, go-qemu style.
+func (c *Conn) Run(cmd []byte) ([]byte, error) { return (&GoQEMU{M: c}).Run(cmd) }
+
+// Events streams events as go-qemu values until ctx ends.
+func (c *Conn) Events(ctx context.Context) (<-chan goqemu.Event, error) {
+	return (&GoQEMU{M: c}).Events(ctx)
+}
 
 // Connect does nothing: the wrapped Monitor is already connected.
 func (g *GoQEMU) Connect() error { return nil }

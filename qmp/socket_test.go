@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	goqemu "github.com/digitalocean/go-qemu/qmp"
 	"go.uber.org/goleak"
 
 	"github.com/qtune/qtune/internal/qmpfake"
@@ -266,7 +267,7 @@ func TestGoQEMUAdapter(t *testing.T) {
 	s := qmpfake.New(t)
 	s.Reply("query-status", map[string]any{"running": true, "status": "running"})
 	c := dial(t, s)
-	g := &qmp.GoQEMU{M: c}
+	var g goqemu.Monitor = c
 	out, err := g.Run([]byte(`{"execute":"query-status"}`))
 	if err != nil || !strings.Contains(string(out), `"return":{"running":true`) {
 		t.Fatalf("Run: %s, %v", out, err)
