@@ -17,7 +17,8 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/qtune
 
-test: fmt-check vet unit fuzz policies
+# The go test summary comes last, so it is what a reader sees at the end.
+test: fmt-check vet policies fuzz unit
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -368,7 +369,7 @@ func (a *Agent) execute(ctx context.Context, d policy.Decision) ActionStatus {
 	return st
 }
 
-var nan = func() float64 { var z float64; return z / z }()
+var nan = math.NaN()
 
 // serve starts the HTTP endpoints on a TCP address or "unix:PATH".
 func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) (*http.Server, error) {
