@@ -93,16 +93,6 @@ func TestRealThrottleHoldsGuestIOPS(t *testing.T) {
 	}
 }
 
-// directFlags is lab.ODirect for tests.
-func directFlags(t *testing.T, pid int, path string) []bool {
-	t.Helper()
-	flags, err := lab.ODirect(pid, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return flags
-}
-
 func allEqual(v []bool, want bool) bool {
 	for _, x := range v {
 		if x != want {
@@ -135,7 +125,7 @@ func TestRealReopenKeepsEveryOtherOption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !allEqual(directFlags(t, vm.PID(), chain[0]), true) {
+	if !allEqual(lab.ODirectT(t, vm.PID(), chain[0]), true) {
 		t.Fatal("image not opened O_DIRECT at start")
 	}
 
@@ -172,7 +162,7 @@ func TestRealReopenKeepsEveryOtherOption(t *testing.T) {
 		if d := qmp.DiffNodes(before, now, allow...); len(d) != 0 {
 			t.Errorf("cache.direct=%v changed other things:\n%s", direct, strings.Join(d, "\n"))
 		}
-		if got := directFlags(t, vm.PID(), chain[0]); !allEqual(got, direct) {
+		if got := lab.ODirectT(t, vm.PID(), chain[0]); !allEqual(got, direct) {
 			t.Errorf("cache.direct=%v: O_DIRECT on QEMU's fds = %v", direct, got)
 		}
 	}

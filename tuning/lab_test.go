@@ -80,15 +80,6 @@ func TestRealThrottleThroughExecutor(t *testing.T) {
 	}
 }
 
-func oDirect(t *testing.T, pid int, path string) []bool {
-	t.Helper()
-	flags, err := lab.ODirect(pid, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return flags
-}
-
 func TestRealReopenThroughExecutor(t *testing.T) {
 	lab.NeedQEMU(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -137,7 +128,7 @@ func TestRealReopenThroughExecutor(t *testing.T) {
 		if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultApplied {
 			t.Fatalf("%+v %v", out, err)
 		}
-		for _, direct := range oDirect(t, vm.PID(), chain[0]) {
+		for _, direct := range lab.ODirectT(t, vm.PID(), chain[0]) {
 			if direct {
 				t.Fatal("image still open with O_DIRECT after cache.direct=off")
 			}
@@ -146,7 +137,7 @@ func TestRealReopenThroughExecutor(t *testing.T) {
 		if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultReverted {
 			t.Fatalf("revert %+v %v", out, err)
 		}
-		flags := oDirect(t, vm.PID(), chain[0])
+		flags := lab.ODirectT(t, vm.PID(), chain[0])
 		if len(flags) == 0 {
 			t.Fatal("no fd on the image")
 		}

@@ -348,3 +348,13 @@ func ODirect(pid int, path string) ([]bool, error) {
 	}
 	return out, nil
 }
+
+// ODirectT is ODirect for tests.
+func ODirectT(t testing.TB, pid int, path string) []bool {
+	t.Helper()
+	flags, err := ODirect(pid, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return flags
+}
