@@ -98,6 +98,8 @@ func (m *metrics) setRules(states []policy.StateInfo) {
 func (m *metrics) setOwned(owned []tuning.Owned) {
 	m.owned.Reset()
 	for _, o := range owned {
-		m.owned.WithLabelValues(string(o.Knob)).Inc()
+		if o.Phase != tuning.PhaseReleased {
+			m.owned.WithLabelValues(string(o.Knob)).Inc()
+		}
 	}
 }

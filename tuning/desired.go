@@ -80,7 +80,7 @@ func (e *Executor) l2Used(self Target) (uint64, error) {
 	}
 	var used uint64
 	for _, o := range all {
-		if o.Knob == policy.KnobL2Cache && o.Target != self && o.Applied.L2 != nil {
+		if o.Knob == policy.KnobL2Cache && o.Target != self && o.Applied.L2 != nil && o.Phase != PhaseReleased {
 			used += o.Applied.L2.Size
 		}
 	}

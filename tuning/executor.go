@@ -170,6 +170,11 @@ func (e *Executor) apply(ctx context.Context, t Target, d policy.Decision) (Outc
 	if err != nil {
 		return Outcome{Result: ResultFailed, Before: cur}, err
 	}
+	if owned != nil && owned.Phase == PhaseReleased {
+		return Outcome{Result: ResultRefused, Before: cur}, &Refusal{Code: "drift", Reason: fmt.Sprintf(
+			"someone else changed this knob at %s; qtune leaves it alone until rule %s stops firing",
+			owned.LastChange.Format(time.RFC3339), owned.Rule)}
+	}
 	if owned != nil && !cur.Equal(owned.Applied) && !cur.Equal(owned.Original) {
 		return e.drift(t, d.Knob, owned, cur)
 	}
@@ -243,6 +248,11 @@ func (e *Executor) revert(ctx context.Context, t Target, d policy.Decision) (Out
 	if owned == nil {
 		return Outcome{Result: ResultNoOp, Reason: "qtune does not own this knob"}, nil
 	}
+	if owned.Phase == PhaseReleased {
+		// The rule stopped firing: the hold on a knob someone else took
+		// ends, and what they set stays.
+		return Outcome{Result: ResultNoOp, Reason: "released after drift; left as it is"}, e.store.Release(t, d.Knob)
+	}
 	cur, err := e.read(ctx, t, d.Knob)
 	if err != nil {
 		return Outcome{Result: ResultFailed}, err
@@ -272,8 +282,14 @@ func (e *Executor) revert(ctx context.Context, t Target, d policy.Decision) (Out
 
 // drift: someone else changed a knob qtune owns. qtune lets go of it and
 // leaves it as it is.
+//
+// The record stays, marked released, so that the rule that wanted the knob
+// does not take it back on its next evaluation; it goes when that rule
+// stops firing (its revert) — whoever changed the knob keeps it.
 func (e *Executor) drift(t Target, k policy.Knob, owned *Owned, cur KnobState) (Outcome, error) {
-	if err := e.store.Release(t, k); err != nil {
+	held := *owned
+	held.Phase, held.Applied, held.LastChange = PhaseReleased, cur, e.clock.Now()
+	if err := e.store.PutOwned(&held); err != nil {
 		return Outcome{Result: ResultFailed, Before: cur}, err
 	}
 	reason := fmt.Sprintf("qtune set %s, it is now %s: left alone and released", owned.Applied, cur)
@@ -292,6 +308,9 @@ func (e *Executor) CheckDrift(ctx context.Context) ([]Owned, error) {
 	}
 	var drifted []Owned
 	for _, o := range all {
+		if o.Phase == PhaseReleased {
+			continue
+		}
 		cur, err := e.read(ctx, o.Target, o.Knob)
 		if err != nil {
 			continue // the VM may be gone or hung; checked again later

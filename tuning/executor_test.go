@@ -222,8 +222,23 @@ func TestDriftOnRevertLeavesKnobAlone(t *testing.T) {
 	if got := r.b.state[key(vda, policy.KnobThrottle)]; got.Throttle.IOPS != 5000 {
 		t.Fatalf("the operator's limit was touched: %+v", got.Throttle)
 	}
+	o, _ := r.s.Owned(vda, policy.KnobThrottle)
+	if o == nil || o.Phase != PhaseReleased {
+		t.Fatalf("after drift: %+v, want a released record", o)
+	}
+	// The rule still fires: qtune does not take the knob back.
+	_, err = r.e.Execute(ctx, throttle(300))
+	refusal(t, err, "drift")
+	if got := r.b.state[key(vda, policy.KnobThrottle)]; got.Throttle.IOPS != 5000 {
+		t.Fatalf("qtune fought the operator: %+v", got.Throttle)
+	}
+	// The rule stops firing: the hold ends, the operator's value stays.
+	out, err = r.e.Execute(ctx, revertOf(throttle(300)))
+	if err != nil || out.Result != ResultNoOp || r.b.state[key(vda, policy.KnobThrottle)].Throttle.IOPS != 5000 {
+		t.Fatalf("revert after drift: %+v %v", out, err)
+	}
 	if o, _ := r.s.Owned(vda, policy.KnobThrottle); o != nil {
-		t.Fatal("ownership kept after drift")
+		t.Fatalf("record kept after the rule stopped: %+v", o)
 	}
 }
 
@@ -319,8 +334,14 @@ func TestCheckDriftAtStart(t *testing.T) {
 	if err != nil || len(drifted) != 1 || drifted[0].Target != vda {
 		t.Fatalf("drifted %+v %v", drifted, err)
 	}
-	if o, _ := r.s.Owned(other, policy.KnobThrottle); o == nil {
+	if o, _ := r.s.Owned(other, policy.KnobThrottle); o == nil || o.Phase != PhaseApplied {
 		t.Fatal("an untouched knob was released")
+	}
+	if o, _ := r.s.Owned(vda, policy.KnobThrottle); o == nil || o.Phase != PhaseReleased {
+		t.Fatalf("drifted knob: %+v", o)
+	}
+	if again, _ := r.e.CheckDrift(ctx); len(again) != 0 {
+		t.Fatalf("a released knob reported twice: %+v", again)
 	}
 }
 

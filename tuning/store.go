@@ -27,6 +27,9 @@ const (
 	PhaseIntent  = "intent"  // written before acting; the change may or may not have happened
 	PhaseApplied = "applied" // verified in effect
 	PhaseFailed  = "failed"  // the apply or its verification failed
+	// PhaseReleased: someone else changed the knob; qtune let go of it and
+	// will not touch it again until the rule that owned it stops firing.
+	PhaseReleased = "released"
 )
 
 // Owned is a knob qtune changed: what it was before qtune touched it, and
