@@ -128,8 +128,8 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 		s.Errors[vm] = err.Error()
 	}
 	for _, act := range acts {
-		if act.Result == string(tuning.ResultNoOp) {
-			continue // a knob already as wanted is not news
+		if act.Result == string(tuning.ResultNoOp) || repeats(s.Actions, act) {
+			continue // a knob already as wanted, or the same outcome again, is not news
 		}
 		s.Actions = append(s.Actions, act)
 	}
@@ -140,6 +140,19 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 	if n := len(a.history); n > historyCycles {
 		a.history = append([]Cycle(nil), a.history[n-historyCycles:]...)
 	}
+}
+
+// repeats reports whether the latest recorded action on the same knob had
+// the same outcome.
+func repeats(list []ActionStatus, a ActionStatus) bool {
+	for i := len(list) - 1; i >= 0; i-- {
+		p := list[i]
+		if p.VM == a.VM && p.Disk == a.Disk && p.Knob == a.Knob {
+			return p.Rule == a.Rule && p.Result == a.Result && p.After == a.After && p.Error == a.Error &&
+				a.Result != string(tuning.ResultApplied) && a.Result != string(tuning.ResultReverted)
+		}
+	}
+	return false
 }
 
 func boolFloat(b bool) float64 {

@@ -87,6 +87,10 @@ type Executor struct {
 
 	mu      sync.Mutex // serialises decisions: limits and budgets are shared
 	changes []change
+	// last is the latest audited outcome per knob: a firing rule is
+	// decided every interval, and the same refusal or recommendation
+	// repeated would flood the journal and the action log.
+	last map[string]string
 }
 
 type change struct {
@@ -326,6 +330,17 @@ func (e *Executor) CheckDrift(ctx context.Context) ([]Owned, error) {
 }
 
 func (e *Executor) audit(t Target, d policy.Decision, out Outcome) {
+	k := t.String() + "/" + string(d.Knob)
+	sig := d.Rule + "\x00" + string(out.Result) + "\x00" + out.After.String() + "\x00" + out.Reason
+	if e.last == nil {
+		e.last = map[string]string{}
+	}
+	repeat := e.last[k] == sig
+	e.last[k] = sig
+	if repeat && out.Result != ResultApplied && out.Result != ResultReverted {
+		e.log.Trace("tuning action repeated", "rule", d.Rule, "vm", t.VM, "disk", t.Disk, "result", string(out.Result))
+		return
+	}
 	r := &Record{At: e.clock.Now(), Target: t, Knob: d.Knob, Rule: d.Rule, Result: out.Result,
 		Reason: out.Reason, Inputs: d.Inputs, Before: out.Before.String(), After: out.After.String()}
 	if err := e.store.Append(r); err != nil {

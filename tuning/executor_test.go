@@ -373,3 +373,20 @@ func TestStoreLockedAndReopen(t *testing.T) {
 		t.Fatalf("retention: %d records, last %+v", len(recs), recs[len(recs)-1])
 	}
 }
+
+func TestRepeatedOutcomesAreLoggedOnce(t *testing.T) {
+	r := newRig(t, Options{})
+	d := throttle(300)
+	d.Mode = policy.ModeRecommend
+	for i := 0; i < 5; i++ {
+		if out, _ := r.e.Execute(context.Background(), d); out.Result != ResultRecommended {
+			t.Fatalf("step %d: %+v", i, out)
+		}
+	}
+	d.Action.Throttle.IOPSWrite = 200
+	r.e.Execute(context.Background(), d)
+	recs, _ := r.s.Records(100)
+	if len(recs) != 2 || recs[0].After != "iops_wr=300" || recs[1].After != "iops_wr=200" {
+		t.Fatalf("records %+v", recs)
+	}
+}
