@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/internal/hoststat"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
 	"github.com/qtune/qtune/tuning"
@@ -32,6 +34,7 @@ type libvirtSource struct {
 
 type domainFacts struct {
 	disks map[string]qmp.DomainDisk
+	qcow2 map[string]hoststat.Qcow2Header // by target, for local qcow2 images
 	at    time.Time
 }
 
@@ -130,9 +133,14 @@ func (s *libvirtSource) domainFacts(ctx context.Context, dom string) (domainFact
 	if err != nil {
 		return f, err
 	}
-	f = domainFacts{disks: map[string]qmp.DomainDisk{}, at: time.Now()}
+	f = domainFacts{disks: map[string]qmp.DomainDisk{}, qcow2: map[string]hoststat.Qcow2Header{}, at: time.Now()}
 	for _, d := range disks {
 		f.disks[d.Target] = d
+		if d.Format == "qcow2" && strings.HasPrefix(d.Source, "/") {
+			if h, err := hoststat.ReadQcow2Header(d.Source); err == nil {
+				f.qcow2[d.Target] = h
+			}
+		}
 	}
 	s.mu.Lock()
 	s.facts[dom] = f
@@ -147,6 +155,15 @@ func (s *libvirtSource) fill(ctx context.Context, d *sample.Disk, f domainFacts)
 	}
 	d.Format, d.BackingDepth, d.QOMPath = x.Format, x.BackingDepth, x.QOMPath()
 	d.CacheDirect, d.CacheNoFlush = x.CacheFlags()
+	if h, ok := f.qcow2[d.Name]; ok {
+		d.ClusterSize, d.ExtendedL2 = h.ClusterSize, h.ExtendedL2
+		// <metadata_cache><max_size> becomes QEMU's cache-size, which the
+		// L2 cache takes nearly all of; without it QEMU's default holds.
+		d.L2CacheSize = min(d.L2Needed(), qmp.DefaultL2CacheMax)
+		if x.MetadataCacheMax > 0 {
+			d.L2CacheSize = min(d.L2Needed(), x.MetadataCacheMax)
+		}
+	}
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	start := time.Now()

@@ -423,6 +423,13 @@ func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
 	d.WriterDomainT(t, "t1", 200)
 	a := startAgent(t, bin, "--libvirt-socket", d.SocketPath(), "--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu"))
 	a.waitFor(t, 20*time.Second, "the domain sampled", func(s agent.Status) bool { return len(s.VMs) == 1 && s.VMs[0].Name == "t1" })
+	// Facts bulk stats lack come from the XML and the image header: the
+	// qcow2 cluster size and the L2 cache in force (64 MiB needs 8 KiB).
+	h := a.history(t)
+	last := h[len(h)-1].Points[0].Disk
+	if last.Format != "qcow2" || last.ClusterSize != 64<<10 || last.L2CacheSize != 8<<10 || last.QOMPath == "" {
+		t.Errorf("libvirt disk facts: %+v", last)
+	}
 	if err := d.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
