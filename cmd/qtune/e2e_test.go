@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -420,7 +421,7 @@ func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	d := lab.StartLibvirtdT(t)
-	d.WriterDomainT(t, "t1", 200)
+	d.WriterDomainT(t, "t1", 0)
 	a := startAgent(t, bin, "--libvirt-socket", d.SocketPath(), "--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu"))
 	a.waitFor(t, 20*time.Second, "the domain sampled", func(s agent.Status) bool { return len(s.VMs) == 1 && s.VMs[0].Name == "t1" })
 	// Facts bulk stats lack come from the XML and the image header: the
@@ -430,6 +431,11 @@ func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
 	if last.Format != "qcow2" || last.ClusterSize != 64<<10 || last.L2CacheSize != 8<<10 || last.QOMPath == "" {
 		t.Errorf("libvirt disk facts: %+v", last)
 	}
+	// The loud domain is throttled through libvirt's own API.
+	a.waitFor(t, 30*time.Second, "a throttle on t1", func(s agent.Status) bool { return action(s, "t1", "applied") != nil })
+	if out, err := d.Virsh(ctx, "blkdeviotune", "t1", "vda"); err != nil || !regexp.MustCompile(`write_iops_sec\s*:\s*150\b`).MatchString(out) {
+		t.Errorf("blkdeviotune after the agent acted: %s %v", out, err)
+	}
 	if err := d.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +443,7 @@ func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
 	s := a.waitFor(t, 30*time.Second, "a reconnect", func(s agent.Status) bool {
 		return s.Reconnects >= 1 && s.Connected && s.LastCycle.After(restarted) && len(s.VMs) == 1
 	})
-	if s.VMs[0].Disks[0].WriteIOPS < 150 {
+	if s.VMs[0].Disks[0].WriteIOPS < 100 || s.VMs[0].Disks[0].Throttle == nil {
 		t.Errorf("after reconnect: %+v", s.VMs[0])
 	}
 	sc := bufio.NewScanner(strings.NewReader(a.log.String()))
