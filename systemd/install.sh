@@ -1,21 +1,74 @@
 #!/usr/bin/env bash
-# Installs qtune, its systemd unit, the default config and the example
-# policies under $DESTDIR (default /). Never overwrites a config or a
-# policy that is already there; never starts the service.
+# Installs qtune under $DESTDIR (default: the root file system): the
+# binary, its systemd unit, /etc/qtune with the example config and
+# policies. A config or policy already in place is never overwritten, and
+# the service is never enabled or started; the commands to do so are
+# printed at the end.
+#
+#   sudo systemd/install.sh
+#   DESTDIR=/tmp/stage systemd/install.sh     # staged, e.g. for packaging
+#
+# $GO picks the go command (default: go).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-dest="${DESTDIR:-}"
 
-install -d "$dest/usr/local/bin" "$dest/etc/systemd/system" "$dest/etc/qtune/policy.d" "$dest/usr/local/share/doc/qtune"
-go build -trimpath -o "$dest/usr/local/bin/qtune" ./cmd/qtune
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dest="${DESTDIR:-}"
+if [[ -n "$dest" ]]; then
+	# The build runs from the repository root, so a relative DESTDIR is
+	# resolved against the caller's directory first.
+	mkdir -p "$dest"
+	dest="$(cd "$dest" && pwd)"
+fi
+cd "$repo"
+
+go="${GO:-go}"
+if ! command -v "$go" >/dev/null; then
+	# sudo's secure_path usually lacks Go: sudo GO="$(command -v go)" ...
+	echo "install.sh: $go not found; set GO to the go command" >&2
+	exit 1
+fi
+
+install -d -m 0755 "$dest/usr/local/bin" "$dest/etc/systemd/system" "$dest/etc/qtune/policy.d"
+"$go" build -trimpath -o "$dest/usr/local/bin/qtune" ./cmd/qtune
 install -m 0644 systemd/qtune.service "$dest/etc/systemd/system/qtune.service"
-install -m 0644 README.md docs/metrics.md "$dest/usr/local/share/doc/qtune/"
-if [ ! -e "$dest/etc/qtune/agent.hcl" ]; then
+echo "installed $dest/usr/local/bin/qtune and $dest/etc/systemd/system/qtune.service"
+
+# The unit's Documentation= points here.
+install -d -m 0755 "$dest/usr/local/share/doc/qtune"
+for doc in README.md docs/metrics.md; do
+	if [[ -f "$doc" ]]; then
+		install -m 0644 "$doc" "$dest/usr/local/share/doc/qtune/"
+	fi
+done
+
+if [[ -f examples/agent.hcl && ! -e "$dest/etc/qtune/agent.hcl" ]]; then
 	install -m 0644 examples/agent.hcl "$dest/etc/qtune/agent.hcl"
+	echo "installed $dest/etc/qtune/agent.hcl"
+else
+	echo "kept $dest/etc/qtune/agent.hcl as it is"
 fi
-if [ -z "$(ls -A "$dest/etc/qtune/policy.d")" ]; then
-	install -m 0644 examples/policy.d/*.hcl "$dest/etc/qtune/policy.d/"
+
+# Example policies only into an empty policy.d: an operator's own set is
+# left alone, and a policy deleted on purpose does not come back.
+shopt -s nullglob
+examples=(examples/policy.d/*.hcl)
+shopt -u nullglob
+if [[ -z "$(ls -A "$dest/etc/qtune/policy.d")" && ${#examples[@]} -gt 0 ]]; then
+	install -m 0644 "${examples[@]}" "$dest/etc/qtune/policy.d/"
+	echo "installed ${#examples[@]} example policies into $dest/etc/qtune/policy.d"
+else
+	echo "kept $dest/etc/qtune/policy.d as it is"
 fi
-"$dest/usr/local/bin/qtune" policy check "$dest/etc/qtune/policy.d" >/dev/null
-echo "installed; to run it:"
-echo "  systemctl daemon-reload && systemctl enable --now qtune"
+
+# Whatever policies are in place now, say early if the agent would
+# reject them at start.
+if ! "$dest/usr/local/bin/qtune" policy check "$dest/etc/qtune/policy.d" >/dev/null; then
+	echo "warning: the policies in $dest/etc/qtune/policy.d do not check; fix them before starting qtune" >&2
+fi
+
+cat <<'EOF'
+
+qtune is installed but not running. To start it now and at every boot:
+  systemctl daemon-reload
+  systemctl enable --now qtune
+EOF
