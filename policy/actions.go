@@ -65,7 +65,8 @@ var (
 	cacheSchema  = schemaOf("direct", "no_flush")
 	l2Schema     = schemaOf("size", "max", "clean_interval")
 	streamSchema = schemaOf("speed", "base")
-	mirrorSchema = schemaOf("target_dir", "format", "cluster_size", "preallocation", "speed", "copy_mode")
+	mirrorSchema  = schemaOf("target_dir", "format", "cluster_size", "preallocation", "extended_l2", "compression_type", "speed", "copy_mode")
+	convertSchema = schemaOf("format", "cluster_size", "preallocation", "extended_l2", "compression_type", "speed", "copy_mode")
 )
 
 func parseBlocks(c *collector, r *Rule, blocks hcl.Blocks, rule *hcl.Block) {
@@ -84,7 +85,7 @@ func parseBlocks(c *collector, r *Rule, blocks hcl.Blocks, rule *hcl.Block) {
 	}
 	switch len(actions) {
 	case 0:
-		c.at(rule.DefRange, r.Name, "rule has no action", "give exactly one of throttle, cache, l2_cache, stream, mirror")
+		c.at(rule.DefRange, r.Name, "rule has no action", "give exactly one of throttle, cache, l2_cache, stream, mirror, convert")
 		return
 	case 1:
 	default:
@@ -104,6 +105,8 @@ func parseBlocks(c *collector, r *Rule, blocks hcl.Blocks, rule *hcl.Block) {
 		r.Action.Stream = parseStream(c, r, b)
 	case "mirror":
 		r.Action.Mirror = parseMirror(c, r, b)
+	case "convert":
+		r.Action.Convert = parseConvert(c, r, b)
 	}
 }
 
@@ -275,30 +278,62 @@ func parseStream(c *collector, r *Rule, b *hcl.Block) *StreamSpec {
 
 func parseMirror(c *collector, r *Rule, b *hcl.Block) *MirrorSpec {
 	a := blockAttrs(c, r, b, mirrorSchema)
-	spec := &MirrorSpec{
-		TargetDir: a.str("target_dir", ""), Format: a.str("format", "qcow2"),
-		Preallocation: a.str("preallocation", ""), CopyMode: a.str("copy_mode", "background"),
-	}
-	spec.ClusterSize, _ = a.number("cluster_size", true)
-	spec.Speed, _ = a.number("speed", true)
+	spec := &MirrorSpec{TargetDir: a.str("target_dir", "")}
+	spec.Layout, spec.Speed, spec.CopyMode = parseCopy(a, "mirror")
 	if spec.TargetDir == "" || !filepath.IsAbs(spec.TargetDir) {
 		c.at(b.DefRange, r.Name, "mirror needs target_dir, an absolute path", "")
 	}
+	return spec
+}
+
+func parseConvert(c *collector, r *Rule, b *hcl.Block) *ConvertSpec {
+	a := blockAttrs(c, r, b, convertSchema)
+	spec := &ConvertSpec{}
+	spec.Layout, spec.Speed, spec.CopyMode = parseCopy(a, "convert")
+	l := spec.Layout
+	if l.ClusterSize == 0 && l.Preallocation == "" && l.ExtendedL2 == nil && l.CompressionType == "" && !a.has("format") {
+		c.at(b.DefRange, r.Name, "convert changes nothing", "give at least one of format, cluster_size, preallocation, extended_l2, compression_type")
+	}
+	return spec
+}
+
+// parseCopy reads what mirror and convert share: the new image's layout,
+// the speed cap and the copy mode.
+func parseCopy(a attrs, what string) (Layout, uint64, string) {
+	l := Layout{Format: a.str("format", "qcow2"), Preallocation: a.str("preallocation", ""), CompressionType: a.str("compression_type", "")}
+	l.ClusterSize, _ = a.number("cluster_size", true)
+	if a.has("extended_l2") {
+		v := a.boolean("extended_l2", false)
+		l.ExtendedL2 = &v
+	}
+	speed, _ := a.number("speed", true)
+	mode := a.str("copy_mode", "background")
 	oneOf := func(name, val string, ok ...string) {
 		for _, o := range ok {
 			if val == o {
 				return
 			}
 		}
-		c.at(a.m[name].Expr.Range(), r.Name, fmt.Sprintf("mirror %s %q is not one of %s", name, val, strings.Join(ok, ", ")), "")
+		a.c.at(a.m[name].Expr.Range(), a.rule, fmt.Sprintf("%s %s %q is not one of %s", what, name, val, strings.Join(ok, ", ")), "")
 	}
-	oneOf("format", spec.Format, "qcow2", "raw")
-	oneOf("copy_mode", spec.CopyMode, "background", "write-blocking")
-	if spec.Preallocation != "" {
-		oneOf("preallocation", spec.Preallocation, "off", "metadata", "falloc", "full")
+	oneOf("format", l.Format, "qcow2", "raw")
+	oneOf("copy_mode", mode, "background", "write-blocking")
+	if l.Preallocation != "" {
+		oneOf("preallocation", l.Preallocation, "off", "metadata", "falloc", "full")
 	}
-	if n := spec.ClusterSize; n != 0 && (n < 512 || n > 2<<20 || n&(n-1) != 0) {
-		c.at(a.m["cluster_size"].Expr.Range(), r.Name, "mirror cluster_size must be a power of two from 512 to 2MiB", "")
+	if l.CompressionType != "" {
+		oneOf("compression_type", l.CompressionType, "zlib", "zstd")
 	}
-	return spec
+	if n := l.ClusterSize; n != 0 && (n < 512 || n > 2<<20 || n&(n-1) != 0) {
+		a.c.at(a.m["cluster_size"].Expr.Range(), a.rule, what+" cluster_size must be a power of two from 512 to 2MiB", "")
+	}
+	if l.Format == "raw" && (l.ClusterSize != 0 || l.ExtendedL2 != nil || l.CompressionType != "") {
+		a.c.at(a.m["format"].Expr.Range(), a.rule, what+" to raw takes no qcow2 options", "cluster_size, extended_l2 and compression_type are qcow2's")
+	}
+	if l.ExtendedL2 != nil && *l.ExtendedL2 && l.ClusterSize != 0 && l.ClusterSize < 16<<10 {
+		a.c.at(a.m["extended_l2"].Expr.Range(), a.rule, what+" extended_l2 needs cluster_size of at least 16KiB", "")
+	}
+	return l, speed, mode
 }
+
+func (a attrs) has(name string) bool { _, ok := a.m[name]; return ok }

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/qtune/qtune/internal/sample"
@@ -16,6 +18,7 @@ const (
 	KnobL2Cache  Knob = "l2_cache"
 	KnobStream   Knob = "stream"
 	KnobMirror   Knob = "mirror"
+	KnobConvert  Knob = "convert"
 )
 
 // Mode says whether a rule acts or only reports.
@@ -48,14 +51,54 @@ type StreamSpec struct {
 	Base  string `json:"base,omitempty"`
 }
 
+// Layout is how a new image is laid out; zero fields are left to qemu-img
+// (or, for a copy, taken from the source).
+type Layout struct {
+	Format          string `json:"format,omitempty"` // qcow2 or raw
+	ClusterSize     uint64 `json:"cluster_size,omitempty"`
+	Preallocation   string `json:"preallocation,omitempty"`
+	ExtendedL2      *bool  `json:"extended_l2,omitempty"`
+	CompressionType string `json:"compression_type,omitempty"` // zlib or zstd
+}
+
+func (l Layout) String() string {
+	parts := []string{orDefault(l.Format, "qcow2")}
+	if l.ClusterSize != 0 {
+		parts = append(parts, fmt.Sprintf("cluster_size=%d", l.ClusterSize))
+	}
+	if l.Preallocation != "" {
+		parts = append(parts, "preallocation="+l.Preallocation)
+	}
+	if l.ExtendedL2 != nil {
+		parts = append(parts, fmt.Sprintf("extended_l2=%v", *l.ExtendedL2))
+	}
+	if l.CompressionType != "" {
+		parts = append(parts, "compression_type="+l.CompressionType)
+	}
+	return strings.Join(parts, " ")
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
 // MirrorSpec asks for a live copy of the disk to other storage.
 type MirrorSpec struct {
-	TargetDir     string `json:"target_dir"`
-	Format        string `json:"format,omitempty"`
-	ClusterSize   uint64 `json:"cluster_size,omitempty"`
-	Preallocation string `json:"preallocation,omitempty"`
-	Speed         uint64 `json:"speed,omitempty"`
-	CopyMode      string `json:"copy_mode,omitempty"`
+	TargetDir string `json:"target_dir"`
+	Layout
+	Speed    uint64 `json:"speed,omitempty"`
+	CopyMode string `json:"copy_mode,omitempty"`
+}
+
+// ConvertSpec asks for a live rewrite of the disk into a new image with
+// another layout, beside the old one.
+type ConvertSpec struct {
+	Layout
+	Speed    uint64 `json:"speed,omitempty"`
+	CopyMode string `json:"copy_mode,omitempty"`
 }
 
 // Action is the desired state of one knob; exactly one field is set.
@@ -65,6 +108,7 @@ type Action struct {
 	L2Cache  *L2Spec          `json:"l2_cache,omitempty"`
 	Stream   *StreamSpec      `json:"stream,omitempty"`
 	Mirror   *MirrorSpec      `json:"mirror,omitempty"`
+	Convert  *ConvertSpec     `json:"convert,omitempty"`
 }
 
 // Decision is what evaluation hands the tuning executor: a rule wants a

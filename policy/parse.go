@@ -27,7 +27,7 @@ var ruleSchema = &hcl.BodySchema{
 		{Name: "description"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
-		{Type: "match"}, {Type: "throttle"}, {Type: "cache"}, {Type: "l2_cache"}, {Type: "stream"}, {Type: "mirror"},
+		{Type: "match"}, {Type: "throttle"}, {Type: "cache"}, {Type: "l2_cache"}, {Type: "stream"}, {Type: "mirror"}, {Type: "convert"},
 	},
 }
 

@@ -75,6 +75,8 @@ type FormatSpecific struct {
 		Corrupt       bool   `json:"corrupt"`
 		RefcountBits  int    `json:"refcount-bits"`
 		ExtendedL2    bool   `json:"extended-l2"`
+		// CompressionType is zlib or zstd (QEMU 5.1 and later).
+		CompressionType string `json:"compression-type"`
 	} `json:"data"`
 }
 

@@ -85,6 +85,8 @@ type Executor struct {
 	dryRun  bool
 	log     hclog.Logger
 
+	jobs    *JobManager // block jobs; nil refuses them
+
 	mu      sync.Mutex // serialises decisions: limits and budgets are shared
 	changes []change
 	// last is the latest audited outcome per knob: a firing rule is
@@ -135,9 +137,8 @@ func (e *Executor) Execute(ctx context.Context, d policy.Decision) (Outcome, err
 	var out Outcome
 	var err error
 	switch {
-	case d.Knob == policy.KnobStream || d.Knob == policy.KnobMirror:
-		err = &Refusal{Code: "unsupported", Reason: "block jobs are not run by the tuning executor"}
-		out = Outcome{Result: ResultRefused}
+	case isJobKnob(d.Knob):
+		out, err = e.planJob(ctx, d)
 	case d.Revert:
 		out, err = e.revert(ctx, t, d)
 	default:

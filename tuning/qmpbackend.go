@@ -20,20 +20,31 @@ var ErrUnknownVM = errors.New("tuning: unknown VM")
 // blockdev-reopen, rebuilt from the -blockdev options on QEMU's command
 // line so that nothing else is reset.
 type QMPBackend struct {
-	mu  sync.Mutex
-	vms map[string]*reopener
+	mu      sync.Mutex
+	vms     map[string]*reopener
+	removed map[string]bool // VMs whose socket went away: their jobs are gone
+	onJob   func()          // called on every job event
 }
 
 // NewQMPBackend returns a backend with no VMs.
-func NewQMPBackend() *QMPBackend { return &QMPBackend{vms: map[string]*reopener{}} }
+func NewQMPBackend() *QMPBackend {
+	return &QMPBackend{vms: map[string]*reopener{}, removed: map[string]bool{}}
+}
 
 // AddVM registers a VM: its monitor, and the pid of its QEMU for the
 // -blockdev options (0 when unknown: reopen is then refused).
 func (b *QMPBackend) AddVM(name string, ex qmp.Executor, pid int) {
 	r := newReopener(name, qmp.NewBlock(ex), pid)
+	if c, ok := ex.(interface{ Done() <-chan struct{} }); ok {
+		r.done = c.Done()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.vms[name] = r
+	delete(b.removed, name)
+	if m, ok := ex.(interface{ Subscribe(int) *qmp.Subscription }); ok && b.onJob != nil {
+		go forwardJobEvents(m.Subscribe(32), b.onJob)
+	}
 }
 
 // RemoveVM forgets a VM.
@@ -41,6 +52,7 @@ func (b *QMPBackend) RemoveVM(name string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.vms, name)
+	b.removed[name] = true
 }
 
 func (b *QMPBackend) vm(name string) (*reopener, error) {
@@ -79,6 +91,8 @@ type reopener struct {
 	vm    string
 	block *qmp.Block
 	pid   int
+
+	done <-chan struct{} // closed when the monitor connection ends
 
 	mu      sync.Mutex
 	opts    map[string]qmp.NodeOptions

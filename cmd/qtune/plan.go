@@ -136,6 +136,8 @@ func describe(d policy.Decision) string {
 		return "stream the backing chain"
 	case d.Action.Mirror != nil:
 		return "mirror to " + d.Action.Mirror.TargetDir
+	case d.Action.Convert != nil:
+		return "convert to " + d.Action.Convert.Layout.String()
 	}
 	return ""
 }

@@ -1,0 +1,241 @@
+package tuning
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/qtune/qtune/qmp"
+)
+
+// The QMPBackend runs block jobs too: block-stream, and blockdev-add plus
+// blockdev-mirror for copies, always with qtune's job id and with
+// auto-dismiss off, so that a job that ended while qtune was away is still
+// there to be read.
+
+// SetJobNotify sets the function called on every job event of a VM added
+// afterwards (the job manager's Notify).
+func (b *QMPBackend) SetJobNotify(f func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.onJob = f
+}
+
+func forwardJobEvents(sub *qmp.Subscription, notify func()) {
+	for ev := range sub.C() {
+		if _, ok := qmp.DecodeJobEvent(ev); ok {
+			notify()
+		}
+	}
+}
+
+// jobVM finds a VM for a job call: a VM whose monitor closed or whose
+// socket went away is gone, one not connected yet is not (after a restart
+// the jobs are looked at before the runners have connected).
+func (b *QMPBackend) jobVM(name string) (*reopener, error) {
+	b.mu.Lock()
+	r, ok := b.vms[name]
+	removed := b.removed[name]
+	b.mu.Unlock()
+	if !ok {
+		if removed {
+			return nil, fmt.Errorf("%s: socket removed: %w", name, ErrVMGone)
+		}
+		return nil, fmt.Errorf("%s: %w", name, ErrUnknownVM)
+	}
+	if r.done != nil {
+		select {
+		case <-r.done:
+			return nil, fmt.Errorf("%s: monitor connection closed: %w", name, ErrVMGone)
+		default:
+		}
+	}
+	return r, nil
+}
+
+// Image implements JobDriver.
+func (b *QMPBackend) Image(ctx context.Context, t Target) (DiskImage, error) {
+	r, err := b.jobVM(t.VM)
+	if err != nil {
+		return DiskImage{}, err
+	}
+	in, err := insertedOf(ctx, r.block, t)
+	if err != nil {
+		return DiskImage{}, err
+	}
+	img := DiskImage{Path: in.File, Format: in.Driver, Node: in.NodeName}
+	if in.Image != nil {
+		img.VirtualSize, img.ClusterSize = in.Image.VirtualSize, in.Image.ClusterSize
+		if fs := in.Image.FormatSpecific; fs != nil && fs.Type == "qcow2" {
+			img.ExtendedL2, img.CompressionType = fs.Data.ExtendedL2, fs.Data.CompressionType
+		}
+		for i := in.Image; i != nil; i = i.BackingImage {
+			img.Allocated += i.ActualSize
+			if i != in.Image {
+				img.Chain = append(img.Chain, i.Filename)
+			}
+		}
+	}
+	return img, nil
+}
+
+func insertedOf(ctx context.Context, b *qmp.Block, t Target) (*qmp.BlockDeviceInfo, error) {
+	infos, err := b.QueryBlock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, bi := range infos {
+		id := qmp.DiskID{QOMPath: bi.QDev, Device: bi.Device}
+		if id.ShortID() == t.Disk && bi.Inserted != nil {
+			return bi.Inserted, nil
+		}
+	}
+	return nil, fmt.Errorf("%s has no disk %q", t.VM, t.Disk)
+}
+
+// BlockJobs implements JobDriver: query-jobs for status and error,
+// query-block-jobs for progress. QEMU does not say which disk a job
+// works on; the disk of a job qtune did not start is unknown ("").
+func (b *QMPBackend) BlockJobs(ctx context.Context, vm string) ([]HVJob, error) {
+	r, err := b.jobVM(vm)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := r.block.QueryJobs(ctx)
+	if err != nil {
+		return nil, b.goneOr(vm, err)
+	}
+	bjobs, err := r.block.QueryBlockJobs(ctx)
+	if err != nil {
+		return nil, b.goneOr(vm, err)
+	}
+	byID := map[string]qmp.BlockJobInfo{}
+	for _, bj := range bjobs {
+		byID[bj.Device] = bj
+	}
+	var out []HVJob
+	for _, j := range jobs {
+		bj := byID[j.ID]
+		out = append(out, HVJob{ID: j.ID, Type: j.Type, Status: string(j.Status), Error: j.Error,
+			Offset: j.CurrentProgress, Length: j.TotalProgress, Ready: bj.Ready || j.Status == qmp.JobReady})
+	}
+	return out, nil
+}
+
+// goneOr turns an error into ErrVMGone when the monitor died meanwhile.
+func (b *QMPBackend) goneOr(vm string, err error) error {
+	if _, gone := b.jobVM(vm); errors.Is(gone, ErrVMGone) {
+		return gone
+	}
+	return err
+}
+
+// targetNodes names a copy's target nodes after its job (node names are
+// at most 31 characters).
+func targetNodes(jobID string) (file, format string) {
+	h := sha256.Sum256([]byte(jobID))
+	n := "qtune-" + hex.EncodeToString(h[:6])
+	return n + "-f", n + "-t"
+}
+
+// StartJob implements JobDriver.
+func (b *QMPBackend) StartJob(ctx context.Context, j *Job, img DiskImage) error {
+	r, err := b.jobVM(j.VM)
+	if err != nil {
+		return err
+	}
+	off := false
+	if img.Node == "" {
+		return fmt.Errorf("%s: the disk's node has no usable name", j.Target)
+	}
+	if j.Kind == JobStream {
+		a := qmp.StreamArgs{JobID: j.ID, Device: img.Node, Speed: j.Speed, AutoDismiss: &off}
+		if j.Base != "" {
+			if a.BaseNode, err = nodeOfFile(ctx, r.block, j.Base); err != nil {
+				return err
+			}
+		}
+		return r.block.BlockStream(ctx, a)
+	}
+	fileNode, fmtNode := targetNodes(j.ID)
+	if err := r.block.BlockdevAdd(ctx, map[string]any{"driver": "file", "filename": j.Dest, "node-name": fileNode}); err != nil {
+		return fmt.Errorf("add target %s: %w", j.Dest, err)
+	}
+	if err := r.block.BlockdevAdd(ctx, map[string]any{"driver": j.Layout.Format, "file": fileNode, "node-name": fmtNode}); err != nil {
+		r.block.BlockdevDel(ctx, fileNode)
+		return fmt.Errorf("add target %s: %w", j.Dest, err)
+	}
+	mode := "background"
+	if j.WriteBlocking {
+		mode = "write-blocking"
+	}
+	// Errors on either side end the job (report) instead of pausing the
+	// guest: the VM goes on on its source whatever the target does.
+	return r.block.BlockdevMirror(ctx, qmp.MirrorArgs{JobID: j.ID, Device: img.Node, Target: fmtNode, Sync: "full",
+		Speed: j.Speed, OnSourceError: "report", OnTargetError: "report", CopyMode: mode, AutoDismiss: &off})
+}
+
+func nodeOfFile(ctx context.Context, b *qmp.Block, path string) (string, error) {
+	nodes, err := b.QueryNamedBlockNodes(ctx, true)
+	if err != nil {
+		return "", err
+	}
+	for _, n := range nodes {
+		if n.File == path && n.Driver != "file" && !qmp.IsAutoNodeName(n.NodeName) {
+			return n.NodeName, nil
+		}
+	}
+	return "", fmt.Errorf("no named node opens %s", path)
+}
+
+// Pivot implements JobDriver.
+func (b *QMPBackend) Pivot(ctx context.Context, j *Job) error {
+	r, err := b.jobVM(j.VM)
+	if err != nil {
+		return err
+	}
+	return r.block.BlockJobComplete(ctx, j.ID)
+}
+
+// CancelJob implements JobDriver.
+func (b *QMPBackend) CancelJob(ctx context.Context, j *Job) error {
+	r, err := b.jobVM(j.VM)
+	if err != nil {
+		return err
+	}
+	return r.block.BlockJobCancel(ctx, j.ID, false)
+}
+
+// Finish implements JobDriver: dismiss the concluded job, and delete the
+// target nodes of a copy that did not pivot (the file is then free to go).
+func (b *QMPBackend) Finish(ctx context.Context, j *Job) error {
+	r, err := b.jobVM(j.VM)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if err := r.block.JobDismiss(ctx, j.ID); err != nil && !notFound(err) {
+		errs = append(errs, err)
+	}
+	if j.Kind != JobStream && !j.Pivoted {
+		fileNode, fmtNode := targetNodes(j.ID)
+		for _, n := range []string{fmtNode, fileNode} {
+			if err := r.block.BlockdevDel(ctx, n); err != nil && !notFound(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// notFound: QEMU's answer for a job or node that is not there.
+func notFound(err error) bool {
+	var qe *qmp.Error
+	if errors.As(err, &qe) {
+		return qe.Class == "DeviceNotFound" || strings.Contains(qe.Desc, "not found") || strings.Contains(qe.Desc, "Cannot find")
+	}
+	return false
+}

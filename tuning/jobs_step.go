@@ -1,0 +1,228 @@
+package tuning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Step moves every unended job one step on, and forgets jobs that ended
+// long ago. The agent's loop calls it through Run; tests call it directly.
+func (m *JobManager) Step(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	jobs, err := m.store.Jobs()
+	if err != nil {
+		m.log.Error("read jobs", "error", err.Error())
+		return
+	}
+	hv := map[string][]HVJob{}
+	hvErr := map[string]error{}
+	for i := range jobs {
+		j := &jobs[i]
+		if j.State.Final() {
+			if m.o.Clock.Now().Sub(j.Ended) > m.o.KeepEnded {
+				m.store.DeleteJob(j.ID)
+			}
+			continue
+		}
+		if _, ok := hv[j.VM]; !ok && hvErr[j.VM] == nil {
+			cctx, cancel := m.callCtx(ctx)
+			hv[j.VM], hvErr[j.VM] = m.driver.BlockJobs(cctx, j.VM)
+			cancel()
+		}
+		if err := m.step(ctx, j, hv[j.VM], hvErr[j.VM]); err != nil {
+			m.log.Error("block job step", "job", j.ID, "state", string(j.State), "error", err.Error())
+		}
+	}
+}
+
+func (m *JobManager) step(ctx context.Context, j *Job, hv []HVJob, hvErr error) error {
+	if j.State == JobPlanned {
+		return m.stepPlanned(ctx, j, hv, hvErr)
+	}
+	if errors.Is(hvErr, ErrVMGone) {
+		// QEMU went away mid-job: the job died with it. Nothing is
+		// touched — the target may still be what a restarted VM needs.
+		j.DestCreated = false
+		return m.end(ctx, j, JobFailed, "the VM's QEMU went away during the job: "+hvErr.Error())
+	}
+	if hvErr != nil {
+		return nil // a hung or unreachable VM: looked at again next time
+	}
+	h, found := findHV(j, hv)
+	if found {
+		m.progress(j, h)
+	}
+	switch {
+	case j.State == JobStarting && !found:
+		return m.startFailed(ctx, j, fmt.Errorf("no job in the hypervisor after the start"))
+	case j.State == JobStarting:
+		j.State = JobRunning
+		m.audit(j, "adopted: found running after a restart")
+		return m.save(j)
+	case !found || h.Status == "concluded" || h.Error != "":
+		return m.concluded(ctx, j, h, found)
+	}
+	return m.stepLive(ctx, j, h)
+}
+
+// stepLive handles a job the hypervisor still runs.
+func (m *JobManager) stepLive(ctx context.Context, j *Job, h HVJob) error {
+	now := m.o.Clock.Now()
+	if j.CancelAsked || j.Restart {
+		return m.callDriver(ctx, "cancel", j, m.driver.CancelJob)
+	}
+	switch j.State {
+	case JobRunning:
+		if h.Ready || h.Status == "ready" {
+			j.State = JobReady
+			m.audit(j, "ready: source and target in sync")
+			if err := m.save(j); err != nil {
+				return err
+			}
+			return m.stepLive(ctx, j, h)
+		}
+		if j.Kind != JobStream && now.Sub(j.Started) > m.o.ConvergeTimeout {
+			return m.notConverging(ctx, j)
+		}
+		return m.save(j)
+	case JobReady:
+		if j.By != "hand" && m.o.Wanted != nil && !m.o.Wanted(j) {
+			j.CancelAsked = true
+			j.Error = "its rule no longer asks for it"
+			if err := m.save(j); err != nil {
+				return err
+			}
+			return m.callDriver(ctx, "cancel", j, m.driver.CancelJob)
+		}
+		j.State = JobPivoting
+		if err := m.save(j); err != nil { // written before the pivot is asked for
+			return err
+		}
+		m.audit(j, "pivoting to "+j.Dest)
+		return m.callDriver(ctx, "pivot", j, m.driver.Pivot)
+	}
+	return m.save(j)
+}
+
+// notConverging: a copy that is not ready in time is restarted once in
+// write-blocking mode (QEMU 7.2 cannot change a running mirror's mode),
+// and given up cleanly after that.
+func (m *JobManager) notConverging(ctx context.Context, j *Job) error {
+	if j.WriteBlocking {
+		j.CancelAsked = true
+		j.Error = fmt.Sprintf("not ready after %s even in write-blocking mode; given up", m.o.ConvergeTimeout)
+	} else {
+		j.Restart = true
+		m.audit(j, fmt.Sprintf("not ready after %s; restarting in write-blocking mode", m.o.ConvergeTimeout))
+	}
+	if err := m.save(j); err != nil {
+		return err
+	}
+	return m.callDriver(ctx, "cancel", j, m.driver.CancelJob)
+}
+
+// concluded handles a job that ended in the hypervisor, or is no longer
+// there at all.
+func (m *JobManager) concluded(ctx context.Context, j *Job, h HVJob, found bool) error {
+	cctx, cancel := m.callCtx(ctx)
+	img, imgErr := m.driver.Image(cctx, j.Target)
+	cancel()
+	if errors.Is(imgErr, ErrVMGone) {
+		j.DestCreated = false
+		return m.end(ctx, j, JobFailed, "the VM's QEMU went away during the job")
+	}
+	if imgErr != nil {
+		return imgErr // looked at again next step
+	}
+	j.Pivoted = j.Dest != "" && img.Path == j.Dest
+	if err := m.callDriver(ctx, "finish", j, m.driver.Finish); err != nil {
+		m.log.Warn("block job leftovers not cleared", "job", j.ID, "error", err.Error())
+	}
+	switch {
+	case h.Error != "":
+		return m.end(ctx, j, JobFailed, "the job failed: "+h.Error)
+	case j.Kind == JobStream:
+		return m.streamEnded(ctx, j, img)
+	case j.Pivoted:
+		return m.end(ctx, j, JobDone, "the VM runs on "+j.Dest+"; the source "+j.Source+" is kept")
+	case j.State == JobPivoting:
+		return m.end(ctx, j, JobFailed, "the pivot did not happen: the VM still runs on "+img.Path)
+	case j.Restart:
+		return m.restartWriteBlocking(ctx, j)
+	case j.CancelAsked && j.Error != "":
+		return m.end(ctx, j, JobFailed, j.Error)
+	case j.CancelAsked:
+		return m.end(ctx, j, JobCancelled, "cancelled; the VM stays on "+img.Path)
+	}
+	return m.end(ctx, j, JobFailed, "the job vanished before its pivot (cancelled by someone else, or QEMU restarted); the VM stays on "+img.Path)
+}
+
+func (m *JobManager) streamEnded(ctx context.Context, j *Job, img DiskImage) error {
+	flat := len(img.Chain) == 0 || (j.Base != "" && len(img.Chain) > 0 && img.Chain[0] == j.Base)
+	switch {
+	case flat && img.Path == j.Source:
+		return m.end(ctx, j, JobDone, "chain flattened")
+	case j.CancelAsked:
+		return m.end(ctx, j, JobCancelled, "cancelled; the chain is partly streamed, which is harmless")
+	}
+	return m.end(ctx, j, JobFailed, fmt.Sprintf("the job vanished and the chain is still %d deep", len(img.Chain)))
+}
+
+func (m *JobManager) restartWriteBlocking(ctx context.Context, j *Job) error {
+	m.removeDest(j)
+	m.o.Budget.Release(j)
+	j.State, j.Restart, j.WriteBlocking, j.Waiting = JobPlanned, false, true, ""
+	m.audit(j, "planned again in write-blocking mode")
+	return m.save(j)
+}
+
+// end writes a final state, then cleans up: the hypervisor's leftovers
+// and, when no pivot happened, a target qtune created.
+func (m *JobManager) end(ctx context.Context, j *Job, s JobState, why string) error {
+	j.State, j.Ended = s, m.o.Clock.Now()
+	if s == JobFailed {
+		j.Error = why
+	}
+	if err := m.save(j); err != nil {
+		return err
+	}
+	m.removeDest(j)
+	m.o.Budget.Release(j)
+	m.audit(j, why)
+	return m.save(j)
+}
+
+func (m *JobManager) progress(j *Job, h HVJob) {
+	now := m.o.Clock.Now()
+	p := Progress{Offset: h.Offset, Length: h.Length, At: now, Rate: j.Progress.Rate}
+	if dt := now.Sub(j.Progress.At).Seconds(); !j.Progress.At.IsZero() && dt > 0 && h.Offset >= j.Progress.Offset {
+		p.Rate = float64(h.Offset-j.Progress.Offset) / dt
+	}
+	if p.Rate > 0 && p.Length > p.Offset {
+		p.ETA = time.Duration(float64(p.Length-p.Offset) / p.Rate * float64(time.Second)).Round(time.Second)
+	}
+	j.Progress = p
+}
+
+func (m *JobManager) callDriver(ctx context.Context, what string, j *Job, f func(context.Context, *Job) error) error {
+	cctx, cancel := m.callCtx(ctx)
+	defer cancel()
+	if err := f(cctx, j); err != nil {
+		return fmt.Errorf("%s %s: %w", what, j.ID, err)
+	}
+	return nil
+}
+
+// findHV finds a job in the hypervisor's list: by id, or by disk where
+// the hypervisor has no ids.
+func findHV(j *Job, hv []HVJob) (HVJob, bool) {
+	for _, h := range hv {
+		if h.ID == j.ID || (h.ID == "" && h.Disk == j.Disk) {
+			return h, true
+		}
+	}
+	return HVJob{}, false
+}
