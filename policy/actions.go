@@ -62,9 +62,9 @@ var throttleSchema = func() *hcl.BodySchema {
 }()
 
 var (
-	cacheSchema  = schemaOf("direct", "no_flush")
-	l2Schema     = schemaOf("size", "max", "clean_interval")
-	streamSchema = schemaOf("speed", "base")
+	cacheSchema   = schemaOf("direct", "no_flush")
+	l2Schema      = schemaOf("size", "max", "clean_interval")
+	streamSchema  = schemaOf("speed", "base")
 	mirrorSchema  = schemaOf("target_dir", "format", "cluster_size", "preallocation", "extended_l2", "compression_type", "speed", "copy_mode")
 	convertSchema = schemaOf("format", "cluster_size", "preallocation", "extended_l2", "compression_type", "speed", "copy_mode")
 )

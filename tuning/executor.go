@@ -85,7 +85,7 @@ type Executor struct {
 	dryRun  bool
 	log     hclog.Logger
 
-	jobs    *JobManager // block jobs; nil refuses them
+	jobs *JobManager // block jobs; nil refuses them
 
 	mu      sync.Mutex // serialises decisions: limits and budgets are shared
 	changes []change

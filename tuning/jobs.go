@@ -101,8 +101,8 @@ type Job struct {
 	ID   string  `json:"id"`
 	Kind JobKind `json:"kind"`
 	Target
-	Rule  string   `json:"rule,omitempty"`   // the rule that asked for it, empty by hand
-	By    string   `json:"by"`               // "policy" or "hand"
+	Rule  string   `json:"rule,omitempty"` // the rule that asked for it, empty by hand
+	By    string   `json:"by"`             // "policy" or "hand"
 	State JobState `json:"state"`
 	// Source is the image the disk ran on when the job was planned; it
 	// is never deleted by qtune.
