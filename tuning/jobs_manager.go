@@ -65,8 +65,11 @@ type JobOptions struct {
 	// Wanted says whether a ready job should pivot (its rule is still in
 	// the policy); nil means always. A job asked for by hand always is.
 	Wanted func(j *Job) bool
-	Clock  clock.Clock
-	Log    hclog.Logger
+	// PivotGate holds a ready copy (source and target kept in sync) until
+	// it says yes: a quiet moment, a window. nil pivots at once.
+	PivotGate func(j *Job) bool
+	Clock     clock.Clock
+	Log       hclog.Logger
 	// CreateImage makes a copy's target (default: qemu-img create).
 	CreateImage func(ctx context.Context, path string, l policy.Layout, size uint64) error
 	// FreeSpace reports the bytes free to qtune in a directory (default statfs).

@@ -153,6 +153,12 @@ func (m *JobManager) shapeCopy(j *Job, r JobRequest, img DiskImage) (string, err
 		// disk's history rests on. Stream first.
 		return "", &Refusal{Code: "incompatible", Reason: "convert of a disk with a backing chain: stream it first"}
 	}
+	if r.Kind == JobConvert && l.Format == "qcow2" && l.Preallocation == "" {
+		// A rewrite is for an unfragmented image: its clusters are laid
+		// out in disk order up front (no data blocks on a sparse
+		// filesystem), and the copy fills them in place.
+		l.Preallocation = "metadata"
+	}
 	j.Layout = l
 	j.Dest = destPath(r.Kind, img.Path, dir, l)
 	need := img.Allocated

@@ -174,8 +174,18 @@ func (b *QMPBackend) StartJob(ctx context.Context, j *Job, img DiskImage) error 
 	}
 	// Errors on either side end the job (report) instead of pausing the
 	// guest: the VM goes on on its source whatever the target does.
-	return r.block.BlockdevMirror(ctx, qmp.MirrorArgs{JobID: j.ID, Device: img.Node, Target: fmtNode, Sync: "full",
-		Speed: j.Speed, OnSourceError: "report", OnTargetError: "report", CopyMode: mode, AutoDismiss: &off})
+	a := qmp.MirrorArgs{JobID: j.ID, Device: img.Node, Target: fmtNode, Sync: "full",
+		Speed: j.Speed, OnSourceError: "report", OnTargetError: "report", CopyMode: mode, AutoDismiss: &off}
+	if j.Kind == JobConvert && len(img.Chain) == 0 {
+		// The target's clusters are laid out in disk order when it is
+		// created, and the copy must fill them in place. sync=full would
+		// first zero the whole target with unmap, freeing them, and the
+		// chunks then land in whatever order they finish (blockdev-mirror
+		// has no unmap switch on 7.2). With no backing chain, top copies
+		// the same data and skips that pass.
+		a.Sync = "top"
+	}
+	return r.block.BlockdevMirror(ctx, a)
 }
 
 func nodeOfFile(ctx context.Context, b *qmp.Block, path string) (string, error) {

@@ -97,6 +97,9 @@ func (m *JobManager) stepLive(ctx context.Context, j *Job, h HVJob) error {
 			}
 			return m.callDriver(ctx, "cancel", j, m.driver.CancelJob)
 		}
+		if m.o.PivotGate != nil && !m.o.PivotGate(j) {
+			return m.save(j)
+		}
 		j.State = JobPivoting
 		if err := m.save(j); err != nil { // written before the pivot is asked for
 			return err

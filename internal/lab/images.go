@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/qtune/qtune/internal/loadgen"
 )
 
 // ImageOpts are qemu-img create options.
@@ -134,4 +137,24 @@ func stderrOf(err error) error {
 		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
 	}
 	return err
+}
+
+// CheckStamps checks the guest's stamped blocks in the first span bytes
+// of an image (see loadgen.CheckStamps) and returns how many there are.
+func CheckStamps(ctx context.Context, path string, span int64) (int, error) {
+	dir, err := os.MkdirTemp("", "qtune-stamps-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	raw := filepath.Join(dir, "image.raw")
+	if err := qemuImg(ctx, "convert", "-U", "-O", "raw", path, raw); err != nil {
+		return 0, err
+	}
+	f, err := os.Open(raw)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return loadgen.CheckStamps(f, span, 4096)
 }

@@ -50,3 +50,16 @@ func (d *Libvirtd) WriterDomainT(t testing.TB, name string, rate int) *Domain {
 	}
 	return dom
 }
+
+// StampSpan is how much of its disk a stamping guest writes.
+const StampSpan = 16 << 20
+
+// Stamper is a workload of stamped writes over the first StampSpan bytes
+// of /dev/vda in the given phases (see loadgen.StampWrite and Verify),
+// then idling until the VM is stopped.
+func Stamper(phases ...loadgen.Phase) *loadgen.Params {
+	w := loadgen.Defaults()
+	w.Loops, w.Span = 1, StampSpan
+	w.Phases = append(phases, loadgen.Phase{Pattern: loadgen.Idle, Duration: time.Hour})
+	return &w
+}

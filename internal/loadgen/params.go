@@ -22,6 +22,12 @@ const (
 	RandWrite Pattern = "randwrite"
 	RandRW    Pattern = "randrw" // reads and writes mixed by Params.ReadPct
 	Idle      Pattern = "idle"   // no I/O: a quiet phase
+	// StampWrite writes stamped blocks at random (see Stamp); each worker
+	// owns the blocks i with i%QueueDepth == its number.
+	StampWrite Pattern = "stampwrite"
+	// Verify reads back, once, every block stamped so far and checks it
+	// holds the last generation written; then the phase idles.
+	Verify Pattern = "verify"
 )
 
 // Phase is one step of the workload.
@@ -170,7 +176,7 @@ func (p Params) validate() []string {
 	}
 	for i, ph := range p.Phases {
 		switch ph.Pattern {
-		case SeqRead, SeqWrite, RandRead, RandWrite, RandRW, Idle:
+		case SeqRead, SeqWrite, RandRead, RandWrite, RandRW, Idle, StampWrite, Verify:
 		default:
 			errs = append(errs, fmt.Sprintf("phase %d: unknown pattern %q", i, ph.Pattern))
 		}

@@ -47,6 +47,8 @@ type Runner struct {
 	Report func(Progress)     // called about once a second and at the end
 	Every  time.Duration      // report interval, default 1s
 	Ready  func()             // called once, after the first completed I/O
+	// Verified is called after each worker's pass of a verify phase.
+	Verified func(VerifyResult)
 
 	reads, writes, errs atomic.Uint64
 	firstErr            atomic.Value
@@ -127,6 +129,9 @@ func (r *Runner) worker(ctx context.Context, stop func(), start time.Time, span 
 	}
 	rng := rand.New(rand.NewPCG(uint64(r.P.Seed), uint64(w)))
 	blocks := span / int64(r.P.BlockSize)
+	qd := int64(r.P.QueueDepth)
+	st := &stamps{gen: make([]uint64, (blocks+qd-1)/qd)}
+	verified := -1
 	for ctx.Err() == nil {
 		idx, done := r.P.PhaseAt(time.Since(start))
 		if done {
@@ -134,8 +139,27 @@ func (r *Runner) worker(ctx context.Context, stop func(), start time.Time, span 
 			return
 		}
 		ph := r.P.Phases[idx]
-		if ph.Pattern == Idle {
+		if ph.Pattern == Verify && verified != idx {
+			verified = idx
+			if res := r.verify(buf, st, w); r.Verified != nil {
+				r.Verified(res)
+			}
+			continue
+		}
+		if ph.Pattern == Idle || ph.Pattern == Verify {
 			sleepCtx(ctx, 20*time.Millisecond)
+			continue
+		}
+		if ph.Pattern == StampWrite {
+			if !r.pace(ctx, idx, ph.Rate) {
+				return
+			}
+			i := rng.Int64N(int64(len(st.gen)))
+			if off := (i*qd + int64(w)) * int64(r.P.BlockSize); off+int64(len(buf)) <= span {
+				st.gen[i]++
+				Stamp(buf, off, st.gen[i])
+				r.do(false, buf, off)
+			}
 			continue
 		}
 		if !r.pace(ctx, idx, ph.Rate) {

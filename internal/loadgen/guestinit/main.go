@@ -68,8 +68,9 @@ func run(out io.Writer) error {
 	fmt.Fprintf(out, "qtune-load start disk=%s size=%d %s\n", p.Disk, size, p.Cmdline())
 	r := &loadgen.Runner{
 		P: p, Dev: dev, Size: size, Alloc: aligned,
-		Report: func(pr loadgen.Progress) { fmt.Fprintln(out, pr.String()) },
-		Ready:  func() { fmt.Fprintln(out, "qtune-load ready") },
+		Report:   func(pr loadgen.Progress) { fmt.Fprintln(out, pr.String()) },
+		Ready:    func() { fmt.Fprintln(out, "qtune-load ready") },
+		Verified: func(v loadgen.VerifyResult) { fmt.Fprintln(out, v.String()) },
 	}
 	return r.Run(context.Background())
 }
