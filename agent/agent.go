@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,6 +57,9 @@ type Agent struct {
 	eval  *policy.Evaluator
 	host  *hoststat.Reader
 	m     *metrics
+	jobs  *tuning.JobManager // nil when the backend runs no block jobs
+
+	ruleNames atomic.Pointer[map[string]bool] // the rules in force, for the job manager
 
 	prev map[string]sample.Disk // last sample per vm/disk, for rates
 
@@ -103,6 +107,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
+	a.startJobs(runCtx, &wg)
 	wg.Add(1)
 	go func() { defer wg.Done(); a.src.Run(runCtx) }()
 	srv, err := a.serve(runCtx, &wg)
@@ -113,6 +118,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	reload := make(chan struct{}, 1)
 	a.watchReloads(runCtx, &wg, reload)
+	if err := a.serveControl(runCtx, &wg); err != nil {
+		stop()
+		srv.Shutdown(context.Background())
+		wg.Wait()
+		return err
+	}
 
 	a.startupChecks(ctx)
 	a.notify("READY=1")
@@ -168,6 +179,7 @@ func (a *Agent) recordReload(set *policy.Set, problems policy.Problems, err erro
 		a.m.policyOK.Set(0)
 		return
 	}
+	a.setRuleNames(set)
 	a.status.Policy.Error = ""
 	a.status.Policy.LoadedAt = a.clock.Now()
 	a.status.Policy.Rules = nil

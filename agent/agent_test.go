@@ -51,6 +51,7 @@ func TestAgentRunsAndStopsCleanly(t *testing.T) {
 	}
 	cfg := Defaults()
 	cfg.QMPDir, cfg.PolicyDir, cfg.StateDir = dir, "../examples/policy.d", t.TempDir()
+	cfg.ControlSocket = filepath.Join(cfg.StateDir, "control.sock")
 	cfg.Listen, cfg.Interval, cfg.CallTimeout = "127.0.0.1:0", time.Second, 500*time.Millisecond
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn}))
 	var notes []string

@@ -37,6 +37,17 @@ import (
 //	  enabled       = false
 //	  boundaries_ms = [1, 5, 10, 50, 100, 500]
 //	}
+//	mirror_dirs    = ["/srv/fast"]           # the only places a mirror may write
+//	control_socket = "/run/qtune/control.sock"
+//	control_group  = "qtune"                  # besides root, who may start and cancel jobs
+//	jobs {
+//	  host_budget      = 2                    # jobs at once on the host
+//	  dir_budget       = 1                    # jobs at once writing into one directory
+//	  windows          = ["01:00-05:00"]      # start jobs only then (local time)
+//	  converge_timeout = "30m"                # then write-blocking, then give up
+//	  max_attempts     = 3
+//	  space_margin     = "1GiB"
+//	}
 type Config struct {
 	LibvirtURI       string
 	LibvirtSocket    string
@@ -53,6 +64,7 @@ type Config struct {
 	LogFormat        string
 	Limits           LimitsConfig
 	Histograms       []uint64 // boundaries in ns; nil = off
+	JobsConfig
 }
 
 // LimitsConfig are the executor's limits as configured.
@@ -70,7 +82,8 @@ func Defaults() Config {
 		Interval: 10 * time.Second, CallTimeout: 5 * time.Second,
 		PolicyDir: "/etc/qtune/policy.d", StateDir: "/var/lib/qtune", Listen: "127.0.0.1:9477",
 		LogLevel: "info", LogFormat: "json",
-		Limits: LimitsConfig{PerVMPerHour: 12, PerHostPerMinute: 30, MinChange: 0.05, L2CacheBudget: 1 << 30},
+		Limits:     LimitsConfig{PerVMPerHour: 12, PerHostPerMinute: 30, MinChange: 0.05, L2CacheBudget: 1 << 30},
+		JobsConfig: defaultJobsConfig(),
 	}
 }
 
@@ -90,6 +103,10 @@ type fileConfig struct {
 	LogFormat        *string         `hcl:"log_format,optional"`
 	Limits           *fileLimits     `hcl:"limits,block"`
 	Histograms       *fileHistograms `hcl:"histograms,block"`
+	MirrorDirs       []string        `hcl:"mirror_dirs,optional"`
+	ControlSocket    *string         `hcl:"control_socket,optional"`
+	ControlGroup     *string         `hcl:"control_group,optional"`
+	Jobs             *fileJobs       `hcl:"jobs,block"`
 	Remain           hcl.Body        `hcl:",remain"`
 }
 
@@ -185,6 +202,7 @@ func LoadConfig(path string) (Config, error) {
 			c.Histograms = []uint64{1e6, 5e6, 10e6, 50e6, 100e6, 500e6}
 		}
 	}
+	errs = append(errs, c.JobsConfig.load(&fc, path)...)
 	if len(errs) > 0 {
 		return c, errors.New(strings.Join(errs, "\n"))
 	}
@@ -229,6 +247,7 @@ func (c Config) Validate() error {
 	if c.StateDir == "" || c.PolicyDir == "" {
 		errs = append(errs, "state_dir and policy_dir must be set")
 	}
+	errs = append(errs, c.JobsConfig.validate()...)
 	if len(errs) > 0 {
 		return errors.New("config: " + strings.Join(errs, "; "))
 	}

@@ -27,6 +27,7 @@ type Status struct {
 	VMs           []VMStatus         `json:"vms"`
 	Rules         []policy.StateInfo `json:"rules"`
 	Owned         []tuning.Owned     `json:"owned"`
+	Jobs          []tuning.Job       `json:"jobs"`    // block jobs, newest first
 	Actions       []ActionStatus     `json:"actions"` // the latest, newest last
 	Tainted       []string           `json:"tainted,omitempty"`
 	Errors        map[string]string  `json:"errors,omitempty"` // latest sample error per VM
@@ -172,8 +173,12 @@ func finite(v float64) *float64 {
 // Snapshot returns a copy of the current status.
 func (a *Agent) Snapshot() Status {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.status
+	st := a.status
+	a.mu.Unlock()
+	if a.jobs != nil {
+		st.Jobs, _ = a.jobs.Jobs()
+	}
+	return st
 }
 
 func (a *Agent) handler() http.Handler {

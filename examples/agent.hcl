@@ -36,3 +36,21 @@ histograms {
   enabled       = false   # QMP VMs: enable latency histograms for p95/p99 rules
   boundaries_ms = [1, 5, 10, 50, 100, 500]
 }
+
+# Block jobs (stream, mirror, convert) from rules or `qtune jobs start`.
+# A mirror writes only into these directories (also --allow-mirror-dir);
+# the systemd unit needs the same list in ReadWritePaths=.
+mirror_dirs = []
+# `qtune jobs start|cancel` talk to the agent here: mode 0660, owner root
+# and control_group (empty: root only). Never the metrics listener.
+control_socket = "/run/qtune/control.sock"
+control_group  = ""
+
+jobs {
+  host_budget      = 2        # jobs at once on the host
+  dir_budget       = 1        # jobs at once writing into one directory
+  windows          = []       # e.g. ["01:00-05:00"]: start jobs only then (local time)
+  converge_timeout = "30m"    # a copy not ready by then restarts write-blocking, then gives up
+  max_attempts     = 3        # starts tried, with backoff, before a job fails
+  space_margin     = "1GiB"   # free space asked beyond what a copy needs
+}

@@ -169,6 +169,7 @@ func (m *JobManager) holdRunning() {
 	for i := range jobs {
 		if j := &jobs[i]; !j.State.Final() && j.State != JobPlanned {
 			m.o.Budget.Hold(j)
+			m.log.Info("block job in flight at start; adopting it", "job", j.ID, "state", string(j.State))
 		}
 	}
 }

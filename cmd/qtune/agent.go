@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -33,6 +34,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	passthrough := fs.Bool("allow-passthrough", false, "allow QMP through libvirt (taints domains) for cache mode and qcow2 cache")
 	logLevel := fs.String("log-level", "", "trace, debug, info, warn, error")
 	logFormat := fs.String("log-format", "", "json or text")
+	controlSocket := fs.String("control-socket", "", "unix socket for qtune jobs start|cancel (default /run/qtune/control.sock)")
+	controlGroup := fs.String("control-group", "", "group allowed on the control socket besides root")
+	var mirrorDirs stringList
+	fs.Var(&mirrorDirs, "allow-mirror-dir", "a directory mirrors may write into (repeatable; adds to mirror_dirs)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -60,6 +65,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	override("listen", &cfg.Listen, *listen)
 	override("log-level", &cfg.LogLevel, *logLevel)
 	override("log-format", &cfg.LogFormat, *logFormat)
+	override("control-socket", &cfg.ControlSocket, *controlSocket)
+	override("control-group", &cfg.ControlGroup, *controlGroup)
+	cfg.MirrorDirs = append(cfg.MirrorDirs, mirrorDirs...)
 	if set["interval"] {
 		cfg.Interval = *interval
 		if cfg.CallTimeout > cfg.Interval {
@@ -95,3 +103,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	return exitOK
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }

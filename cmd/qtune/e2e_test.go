@@ -95,12 +95,20 @@ func (s *syncBuffer) String() string {
 
 func startAgent(t *testing.T, bin string, args ...string) *runningAgent {
 	t.Helper()
-	a := &runningAgent{addr: freePort(t), state: t.TempDir(), policy: t.TempDir(), log: &syncBuffer{}, done: make(chan error, 1)}
+	a := &runningAgent{addr: freePort(t), state: t.TempDir(), policy: t.TempDir()}
 	if err := os.WriteFile(filepath.Join(a.policy, "noisy.hcl"), []byte(e2ePolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return a.start(t, bin, args...)
+}
+
+// start runs the agent with a's state, policy and address (again, after
+// a restart).
+func (a *runningAgent) start(t *testing.T, bin string, args ...string) *runningAgent {
+	t.Helper()
+	a = &runningAgent{addr: a.addr, state: a.state, policy: a.policy, log: &syncBuffer{}, done: make(chan error, 1)}
 	args = append([]string{"agent", "--policy", a.policy, "--state-dir", a.state, "--listen", a.addr,
-		"--interval", e2eInterval.String(), "--log-format", "text"}, args...)
+		"--control-socket", filepath.Join(a.state, "control.sock"), "--interval", e2eInterval.String(), "--log-format", "text"}, args...)
 	a.cmd = exec.Command(bin, args...)
 	a.cmd.Stderr = a.log
 	if err := a.cmd.Start(); err != nil {

@@ -100,6 +100,10 @@ func printStatus(w io.Writer, st agent.Status) {
 			fmt.Fprintf(w, "  %s/%s %s by %s: %s (was %s), %s since %s\n", o.VM, o.Disk, o.Knob, o.Rule, o.Applied, o.Original, o.Phase, o.Since.Local().Format("15:04:05"))
 		}
 	}
+	if len(st.Jobs) > 0 {
+		fmt.Fprintln(w, "\nBLOCK JOBS")
+		printJobs(w, st.Jobs, true, time.Now())
+	}
 	if len(st.Actions) > 0 {
 		fmt.Fprintln(w, "\nRECENT ACTIONS")
 		for _, a := range st.Actions {

@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"context"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/tuning"
+)
+
+// startJobs gives the executor a job manager when the backend can run
+// block jobs, and drives it until ctx ends.
+func (a *Agent) startJobs(ctx context.Context, wg *sync.WaitGroup) {
+	driver, ok := a.src.Backend().(tuning.JobDriver)
+	if !ok {
+		a.log.Info("block jobs are not available with this backend; stream, mirror and convert rules are refused", "backend", a.src.Name())
+		return
+	}
+	c := a.cfg.JobsConfig
+	a.jobs = tuning.NewJobManager(driver, a.store, tuning.JobOptions{
+		MirrorDirs:      c.MirrorDirs,
+		Budget:          &tuning.LocalBudget{Host: c.HostBudget, PerDir: c.DirBudget, Windows: c.Windows},
+		ConvergeTimeout: c.ConvergeTimeout, MaxAttempts: c.MaxAttempts, SpaceMargin: c.SpaceMargin,
+		CallTimeout: a.cfg.CallTimeout, Clock: a.clock, Log: a.log.Named("jobs"),
+		Wanted: a.ruleStillWants,
+	})
+	if n, ok := driver.(interface{ SetJobNotify(func()) }); ok {
+		n.SetJobNotify(a.jobs.Notify)
+	}
+	a.exec.SetJobs(a.jobs)
+	a.m.reg.MustRegister(&jobCollector{m: a.jobs})
+	wg.Add(1)
+	go func() { defer wg.Done(); a.jobs.Run(ctx) }()
+}
+
+// ruleStillWants: a ready copy a rule asked for pivots only while that
+// rule is in the policy in force.
+func (a *Agent) ruleStillWants(j *tuning.Job) bool {
+	names := a.ruleNames.Load()
+	return names != nil && (*names)[j.Rule]
+}
+
+// setRuleNames records the rules in force for the job manager's goroutine.
+func (a *Agent) setRuleNames(set *policy.Set) {
+	names := map[string]bool{}
+	for _, r := range set.Rules {
+		names[r.Name] = true
+	}
+	a.ruleNames.Store(&names)
+}
+
+// jobCollector reads the jobs at each scrape, so progress is never a
+// cycle old.
+type jobCollector struct{ m *tuning.JobManager }
+
+var (
+	jobStateDesc    = prometheus.NewDesc("qtune_job_state", "1 for the state each block job is in.", []string{"id", "kind", "vm", "disk", "state"}, nil)
+	jobOffsetDesc   = prometheus.NewDesc("qtune_job_offset_bytes", "Bytes a block job has done.", []string{"id", "kind", "vm", "disk"}, nil)
+	jobLengthDesc   = prometheus.NewDesc("qtune_job_length_bytes", "Bytes a block job has to do in all (it can grow while the guest writes).", []string{"id", "kind", "vm", "disk"}, nil)
+	jobRateDesc     = prometheus.NewDesc("qtune_job_rate_bytes_per_second", "A block job's recent speed.", []string{"id", "kind", "vm", "disk"}, nil)
+	jobETADesc      = prometheus.NewDesc("qtune_job_eta_seconds", "Estimated time left of a running block job.", []string{"id", "kind", "vm", "disk"}, nil)
+	jobAttemptsDesc = prometheus.NewDesc("qtune_job_attempts", "Starts of a block job so far.", []string{"id", "kind", "vm", "disk"}, nil)
+)
+
+func (c *jobCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{jobStateDesc, jobOffsetDesc, jobLengthDesc, jobRateDesc, jobETADesc, jobAttemptsDesc} {
+		ch <- d
+	}
+}
+
+func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
+	jobs, err := c.m.Jobs()
+	if err != nil {
+		return
+	}
+	for _, j := range jobs {
+		l := []string{j.ID, string(j.Kind), j.VM, j.Disk}
+		ch <- prometheus.MustNewConstMetric(jobStateDesc, prometheus.GaugeValue, 1, append(l, string(j.State))...)
+		ch <- prometheus.MustNewConstMetric(jobAttemptsDesc, prometheus.GaugeValue, float64(j.Attempts), l...)
+		if j.State.Final() {
+			continue
+		}
+		p := j.Progress
+		ch <- prometheus.MustNewConstMetric(jobOffsetDesc, prometheus.GaugeValue, float64(p.Offset), l...)
+		ch <- prometheus.MustNewConstMetric(jobLengthDesc, prometheus.GaugeValue, float64(p.Length), l...)
+		ch <- prometheus.MustNewConstMetric(jobRateDesc, prometheus.GaugeValue, p.Rate, l...)
+		ch <- prometheus.MustNewConstMetric(jobETADesc, prometheus.GaugeValue, p.ETA.Seconds(), l...)
+	}
+}
+
+func policyKnob(k tuning.JobKind) policy.Knob { return policy.Knob(k) }

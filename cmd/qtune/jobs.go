@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/tuning"
+)
+
+func init() {
+	register(command{name: "jobs", summary: "list, start and cancel block jobs (stream, mirror, convert)", run: runJobs})
+}
+
+const defaultControlSocket = "/run/qtune/control.sock"
+
+func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "start":
+			return runJobsStart(ctx, args[1:], stdout, stderr)
+		case "cancel":
+			return runJobsCancel(ctx, args[1:], stdout, stderr)
+		}
+	}
+	fs := flag.NewFlagSet("qtune jobs", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sock := fs.String("socket", defaultControlSocket, "the agent's control socket")
+	watch := fs.Bool("watch", false, "redraw every second until interrupted")
+	all := fs.Bool("all", false, "also list jobs that ended")
+	asJSON := fs.Bool("json", false, "print the jobs as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: qtune jobs [--watch] [--all] [--json] [--socket PATH]\n       qtune jobs start stream|mirror|convert VM DISK [flags]\n       qtune jobs cancel ID")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	c := controlClient(*sock)
+	for {
+		var jobs []tuning.Job
+		if err := c.do(ctx, http.MethodGet, "/v1/jobs", nil, &jobs); err != nil {
+			fmt.Fprintf(stderr, "qtune jobs: %v\n", err)
+			return exitFailure
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			enc.Encode(jobs)
+			return exitOK
+		}
+		var buf bytes.Buffer
+		if *watch {
+			buf.WriteString("\x1b[H\x1b[2J")
+		}
+		printJobs(&buf, jobs, *all || !*watch, time.Now())
+		stdout.Write(buf.Bytes())
+		if !*watch {
+			return exitOK
+		}
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// printJobs draws one line per job with a progress bar.
+func printJobs(w io.Writer, jobs []tuning.Job, ended bool, now time.Time) {
+	fmt.Fprintf(w, "%-44s %-7s %-20s %-9s %-24s %6s %11s %8s\n", "ID", "KIND", "VM/DISK", "STATE", "PROGRESS", "", "RATE", "ETA")
+	shown := 0
+	for _, j := range jobs {
+		if j.State.Final() && !ended {
+			continue
+		}
+		shown++
+		p := j.Progress
+		pct := p.Percent()
+		if j.State == tuning.JobDone {
+			pct = 100
+		}
+		rate, eta := "-", "-"
+		if !j.State.Final() && p.Rate > 0 {
+			rate = humanBytes(p.Rate) + "/s"
+		}
+		if !j.State.Final() && p.ETA > 0 {
+			eta = p.ETA.String()
+		}
+		fmt.Fprintf(w, "%-44s %-7s %-20s %-9s %s %5.1f%% %11s %8s\n", j.ID, j.Kind, j.VM+"/"+j.Disk, j.State, bar(pct, 24), pct, rate, eta)
+		if note := jobNote(j); note != "" {
+			fmt.Fprintf(w, "    %s\n", note)
+		}
+	}
+	if shown == 0 {
+		fmt.Fprintln(w, "(no jobs)")
+	}
+}
+
+// jobNote is the one thing an operator needs to know about a job now.
+func jobNote(j tuning.Job) string {
+	switch {
+	case j.State == tuning.JobFailed || j.State == tuning.JobCancelled:
+		return strings.TrimSpace("error: " + j.Error)
+	case j.Waiting != "":
+		return "waiting: " + j.Waiting
+	case j.State == tuning.JobDone && j.Pivoted:
+		return "now on " + j.Dest + "; the old image " + j.Source + " is kept for you to remove"
+	case j.Dest != "":
+		return j.Source + " -> " + j.Dest
+	}
+	return ""
+}
+
+func bar(pct float64, width int) string {
+	n := int(pct / 100 * float64(width))
+	n = max(0, min(n, width))
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+}
+
+func humanBytes(v float64) string {
+	switch {
+	case v >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", v/(1<<30))
+	case v >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", v/(1<<20))
+	case v >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", v/(1<<10))
+	}
+	return fmt.Sprintf("%.0fB", v)
+}
+
+func runJobsStart(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("qtune jobs start", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sock := fs.String("socket", defaultControlSocket, "the agent's control socket")
+	speed := fs.String("speed", "", "speed cap, e.g. 50MiB (per second; default unlimited)")
+	base := fs.String("base", "", "stream: flatten down to this backing image (default: all of the chain)")
+	targetDir := fs.String("target-dir", "", "mirror: the directory to move the disk into (one of the agent's mirror_dirs)")
+	format := fs.String("format", "", "mirror, convert: qcow2 or raw (default: the source's)")
+	cluster := fs.String("cluster-size", "", "mirror, convert: qcow2 cluster size, e.g. 64KiB")
+	prealloc := fs.String("preallocation", "", "mirror, convert: off, metadata, falloc or full")
+	extL2 := fs.String("extended-l2", "", "mirror, convert: on or off")
+	compression := fs.String("compression-type", "", "mirror, convert: zlib or zstd")
+	copyMode := fs.String("copy-mode", "background", "mirror, convert: background or write-blocking")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: qtune jobs start stream|mirror|convert VM DISK [flags]")
+		fs.PrintDefaults()
+	}
+	// Flags may come after the positional arguments.
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return exitUsage
+		}
+		args = fs.Args()
+		if len(args) > 0 {
+			pos, args = append(pos, args[0]), args[1:]
+		}
+	}
+	req, err := jobRequest(pos, *speed, *base, *targetDir, *copyMode, layoutFlags{*format, *cluster, *prealloc, *extL2, *compression})
+	if err != nil {
+		fmt.Fprintf(stderr, "qtune jobs start: %v\n", err)
+		return exitUsage
+	}
+	var p tuning.Planned
+	if err := controlClient(*sock).do(ctx, http.MethodPost, "/v1/jobs", req, &p); err != nil {
+		fmt.Fprintf(stderr, "qtune jobs start: %v\n", err)
+		return exitFailure
+	}
+	switch {
+	case p.Job == nil:
+		fmt.Fprintf(stdout, "%s: %s\n", p.Result, p.Reason)
+	case p.Result == tuning.ResultApplied:
+		fmt.Fprintf(stdout, "planned %s (watch it with qtune jobs --watch)\n", p.Job.ID)
+	default:
+		fmt.Fprintf(stdout, "%s %s: %s\n", p.Result, p.Job.ID, p.Reason)
+	}
+	return exitOK
+}
+
+type layoutFlags struct{ format, cluster, prealloc, extL2, compression string }
+
+func jobRequest(pos []string, speed, base, targetDir, copyMode string, lf layoutFlags) (tuning.JobRequest, error) {
+	if len(pos) != 3 {
+		return tuning.JobRequest{}, errors.New("want stream|mirror|convert VM DISK")
+	}
+	kind := tuning.JobKind(pos[0])
+	if _, ok := tuning.JobKindOf(policy.Knob(kind)); !ok {
+		return tuning.JobRequest{}, fmt.Errorf("%q is not stream, mirror or convert", pos[0])
+	}
+	req := tuning.JobRequest{Kind: kind, Target: tuning.Target{VM: pos[1], Disk: pos[2]}, Base: base, TargetDir: targetDir, CopyMode: copyMode}
+	var errs []string
+	size := func(name, v string) uint64 {
+		if v == "" {
+			return 0
+		}
+		n, err := policy.ParseSize(v)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("--%s: %v", name, err))
+		}
+		return n
+	}
+	req.Speed = size("speed", speed)
+	req.Layout = policy.Layout{Format: lf.format, ClusterSize: size("cluster-size", lf.cluster), Preallocation: lf.prealloc, CompressionType: lf.compression}
+	switch lf.extL2 {
+	case "":
+	case "on", "off":
+		on := lf.extL2 == "on"
+		req.Layout.ExtendedL2 = &on
+	default:
+		errs = append(errs, "--extended-l2 is on or off")
+	}
+	if kind == tuning.JobMirror && targetDir == "" {
+		errs = append(errs, "mirror needs --target-dir")
+	}
+	if kind != tuning.JobStream && base != "" {
+		errs = append(errs, "--base is for stream")
+	}
+	if copyMode != "background" && copyMode != "write-blocking" {
+		errs = append(errs, "--copy-mode is background or write-blocking")
+	}
+	if len(errs) > 0 {
+		return req, errors.New(strings.Join(errs, "; "))
+	}
+	return req, nil
+}
+
+func runJobsCancel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("qtune jobs cancel", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sock := fs.String("socket", defaultControlSocket, "the agent's control socket")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: qtune jobs cancel [--socket PATH] ID")
+		return exitUsage
+	}
+	var j tuning.Job
+	if err := controlClient(*sock).do(ctx, http.MethodPost, "/v1/jobs/"+fs.Arg(0)+"/cancel", nil, &j); err != nil {
+		fmt.Fprintf(stderr, "qtune jobs cancel: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "cancel asked for %s (%s); the VM stays on %s\n", j.ID, j.State, j.Source)
+	return exitOK
+}
+
+// control is a client of the agent's control socket.
+type control struct {
+	sock   string
+	client *http.Client
+}
+
+func controlClient(sock string) *control {
+	return &control{sock: sock, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}}
+}
+
+func (c *control) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://qtune"+path, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("control socket %s (is the agent running, and are you root or in its control group?): %w", c.sock, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var ce agent.ControlError
+		if json.NewDecoder(resp.Body).Decode(&ce) == nil && ce.Error != "" {
+			return fmt.Errorf("%s: %s", resp.Status, ce.Error)
+		}
+		return fmt.Errorf("agent: %s", resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
