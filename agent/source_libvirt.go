@@ -64,6 +64,10 @@ func (s *libvirtSource) Connected() (bool, uint64) {
 func (s *libvirtSource) Run(ctx context.Context) {
 	evs := s.v.SubscribeDomainEvents(ctx, 256)
 	for ev := range evs {
+		if ev.Kind == "block-job" {
+			s.backend.NoteJobEvent(ev.Domain, ev.Path, ev.JobState)
+			continue
+		}
 		if ev.Kind != "lifecycle" {
 			continue
 		}

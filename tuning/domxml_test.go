@@ -43,3 +43,21 @@ func TestEditDiskDriver(t *testing.T) {
 		t.Error("missing disk not reported")
 	}
 }
+
+func TestRepointDisk(t *testing.T) {
+	doc := `<domain><devices>
+<disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='none'/><source file='/a/old.qcow2' index='1'/><target dev='vda' bus='virtio'/></disk>
+<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/a/other.qcow2'/><target dev='vdb' bus='virtio'/></disk>
+</devices></domain>`
+	out, err := repointDisk(doc, "vda", "/a/old.qcow2", "/fast/new.raw", "raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `<driver name='qemu' type='raw' cache='none'/><source file='/fast/new.raw' index='1'/><target dev='vda'`
+	if !strings.Contains(out, want) || !strings.Contains(out, "/a/other.qcow2") {
+		t.Fatalf("repointed:\n%s", out)
+	}
+	if same, _ := repointDisk(doc, "vda", "/a/somewhere-else.qcow2", "/x", "raw"); same != doc {
+		t.Fatal("a definition someone changed was edited")
+	}
+}

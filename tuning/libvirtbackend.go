@@ -37,6 +37,8 @@ type LibvirtBackend struct {
 	mu        sync.Mutex
 	reopeners map[string]*reopener
 	tainted   map[string]bool
+	jobEvents map[string]int32 // last block-job event state by domain and disk path
+	onJob     func()
 }
 
 // LibvirtBackendOptions configure a LibvirtBackend.

@@ -1,0 +1,140 @@
+package tuning
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/internal/loadgen"
+	"github.com/qtune/qtune/qmp"
+)
+
+// Stream and copy through a real libvirtd, the guest writing stamped
+// blocks during the job and verifying them afterwards.
+func TestRealLibvirtJobs(t *testing.T) {
+	lab.NeedLibvirt(t)
+	ctx := context.Background()
+	d := lab.StartLibvirtdT(t)
+	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: d.SocketPath()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	b := NewLibvirtBackend(v, LibvirtBackendOptions{PidDir: filepath.Join(d.Dir, "run", "libvirt", "qemu")})
+	fast := t.TempDir()
+	var quiet atomic.Bool
+	store, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := NewJobManager(b, store, JobOptions{MirrorDirs: []string{fast}, PollInterval: 200 * time.Millisecond,
+		PivotGate: func(*Job) bool { return quiet.Load() }})
+	b.SetJobNotify(m.Notify)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(rctx) }()
+	defer func() { stop(); <-done }()
+	events := v.SubscribeDomainEvents(rctx, 64)
+	go func() {
+		for ev := range events {
+			if ev.Kind == "block-job" {
+				b.NoteJobEvent(ev.Domain, ev.Path, ev.JobState)
+			}
+		}
+	}()
+	l := &labJobs{m: m, store: store}
+	phases := func(idle time.Duration) *loadgen.Params {
+		return lab.Stamper(loadgen.Phase{Pattern: loadgen.StampWrite, Rate: 200, Duration: 3 * time.Second},
+			loadgen.Phase{Pattern: loadgen.Idle, Duration: idle}, loadgen.Phase{Pattern: loadgen.Verify, Duration: time.Second})
+	}
+	serial := func(dom *lab.Domain) string { b, _ := os.ReadFile(dom.Serial); return string(b) }
+	verified := func(dom *lab.Domain) {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := dom.WaitSerial(wctx, "qtune-verify"); err != nil || !strings.Contains(serial(dom), "qtune-verify ok") {
+			t.Fatalf("the guest's data (%v):\n%s", err, serial(dom))
+		}
+	}
+
+	t.Run("stream flattens a 3-deep chain under writes", func(t *testing.T) {
+		chain, err := lab.Chain(ctx, t.TempDir(), 3, 64<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, img := range chain {
+			if err := lab.WritePattern(ctx, img, "qcow2", byte(0x20+i), uint64(32+i)<<20, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dom := d.DefineDomainT(t, lab.DomainSpec{Name: "lvstream", Workload: phases(2 * time.Second), Disks: []lab.DomainDisk{{Target: "vda", Image: chain[0]}}})
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := dom.WaitSerial(wctx, "qtune-load ready"); err != nil {
+			t.Fatal(err)
+		}
+		p, err := m.Plan(ctx, JobRequest{Kind: JobStream, Target: Target{VM: "lvstream", Disk: "vda"}, Speed: 1 << 20}, "hand", false)
+		if err != nil || p.Result != ResultApplied {
+			t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
+		}
+		if j := l.waitState(t, p.Job.ID, JobDone, time.Minute); j.State != JobDone {
+			t.Fatalf("stream %s: %s", j.State, j.Error)
+		}
+		verified(dom)
+		d.Virsh(ctx, "destroy", "lvstream")
+		info, err := lab.Info(ctx, chain[0])
+		if err != nil || len(info) != 1 || info[0].BackingFilename != "" {
+			t.Fatalf("after the stream: %+v %v", info, err)
+		}
+		checkStamps(t, chain[0])
+	})
+
+	t.Run("copy pivots and the definition follows", func(t *testing.T) {
+		src := filepath.Join(t.TempDir(), "lvcopy.qcow2")
+		if err := lab.CreateImage(ctx, src, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+			t.Fatal(err)
+		}
+		dom := d.DefineDomainT(t, lab.DomainSpec{Name: "lvcopy", Workload: phases(20 * time.Second), Disks: []lab.DomainDisk{{Target: "vda", Image: src}}})
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := dom.WaitSerial(wctx, "qtune-load ready"); err != nil {
+			t.Fatal(err)
+		}
+		quiet.Store(false)
+		p, err := m.Plan(ctx, JobRequest{Kind: JobMirror, Target: Target{VM: "lvcopy", Disk: "vda"}, TargetDir: fast, Speed: 4 << 20}, "hand", false)
+		if err != nil || p.Result != ResultApplied {
+			t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
+		}
+		if j := l.waitState(t, p.Job.ID, JobReady, time.Minute); j.State != JobReady {
+			t.Fatalf("copy %s before ready: %s", j.State, j.Error)
+		}
+		if err := dom.WaitSerial(wctx, "phase=1"); err != nil {
+			t.Fatal(err)
+		}
+		quiet.Store(true)
+		j := l.waitState(t, p.Job.ID, JobDone, time.Minute)
+		if j.State != JobDone || !j.Pivoted {
+			t.Fatalf("copy %s: %s", j.State, j.Error)
+		}
+		live, _ := v.DomainXML(ctx, "lvcopy", false)
+		inactive, _ := v.DomainXML(ctx, "lvcopy", true)
+		if !strings.Contains(live, j.Dest) || !strings.Contains(inactive, j.Dest) || strings.Contains(inactive, src) {
+			t.Fatalf("after the pivot, live XML on dest: %v, persistent on dest: %v", strings.Contains(live, j.Dest), strings.Contains(inactive, j.Dest))
+		}
+		verified(dom)
+		d.Virsh(ctx, "destroy", "lvcopy")
+		if _, err := os.Stat(src); err != nil {
+			t.Fatalf("source: %v", err)
+		}
+		if same, err := lab.Compare(ctx, src, j.Dest); err != nil || !same {
+			t.Fatalf("qemu-img compare: identical=%v %v", same, err)
+		}
+		checkStamps(t, j.Dest)
+	})
+}
