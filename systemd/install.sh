@@ -48,6 +48,13 @@ else
 	echo "kept $dest/etc/qtune/agent.hcl as it is"
 fi
 
+# Mirrors write only into mirror_dirs; the unit's file system is
+# read-only elsewhere, so the drop-in follows the installed config.
+dropin="$dest/etc/systemd/system/qtune.service.d/mirror-dirs.conf"
+install -d -m 0755 "$(dirname "$dropin")"
+"$dest/usr/local/bin/qtune" agent --config "$dest/etc/qtune/agent.hcl" --systemd-dropin >"$dropin"
+echo "wrote $dropin (run again after changing mirror_dirs)"
+
 # Example policies only into an empty policy.d: an operator's own set is
 # left alone, and a policy deleted on purpose does not come back.
 shopt -s nullglob

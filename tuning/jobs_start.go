@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 )
 
 // stepPlanned starts a planned job when its time, the budget and the disk
@@ -82,7 +83,22 @@ func (m *JobManager) createDest(ctx context.Context, j *Job, img DiskImage) erro
 	if err := m.o.CreateImage(ctx, j.Dest, j.Layout, img.VirtualSize); err != nil {
 		return err
 	}
-	return nil
+	return sameOwner(j.Dest, j.Source)
+}
+
+// sameOwner gives a new image the owner and mode of the one it replaces:
+// the QEMU that opens it often runs as another user than qtune.
+func sameOwner(dst, src string) error {
+	st, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("owner of %s: %w", src, err)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		if err := os.Chown(dst, int(sys.Uid), int(sys.Gid)); err != nil && int(sys.Uid) != os.Geteuid() {
+			return fmt.Errorf("give %s the owner of %s: %w", dst, src, err)
+		}
+	}
+	return os.Chmod(dst, st.Mode().Perm())
 }
 
 // startFailed ends an attempt: the target goes, and the job is planned

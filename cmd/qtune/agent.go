@@ -36,6 +36,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	logFormat := fs.String("log-format", "", "json or text")
 	controlSocket := fs.String("control-socket", "", "unix socket for qtune jobs start|cancel (default /run/qtune/control.sock)")
 	controlGroup := fs.String("control-group", "", "group allowed on the control socket besides root")
+	dropin := fs.Bool("systemd-dropin", false, "print the systemd drop-in that gives the unit write access to mirror_dirs, and exit")
 	var mirrorDirs stringList
 	fs.Var(&mirrorDirs, "allow-mirror-dir", "a directory mirrors may write into (repeatable; adds to mirror_dirs)")
 	if err := fs.Parse(args); err != nil {
@@ -87,6 +88,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
+	if *dropin {
+		printDropin(stdout, *configPath, cfg.MirrorDirs)
+		return exitOK
+	}
 	log := hclog.NewInterceptLogger(&hclog.LoggerOptions{
 		Name: "qtune", Level: hclog.LevelFromString(cfg.LogLevel), Output: stderr,
 		JSONFormat: cfg.LogFormat == "json", TimeFormat: time.RFC3339Nano,
@@ -109,3 +114,23 @@ type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// printDropin writes a drop-in for qtune.service: the unit's file system
+// is read-only but for the state directory, and a mirror must write into
+// its target directories.
+func printDropin(w io.Writer, configPath string, dirs []string) {
+	fmt.Fprintf(w, "# /etc/systemd/system/qtune.service.d/mirror-dirs.conf\n")
+	fmt.Fprintf(w, "# Written by `qtune agent --systemd-dropin` from %s: the directories\n", orText(configPath, "the defaults"))
+	fmt.Fprintf(w, "# mirrors may write into. A live convert writes beside the image it\n# rewrites: add those image directories here too.\n")
+	fmt.Fprintln(w, "[Service]")
+	for _, d := range dirs {
+		fmt.Fprintf(w, "ReadWritePaths=%s\n", d)
+	}
+}
+
+func orText(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
