@@ -1,0 +1,50 @@
+package tuning
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/qtune/qtune/policy"
+)
+
+func TestExecutorHandsJobsToTheManager(t *testing.T) {
+	r := newJobRig(t, JobOptions{})
+	e := NewExecutor(&fakeBackend{state: map[string]KnobState{}}, r.store, Options{Clock: r.clk})
+	d := policy.Decision{Rule: "move", VM: jvda.VM, Disk: jvda.Disk, Knob: policy.KnobMirror, Mode: policy.ModeEnforce,
+		Action: policy.Action{Mirror: &policy.MirrorSpec{TargetDir: r.fast()}}}
+	var ref *Refusal
+	if _, err := e.Execute(context.Background(), d); !errors.As(err, &ref) || ref.Code != "unsupported" {
+		t.Fatalf("without a job manager: %v", err)
+	}
+	e.SetJobs(r.m)
+	rec := d
+	rec.Mode = policy.ModeRecommend
+	if out, err := e.Execute(context.Background(), rec); err != nil || out.Result != ResultRecommended {
+		t.Fatalf("recommend: %s %v", out.Result, err)
+	}
+	if jobs, _ := r.m.Jobs(); len(jobs) != 0 {
+		t.Fatal("recommend mode planned a job")
+	}
+	out, err := e.Execute(context.Background(), d)
+	if err != nil || out.Result != ResultApplied {
+		t.Fatalf("enforce: %s %v", out.Result, err)
+	}
+	// The rule fires again next cycle: the job in flight is not doubled.
+	if out, err := e.Execute(context.Background(), d); err != nil || out.Result != ResultNoOp {
+		t.Fatalf("second decision: %s %v", out.Result, err)
+	}
+	rev := d
+	rev.Revert = true
+	if out, _ := e.Execute(context.Background(), rev); out.Result != ResultNoOp {
+		t.Fatalf("revert of a job: %s", out.Result)
+	}
+	recs, _ := r.store.Records(10)
+	if len(recs) < 3 {
+		t.Fatalf("audit: %+v", recs)
+	}
+	p, err := e.StartJob(context.Background(), JobRequest{Kind: JobStream, Target: jvda})
+	if err != nil || p.Result != ResultNoOp {
+		t.Fatalf("by hand on a disk with a job: %s %v", p.Result, err)
+	}
+}
