@@ -119,14 +119,18 @@ type Job struct {
 	// CancelAsked: someone asked for a cancel; the job ends cancelled.
 	CancelAsked bool `json:"cancel_asked,omitempty"`
 	// Restart: the job is being cancelled to start again write-blocking.
-	Restart  bool      `json:"restart,omitempty"`
-	Attempts int       `json:"attempts"`
-	NextTry  time.Time `json:"next_try,omitempty"`
-	Created  time.Time `json:"created"`
-	Updated  time.Time `json:"updated"`
-	Started  time.Time `json:"started,omitempty"` // the current attempt
-	Ended    time.Time `json:"ended,omitempty"`
-	Progress Progress  `json:"progress"`
+	Restart  bool `json:"restart,omitempty"`
+	Attempts int  `json:"attempts"`
+	// PivotTries counts pivots asked for: a pivot that does not take is
+	// asked again a few times, never forever.
+	PivotTries int       `json:"pivot_tries,omitempty"`
+	PivotAt    time.Time `json:"pivot_at,omitempty"`
+	NextTry    time.Time `json:"next_try,omitempty"`
+	Created    time.Time `json:"created"`
+	Updated    time.Time `json:"updated"`
+	Started    time.Time `json:"started,omitempty"` // the current attempt
+	Ended      time.Time `json:"ended,omitempty"`
+	Progress   Progress  `json:"progress"`
 	// Waiting says why a planned job has not started yet.
 	Waiting string `json:"waiting,omitempty"`
 	Error   string `json:"error,omitempty"`

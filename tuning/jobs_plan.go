@@ -117,6 +117,11 @@ func (m *JobManager) shape(r JobRequest, img DiskImage) (*Job, string, error) {
 			}
 			j.Base = r.Base
 		}
+		// The chain's data lands in the active image: its filesystem
+		// needs room for it (the chain's size is an upper bound).
+		if err := m.checkSpace(dirOf(img.Path), img.Allocated); err != nil {
+			return nil, "", err
+		}
 	case JobMirror, JobConvert:
 		noop, err := m.shapeCopy(j, r, img)
 		if err != nil || noop != "" {
@@ -165,14 +170,8 @@ func (m *JobManager) shapeCopy(j *Job, r JobRequest, img DiskImage) (string, err
 	if l.Preallocation == "full" || l.Preallocation == "falloc" || l.Format == "raw" {
 		need = img.VirtualSize
 	}
-	margin := max(m.o.SpaceMargin, need/20)
-	free, err := m.o.FreeSpace(dir)
-	if err != nil {
-		return "", &Refusal{Code: "space", Reason: err.Error()}
-	}
-	if free < need+margin {
-		return "", &Refusal{Code: "space", Reason: fmt.Sprintf("%s has %s free; the copy needs %s plus a margin of %s",
-			dir, bytesText(free), bytesText(need), bytesText(margin))}
+	if err := m.checkSpace(dir, need); err != nil {
+		return "", err
 	}
 	if _, err := os.Lstat(j.Dest); err == nil {
 		return "", &Refusal{Code: "exists", Reason: fmt.Sprintf("%s already exists; qtune never overwrites a file", j.Dest)}
@@ -180,6 +179,20 @@ func (m *JobManager) shapeCopy(j *Job, r JobRequest, img DiskImage) (string, err
 		return "", &Refusal{Code: "exists", Reason: err.Error()}
 	}
 	return "", nil
+}
+
+// checkSpace refuses a job whose data would not fit in dir with a margin.
+func (m *JobManager) checkSpace(dir string, need uint64) error {
+	margin := max(m.o.SpaceMargin, need/20)
+	free, err := m.o.FreeSpace(dir)
+	if err != nil {
+		return &Refusal{Code: "space", Reason: err.Error()}
+	}
+	if free < need+margin {
+		return &Refusal{Code: "space", Reason: fmt.Sprintf("%s has %s free; the job needs %s plus a margin of %s",
+			dir, bytesText(free), bytesText(need), bytesText(margin))}
+	}
+	return nil
 }
 
 // fillLayout takes what the request leaves open from the source.

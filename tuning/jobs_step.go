@@ -101,13 +101,43 @@ func (m *JobManager) stepLive(ctx context.Context, j *Job, h HVJob) error {
 			return m.save(j)
 		}
 		j.State = JobPivoting
-		if err := m.save(j); err != nil { // written before the pivot is asked for
-			return err
-		}
 		m.audit(j, "pivoting to "+j.Dest)
-		return m.callDriver(ctx, "pivot", j, m.driver.Pivot)
+		return m.pivot(ctx, j)
+	case JobPivoting:
+		// Still there: the pivot asked for has not taken yet. A mirror
+		// under writes may take a while to finish its last pass.
+		if now.Sub(j.PivotAt) < pivotPatience {
+			return m.save(j)
+		}
+		return m.pivot(ctx, j)
 	}
 	return m.save(j)
+}
+
+// A pivot that has not taken after pivotPatience is asked for again, at
+// most maxPivotTries times.
+const (
+	maxPivotTries = 3
+	pivotPatience = 30 * time.Second
+)
+
+// pivot asks for the switch, written first; after maxPivotTries that did
+// not take, the copy is cancelled and the VM stays on its source.
+func (m *JobManager) pivot(ctx context.Context, j *Job) error {
+	if j.PivotTries >= maxPivotTries {
+		j.CancelAsked = true
+		j.Error = fmt.Sprintf("the pivot did not take after %d tries; cancelled, the VM stays on its source", j.PivotTries)
+		if err := m.save(j); err != nil {
+			return err
+		}
+		return m.callDriver(ctx, "cancel", j, m.driver.CancelJob)
+	}
+	j.PivotTries++
+	j.PivotAt = m.o.Clock.Now()
+	if err := m.save(j); err != nil { // written before the pivot is asked for
+		return err
+	}
+	return m.callDriver(ctx, "pivot", j, m.driver.Pivot)
 }
 
 // notConverging: a copy that is not ready in time is restarted once in
@@ -151,6 +181,8 @@ func (m *JobManager) concluded(ctx context.Context, j *Job, h HVJob, found bool)
 		return m.streamEnded(ctx, j, img)
 	case j.Pivoted:
 		return m.end(ctx, j, JobDone, "the VM runs on "+j.Dest+"; the source "+j.Source+" is kept")
+	case j.State == JobPivoting && j.CancelAsked:
+		return m.end(ctx, j, JobFailed, j.Error)
 	case j.State == JobPivoting:
 		return m.end(ctx, j, JobFailed, "the pivot did not happen: the VM still runs on "+img.Path)
 	case j.Restart:

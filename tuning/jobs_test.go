@@ -497,3 +497,22 @@ func TestJobIDIsQEMUSafe(t *testing.T) {
 		t.Fatal("id not deterministic")
 	}
 }
+
+func TestJobPivotThatDoesNotTakeIsNotRetriedForever(t *testing.T) {
+	r := newJobRig(t, JobOptions{})
+	r.f.failOn["pivot"] = errors.New("not ready after all")
+	j := r.mustPlan(mirrorReq(r.fast()))
+	j = r.step(j.ID)
+	r.f.set(j.ID, func(h *HVJob) { h.Ready, h.Status = true, "ready" })
+	for i := 0; i < 10 && !j.State.Final(); i++ {
+		r.clk.Advance(time.Minute)
+		j = r.step(j.ID)
+	}
+	r.expect(j, JobFailed)
+	if j.PivotTries != maxPivotTries || r.f.images[jvda].Path != j.Source {
+		t.Fatalf("pivot tries %d, VM on %s", j.PivotTries, r.f.images[jvda].Path)
+	}
+	if _, err := os.Stat(j.Dest); !os.IsNotExist(err) {
+		t.Fatal("target of a copy that never pivoted kept")
+	}
+}
