@@ -56,6 +56,7 @@ func TestJobsEndToEndMirrorSurvivesAgentKill(t *testing.T) {
 	}
 	args := []string{"--qmp-dir", dir, "--allow-mirror-dir", fast}
 	a := startAgent(t, bin, args...)
+	a.waitFor(t, 20*time.Second, "the VM sampled", func(s agent.Status) bool { return len(s.VMs) == 1 })
 	sock := filepath.Join(a.state, "control.sock")
 	out, err := qtuneCmd(t, bin, "jobs", "start", "mirror", "mover", "disk0", "--target-dir", fast, "--speed", "2MiB", "--socket", sock)
 	if err != nil || !strings.Contains(out, "planned qtune-mirror-mover-disk0-") {
@@ -151,5 +152,89 @@ func TestControlSocketRefusesOthers(t *testing.T) {
 	os.Chmod(sock, 0o666)
 	if out, err := asNobody(); err == nil || !strings.Contains(out, "403") || !strings.Contains(out, "neither root nor in the control group") {
 		t.Fatalf("nobody through a loosened socket: %v\n%s", err, out)
+	}
+}
+
+// A stream asked for by a rule runs to its end on one VM while the QEMU
+// of another, in the middle of a mirror, is killed: that job fails with
+// the reason, and the agent goes on serving the first VM.
+func TestJobsEndToEndPolicyStreamAndQEMUKilled(t *testing.T) {
+	lab.NeedQEMU(t)
+	bin := buildQtune(t)
+	ctx := context.Background()
+	chain, err := lab.Chain(ctx, t.TempDir(), 2, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, img := range chain {
+		if err := lab.WritePattern(ctx, img, "qcow2", byte(0x30+i), uint64(i)<<20, 4<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := filepath.Join(t.TempDir(), "doomed.qcow2")
+	if err := lab.CreateImage(ctx, src, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.WritePattern(ctx, src, "qcow2", 0x5a, 0, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	chained := lab.StartVMT(t, lab.VMConfig{Name: "chained", Paused: true, Disks: []lab.Disk{{ID: "disk0", Image: chain[0]}}})
+	doomed := lab.StartVMT(t, lab.VMConfig{Name: "doomed", Paused: true, Disks: []lab.Disk{{ID: "disk0", Image: src}}})
+	dir, fast := t.TempDir(), t.TempDir()
+	for _, vm := range []*lab.VM{chained, doomed} {
+		if err := os.Symlink(vm.QMPPath(), filepath.Join(dir, vm.Name+".sock")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := startAgent(t, bin, "--qmp-dir", dir, "--allow-mirror-dir", fast)
+	a.waitFor(t, 20*time.Second, "both VMs sampled", func(s agent.Status) bool { return len(s.VMs) == 2 })
+	sock := filepath.Join(a.state, "control.sock")
+	out, err := qtuneCmd(t, bin, "jobs", "start", "mirror", "doomed", "disk0", "--target-dir", fast, "--speed", "1MiB", "--socket", sock)
+	if err != nil {
+		t.Fatalf("jobs start: %v\n%s", err, out)
+	}
+	mirror := strings.Fields(out)[1]
+	a.waitFor(t, 30*time.Second, "the mirror under way", func(s agent.Status) bool {
+		j := jobOf(s, mirror)
+		return j != nil && j.State == tuning.JobRunning
+	})
+	rule := "rule \"flatten\" {\n  match { domain = \"chained\" }\n  when = disk.backing_depth > 0\n  for  = \"2s\"\n  stream { speed = \"8MiB\" }\n}\n"
+	if err := os.WriteFile(filepath.Join(a.policy, "flatten.hcl"), []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	doomed.Signal(syscall.SIGKILL)
+	s := a.waitFor(t, 30*time.Second, "the mirror failed", func(s agent.Status) bool {
+		j := jobOf(s, mirror)
+		return j != nil && j.State.Final()
+	})
+	if j := jobOf(s, mirror); j.State != tuning.JobFailed || !strings.Contains(j.Error, "went away") {
+		t.Fatalf("mirror on a killed QEMU: %s %q", j.State, j.Error)
+	}
+	s = a.waitFor(t, 60*time.Second, "the rule's stream done", func(s agent.Status) bool {
+		for _, j := range s.Jobs {
+			if j.VM == "chained" && j.Kind == tuning.JobStream && j.State.Final() {
+				return true
+			}
+		}
+		return false
+	})
+	for _, j := range s.Jobs {
+		if j.VM == "chained" && (j.State != tuning.JobDone || j.Rule != "flatten") {
+			t.Fatalf("stream: %+v", j)
+		}
+	}
+	// Still sampling the VM that lives.
+	s = a.waitFor(t, 10*time.Second, "fresh samples of the live VM", func(s agent.Status) bool {
+		for _, vm := range s.VMs {
+			if vm.Name == "chained" && len(vm.Disks) > 0 && time.Since(vm.Disks[0].SampledAt) < 3*time.Second {
+				return true
+			}
+		}
+		return false
+	})
+	chained.Stop()
+	info, err := lab.Info(ctx, chain[0])
+	if err != nil || len(info) != 1 {
+		t.Fatalf("chain after the stream: %+v %v", info, err)
 	}
 }
