@@ -4,38 +4,68 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
 // Step moves every unended job one step on, and forgets jobs that ended
 // long ago. The agent's loop calls it through Run; tests call it directly.
+// The hypervisors are asked for their jobs first, in parallel and without
+// the lock: a hung VM costs its own deadline and does not hold up the
+// executor's planning or the other VMs' jobs.
 func (m *JobManager) Step(ctx context.Context) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	jobs, err := m.store.Jobs()
 	if err != nil {
 		m.log.Error("read jobs", "error", err.Error())
 		return
 	}
-	hv := map[string][]HVJob{}
-	hvErr := map[string]error{}
+	hv, hvErr := m.hypervisorJobs(ctx, jobs)
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for i := range jobs {
-		j := &jobs[i]
+		j, err := m.store.Job(jobs[i].ID) // the latest: a cancel may have come meanwhile
+		if err != nil {
+			continue
+		}
 		if j.State.Final() {
 			if m.o.Clock.Now().Sub(j.Ended) > m.o.KeepEnded {
 				m.store.DeleteJob(j.ID)
 			}
 			continue
 		}
-		if _, ok := hv[j.VM]; !ok && hvErr[j.VM] == nil {
-			cctx, cancel := m.callCtx(ctx)
-			hv[j.VM], hvErr[j.VM] = m.driver.BlockJobs(cctx, j.VM)
-			cancel()
+		if _, asked := hv[j.VM]; !asked {
+			continue // planned since the list was read: next step
 		}
 		if err := m.step(ctx, j, hv[j.VM], hvErr[j.VM]); err != nil {
 			m.log.Error("block job step", "job", j.ID, "state", string(j.State), "error", err.Error())
 		}
 	}
+}
+
+// hypervisorJobs lists the block jobs of every VM that has an unended job.
+func (m *JobManager) hypervisorJobs(ctx context.Context, jobs []Job) (map[string][]HVJob, map[string]error) {
+	hv, hvErr := map[string][]HVJob{}, map[string]error{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	seen := map[string]bool{}
+	for _, j := range jobs {
+		if j.State.Final() || seen[j.VM] {
+			continue
+		}
+		seen[j.VM] = true
+		wg.Add(1)
+		go func(vm string) {
+			defer wg.Done()
+			cctx, cancel := m.callCtx(ctx)
+			defer cancel()
+			list, err := m.driver.BlockJobs(cctx, vm)
+			mu.Lock()
+			defer mu.Unlock()
+			hv[vm], hvErr[vm] = list, err
+		}(j.VM)
+	}
+	wg.Wait()
+	return hv, hvErr
 }
 
 func (m *JobManager) step(ctx context.Context, j *Job, hv []HVJob, hvErr error) error {
