@@ -6,6 +6,11 @@
 // recorded original only if the knob still holds what qtune set;
 // otherwise someone else changed it, and qtune reports the drift and
 // lets go instead of fighting.
+//
+// Block jobs (stream, mirror, live convert) are one-shot and long: the
+// executor hands their decisions, after its recommend/dry-run gate and
+// audit, to a JobManager that keeps each job as a durable state machine
+// in the same store (see jobs.go) and drives it through a JobDriver.
 package tuning
 
 import (

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qtune/qtune/tuning"
+)
+
+func TestPrintJobs(t *testing.T) {
+	jobs := []tuning.Job{
+		{ID: "qtune-mirror-web1-vda-1a2b3c4d", Kind: tuning.JobMirror, Target: tuning.Target{VM: "web1", Disk: "vda"}, State: tuning.JobRunning,
+			Source: "/slow/web1.qcow2", Dest: "/fast/web1.qcow2", Progress: tuning.Progress{Offset: 1 << 30, Length: 4 << 30, Rate: 50 << 20, ETA: time.Minute}},
+		{ID: "qtune-stream-db-vdb-00ff00ff", Kind: tuning.JobStream, Target: tuning.Target{VM: "db", Disk: "vdb"}, State: tuning.JobPlanned, Waiting: "outside the maintenance windows 01:00-05:00"},
+		{ID: "qtune-convert-old-vda-12345678", Kind: tuning.JobConvert, State: tuning.JobFailed, Error: "the job failed: No space left on device"},
+	}
+	var b bytes.Buffer
+	printJobs(&b, jobs, false, time.Now())
+	out := b.String()
+	for _, want := range []string{"[######..................]  25.0%", "50.0MiB/s", "1m0s", "/slow/web1.qcow2 -> /fast/web1.qcow2", "waiting: outside the maintenance windows"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "qtune-convert-old") {
+		t.Errorf("an ended job listed without --all:\n%s", out)
+	}
+	b.Reset()
+	printJobs(&b, jobs, true, time.Now())
+	if !strings.Contains(b.String(), "error: the job failed: No space left on device") {
+		t.Errorf("--all:\n%s", b.String())
+	}
+}
+
+func TestJobRequestFlags(t *testing.T) {
+	r, err := jobRequest([]string{"convert", "web1", "vda"}, "50MiB", "", "", "background", layoutFlags{cluster: "64KiB", extL2: "on"})
+	if err != nil || r.Speed != 50<<20 || r.Layout.ClusterSize != 64<<10 || r.Layout.ExtendedL2 == nil || !*r.Layout.ExtendedL2 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if _, err := jobRequest([]string{"mirror", "web1", "vda"}, "fast", "/b", "", "sometimes", layoutFlags{extL2: "yes"}); err == nil ||
+		!strings.Contains(err.Error(), "--speed") || !strings.Contains(err.Error(), "--target-dir") || !strings.Contains(err.Error(), "--extended-l2") ||
+		!strings.Contains(err.Error(), "--base") || !strings.Contains(err.Error(), "--copy-mode") {
+		t.Fatalf("every problem at once: %v", err)
+	}
+}
