@@ -48,16 +48,44 @@ const (
 	JobConvert JobKind = "convert"
 )
 
+// jobKindSpec is all qtune knows about one kind of block job: the policy
+// knob that asks for it, how a rule's action becomes a request, and how a
+// request is shaped against the disk as it is (or found pointless). A new
+// kind is one entry in jobKinds, plus its calls in the drivers.
+type jobKindSpec struct {
+	knob       policy.Knob
+	fromAction func(a policy.Action, r *JobRequest)
+	shape      func(m *JobManager, j *Job, r JobRequest, img DiskImage) (noop string, err error)
+}
+
+var jobKinds = map[JobKind]jobKindSpec{
+	JobStream: {knob: policy.KnobStream, shape: (*JobManager).shapeStream,
+		fromAction: func(a policy.Action, r *JobRequest) {
+			if s := a.Stream; s != nil {
+				r.Base, r.Speed = s.Base, s.Speed
+			}
+		}},
+	JobMirror: {knob: policy.KnobMirror, shape: (*JobManager).shapeCopy,
+		fromAction: func(a policy.Action, r *JobRequest) {
+			if s := a.Mirror; s != nil {
+				r.TargetDir, r.Layout, r.Speed, r.CopyMode = s.TargetDir, s.Layout, s.Speed, s.CopyMode
+			}
+		}},
+	JobConvert: {knob: policy.KnobConvert, shape: (*JobManager).shapeCopy,
+		fromAction: func(a policy.Action, r *JobRequest) {
+			if s := a.Convert; s != nil {
+				r.Layout, r.Speed, r.CopyMode = s.Layout, s.Speed, s.CopyMode
+			}
+		}},
+}
+
 // JobKindOf maps a policy knob to a job kind; ok is false for a knob that
 // is not a block job.
 func JobKindOf(k policy.Knob) (JobKind, bool) {
-	switch k {
-	case policy.KnobStream:
-		return JobStream, true
-	case policy.KnobMirror:
-		return JobMirror, true
-	case policy.KnobConvert:
-		return JobConvert, true
+	for kind, spec := range jobKinds {
+		if spec.knob == k {
+			return kind, true
+		}
 	}
 	return "", false
 }

@@ -175,6 +175,12 @@ func (b *LibvirtBackend) StartJob(ctx context.Context, j *Job, img DiskImage) er
 	if j.WriteBlocking {
 		flags |= libvirt.DomainBlockCopySynchronousWrites
 	}
+	if j.Kind == JobConvert && len(img.Chain) == 0 {
+		// Shallow (sync=top) copies the same data from a disk without a
+		// chain and keeps the target's preallocated layout: see the QMP
+		// driver.
+		flags |= libvirt.DomainBlockCopyShallow
+	}
 	return b.v.BlockCopy(ctx, j.VM, j.Disk, dest, j.Speed, flags)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/loadgen"
+	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
 )
 
@@ -136,5 +137,43 @@ func TestRealLibvirtJobs(t *testing.T) {
 			t.Fatalf("qemu-img compare: identical=%v %v", same, err)
 		}
 		checkStamps(t, j.Dest)
+	})
+
+	t.Run("convert to 64 KiB clusters", func(t *testing.T) {
+		src := filepath.Join(t.TempDir(), "lvconv.qcow2")
+		if err := lab.CreateImage(ctx, src, "qcow2", 64<<20, lab.ImageOpts{ClusterSize: 4096}); err != nil {
+			t.Fatal(err)
+		}
+		dom := d.DefineDomainT(t, lab.DomainSpec{Name: "lvconv", Workload: phases(20 * time.Second), Disks: []lab.DomainDisk{{Target: "vda", Image: src}}})
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := dom.WaitSerial(wctx, "qtune-load ready"); err != nil {
+			t.Fatal(err)
+		}
+		quiet.Store(false)
+		p, err := m.Plan(ctx, JobRequest{Kind: JobConvert, Target: Target{VM: "lvconv", Disk: "vda"}, Layout: policy.Layout{ClusterSize: 64 << 10}, Speed: 4 << 20}, "hand", false)
+		if err != nil || p.Result != ResultApplied {
+			t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
+		}
+		if err := dom.WaitSerial(wctx, "phase=1"); err != nil {
+			t.Fatal(err)
+		}
+		quiet.Store(true)
+		j := l.waitState(t, p.Job.ID, JobDone, time.Minute)
+		if j.State != JobDone || !j.Pivoted {
+			t.Fatalf("convert %s: %s", j.State, j.Error)
+		}
+		verified(dom)
+		d.Virsh(ctx, "destroy", "lvconv")
+		if same, err := lab.Compare(ctx, src, j.Dest); err != nil || !same {
+			t.Fatalf("qemu-img compare: identical=%v %v", same, err)
+		}
+		info, err := lab.Info(ctx, j.Dest)
+		if err != nil || info[0].ClusterSize != 64<<10 {
+			t.Fatalf("cluster size: %+v %v", info, err)
+		}
+		if out := qemuImgOut(t, "check", j.Dest); !strings.Contains(out, " 0.00% fragmented") {
+			t.Fatalf("qemu-img check:\n%s", out)
+		}
 	})
 }

@@ -39,14 +39,7 @@ func RequestFromDecision(d policy.Decision) (JobRequest, bool) {
 		return JobRequest{}, false
 	}
 	r := JobRequest{Kind: kind, Target: Target{VM: d.VM, Disk: d.Disk}, Rule: d.Rule}
-	switch a := d.Action; {
-	case a.Stream != nil:
-		r.Base, r.Speed = a.Stream.Base, a.Stream.Speed
-	case a.Mirror != nil:
-		r.TargetDir, r.Layout, r.Speed, r.CopyMode = a.Mirror.TargetDir, a.Mirror.Layout, a.Mirror.Speed, a.Mirror.CopyMode
-	case a.Convert != nil:
-		r.Layout, r.Speed, r.CopyMode = a.Convert.Layout, a.Convert.Speed, a.Convert.CopyMode
-	}
+	jobKinds[kind].fromAction(d.Action, &r)
 	return r, true
 }
 

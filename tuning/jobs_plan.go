@@ -102,36 +102,34 @@ func hvBlocks(h HVJob, t Target) bool {
 func (m *JobManager) shape(r JobRequest, img DiskImage) (*Job, string, error) {
 	j := &Job{Kind: r.Kind, Target: r.Target, Rule: r.Rule, Source: img.Path, Speed: r.Speed,
 		WriteBlocking: r.CopyMode == "write-blocking"}
-	switch r.Kind {
-	case JobStream:
-		if len(img.Chain) == 0 {
-			return nil, "no backing chain", nil
-		}
-		if r.Base != "" {
-			i := indexOf(img.Chain, r.Base)
-			if i < 0 {
-				return nil, "", &Refusal{Code: "bounds", Reason: fmt.Sprintf("base %s is not in the backing chain of %s", r.Base, img.Path)}
-			}
-			if i == 0 {
-				return nil, "the image sits right on its base", nil
-			}
-			j.Base = r.Base
-		}
-		// The chain's data lands in the active image: its filesystem
-		// needs room for it (the chain's size is an upper bound).
-		if err := m.checkSpace(dirOf(img.Path), img.Allocated); err != nil {
-			return nil, "", err
-		}
-	case JobMirror, JobConvert:
-		noop, err := m.shapeCopy(j, r, img)
-		if err != nil || noop != "" {
-			return nil, noop, err
-		}
-	default:
+	spec, ok := jobKinds[r.Kind]
+	if !ok {
 		return nil, "", &Refusal{Code: "unsupported", Reason: fmt.Sprintf("unknown job kind %q", r.Kind)}
+	}
+	if noop, err := spec.shape(m, j, r, img); err != nil || noop != "" {
+		return nil, noop, err
 	}
 	j.ID = JobID(j.Kind, j.Target, j.Source, j.Dest)
 	return j, "", nil
+}
+
+func (m *JobManager) shapeStream(j *Job, r JobRequest, img DiskImage) (string, error) {
+	if len(img.Chain) == 0 {
+		return "no backing chain", nil
+	}
+	if r.Base != "" {
+		i := indexOf(img.Chain, r.Base)
+		if i < 0 {
+			return "", &Refusal{Code: "bounds", Reason: fmt.Sprintf("base %s is not in the backing chain of %s", r.Base, img.Path)}
+		}
+		if i == 0 {
+			return "the image sits right on its base", nil
+		}
+		j.Base = r.Base
+	}
+	// The chain's data lands in the active image: its filesystem needs
+	// room for it (the chain's size is an upper bound).
+	return "", m.checkSpace(dirOf(img.Path), img.Allocated)
 }
 
 func (m *JobManager) shapeCopy(j *Job, r JobRequest, img DiskImage) (string, error) {
