@@ -42,7 +42,7 @@ func (e *Executor) planJob(ctx context.Context, d policy.Decision) (Outcome, err
 	}
 	req, _ := RequestFromDecision(d)
 	dry := d.Mode == policy.ModeRecommend || e.dryRun
-	p, err := e.jobs.Plan(ctx, req, "policy", dry)
+	p, err := e.jobs.plan(ctx, req, "policy", dry, e.jobRateGate(req.Target, d, dry))
 	out := Outcome{Result: p.Result, Reason: p.Reason}
 	if p.Result == ResultDryRun && d.Mode == policy.ModeRecommend {
 		out.Result = ResultRecommended
@@ -62,7 +62,7 @@ func (e *Executor) StartJob(ctx context.Context, r JobRequest) (Planned, error) 
 		return Planned{Result: ResultRefused}, &Refusal{Code: "unsupported", Reason: "block jobs are not enabled in this agent"}
 	}
 	r.Rule = ""
-	p, err := e.jobs.Plan(ctx, r, "hand", e.dryRun)
+	p, err := e.jobs.plan(ctx, r, "hand", e.dryRun, e.jobRateGate(r.Target, policy.Decision{Knob: policy.Knob(r.Kind)}, e.dryRun))
 	out := Outcome{Result: p.Result, Reason: p.Reason}
 	if err != nil && out.Reason == "" {
 		out.Reason = err.Error()
@@ -73,4 +73,19 @@ func (e *Executor) StartJob(ctx context.Context, r JobRequest) (Planned, error) 
 	knob := policy.Knob(r.Kind)
 	e.audit(r.Target, policy.Decision{Rule: "(by hand)", Knob: knob}, out)
 	return p, err
+}
+
+// jobRateGate applies the per-VM and per-host change rates to a job about
+// to be planned; a planned job counts as one change.
+func (e *Executor) jobRateGate(t Target, d policy.Decision, dry bool) func() error {
+	return func() error {
+		now := e.clock.Now()
+		if err := e.checkLimits(t, d, nil, KnobState{}, KnobState{}, now); err != nil {
+			return err
+		}
+		if !dry {
+			e.changes = append(e.changes, change{vm: t.VM, at: now})
+		}
+		return nil
+	}
 }

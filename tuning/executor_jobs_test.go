@@ -48,3 +48,20 @@ func TestExecutorHandsJobsToTheManager(t *testing.T) {
 		t.Fatalf("by hand on a disk with a job: %s %v", p.Result, err)
 	}
 }
+
+func TestJobPlansCountAgainstChangeRates(t *testing.T) {
+	r := newJobRig(t, JobOptions{})
+	e := NewExecutor(&fakeBackend{state: map[string]KnobState{}}, r.store, Options{Clock: r.clk, Limits: Limits{PerVMPerHour: 1}})
+	e.SetJobs(r.m)
+	other := Target{VM: jvda.VM, Disk: "vdb"}
+	img := r.f.images[jvda]
+	img.Chain = []string{"/img/base"}
+	r.f.images[other] = img
+	if p, err := e.StartJob(context.Background(), JobRequest{Kind: JobMirror, Target: jvda, TargetDir: r.fast()}); err != nil || p.Result != ResultApplied {
+		t.Fatalf("first job: %s %v", p.Result, err)
+	}
+	var ref *Refusal
+	if _, err := e.StartJob(context.Background(), JobRequest{Kind: JobStream, Target: other}); !errors.As(err, &ref) || ref.Code != "rate-limit-vm" {
+		t.Fatalf("second job on the VM within the hour: %v", err)
+	}
+}

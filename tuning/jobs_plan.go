@@ -25,6 +25,12 @@ type Planned struct {
 // step starts when the budget allows. A disk already as asked, or with a
 // job of its own, is a no-op; what is unsafe is a *Refusal.
 func (m *JobManager) Plan(ctx context.Context, r JobRequest, by string, dry bool) (Planned, error) {
+	return m.plan(ctx, r, by, dry, nil)
+}
+
+// plan is Plan with a gate: the executor's rate limits, asked only once
+// the job is known to be worth doing.
+func (m *JobManager) plan(ctx context.Context, r JobRequest, by string, dry bool, gate func() error) (Planned, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if cur, err := m.activeOn(r.Target); err != nil || cur != nil {
@@ -55,6 +61,11 @@ func (m *JobManager) Plan(ctx context.Context, r JobRequest, by string, dry bool
 		if until := old.Ended.Add(m.o.FailedHold); m.o.Clock.Now().Before(until) {
 			return Planned{Job: old, Result: ResultRefused}, &Refusal{Code: "failed-before", Reason: fmt.Sprintf(
 				"the same job failed at %s (%s); not tried again before %s", old.Ended.Format("15:04:05"), old.Error, until.Format("15:04:05"))}
+		}
+	}
+	if gate != nil {
+		if err := gate(); err != nil {
+			return Planned{Job: j, Result: ResultRefused}, err
 		}
 	}
 	if dry {
