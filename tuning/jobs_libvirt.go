@@ -175,12 +175,11 @@ func (b *LibvirtBackend) StartJob(ctx context.Context, j *Job, img DiskImage) er
 	if j.WriteBlocking {
 		flags |= libvirt.DomainBlockCopySynchronousWrites
 	}
-	if j.Kind == JobConvert && len(img.Chain) == 0 {
-		// Shallow (sync=top) copies the same data from a disk without a
-		// chain and keeps the target's preallocated layout: see the QMP
-		// driver.
-		flags |= libvirt.DomainBlockCopyShallow
-	}
+	// A convert cannot keep its target's preallocated layout here:
+	// libvirt copies a disk without a chain with sync=full (it drops a
+	// shallow flag there), and QEMU's first pass frees the target's
+	// clusters. The new image has the layout asked for, but is less
+	// perfectly ordered than through QMP.
 	return b.v.BlockCopy(ctx, j.VM, j.Disk, dest, j.Speed, flags)
 }
 
