@@ -276,6 +276,19 @@ func (v *Libvirt) BlockPull(ctx context.Context, domain, disk string, bandwidth 
 	})
 }
 
+// BlockPullTo streams the part of a disk's backing chain above base into
+// it (libvirt's rebase onto base, bandwidth bytes/s); the disk then rests
+// on base.
+func (v *Libvirt) BlockPullTo(ctx context.Context, domain, disk, base string, bandwidth uint64) error {
+	d, err := v.lookup(ctx, domain)
+	if err != nil {
+		return err
+	}
+	return v.call(ctx, "block rebase "+domain+"/"+disk, func(l *libvirt.Libvirt) error {
+		return l.DomainBlockRebase(d, disk, libvirt.OptString{base}, bandwidth, libvirt.DomainBlockRebaseBandwidthBytes)
+	})
+}
+
 // BlockCopy starts a copy of a disk to destXML (a <disk> element). A
 // persistent domain needs the transient-job flag on libvirt 9.0, which is
 // always set: the job does not survive a restart of the domain anyway.

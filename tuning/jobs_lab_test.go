@@ -340,3 +340,37 @@ func TestRealJobQEMUKilled(t *testing.T) {
 		t.Fatalf("source: %v", err)
 	}
 }
+
+func TestRealJobStreamDownToBase(t *testing.T) {
+	lab.NeedQEMU(t)
+	t.Parallel()
+	ctx := context.Background()
+	chain, err := lab.Chain(ctx, t.TempDir(), 2, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, img := range chain {
+		if err := lab.WritePattern(ctx, img, "qcow2", byte(0x40+i), uint64(i)<<20, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reference := filepath.Join(t.TempDir(), "reference.raw")
+	qemuImgOut(t, "convert", "-O", "raw", chain[0], reference)
+	vm := lab.StartVMT(t, lab.VMConfig{Name: "base", Paused: true, Disks: []lab.Disk{{ID: "disk0", Image: chain[0]}}})
+	l := startLabJobs(t, vm, JobOptions{})
+	p, err := l.m.Plan(ctx, JobRequest{Kind: JobStream, Target: Target{VM: "base", Disk: "disk0"}, Base: chain[2]}, "hand", false)
+	if err != nil || p.Result != ResultApplied {
+		t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
+	}
+	if j := l.waitState(t, p.Job.ID, JobDone, time.Minute); j.State != JobDone {
+		t.Fatalf("stream %s: %s", j.State, j.Error)
+	}
+	vm.Stop()
+	info, err := lab.Info(ctx, chain[0])
+	if err != nil || len(info) != 2 || info[1].Filename != chain[2] {
+		t.Fatalf("after a stream down to the base: %+v %v", info, err)
+	}
+	if same, err := lab.Compare(ctx, chain[0], reference); err != nil || !same {
+		t.Fatalf("content changed: %v %v", same, err)
+	}
+}

@@ -166,7 +166,7 @@ func (b *LibvirtBackend) StartJob(ctx context.Context, j *Job, img DiskImage) er
 	b.forgetJobEvent(j.VM, img.Path)
 	if j.Kind == JobStream {
 		if j.Base != "" {
-			return &Refusal{Code: "unsupported", Reason: "streaming down to a base is not done through libvirt yet; stream the whole chain"}
+			return b.v.BlockPullTo(ctx, j.VM, j.Disk, j.Base, j.Speed)
 		}
 		return b.v.BlockPull(ctx, j.VM, j.Disk, j.Speed)
 	}

@@ -96,6 +96,27 @@ func TestRealLibvirtJobs(t *testing.T) {
 		checkStamps(t, chain[0])
 	})
 
+	t.Run("stream down to a base", func(t *testing.T) {
+		chain, err := lab.Chain(ctx, t.TempDir(), 2, 64<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.DefineDomainT(t, lab.DomainSpec{Name: "lvbase", Workload: phases(time.Second), Disks: []lab.DomainDisk{{Target: "vda", Image: chain[0]}}})
+		base := chain[2]
+		p, err := m.Plan(ctx, JobRequest{Kind: JobStream, Target: Target{VM: "lvbase", Disk: "vda"}, Base: base}, "hand", false)
+		if err != nil || p.Result != ResultApplied {
+			t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
+		}
+		if j := l.waitState(t, p.Job.ID, JobDone, time.Minute); j.State != JobDone {
+			t.Fatalf("stream %s: %s", j.State, j.Error)
+		}
+		d.Virsh(ctx, "destroy", "lvbase")
+		info, err := lab.Info(ctx, chain[0])
+		if err != nil || len(info) != 2 || info[1].Filename != base {
+			t.Fatalf("after a stream down to %s: %+v %v", base, info, err)
+		}
+	})
+
 	t.Run("copy pivots and the definition follows", func(t *testing.T) {
 		src := filepath.Join(t.TempDir(), "lvcopy.qcow2")
 		if err := lab.CreateImage(ctx, src, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
