@@ -44,7 +44,7 @@ func (b *QMPBackend) jobVM(name string) (*reopener, error) {
 		if removed {
 			return nil, fmt.Errorf("%s: socket removed: %w", name, ErrVMGone)
 		}
-		return nil, fmt.Errorf("%s: %w", name, ErrUnknownVM)
+		return nil, fmt.Errorf("%s: not connected (yet): %w", name, ErrUnknownVM)
 	}
 	if r.done != nil {
 		select {
