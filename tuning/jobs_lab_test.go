@@ -374,3 +374,33 @@ func TestRealJobStreamDownToBase(t *testing.T) {
 		t.Fatalf("content changed: %v %v", same, err)
 	}
 }
+
+// A copy that does not converge is restarted in write-blocking mode: QEMU
+// 7.2 takes that mode when a mirror starts (it cannot switch it later).
+func TestRealJobWriteBlockingMirror(t *testing.T) {
+	lab.NeedQEMU(t)
+	t.Parallel()
+	ctx := context.Background()
+	src := filepath.Join(t.TempDir(), "wb.qcow2")
+	if err := lab.CreateImage(ctx, src, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.WritePattern(ctx, src, "qcow2", 0x77, 4<<20, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	vm := lab.StartVMT(t, lab.VMConfig{Name: "wb", Paused: true, Disks: []lab.Disk{{ID: "disk0", Image: src}}})
+	fast := t.TempDir()
+	l := startLabJobs(t, vm, JobOptions{MirrorDirs: []string{fast}})
+	p, err := l.m.Plan(ctx, JobRequest{Kind: JobMirror, Target: Target{VM: "wb", Disk: "disk0"}, TargetDir: fast, CopyMode: "write-blocking"}, "hand", false)
+	if err != nil || p.Result != ResultApplied || !p.Job.WriteBlocking {
+		t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
+	}
+	j := l.waitState(t, p.Job.ID, JobDone, time.Minute)
+	if j.State != JobDone {
+		t.Fatalf("write-blocking mirror %s: %s", j.State, j.Error)
+	}
+	vm.Stop()
+	if same, err := lab.Compare(ctx, src, j.Dest); err != nil || !same {
+		t.Fatalf("qemu-img compare: identical=%v %v", same, err)
+	}
+}
