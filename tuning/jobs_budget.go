@@ -27,6 +27,9 @@ type DiskImage struct {
 	ExtendedL2      bool     `json:"extended_l2,omitempty"`
 	CompressionType string   `json:"compression_type,omitempty"`
 	Chain           []string `json:"chain,omitempty"` // backing images, top first, without Path
+	// Cache is the disk's host cache mode (QMP): a copy's new nodes get
+	// the same, so a pivot does not change it behind the operator's back.
+	Cache *CacheState `json:"cache,omitempty"`
 }
 
 // HVJob is a block job as the hypervisor reports it.

@@ -195,6 +195,11 @@ func copyUnderWrites(t *testing.T, name string, req func(src, dir string) JobReq
 	if err != nil || in.File != j.Dest {
 		t.Fatalf("the VM runs on %v (%v), want %s", in, err, j.Dest)
 	}
+	for _, direct := range lab.ODirectT(t, vm.PID(), j.Dest) {
+		if !direct {
+			t.Fatal("the new image is not opened O_DIRECT like the source (cache mode changed by the pivot)")
+		}
+	}
 	waitVerified(t, vm) // read back through the new image
 	select {
 	case <-vm.Exited():

@@ -66,7 +66,8 @@ func (b *QMPBackend) Image(ctx context.Context, t Target) (DiskImage, error) {
 	if err != nil {
 		return DiskImage{}, err
 	}
-	img := DiskImage{Path: in.File, Format: in.Driver, Node: in.NodeName}
+	img := DiskImage{Path: in.File, Format: in.Driver, Node: in.NodeName,
+		Cache: &CacheState{Direct: in.Cache.Direct, NoFlush: in.Cache.NoFlush}}
 	if in.Image != nil {
 		img.VirtualSize, img.ClusterSize = in.Image.VirtualSize, in.Image.ClusterSize
 		if fs := in.Image.FormatSpecific; fs != nil && fs.Type == "qcow2" {
@@ -161,10 +162,17 @@ func (b *QMPBackend) StartJob(ctx context.Context, j *Job, img DiskImage) error 
 		return r.block.BlockStream(ctx, a)
 	}
 	fileNode, fmtNode := targetNodes(j.ID)
-	if err := r.block.BlockdevAdd(ctx, map[string]any{"driver": "file", "filename": j.Dest, "node-name": fileNode}); err != nil {
+	file := map[string]any{"driver": "file", "filename": j.Dest, "node-name": fileNode}
+	format := map[string]any{"driver": j.Layout.Format, "file": fileNode, "node-name": fmtNode}
+	if c := img.Cache; c != nil {
+		for _, n := range []map[string]any{file, format} {
+			n["cache"] = map[string]any{"direct": c.Direct, "no-flush": c.NoFlush}
+		}
+	}
+	if err := r.block.BlockdevAdd(ctx, file); err != nil {
 		return fmt.Errorf("add target %s: %w", j.Dest, err)
 	}
-	if err := r.block.BlockdevAdd(ctx, map[string]any{"driver": j.Layout.Format, "file": fileNode, "node-name": fmtNode}); err != nil {
+	if err := r.block.BlockdevAdd(ctx, format); err != nil {
 		r.block.BlockdevDel(ctx, fileNode)
 		return fmt.Errorf("add target %s: %w", j.Dest, err)
 	}
