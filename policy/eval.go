@@ -27,7 +27,9 @@ import (
 // An unknown condition (stale or missing sample, a metric without a value)
 // never moves a rule toward acting or toward reverting: in pending it
 // falls back to inactive (acting needs `for` of unbroken truth), in firing
-// and resolving nothing changes.
+// nothing changes, and in resolving the clear_after clock starts over
+// (releasing needs clear_after of unbroken falsehood). A reading a held
+// throttle keeps down is unknown in the same way (censor.go).
 type State string
 
 const (
@@ -92,7 +94,7 @@ func (e *Evaluator) Evaluate(now time.Time, points []sample.Point) []Decision {
 	var out []Decision
 	for i := range points {
 		p := &points[i]
-		in := input{p: p, vm: aggs[p.Disk.VM]}
+		in := input{p: p, vm: aggs[p.Disk.VM], held: e.heldThrottle(p)}
 		stale := now.Sub(p.Disk.Time) > e.MaxAge || p.Disk.Time.After(now.Add(e.MaxAge))
 		for _, r := range e.set.Rules {
 			touched[stateKey{r.Name, p.Disk.VM, p.Disk.Name}] = true
@@ -112,6 +114,23 @@ func (e *Evaluator) Evaluate(now time.Time, points []sample.Point) []Decision {
 		}
 	}
 	return resolveConflicts(out)
+}
+
+// heldThrottle is the throttle in force on p's disk when a throttle rule
+// of this policy holds it (firing or resolving, enforced): then the rates
+// that throttle caps are censored (see censor.go).
+func (e *Evaluator) heldThrottle(p *sample.Point) *sample.Throttle {
+	if !p.Disk.Throttle.Active() {
+		return nil
+	}
+	for k, st := range e.states {
+		if k.vm == p.Disk.VM && k.disk == p.Disk.Name && st.rule.Knob == KnobThrottle && st.rule.Mode == ModeEnforce &&
+			(st.state == StateFiring || st.state == StateResolving) {
+			t := p.Disk.Throttle
+			return &t
+		}
+	}
+	return nil
 }
 
 // step moves one rule on one disk and returns its decision, if any.
@@ -179,7 +198,9 @@ func (st *ruleState) advance(now time.Time, cond, known bool) bool {
 		switch {
 		case known && cond:
 			set(StateFiring)
-		case known && now.Sub(st.since) >= r.ClearAfter:
+		case !known:
+			set(StateResolving) // clear_after needs unbroken falsehood
+		case now.Sub(st.since) >= r.ClearAfter:
 			set(StateInactive)
 			return true
 		}
@@ -239,6 +260,9 @@ func (e *Evaluator) condition(now time.Time, r *Rule, in input) (cond, known boo
 	for i, s := range r.sites {
 		v := e.history.window(in.p.Disk.VM, in.p.Disk.Name, s, now)
 		vals[i] = num(v)
+		if censoredNow(s.metric, in.held, in.p) {
+			vals[i] = censored(v)
+		}
 		if !math.IsNaN(v) {
 			inputs[fmt.Sprintf("%s(%s,%s)", s.fn, s.metric, s.window)] = v
 		}

@@ -322,3 +322,21 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 		t.Fatalf("a failed reload touched rule state: %+v", st)
 	}
 }
+
+func TestCensoredMetrics(t *testing.T) {
+	tf, err := LoadTestFile("testdata/censor/naive.test.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _, err := LoadPath("testdata/censor/naive.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pt := range tf.Tests {
+		t.Run(pt.Name, func(t *testing.T) {
+			for _, f := range pt.Run(set) {
+				t.Error(f)
+			}
+		})
+	}
+}

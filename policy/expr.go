@@ -52,6 +52,7 @@ func checkWhen(c *collector, r *Rule) {
 	if len(c.ps.Errors()) > before {
 		return
 	}
+	findCensorable(r, syn)
 	// Evaluate once with every metric known, to find type errors now
 	// rather than at 3 a.m.
 	v, diags := r.When.Value(typeCheckContext(r))

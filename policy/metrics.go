@@ -17,6 +17,9 @@ import (
 type input struct {
 	p  *sample.Point
 	vm vmAgg
+	// held is the throttle in force while a throttle rule of this policy
+	// holds the disk; nil otherwise.
+	held *sample.Throttle
 }
 
 type vmAgg struct {
@@ -166,6 +169,9 @@ func scopeObject(scope string, in input) cty.Value {
 		s, name, _ := strings.Cut(m.Name, ".")
 		if s == scope {
 			attrs[name] = m.get(in)
+			if censoredNow(m.Name, in.held, in.p) {
+				attrs[name] = censoredValue(attrs[name])
+			}
 		}
 	}
 	return cty.ObjectVal(attrs)

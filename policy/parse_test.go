@@ -46,8 +46,8 @@ func TestExamplesLoadClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(problems) != 0 {
-		t.Errorf("warnings in the examples:\n%v", problems)
+	if w := problems.Warnings(); len(w) != 0 {
+		t.Errorf("warnings in the examples:\n%v", w)
 	}
 	if len(set.Rules) < 4 {
 		t.Errorf("%d example rules", len(set.Rules))

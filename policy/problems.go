@@ -11,6 +11,9 @@ import (
 // Problem is one finding about a policy, with its place in the file.
 type Problem struct {
 	Warning bool
+	// Note marks a warning that explains rather than finds fault: how
+	// qtune will read a rule (censored comparisons, for one).
+	Note    bool
 	Pos     hcl.Pos
 	File    string
 	Rule    string
@@ -21,7 +24,10 @@ type Problem struct {
 func (p Problem) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s:%d:%d: ", p.File, p.Pos.Line, p.Pos.Column)
-	if p.Warning {
+	switch {
+	case p.Note:
+		b.WriteString("note: ")
+	case p.Warning:
 		b.WriteString("warning: ")
 	}
 	if p.Rule != "" {
@@ -57,11 +63,22 @@ func (ps Problems) Errors() Problems {
 	return out
 }
 
-// Warnings are the rest.
+// Warnings are the rest, but for notes.
 func (ps Problems) Warnings() Problems {
 	var out Problems
 	for _, p := range ps {
-		if p.Warning {
+		if p.Warning && !p.Note {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Notes explain how qtune will read the policy; they are not faults.
+func (ps Problems) Notes() Problems {
+	var out Problems
+	for _, p := range ps {
+		if p.Note {
 			out = append(out, p)
 		}
 	}
@@ -90,6 +107,10 @@ func (c *collector) at(r hcl.Range, rule, summary, detail string) {
 
 func (c *collector) warn(r hcl.Range, rule, summary, detail string) {
 	c.ps = append(c.ps, Problem{Warning: true, Pos: r.Start, File: r.Filename, Rule: rule, Summary: summary, Detail: detail})
+}
+
+func (c *collector) note(r hcl.Range, rule, summary, detail string) {
+	c.ps = append(c.ps, Problem{Warning: true, Note: true, Pos: r.Start, File: r.Filename, Rule: rule, Summary: summary, Detail: detail})
 }
 
 func (c *collector) diags(rule string, ds hcl.Diagnostics) {

@@ -43,8 +43,14 @@ import (
 //	}
 //
 // A series is space-separated steps at the interval: "V" one sample,
-// "VxN" N samples of V, "_" or "_xN" no sample (a gap). A disk has no
-// sample at a step where all its series have a gap.
+// "VxN" N samples of V, "_" or "_xN" no sample (a gap), "limit" or
+// "limitxN" a rate pinned at the throttle in force (write_iops at the
+// write_iops or total_iops limit, and so on; unknown with no limit). A
+// disk has no sample at a step where all its series have a gap.
+//
+// The throttle in force is the disk's throttle_* series when it has any;
+// otherwise the test applies the policy's own throttle decisions as the
+// agent would: an apply takes effect from the next step, a revert lifts it.
 
 // PolicyTest is one test block.
 type PolicyTest struct {
@@ -219,6 +225,10 @@ func seriesAttr(c *collector, test string, at *hcl.Attribute) []float64 {
 	return s
 }
 
+// Pinned in a series stands for "limit": the rate the throttle in force
+// lets through at that step.
+var Pinned = math.Inf(1)
+
 // ParseSeries reads "100x5 3000x20 _x3 7" into values per step, NaN for
 // gaps.
 func ParseSeries(s string) ([]float64, error) {
@@ -234,11 +244,15 @@ func ParseSeries(s string) ([]float64, error) {
 			}
 		}
 		v := math.NaN()
-		if val != "_" {
+		switch val {
+		case "_":
+		case "limit":
+			v = Pinned
+		default:
 			var err error
 			v, err = strconv.ParseFloat(val, 64)
 			if err != nil {
-				return nil, fmt.Errorf("%q: %q is not a number or _", tok, val)
+				return nil, fmt.Errorf("%q: %q is not a number, _ or limit", tok, val)
 			}
 		}
 		for i := 0; i < n; i++ {
@@ -311,10 +325,12 @@ func (t PolicyTest) Run(set *Set) []Failure {
 	}
 	ev := NewEvaluator(set)
 	ev.MaxAge = 3 * t.Interval
+	applied := map[[2]string]sample.Throttle{}
 	for i := 0; i < steps; i++ {
 		at := time.Duration(i) * t.Interval
 		now := t.Start.Add(at)
-		got := ev.Evaluate(now, t.points(i, now))
+		got := ev.Evaluate(now, t.points(i, now, applied))
+		applyThrottles(applied, got)
 		for _, e := range t.Expect {
 			if e.At == at {
 				if msg := e.check(got, ev); msg != "" {
@@ -349,7 +365,7 @@ func (t PolicyTest) steps() int {
 }
 
 // points builds the samples of step i.
-func (t PolicyTest) points(i int, now time.Time) []sample.Point {
+func (t PolicyTest) points(i int, now time.Time, applied map[[2]string]sample.Throttle) []sample.Point {
 	var out []sample.Point
 	for _, d := range t.Disks {
 		p := sample.Point{Disk: sample.Disk{VM: d.vm, Name: d.disk, Time: now, Format: d.facts["format"], Path: d.facts["path"]},
@@ -362,6 +378,9 @@ func (t PolicyTest) points(i int, now time.Time) []sample.Point {
 		case "unsafe":
 			p.Disk.CacheNoFlush = true
 		}
+		if !d.ownsThrottle() {
+			p.Disk.Throttle = applied[[2]string{d.vm, d.disk}]
+		}
 		any := false
 		for name, s := range d.series {
 			if i < len(s) && !math.IsNaN(s[i]) {
@@ -373,6 +392,7 @@ func (t PolicyTest) points(i int, now time.Time) []sample.Point {
 		if !any {
 			continue
 		}
+		pinRates(&p)
 		for name, s := range t.Host {
 			if i < len(s) && !math.IsNaN(s[i]) {
 				m, _ := LookupMetric("host." + name)
@@ -426,4 +446,53 @@ func stateOf(ev *Evaluator, e Expectation) string {
 		}
 	}
 	return "state inactive"
+}
+
+// ownsThrottle reports whether the test gives the disk's throttle itself.
+func (d testDisk) ownsThrottle() bool {
+	for name := range d.series {
+		if strings.HasPrefix(name, "throttle_") {
+			return true
+		}
+	}
+	return false
+}
+
+// applyThrottles plays the agent: enforced throttle decisions take effect.
+func applyThrottles(applied map[[2]string]sample.Throttle, got []Decision) {
+	for _, d := range got {
+		if d.Knob != KnobThrottle || d.Mode != ModeEnforce {
+			continue
+		}
+		k := [2]string{d.VM, d.Disk}
+		switch {
+		case d.Revert:
+			delete(applied, k)
+		case d.Action.Throttle != nil:
+			applied[k] = *d.Action.Throttle
+		}
+	}
+}
+
+// pinRates turns "limit" rates into the limit in force: the split limit
+// when there is one, else the total.
+func pinRates(p *sample.Point) {
+	t := p.Disk.Throttle
+	pin := func(v *float64, split, total uint64) {
+		if !math.IsInf(*v, 1) {
+			return
+		}
+		switch {
+		case split > 0:
+			*v = float64(split)
+		case total > 0:
+			*v = float64(total)
+		default:
+			*v = math.NaN()
+		}
+	}
+	pin(&p.Rates.ReadIOPS, t.IOPSRead, t.IOPS)
+	pin(&p.Rates.WriteIOPS, t.IOPSWrite, t.IOPS)
+	pin(&p.Rates.ReadBPS, t.BPSRead, t.BPS)
+	pin(&p.Rates.WriteBPS, t.BPSWrite, t.BPS)
 }

@@ -46,7 +46,9 @@ type Rule struct {
 	// function calls.
 	refs  []string
 	sites []windowSite
-	bad   bool // has errors
+	// censors are the comparison operands a throttle can hold down.
+	censors []censorSite
+	bad     bool // has errors
 	// hash identifies the rule's definition, for reloads.
 	hash string
 }

@@ -56,6 +56,9 @@ func policyCheck(paths []string, stdout, stderr io.Writer) int {
 		for _, w := range problems.Warnings() {
 			fmt.Fprintln(stderr, w)
 		}
+		for _, n := range problems.Notes() {
+			fmt.Fprintln(stdout, n)
+		}
 		var ps policy.Problems
 		switch {
 		case errors.As(err, &ps):

@@ -1,0 +1,26 @@
+# The first rule an SRE writes: its throttle caps the very rate it reads.
+rule "calm-noisy-writers" {
+  match { domain = "loud-*" }
+  when        = disk.write_iops > 1000
+  for         = "3s"
+  clear_after = "5s"
+  throttle { write_iops = 256 }
+}
+
+# Writes are held down, reads are not: the || stays known through reads.
+rule "either" {
+  match { domain = "either" }
+  when        = disk.write_iops > 1000 || disk.read_iops > 500
+  for         = "2s"
+  clear_after = "3s"
+  throttle { write_iops = 256 }
+}
+
+# A calm host is known even while writes are held: && is false.
+rule "both" {
+  match { domain = "both" }
+  when        = avg_over(disk.write_iops, "3s") > 1000 && host.io_pressure_some_avg10 > 20
+  for         = "2s"
+  clear_after = "3s"
+  throttle { write_iops = 256 }
+}
