@@ -95,8 +95,14 @@ func (s *syncBuffer) String() string {
 
 func startAgent(t *testing.T, bin string, args ...string) *runningAgent {
 	t.Helper()
+	return startAgentWith(t, bin, e2ePolicy, args...)
+}
+
+// startAgentWith is startAgent with another policy.
+func startAgentWith(t *testing.T, bin, policy string, args ...string) *runningAgent {
+	t.Helper()
 	a := &runningAgent{addr: freePort(t), state: t.TempDir(), policy: t.TempDir()}
-	if err := os.WriteFile(filepath.Join(a.policy, "noisy.hcl"), []byte(e2ePolicy), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(a.policy, "noisy.hcl"), []byte(policy), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return a.start(t, bin, args...)
