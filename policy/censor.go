@@ -47,7 +47,8 @@ const PinnedShare = 0.9
 // (directly, or through a window function over it), for policy check.
 type censorSite struct {
 	metric string
-	text   string // the comparison as written
+	other  hclsyntax.Expression // the other side of the comparison
+	text   string               // the comparison as written
 	rng    hcl.Range
 }
 
@@ -108,15 +109,16 @@ var comparisons = map[*hclsyntax.Operation]bool{
 
 // findCensorable records the comparisons of a rule's condition that read
 // a capped metric. It runs after the window calls are renamed.
-func findCensorable(r *Rule, syn hclsyntax.Expression) {
+func findCensorable(r *Rule, syn hclsyntax.Expression, text string) {
 	hclsyntax.VisitAll(syn, func(n hclsyntax.Node) hcl.Diagnostics {
 		bin, ok := n.(*hclsyntax.BinaryOpExpr)
 		if !ok || !comparisons[bin.Op] {
 			return nil
 		}
-		for _, side := range []hclsyntax.Expression{bin.LHS, bin.RHS} {
+		sides := []hclsyntax.Expression{bin.LHS, bin.RHS}
+		for i, side := range sides {
 			if m := r.cappedOperand(side); m != "" {
-				r.censors = append(r.censors, censorSite{metric: m, text: r.textOf(bin.Range()), rng: bin.Range()})
+				r.censors = append(r.censors, censorSite{metric: m, other: sides[1-i], text: textOf(syn.Range(), text, bin.Range()), rng: bin.Range()})
 			}
 		}
 		return nil
@@ -142,14 +144,50 @@ func (r *Rule) cappedOperand(e hclsyntax.Expression) string {
 	return metric
 }
 
-// textOf is the part of the condition as written at rng.
-func (r *Rule) textOf(rng hcl.Range) string {
-	w := r.When.Range()
-	off, end := rng.Start.Byte-w.Start.Byte, rng.End.Byte-w.Start.Byte
-	if off < 0 || end > len(r.WhenText) || off > end {
-		return r.WhenText
+// textOf is the part at rng of a condition written as text at whole.
+func textOf(whole hcl.Range, text string, rng hcl.Range) string {
+	off, end := rng.Start.Byte-whole.Start.Byte, rng.End.Byte-whole.Start.Byte
+	if off < 0 || end > len(text) || off > end {
+		return text
 	}
-	return r.WhenText[off:end]
+	return text[off:end]
+}
+
+// capLimit is the tightest limit of t that holds metric down; 0 if none.
+func capLimit(metric string, t sample.Throttle) uint64 {
+	var lims []uint64
+	switch metric {
+	case "disk.write_iops":
+		lims = []uint64{t.IOPSWrite, t.IOPS}
+	case "disk.read_iops":
+		lims = []uint64{t.IOPSRead, t.IOPS}
+	case "disk.total_iops":
+		lims = []uint64{t.IOPS, t.IOPSRead, t.IOPSWrite}
+	case "disk.write_bps":
+		lims = []uint64{t.BPSWrite, t.BPS}
+	case "disk.read_bps":
+		lims = []uint64{t.BPSRead, t.BPS}
+	}
+	var best uint64
+	for _, l := range lims {
+		if l > 0 && (best == 0 || l < best) {
+			best = l
+		}
+	}
+	return best
+}
+
+// constant is the value of an expression without variables or calls.
+func constant(e hclsyntax.Expression) (float64, bool) {
+	if len(e.Variables()) > 0 {
+		return 0, false
+	}
+	v, diags := e.Value(nil)
+	if diags.HasErrors() || !v.IsKnown() || v.IsNull() || v.Type() != cty.Number {
+		return 0, false
+	}
+	f, _ := v.AsBigFloat().Float64()
+	return f, true
 }
 
 // censorNotes explains, for policy check, which comparisons of a rule are
@@ -159,9 +197,14 @@ func censorNotes(c *collector, r *Rule) {
 	if t == nil {
 		return
 	}
-	loud := sample.Rates{ReadIOPS: 1e18, WriteIOPS: 1e18, ReadBPS: 1e18, WriteBPS: 1e18}
 	for _, s := range r.censors {
-		if !capped[s.metric](*t, loud) {
+		limit := capLimit(s.metric, *t)
+		if limit == 0 {
+			continue
+		}
+		// A threshold below the pinned share is decided by the reading
+		// itself (seen 250 > 100 is true whatever the demand).
+		if v, ok := constant(s.other); ok && v < PinnedShare*float64(limit) {
 			continue
 		}
 		c.note(s.rng, r.Name, fmt.Sprintf("%s is unknown while this rule's throttle keeps %s at ≥ %.0f%% of its limit", s.text, s.metric, PinnedShare*100),

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/qtune/qtune/internal/sample"
@@ -107,7 +108,7 @@ func (e *Evaluator) Evaluate(now time.Time, points []sample.Point) []Decision {
 	// rule starts over, a firing one holds.
 	for k, st := range e.states {
 		if !touched[k] {
-			st.advance(now, false, false)
+			st.advance(now, observation{})
 			if st.state == StateInactive {
 				delete(e.states, k)
 			}
@@ -140,18 +141,20 @@ func (e *Evaluator) step(now time.Time, r *Rule, in input, stale bool) (Decision
 	if st == nil {
 		st = &ruleState{rule: r, state: StateInactive, since: now}
 	}
-	cond, known, inputs := false, false, map[string]float64(nil)
+	var o observation
+	inputs := map[string]float64(nil)
 	if r.Match.matches(in.p) {
 		if !stale {
-			cond, known, inputs = e.condition(now, r, in)
+			o, inputs = e.condition(now, r, in)
 		}
 	} else {
-		known = true // a disk the rule no longer matches: its condition is false
+		// A disk the rule no longer matches: its condition is false.
+		o = observation{enterKnown: true, leave: true, leaveKnown: true}
 	}
 	if inputs != nil {
 		st.inputs = inputs
 	}
-	revert := st.advance(now, cond, known)
+	revert := st.advance(now, o)
 	if st.state == StateInactive {
 		delete(e.states, k)
 	} else {
@@ -166,14 +169,22 @@ func (e *Evaluator) step(now time.Time, r *Rule, in input, stale bool) (Decision
 	return Decision{}, false
 }
 
+// observation is one evaluation of a rule's conditions: whether to enter
+// (when) and whether to leave (release_when, or when turned false), each
+// possibly unknown.
+type observation struct {
+	enter, enterKnown bool
+	leave, leaveKnown bool
+}
+
 // advance applies one observation; it reports whether the rule just
 // finished resolving and must revert.
-func (st *ruleState) advance(now time.Time, cond, known bool) bool {
+func (st *ruleState) advance(now time.Time, o observation) bool {
 	r := st.rule
 	set := func(s State) { st.state, st.since = s, now }
 	switch st.state {
 	case StateInactive:
-		if known && cond {
+		if o.enterKnown && o.enter {
 			set(StatePending)
 			if r.For == 0 {
 				set(StateFiring)
@@ -181,13 +192,13 @@ func (st *ruleState) advance(now time.Time, cond, known bool) bool {
 		}
 	case StatePending:
 		switch {
-		case !known || !cond:
+		case !o.enterKnown || !o.enter:
 			set(StateInactive)
 		case now.Sub(st.since) >= r.For:
 			set(StateFiring)
 		}
 	case StateFiring:
-		if known && !cond {
+		if o.leaveKnown && o.leave {
 			set(StateResolving)
 			if r.ClearAfter == 0 {
 				set(StateInactive)
@@ -196,10 +207,10 @@ func (st *ruleState) advance(now time.Time, cond, known bool) bool {
 		}
 	case StateResolving:
 		switch {
-		case known && cond:
+		case o.leaveKnown && !o.leave:
 			set(StateFiring)
-		case !known:
-			set(StateResolving) // clear_after needs unbroken falsehood
+		case !o.leaveKnown:
+			set(StateResolving) // clear_after needs unbroken release
 		case now.Sub(st.since) >= r.ClearAfter:
 			set(StateInactive)
 			return true
@@ -216,6 +227,9 @@ func (st *ruleState) decision(now time.Time, p *sample.Point, revert bool) Decis
 	}
 	if revert {
 		d.Reason = fmt.Sprintf("%s no longer holds (false for %s): restore the original", r.WhenText, r.ClearAfter)
+		if r.ReleaseWhen != nil {
+			d.Reason = fmt.Sprintf("release_when %s held for %s: restore the original", r.ReleaseText, r.ClearAfter)
+		}
 		return d
 	}
 	d.Action = r.Action
@@ -244,10 +258,10 @@ func FormatInputs(in map[string]float64, sep string) string {
 	return strings.Join(parts, sep)
 }
 
-// condition evaluates r's when for in. known is false when the result
-// depends on a metric without a value.
-func (e *Evaluator) condition(now time.Time, r *Rule, in input) (cond, known bool, inputs map[string]float64) {
-	inputs = map[string]float64{}
+// condition evaluates r's conditions for in. Without release_when,
+// leaving is when turning false.
+func (e *Evaluator) condition(now time.Time, r *Rule, in input) (observation, map[string]float64) {
+	inputs := map[string]float64{}
 	for _, name := range r.refs {
 		if m, _ := LookupMetric(name); m.Type == cty.Number {
 			if v := m.get(in); v.IsKnown() {
@@ -267,11 +281,24 @@ func (e *Evaluator) condition(now time.Time, r *Rule, in input) (cond, known boo
 			inputs[fmt.Sprintf("%s(%s,%s)", s.fn, s.metric, s.window)] = v
 		}
 	}
-	v, diags := r.When.Value(evalContext(r, in, vals))
-	if diags.HasErrors() || !v.IsKnown() || v.IsNull() || v.Type() != cty.Bool {
-		return false, false, inputs
+	ctx := evalContext(r, in, vals)
+	var o observation
+	o.enter, o.enterKnown = truth(r.When, ctx)
+	o.leave, o.leaveKnown = !o.enter, o.enterKnown
+	if r.ReleaseWhen != nil {
+		o.leave, o.leaveKnown = truth(r.ReleaseWhen, ctx)
 	}
-	return v.True(), true, inputs
+	return o, inputs
+}
+
+// truth evaluates a condition; known is false when it depends on a value
+// qtune does not have.
+func truth(expr hcl.Expression, ctx *hcl.EvalContext) (v, known bool) {
+	val, diags := expr.Value(ctx)
+	if diags.HasErrors() || !val.IsKnown() || val.IsNull() || val.Type() != cty.Bool {
+		return false, false
+	}
+	return val.True(), true
 }
 
 func (m Match) matches(p *sample.Point) bool {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -13,18 +14,19 @@ import (
 // scopes are the variable roots of an expression.
 var scopes = map[string]bool{"disk": true, "vm": true, "host": true}
 
-// checkWhen validates a condition: every variable a known metric, every
-// function a window function used as fn(metric, "duration"), and the
-// whole a bool. Window calls are renamed to per-site functions here.
-func checkWhen(c *collector, r *Rule) {
+// checkWhen validates a condition (when or release_when, named attr):
+// every variable a known metric, every function a window function used as
+// fn(metric, "duration"), and the whole a bool. Window calls are renamed
+// to per-site functions here; both conditions of a rule share the sites.
+func checkWhen(c *collector, r *Rule, expr hcl.Expression, text, attr string) {
 	before := len(c.ps.Errors())
-	syn, ok := r.When.(hclsyntax.Expression)
+	syn, ok := expr.(hclsyntax.Expression)
 	if !ok {
-		c.at(r.When.Range(), r.Name, "when must be an expression", "")
+		c.at(expr.Range(), r.Name, attr+" must be an expression", "")
 		return
 	}
 	refs := map[string]bool{}
-	for _, tr := range r.When.Variables() {
+	for _, tr := range expr.Variables() {
 		name, ok := metricName(tr)
 		if !ok {
 			c.at(tr.SourceRange(), r.Name, "unknown metric "+traversalString(tr), suggest(traversalString(tr)))
@@ -47,18 +49,20 @@ func checkWhen(c *collector, r *Rule) {
 		return nil
 	})
 	for n := range refs {
-		r.refs = append(r.refs, n)
+		if !slices.Contains(r.refs, n) {
+			r.refs = append(r.refs, n)
+		}
 	}
 	if len(c.ps.Errors()) > before {
 		return
 	}
-	findCensorable(r, syn)
+	findCensorable(r, syn, text)
 	// Evaluate once with every metric known, to find type errors now
 	// rather than at 3 a.m.
-	v, diags := r.When.Value(typeCheckContext(r))
+	v, diags := expr.Value(typeCheckContext(r))
 	c.diags(r.Name, diags)
 	if !diags.HasErrors() && v.Type() != cty.Bool && v.Type() != cty.DynamicPseudoType {
-		c.at(r.When.Range(), r.Name, "when must be true or false", "it is a "+v.Type().FriendlyName())
+		c.at(expr.Range(), r.Name, attr+" must be true or false", "it is a "+v.Type().FriendlyName())
 	}
 }
 

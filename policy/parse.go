@@ -22,7 +22,7 @@ var fileSchema = &hcl.BodySchema{
 
 var ruleSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
-		{Name: "when", Required: true}, {Name: "for"}, {Name: "clear_after"}, {Name: "cooldown"},
+		{Name: "when", Required: true}, {Name: "release_when"}, {Name: "for"}, {Name: "clear_after"}, {Name: "cooldown"},
 		{Name: "mode"}, {Name: "priority"}, {Name: "window"}, {Name: "persist"}, {Name: "allow_unsafe"},
 		{Name: "description"},
 	},
@@ -142,7 +142,12 @@ func parseRule(c *collector, b *hcl.Block, src []byte) *Rule {
 	if w, ok := content.Attributes["when"]; ok {
 		r.When = w.Expr
 		r.WhenText = string(w.Expr.Range().SliceBytes(src))
-		checkWhen(c, r)
+		checkWhen(c, r, r.When, r.WhenText, "when")
+	}
+	if w, ok := content.Attributes["release_when"]; ok {
+		r.ReleaseWhen = w.Expr
+		r.ReleaseText = string(w.Expr.Range().SliceBytes(src))
+		checkWhen(c, r, r.ReleaseWhen, r.ReleaseText, "release_when")
 	}
 	parseBlocks(c, r, content.Blocks, b)
 	censorNotes(c, r)
@@ -151,6 +156,13 @@ func parseRule(c *collector, b *hcl.Block, src []byte) *Rule {
 	r.bad = len(c.ps.Errors()) > before
 	r.hash = ruleHash(r)
 	return r
+}
+
+func condsText(r *Rule) string {
+	if r.ReleaseWhen == nil {
+		return r.WhenText
+	}
+	return r.WhenText + "\x00release_when " + r.ReleaseText
 }
 
 // ruleHash identifies a rule's definition, so that a reload can tell an
@@ -166,7 +178,7 @@ func ruleHash(r *Rule) string {
 		Persist, AllowUnsafe      bool
 		Knob                      Knob
 		Action                    Action
-	}{r.Match, r.WhenText, int64(r.For), int64(r.ClearAfter), int64(r.Cooldown), r.Mode, r.Priority, r.Windows,
+	}{r.Match, condsText(r), int64(r.For), int64(r.ClearAfter), int64(r.Cooldown), r.Mode, r.Priority, r.Windows,
 		r.Persist, r.AllowUnsafe, r.Knob, r.Action})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])

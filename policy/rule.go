@@ -31,6 +31,11 @@ type Rule struct {
 	Match       Match
 	When        hcl.Expression
 	WhenText    string // the expression as written
+	// ReleaseWhen, when set, is what lets a firing rule go (held for
+	// clear_after) instead of when turning false: hysteresis, or a way
+	// out that the rule's own action does not decide.
+	ReleaseWhen hcl.Expression
+	ReleaseText string
 	For         time.Duration
 	ClearAfter  time.Duration
 	Cooldown    time.Duration

@@ -17,3 +17,13 @@ rule "empty-throttle" {
   }
 }
 unknown_top = 1
+rule "bad-release" {
+  when         = disk.write_iops > 10
+  release_when = disk.write_iopz < 5
+  throttle { write_iops = 100 }
+}
+rule "release-number" {
+  when         = disk.write_iops > 10
+  release_when = disk.write_iops + 1
+  throttle { write_iops = 100 }
+}

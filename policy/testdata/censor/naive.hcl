@@ -24,3 +24,13 @@ rule "both" {
   clear_after = "3s"
   throttle { write_iops = 256 }
 }
+
+# Hysteresis: in above 1000, out below 100.
+rule "hysteresis" {
+  match { domain = "hyst" }
+  when         = disk.write_iops > 1000
+  release_when = disk.write_iops < 100
+  for          = "2s"
+  clear_after  = "3s"
+  throttle { write_iops = 500 }
+}

@@ -140,3 +140,40 @@ test "unknown and false is false" {
     decision = "revert"
   }
 }
+
+test "release_when decides the way out" {
+  interval = "1s"
+  # Firing at 2s, pinned at 500 from 3s, 300 from 7s (below when's 1000,
+  # not below release_when's 100: held), 50 from 12s (released 3s later).
+  disk "hyst" "vda" {
+    write_iops = "3000x3 limitx4 300x5 50x6"
+  }
+  expect {
+    at       = "2s"
+    rule     = "hysteresis"
+    vm       = "hyst"
+    disk     = "vda"
+    decision = "apply"
+  }
+  expect {
+    at       = "11s"
+    rule     = "hysteresis"
+    vm       = "hyst"
+    disk     = "vda"
+    decision = "apply"
+  }
+  expect {
+    at       = "14s"
+    rule     = "hysteresis"
+    vm       = "hyst"
+    disk     = "vda"
+    decision = "apply"
+  }
+  expect {
+    at       = "15s"
+    rule     = "hysteresis"
+    vm       = "hyst"
+    disk     = "vda"
+    decision = "revert"
+  }
+}
