@@ -25,6 +25,10 @@ import (
 //	   └────────────────────────────────────────────── resolving
 //	         (emits the revert decision)
 //
+// With release_when, "cond false" on the way out (firing → resolving, and
+// resolving held for clear_after) is release_when true, and "cond true"
+// (resolving → firing) is release_when false; when is only the way in.
+//
 // An unknown condition (stale or missing sample, a metric without a value)
 // never moves a rule toward acting or toward reverting: in pending it
 // falls back to inactive (acting needs `for` of unbroken truth), in firing

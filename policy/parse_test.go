@@ -161,3 +161,11 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestSelfDefeatGolden(t *testing.T) {
+	_, problems, err := LoadDir("testdata/selfdefeat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "selfdefeat.golden", problems.Error()+"\n")
+}
