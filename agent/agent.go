@@ -359,7 +359,7 @@ func (a *Agent) points(now time.Time, disks []sample.Disk) []sample.Point {
 		d.HostDevUtil = nan
 		if d.Path != "" && strings.HasPrefix(d.Path, "/") {
 			if img, err := a.host.ForImage(d.Path, now); err == nil {
-				d.HostDevUtil, d.FSFreeBytes = img.Util, img.FreeBytes
+				d.HostDevUtil, d.FSFreeBytes, d.HostDevice = img.Util, img.FreeBytes, img.Device
 			}
 		}
 		out = append(out, sample.Point{Disk: d, Rates: r, Host: host})

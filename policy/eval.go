@@ -95,11 +95,12 @@ func (e *Evaluator) Evaluate(now time.Time, points []sample.Point) []Decision {
 	e.history.add(points, e.set)
 	e.history.trim(now)
 	aggs := vmAggregates(points)
+	nbs := neighbourhoods(points)
 	touched := map[stateKey]bool{}
 	var out []Decision
 	for i := range points {
 		p := &points[i]
-		in := input{p: p, vm: aggs[p.Disk.VM], held: e.heldThrottle(p)}
+		in := input{p: p, vm: aggs[p.Disk.VM], held: e.heldThrottle(p), nb: nbs[p.Disk.VM+"/"+p.Disk.Name]}
 		stale := now.Sub(p.Disk.Time) > e.MaxAge || p.Disk.Time.After(now.Add(e.MaxAge))
 		for _, r := range e.set.Rules {
 			touched[stateKey{r.Name, p.Disk.VM, p.Disk.Name}] = true

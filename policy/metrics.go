@@ -20,6 +20,7 @@ type input struct {
 	// held is the throttle in force while a throttle rule of this policy
 	// holds the disk; nil otherwise.
 	held *sample.Throttle
+	nb   neighbourhood
 }
 
 type vmAgg struct {
@@ -113,6 +114,23 @@ var Metrics = []Metric{
 	str("disk.path", "image path", func(in input) string { return in.p.Disk.Path }),
 	f("disk.host_device_util", "ratio", "busy share of the host block device under the image (0-1)", func(p *sample.Point) *float64 { return &p.Disk.HostDevUtil }),
 	u("disk.fs_free_bytes", "bytes", "free bytes on the filesystem holding the image", func(p *sample.Point) *uint64 { return &p.Disk.FSFreeBytes }),
+	str("disk.host_device", "major:minor of the host block device under the image; empty when unknown", func(in input) string { return in.p.Disk.HostDevice }),
+	{Name: "disk.device_disks", Type: cty.Number, Unit: "disks", Help: "disks qtune samples on the same host block device, this one included (0 when the device is unknown)",
+		get: func(in input) cty.Value { return cty.NumberIntVal(int64(in.nb.disks)) }},
+	{Name: "disk.device_write_share", Type: cty.Number, Unit: "ratio", Help: "this disk's share (0-1) of the bytes written by the disks on its device; unknown when none wrote",
+		get: func(in input) cty.Value { return num(in.nb.writeShare) }},
+	{Name: "disk.device_read_share", Type: cty.Number, Unit: "ratio", Help: "this disk's share (0-1) of the bytes read by the disks on its device; unknown when none read",
+		get: func(in input) cty.Value { return num(in.nb.readShare) }},
+	{Name: "disk.device_write_rank", Type: cty.Number, Unit: "rank", Help: "1 for the disk that writes the most bytes on its device, 2 for the next...; 0 when unknown",
+		get: func(in input) cty.Value { return cty.NumberIntVal(int64(in.nb.writeRank)) }},
+	{Name: "disk.neighbour_read_latency_ms", Type: cty.Number, Unit: "ms", Help: "worst average read latency among the other disks on the same device; unknown without neighbours doing reads",
+		get: func(in input) cty.Value { return num(in.nb.readLatMs) }},
+	{Name: "disk.neighbour_write_latency_ms", Type: cty.Number, Unit: "ms", Help: "worst average write latency among the other disks on the same device",
+		get: func(in input) cty.Value { return num(in.nb.writeLatMs) }},
+	{Name: "disk.neighbour_read_latency_p99_ms", Type: cty.Number, Unit: "ms", Help: "worst 99th percentile read latency among the other disks on the device (needs latency histograms)",
+		get: func(in input) cty.Value { return num(in.nb.readP99Ms) }},
+	{Name: "disk.neighbour_write_latency_p99_ms", Type: cty.Number, Unit: "ms", Help: "worst 99th percentile write latency among the other disks on the device (needs latency histograms)",
+		get: func(in input) cty.Value { return num(in.nb.writeP99Ms) }},
 	str("vm.name", "domain name, or the plain QEMU VM's name", func(in input) string { return in.p.Disk.VM }),
 	{Name: "vm.disk_count", Type: cty.Number, Unit: "disks", Help: "disks of the VM in this sample",
 		get: func(in input) cty.Value { return cty.NumberIntVal(int64(in.vm.diskCount)) }},

@@ -50,6 +50,8 @@ func actionEffects(r *Rule) map[string]effect {
 		}
 		if t.BPS|t.BPSRead|t.BPSWrite > 0 {
 			out["vm.total_bps"] = effect{pushDown, held}
+			out["disk.device_write_share"] = effect{pushDown, "the throttle holds this disk's writes down"}
+			out["disk.device_read_share"] = effect{pushDown, "the throttle holds this disk's reads down"}
 		}
 		queued := "requests wait in QEMU's throttle queue, and that wait counts"
 		for _, m := range []string{"disk.read_latency_ms", "disk.write_latency_ms", "disk.read_latency_p95_ms", "disk.read_latency_p99_ms",

@@ -95,6 +95,9 @@ type Disk struct {
 	// the image and free bytes on its filesystem; NaN/0 when unknown.
 	HostDevUtil float64 `json:"host_dev_util"`
 	FSFreeBytes uint64  `json:"fs_free_bytes"`
+	// HostDevice is "major:minor" of the whole block device under the
+	// image: disks with the same one are neighbours. Empty when unknown.
+	HostDevice string `json:"host_device,omitempty"`
 }
 
 // L2Needed is the qcow2 L2 cache that covers the whole disk: 8 bytes per

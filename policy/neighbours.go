@@ -1,0 +1,92 @@
+package policy
+
+import (
+	"math"
+	"sort"
+
+	"github.com/qtune/qtune/internal/sample"
+)
+
+// Neighbours: disks whose images sit on the same host block device share
+// it, and one loud writer makes every other disk there slow. The victims
+// see it (their latency); the culprit is the disk that does most of the
+// device's writing. These aggregates let one rule, evaluated on every
+// disk, act on the culprit when its neighbours suffer:
+//
+//	when = disk.neighbour_read_latency_ms > 20 && disk.device_write_share > 0.5
+//
+// Shares and ranks are over the disks qtune samples on the device (the
+// host's own I/O is in the host_device_* metrics), by bytes.
+
+// neighbourhood is what one disk's device neighbours look like.
+type neighbourhood struct {
+	disks                 int     // qtune's disks on the device, this one included
+	writeShare, readShare float64 // this disk's share of their bytes; NaN when none moved
+	writeRank             int     // 1 = writes the most bytes; 0 when unknown
+	readLatMs, writeLatMs float64 // worst average latency among the others; NaN when none
+	readP99Ms, writeP99Ms float64 // worst p99 among the others; NaN without histograms
+}
+
+// neighbourhoods computes every point's neighbourhood, keyed by VM/disk.
+func neighbourhoods(points []sample.Point) map[string]neighbourhood {
+	byDev := map[string][]*sample.Point{}
+	for i := range points {
+		if dev := points[i].Disk.HostDevice; dev != "" {
+			byDev[dev] = append(byDev[dev], &points[i])
+		}
+	}
+	out := map[string]neighbourhood{}
+	for _, ps := range byDev {
+		var rsum, wsum float64
+		for _, p := range ps {
+			rsum += finite(p.Rates.ReadBPS)
+			wsum += finite(p.Rates.WriteBPS)
+		}
+		ranked := append([]*sample.Point(nil), ps...)
+		sort.SliceStable(ranked, func(i, j int) bool { return finite(ranked[i].Rates.WriteBPS) > finite(ranked[j].Rates.WriteBPS) })
+		for _, p := range ps {
+			nb := neighbourhood{disks: len(ps), writeShare: ratio(p.Rates.WriteBPS, wsum), readShare: ratio(p.Rates.ReadBPS, rsum),
+				readLatMs: math.NaN(), writeLatMs: math.NaN(), readP99Ms: math.NaN(), writeP99Ms: math.NaN()}
+			for i, q := range ranked {
+				if q == p && wsum > 0 {
+					nb.writeRank = i + 1
+				}
+			}
+			for _, q := range ps {
+				if q != p {
+					nb.readLatMs = worst(nb.readLatMs, q.Rates.ReadLatencyMs)
+					nb.writeLatMs = worst(nb.writeLatMs, q.Rates.WriteLatencyMs)
+					nb.readP99Ms = worst(nb.readP99Ms, q.Rates.ReadP99Ms)
+					nb.writeP99Ms = worst(nb.writeP99Ms, q.Rates.WriteP99Ms)
+				}
+			}
+			out[p.Disk.VM+"/"+p.Disk.Name] = nb
+		}
+	}
+	return out
+}
+
+func finite(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
+}
+
+func ratio(v, sum float64) float64 {
+	if sum <= 0 {
+		return math.NaN()
+	}
+	return finite(v) / sum
+}
+
+// worst is the larger of two latencies, NaN (unknown) losing to any value.
+func worst(a, b float64) float64 {
+	switch {
+	case math.IsNaN(b):
+		return a
+	case math.IsNaN(a):
+		return b
+	}
+	return math.Max(a, b)
+}
