@@ -356,10 +356,12 @@ func (a *Agent) points(now time.Time, disks []sample.Disk) []sample.Point {
 		if err != nil {
 			continue
 		}
-		d.HostDevUtil = nan
+		d.HostDevUtil, d.HostDevReadBPS, d.HostDevWriteBPS, d.HostDevReadLatencyMs, d.HostDevWriteLatencyMs, d.HostDevQueueDepth = nan, nan, nan, nan, nan, nan
 		if d.Path != "" && strings.HasPrefix(d.Path, "/") {
 			if img, err := a.host.ForImage(d.Path, now); err == nil {
 				d.HostDevUtil, d.FSFreeBytes, d.HostDevice = img.Util, img.FreeBytes, img.Device
+				d.HostDevReadBPS, d.HostDevWriteBPS, d.HostDevQueueDepth = img.Dev.ReadBPS, img.Dev.WriteBPS, img.Dev.QueueDepth
+				d.HostDevReadLatencyMs, d.HostDevWriteLatencyMs = img.Dev.ReadLatencyMs, img.Dev.WriteLatencyMs
 			}
 		}
 		out = append(out, sample.Point{Disk: d, Rates: r, Host: host})

@@ -374,6 +374,9 @@ func (t PolicyTest) points(i int, now time.Time, applied map[[2]string]sample.Th
 			Rates: sample.Rates{ReadLatencyMs: math.NaN(), WriteLatencyMs: math.NaN(), FlushLatencyMs: math.NaN(),
 				ReadP95Ms: math.NaN(), ReadP99Ms: math.NaN(), WriteP95Ms: math.NaN(), WriteP99Ms: math.NaN()},
 			Host: sample.Host{IOPressureSomeAvg10: math.NaN(), IOPressureSomeAvg60: math.NaN(), IOPressureFullAvg10: math.NaN(), IOPressureFullAvg60: math.NaN()}}
+		dk := &p.Disk
+		dk.HostDevUtil, dk.HostDevReadBPS, dk.HostDevWriteBPS = math.NaN(), math.NaN(), math.NaN()
+		dk.HostDevReadLatencyMs, dk.HostDevWriteLatencyMs, dk.HostDevQueueDepth = math.NaN(), math.NaN(), math.NaN()
 		switch d.facts["cache_mode"] {
 		case "none":
 			p.Disk.CacheDirect = true

@@ -1,6 +1,8 @@
 // Package hoststat reads what the host itself shows about storage: I/O
-// pressure from /proc/pressure/io, the utilisation of the block device under
-// an image from /proc/diskstats, and free space on the image's filesystem.
+// pressure from /proc/pressure/io, the utilisation, bytes, latency and
+// queue depth of the block device under an image from /proc/diskstats
+// (the whole device, found through sysfs), and free space on the image's
+// filesystem.
 // None of it talks to a hypervisor; it fills the host side of a sample.
 package hoststat
 
@@ -33,14 +35,36 @@ type Reader struct {
 	Root string
 
 	mu sync.Mutex
-	// prev holds the last io_ticks reading per "major:minor".
-	prev map[string]ticks
+	// prev holds the last diskstats reading per "major:minor".
+	prev map[string]reading
 }
 
-type ticks struct {
-	ioMs uint64
-	at   time.Time
-	util float64 // utilisation computed at this reading
+// counters are one device's /proc/diskstats fields that qtune uses.
+type counters struct {
+	reads, sectorsRead, msReading     uint64
+	writes, sectorsWritten, msWriting uint64
+	ioMs, weightedMs                  uint64
+}
+
+type reading struct {
+	c     counters
+	at    time.Time
+	rates Device // computed at this reading
+}
+
+// Device is what a host block device did between two readings; NaN when
+// not known (the first reading, no operations for a latency).
+type Device struct {
+	Util              float64 // fraction of wall time the device was busy
+	ReadBPS, WriteBPS float64 // bytes per second
+	ReadLatencyMs     float64 // average time per read (Δ ms reading / Δ reads)
+	WriteLatencyMs    float64
+	QueueDepth        float64 // average requests in flight (Δ weighted ms / Δ wall ms)
+}
+
+func unknownDevice() Device {
+	n := math.NaN()
+	return Device{Util: n, ReadBPS: n, WriteBPS: n, ReadLatencyMs: n, WriteLatencyMs: n, QueueDepth: n}
 }
 
 // NewReader returns a reader of the live host.
@@ -104,15 +128,17 @@ func parsePressure(b []byte) (sample.Host, error) {
 
 // Image is the host side of one disk image.
 type Image struct {
-	Device    string  // "major:minor" of the whole block device under the image
-	Util      float64 // fraction of wall time the device was busy since the last call; NaN on the first
+	Device string // "major:minor" of the whole block device under the image
+	// Dev is what that device did since the last call (NaN on the first).
+	Dev       Device
+	Util      float64 // Dev.Util, kept for callers that want only it
 	FreeBytes uint64  // available to unprivileged users on the image's filesystem
 }
 
 // ForImage reads the block device utilisation and free space for the file
 // at path, at time now.
 func (r *Reader) ForImage(path string, now time.Time) (Image, error) {
-	img := Image{Util: math.NaN()}
+	img := Image{Util: math.NaN(), Dev: unknownDevice()}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
 		return img, fmt.Errorf("stat image %s: %w", path, err)
@@ -123,12 +149,13 @@ func (r *Reader) ForImage(path string, now time.Time) (Image, error) {
 	}
 	img.FreeBytes = fs.Bavail * uint64(fs.Bsize)
 	img.Device = r.wholeDevice(unix.Major(st.Dev), unix.Minor(st.Dev))
-	ms, err := r.ioTicks(img.Device)
+	c, err := r.counters(img.Device)
 	if err != nil {
 		// Overlay, tmpfs and NFS have no diskstats line; free space still counts.
 		return img, nil
 	}
-	img.Util = r.util(img.Device, ticks{ioMs: ms, at: now})
+	img.Dev = r.rates(img.Device, reading{c: c, at: now})
+	img.Util = img.Dev.Util
 	return img, nil
 }
 
@@ -150,50 +177,80 @@ func (r *Reader) wholeDevice(major, minor uint32) string {
 	return strings.TrimSpace(string(b))
 }
 
-func (r *Reader) ioTicks(dev string) (uint64, error) {
+func (r *Reader) counters(dev string) (counters, error) {
 	b, err := os.ReadFile(r.path("proc/diskstats"))
 	if err != nil {
-		return 0, fmt.Errorf("read diskstats: %w", err)
+		return counters{}, fmt.Errorf("read diskstats: %w", err)
 	}
-	return parseIOTicks(b, dev)
+	return parseDiskstats(b, dev)
 }
 
 // parseIOTicks finds the "time spent doing I/Os" (ms, 10th stat field) of
 // dev in /proc/diskstats.
 func parseIOTicks(b []byte, dev string) (uint64, error) {
+	c, err := parseDiskstats(b, dev)
+	return c.ioMs, err
+}
+
+// parseDiskstats reads dev's line of /proc/diskstats (the kernel's
+// Documentation/admin-guide/iostats.rst: fields 1-11 after the name).
+func parseDiskstats(b []byte, dev string) (counters, error) {
 	major, minor, _ := strings.Cut(dev, ":")
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) < 13 || f[0] != major || f[1] != minor {
+		if len(f) < 14 || f[0] != major || f[1] != minor {
 			continue
 		}
-		v, err := strconv.ParseUint(f[12], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("diskstats %s: io_ticks %q: %w", dev, f[12], err)
+		var v [11]uint64
+		for i := range v {
+			x, err := strconv.ParseUint(f[3+i], 10, 64)
+			if err != nil {
+				return counters{}, fmt.Errorf("diskstats %s: field %d %q: %w", dev, i+1, f[3+i], err)
+			}
+			v[i] = x
 		}
-		return v, nil
+		return counters{reads: v[0], sectorsRead: v[2], msReading: v[3], writes: v[4], sectorsWritten: v[6], msWriting: v[7],
+			ioMs: v[9], weightedMs: v[10]}, nil
 	}
-	return 0, fmt.Errorf("diskstats: no device %s", dev)
+	return counters{}, fmt.Errorf("diskstats: no device %s", dev)
 }
 
-// util turns the device's new io_ticks reading into utilisation since the
+// rates turns the device's new reading into what it did since the
 // previous reading of the same device.
-func (r *Reader) util(dev string, cur ticks) float64 {
+func (r *Reader) rates(dev string, cur reading) Device {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.prev == nil {
-		r.prev = make(map[string]ticks)
+		r.prev = make(map[string]reading)
 	}
 	prev, ok := r.prev[dev]
 	if ok && cur.at.Equal(prev.at) {
 		// Several images on one device in the same pass share one reading.
-		return prev.util
+		return prev.rates
 	}
-	cur.util = math.NaN()
-	if dt := cur.at.Sub(prev.at); ok && dt > 0 && cur.ioMs >= prev.ioMs {
-		cur.util = math.Min(1, float64(cur.ioMs-prev.ioMs)/(dt.Seconds()*1000))
+	cur.rates = unknownDevice()
+	if dt := cur.at.Sub(prev.at); ok && dt > 0 && cur.c.ioMs >= prev.c.ioMs {
+		cur.rates = derive(prev.c, cur.c, dt)
 	}
 	r.prev[dev] = cur
-	return cur.util
+	return cur.rates
+}
+
+// derive computes rates from two readings dt apart. Sectors are 512 bytes
+// in diskstats whatever the device's block size.
+func derive(a, b counters, dt time.Duration) Device {
+	ms := dt.Seconds() * 1000
+	d := unknownDevice()
+	d.Util = math.Min(1, float64(b.ioMs-a.ioMs)/ms)
+	d.ReadBPS = float64(b.sectorsRead-a.sectorsRead) * 512 / dt.Seconds()
+	d.WriteBPS = float64(b.sectorsWritten-a.sectorsWritten) * 512 / dt.Seconds()
+	d.QueueDepth = float64(b.weightedMs-a.weightedMs) / ms
+	if n := b.reads - a.reads; n > 0 {
+		d.ReadLatencyMs = float64(b.msReading-a.msReading) / float64(n)
+	}
+	if n := b.writes - a.writes; n > 0 {
+		d.WriteLatencyMs = float64(b.msWriting-a.msWriting) / float64(n)
+	}
+	return d
 }

@@ -96,3 +96,23 @@ func TestForImageUtil(t *testing.T) {
 		t.Fatalf("same-pass util = %v, want the shared 0.25", again.Util)
 	}
 }
+
+func TestDeviceRates(t *testing.T) {
+	// reads, merged, sectors, ms; writes, merged, sectors, ms; in flight, io ms, weighted ms
+	a, err := parseDiskstats([]byte(" 8 0 sda 100 0 800 50 200 0 1600 400 0 1000 2000 0 0 0 0\n"), "8:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseDiskstats([]byte(" 8 0 sda 300 0 4800 450 200 0 9600 400 3 1500 4000 0 0 0 0\n"), "8:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := derive(a, b, 2*time.Second)
+	want := Device{Util: 0.25, ReadBPS: 4000 * 512 / 2, WriteBPS: 8000 * 512 / 2, ReadLatencyMs: 2, QueueDepth: 1}
+	if d.Util != want.Util || d.ReadBPS != want.ReadBPS || d.WriteBPS != want.WriteBPS || d.ReadLatencyMs != want.ReadLatencyMs || d.QueueDepth != want.QueueDepth {
+		t.Errorf("derive = %+v, want %+v", d, want)
+	}
+	if !math.IsNaN(d.WriteLatencyMs) {
+		t.Errorf("write latency without writes = %v, want NaN", d.WriteLatencyMs)
+	}
+}

@@ -98,6 +98,13 @@ type Disk struct {
 	// HostDevice is "major:minor" of the whole block device under the
 	// image: disks with the same one are neighbours. Empty when unknown.
 	HostDevice string `json:"host_device,omitempty"`
+	// What that device did over the last interval, from /proc/diskstats
+	// (all its I/O, the host's own included); NaN when unknown.
+	HostDevReadBPS        float64 `json:"host_dev_read_bps"`
+	HostDevWriteBPS       float64 `json:"host_dev_write_bps"`
+	HostDevReadLatencyMs  float64 `json:"host_dev_read_latency_ms"`
+	HostDevWriteLatencyMs float64 `json:"host_dev_write_latency_ms"`
+	HostDevQueueDepth     float64 `json:"host_dev_queue_depth"`
 }
 
 // L2Needed is the qcow2 L2 cache that covers the whole disk: 8 bytes per
