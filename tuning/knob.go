@@ -14,6 +14,7 @@
 package tuning
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -77,11 +78,15 @@ func (s KnobState) String() string {
 
 func throttleString(t sample.Throttle) string {
 	b, _ := json.Marshal(t)
+	// UseNumber keeps limits as the integers they are: a float64 would
+	// print 100 MiB/s as 1.048576e+08 in the audit line.
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
 	var m map[string]any
-	json.Unmarshal(b, &m)
+	dec.Decode(&m)
 	var parts []string
 	for _, k := range []string{"iops", "iops_rd", "iops_wr", "bps", "bps_rd", "bps_wr", "iops_max", "iops_rd_max", "iops_wr_max", "bps_max", "bps_rd_max", "bps_wr_max", "iops_size", "group"} {
-		if v, ok := m[k]; ok && v != float64(0) && v != "" {
+		if v, ok := m[k]; ok && v != json.Number("0") && v != "" {
 			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
 		}
 	}
