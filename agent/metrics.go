@@ -2,6 +2,7 @@ package agent
 
 import (
 	"math"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -12,13 +13,15 @@ import (
 )
 
 // metrics are the agent's Prometheus metrics, on a registry of its own.
+// Counters and histograms accumulate as events happen; everything that
+// describes the host as of the last cycle (disks, rules, owned knobs, the
+// connection) is read at scrape time from one published snapshot, so a
+// scrape never sees a family half refilled or empty.
 type metrics struct {
-	reg *prometheus.Registry
+	reg  *prometheus.Registry
+	last atomic.Pointer[cycleSnapshot]
 
-	diskGauges   map[string]*prometheus.GaugeVec
-	ruleState    *prometheus.GaugeVec
 	actions      *prometheus.CounterVec
-	owned        *prometheus.GaugeVec
 	cycle        prometheus.Histogram
 	late         prometheus.Counter
 	sampleErrors *prometheus.CounterVec
@@ -26,10 +29,17 @@ type metrics struct {
 	reloads      *prometheus.CounterVec
 	policyOK     prometheus.Gauge
 	policyRules  prometheus.Gauge
-	vms          prometheus.Gauge
-	connected    prometheus.Gauge
-	reconnects   prometheus.Gauge
-	tainted      prometheus.Gauge
+}
+
+// cycleSnapshot is what one cycle saw; it is never changed once published.
+type cycleSnapshot struct {
+	points     []sample.Point
+	states     []policy.StateInfo
+	owned      []tuning.Owned
+	vms        int
+	connected  bool
+	reconnects uint64
+	tainted    int
 }
 
 var diskMetricDefs = []struct {
@@ -48,16 +58,9 @@ var diskMetricDefs = []struct {
 }
 
 func newMetrics() *metrics {
-	m := &metrics{reg: prometheus.NewRegistry(), diskGauges: map[string]*prometheus.GaugeVec{}}
+	m := &metrics{reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, d := range diskMetricDefs {
-		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: d.name, Help: d.help}, []string{"vm", "disk"})
-		m.diskGauges[d.name] = g
-		m.reg.MustRegister(g)
-	}
-	m.ruleState = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "qtune_rule_state", Help: "1 for the state each rule is in on each disk (inactive rules are not listed)."}, []string{"rule", "vm", "disk", "state"})
 	m.actions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qtune_actions_total", Help: "Executor outcomes by rule, knob and result."}, []string{"rule", "knob", "result"})
-	m.owned = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "qtune_owned_knobs", Help: "Knobs qtune changed and will restore, by kind."}, []string{"knob"})
 	m.cycle = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "qtune_cycle_duration_seconds", Help: "Time of one sample-evaluate-act cycle.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)})
 	m.late = prometheus.NewCounter(prometheus.CounterOpts{Name: "qtune_cycles_late_total", Help: "Cycles that took longer than the interval."})
 	m.sampleErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qtune_sample_errors_total", Help: "Failed samples by VM."}, []string{"vm"})
@@ -65,41 +68,71 @@ func newMetrics() *metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qtune_policy_reloads_total", Help: "Policy loads by result."}, []string{"result"})
 	m.policyOK = prometheus.NewGauge(prometheus.GaugeOpts{Name: "qtune_policy_last_reload_success", Help: "1 if the last policy load succeeded, 0 if the policy in force is an older one."})
 	m.policyRules = prometheus.NewGauge(prometheus.GaugeOpts{Name: "qtune_policy_rules", Help: "Rules in the policy in force."})
-	m.vms = prometheus.NewGauge(prometheus.GaugeOpts{Name: "qtune_vms", Help: "VMs the agent watches."})
-	m.connected = prometheus.NewGauge(prometheus.GaugeOpts{Name: "qtune_backend_connected", Help: "1 while the hypervisor connection is up."})
-	m.reconnects = prometheus.NewGauge(prometheus.GaugeOpts{Name: "qtune_backend_reconnects", Help: "Times the libvirt connection was re-established."})
-	m.tainted = prometheus.NewGauge(prometheus.GaugeOpts{Name: "qtune_tainted_domains", Help: "Domains qtune sent QMP to through libvirt (tainted: custom-monitor)."})
-	m.reg.MustRegister(m.ruleState, m.actions, m.owned, m.cycle, m.late, m.sampleErrors, m.callDuration,
-		m.reloads, m.policyOK, m.policyRules, m.vms, m.connected, m.reconnects, m.tainted)
+	m.reg.MustRegister(m.actions, m.cycle, m.late, m.sampleErrors, m.callDuration,
+		m.reloads, m.policyOK, m.policyRules, newSnapshotCollector(m))
 	return m
 }
 
-// setDisks replaces the per-disk gauges with this cycle's points, so a
-// VM that is gone disappears from the metrics.
-func (m *metrics) setDisks(points []sample.Point) {
+// publish makes s what the next scrapes report.
+func (m *metrics) publish(s *cycleSnapshot) { m.last.Store(s) }
+
+// snapshotCollector turns the last published cycle into metrics at
+// scrape time.
+type snapshotCollector struct {
+	m                                                *metrics
+	disk                                             []*prometheus.Desc
+	rule, owned, vms, connected, reconnects, tainted *prometheus.Desc
+}
+
+func newSnapshotCollector(m *metrics) *snapshotCollector {
+	c := &snapshotCollector{m: m}
 	for _, d := range diskMetricDefs {
-		g := m.diskGauges[d.name]
-		g.Reset()
-		for _, p := range points {
+		c.disk = append(c.disk, prometheus.NewDesc(d.name, d.help, []string{"vm", "disk"}, nil))
+	}
+	c.rule = prometheus.NewDesc("qtune_rule_state", "1 for the state each rule is in on each disk (inactive rules are not listed).", []string{"rule", "vm", "disk", "state"}, nil)
+	c.owned = prometheus.NewDesc("qtune_owned_knobs", "Knobs qtune changed and will restore, by kind.", []string{"knob"}, nil)
+	c.vms = prometheus.NewDesc("qtune_vms", "VMs the agent watches.", nil, nil)
+	c.connected = prometheus.NewDesc("qtune_backend_connected", "1 while the hypervisor connection is up.", nil, nil)
+	c.reconnects = prometheus.NewDesc("qtune_backend_reconnects_total", "Times the hypervisor connection was re-established.", nil, nil)
+	c.tainted = prometheus.NewDesc("qtune_tainted_domains", "Domains qtune sent QMP to through libvirt (tainted: custom-monitor).", nil, nil)
+	return c
+}
+
+func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.disk {
+		ch <- d
+	}
+	for _, d := range []*prometheus.Desc{c.rule, c.owned, c.vms, c.connected, c.reconnects, c.tainted} {
+		ch <- d
+	}
+}
+
+func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.m.last.Load()
+	if s == nil {
+		return // no cycle yet: nothing to say about the host
+	}
+	for i, d := range diskMetricDefs {
+		for _, p := range s.points {
 			if v := d.get(p.Rates); !math.IsNaN(v) {
-				g.WithLabelValues(p.Disk.VM, p.Disk.Name).Set(v)
+				ch <- prometheus.MustNewConstMetric(c.disk[i], prometheus.GaugeValue, v, p.Disk.VM, p.Disk.Name)
 			}
 		}
 	}
-}
-
-func (m *metrics) setRules(states []policy.StateInfo) {
-	m.ruleState.Reset()
-	for _, s := range states {
-		m.ruleState.WithLabelValues(s.Rule, s.VM, s.Disk, string(s.State)).Set(1)
+	for _, st := range s.states {
+		ch <- prometheus.MustNewConstMetric(c.rule, prometheus.GaugeValue, 1, st.Rule, st.VM, st.Disk, string(st.State))
 	}
-}
-
-func (m *metrics) setOwned(owned []tuning.Owned) {
-	m.owned.Reset()
-	for _, o := range owned {
+	owned := map[string]float64{}
+	for _, o := range s.owned {
 		if o.Phase != tuning.PhaseReleased {
-			m.owned.WithLabelValues(string(o.Knob)).Inc()
+			owned[string(o.Knob)]++
 		}
 	}
+	for k, n := range owned {
+		ch <- prometheus.MustNewConstMetric(c.owned, prometheus.GaugeValue, n, k)
+	}
+	ch <- prometheus.MustNewConstMetric(c.vms, prometheus.GaugeValue, float64(s.vms))
+	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, boolFloat(s.connected))
+	ch <- prometheus.MustNewConstMetric(c.reconnects, prometheus.CounterValue, float64(s.reconnects))
+	ch <- prometheus.MustNewConstMetric(c.tainted, prometheus.GaugeValue, float64(s.tainted))
 }

@@ -87,13 +87,6 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 	connected, reconnects := a.src.Connected()
 	tainted := a.src.Tainted()
 
-	a.m.setDisks(points)
-	a.m.setRules(states)
-	a.m.setOwned(owned)
-	a.m.connected.Set(boolFloat(connected))
-	a.m.reconnects.Set(float64(reconnects))
-	a.m.tainted.Set(float64(len(tainted)))
-
 	vms := map[string]*VMStatus{}
 	for _, p := range points {
 		v := vms[p.Disk.VM]
@@ -116,7 +109,8 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 		list = append(list, *v)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-	a.m.vms.Set(float64(len(list)))
+	a.m.publish(&cycleSnapshot{points: points, states: states, owned: owned, vms: len(list),
+		connected: connected, reconnects: reconnects, tainted: len(tainted)})
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
