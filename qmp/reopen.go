@@ -24,10 +24,10 @@ var ErrOptionsUnknown = errors.New("qmp: node options not known for sure")
 // NodeOptions is one node's option tree, as given to -blockdev.
 type NodeOptions map[string]any
 
-// ParseBlockdevArgs collects the JSON -blockdev options of a QEMU argv by
-// node name. A -blockdev in key=value form is reported in the error list
-// (its value types cannot be recovered for QMP) but does not stop the
-// others from being read.
+// ParseBlockdevArgs collects the -blockdev options of a QEMU argv by node
+// name, from JSON and from QEMU's key=value form. One that cannot be read
+// for sure (see ParseKeyvalBlockdev) is reported in the error list but
+// does not stop the others from being read.
 func ParseBlockdevArgs(argv []string) (map[string]NodeOptions, error) {
 	out := map[string]NodeOptions{}
 	var problems []string
@@ -37,14 +37,8 @@ func ParseBlockdevArgs(argv []string) (map[string]NodeOptions, error) {
 		}
 		v := argv[i+1]
 		i++
-		if !strings.HasPrefix(strings.TrimSpace(v), "{") {
-			problems = append(problems, fmt.Sprintf("-blockdev %q is not JSON", v))
-			continue
-		}
-		dec := json.NewDecoder(bytes.NewReader([]byte(v)))
-		dec.UseNumber()
-		var o NodeOptions
-		if err := dec.Decode(&o); err != nil {
+		o, err := parseBlockdev(v)
+		if err != nil {
 			problems = append(problems, fmt.Sprintf("-blockdev %q: %v", v, err))
 			continue
 		}
@@ -59,6 +53,19 @@ func ParseBlockdevArgs(argv []string) (map[string]NodeOptions, error) {
 		return out, fmt.Errorf("%w: %s", ErrOptionsUnknown, strings.Join(problems, "; "))
 	}
 	return out, nil
+}
+
+func parseBlockdev(v string) (NodeOptions, error) {
+	if !strings.HasPrefix(strings.TrimSpace(v), "{") {
+		return ParseKeyvalBlockdev(v)
+	}
+	dec := json.NewDecoder(bytes.NewReader([]byte(v)))
+	dec.UseNumber()
+	var o NodeOptions
+	if err := dec.Decode(&o); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // CommandLineBlockdevs reads the -blockdev options from a running QEMU's

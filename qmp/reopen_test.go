@@ -25,9 +25,13 @@ func TestParseBlockdevArgs(t *testing.T) {
 	if len(opts) != 4 {
 		t.Fatalf("%d nodes", len(opts))
 	}
-	_, err = ParseBlockdevArgs([]string{"-blockdev", "driver=file,filename=x,node-name=f"})
-	if !errors.Is(err, ErrOptionsUnknown) {
-		t.Fatalf("key=value form: %v", err)
+	kv, err := ParseBlockdevArgs([]string{"-blockdev", "driver=file,filename=x,node-name=f"})
+	if err != nil || kv["f"]["filename"] != "x" {
+		t.Fatalf("key=value form: %v %v", kv, err)
+	}
+	_, err = ParseBlockdevArgs([]string{"-blockdev", "driver=file,filename=x,node-name=f,x-unknown=1"})
+	if !errors.Is(err, ErrOptionsUnknown) || !strings.Contains(err.Error(), "x-unknown") {
+		t.Fatalf("unknown key=value option: %v", err)
 	}
 }
 
