@@ -1,0 +1,208 @@
+package doctor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// maxChain bounds the walk down a backing chain (a loop of backing files
+// must not hang the doctor).
+const maxChain = 64
+
+// ImageInfo is the part of `qemu-img info --output=json` the checks read.
+type ImageInfo struct {
+	Filename    string `json:"filename"`
+	Format      string `json:"format"`
+	VirtualSize uint64 `json:"virtual-size"`
+	ActualSize  uint64 `json:"actual-size"`
+	ClusterSize uint64 `json:"cluster-size"`
+	DirtyFlag   bool   `json:"dirty-flag"`
+	BackingFile string `json:"backing-filename"`
+	FullBacking string `json:"full-backing-filename"`
+	Snapshots   []struct {
+		Name        string `json:"name"`
+		VMStateSize uint64 `json:"vm-state-size"`
+	} `json:"snapshots"`
+	FormatSpecific struct {
+		Data struct {
+			Compat          string `json:"compat"`
+			LazyRefcounts   bool   `json:"lazy-refcounts"`
+			Corrupt         bool   `json:"corrupt"`
+			ExtendedL2      bool   `json:"extended-l2"`
+			CompressionType string `json:"compression-type"`
+		} `json:"data"`
+	} `json:"format-specific"`
+}
+
+// CheckResult is `qemu-img check --output=json`.
+type CheckResult struct {
+	Corruptions        int    `json:"corruptions"`
+	Leaks              int    `json:"leaks"`
+	CheckErrors        int    `json:"check-errors"`
+	CorruptionsFixed   int    `json:"corruptions-fixed"`
+	AllocatedClusters  uint64 `json:"allocated-clusters"`
+	TotalClusters      uint64 `json:"total-clusters"`
+	FragmentedClusters uint64 `json:"fragmented-clusters"`
+	CompressedClusters uint64 `json:"compressed-clusters"`
+	ImageEndOffset     uint64 `json:"image-end-offset"`
+	LeaksFixed         int    `json:"leaks-fixed"`
+	Filename           string `json:"filename"`
+}
+
+// ChainLink is one image of a backing chain, top first.
+type ChainLink struct {
+	Path string
+	Info *ImageInfo
+	Err  error // unreadable or missing
+}
+
+// ImageFacts is everything the offline checks look at.
+type ImageFacts struct {
+	Path string
+	// Shared is set when the image is open by a running VM and was read
+	// with force-share: its figures may be stale.
+	Shared bool
+	Info   ImageInfo
+	Chain  []ChainLink // below the top image
+	Check  *CheckResult
+	// CheckErr is why qemu-img check could not run.
+	CheckErr error
+	// L2Cache is the metadata cache the image gets (bytes).
+	L2Cache uint64
+}
+
+// QemuImg runs qemu-img; Path empty means "qemu-img" from PATH.
+type QemuImg struct{ Path string }
+
+func (q QemuImg) bin() string {
+	if q.Path == "" {
+		return "qemu-img"
+	}
+	return q.Path
+}
+
+var errLocked = errors.New("image is locked by another process")
+
+func (q QemuImg) run(ctx context.Context, share bool, args ...string) ([]byte, int, error) {
+	if share {
+		args = append([]string{args[0], "-U"}, args[1:]...)
+	}
+	cmd := exec.CommandContext(ctx, q.bin(), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	}
+	msg := strings.TrimSpace(errb.String())
+	if strings.Contains(msg, "Failed to get shared") || strings.Contains(msg, "lock") {
+		return nil, code, fmt.Errorf("%s: %w", msg, errLocked)
+	}
+	if err != nil && out.Len() == 0 {
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, code, errors.New(msg)
+	}
+	return out.Bytes(), code, nil
+}
+
+// Info reads one image's header (not its chain).
+func (q QemuImg) Info(ctx context.Context, path string, share bool) (ImageInfo, error) {
+	out, _, err := q.run(ctx, share, "info", "--output=json", path)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	var info ImageInfo
+	if err := json.Unmarshal(out, &info); err != nil {
+		return ImageInfo{}, fmt.Errorf("qemu-img info %s: %w", path, err)
+	}
+	return info, nil
+}
+
+// Check runs qemu-img check read-only (never -r).
+func (q QemuImg) Check(ctx context.Context, path string, share bool) (*CheckResult, error) {
+	out, code, err := q.run(ctx, share, "check", "--output=json", path)
+	if err != nil {
+		return nil, err
+	}
+	var c CheckResult
+	if err := json.Unmarshal(out, &c); err != nil {
+		return nil, fmt.Errorf("qemu-img check %s (exit %d): %w", path, code, err)
+	}
+	return &c, nil
+}
+
+// Gather reads an image's facts: info (with force-share only when the
+// image is locked by a running VM), the backing chain link by link (so
+// a missing link is named, not just an error), and unless skipCheck a
+// qemu-img check.
+func (q QemuImg) Gather(ctx context.Context, path string, l2Cache uint64, skipCheck bool) (ImageFacts, error) {
+	f := ImageFacts{Path: path, L2Cache: l2Cache}
+	info, err := q.Info(ctx, path, false)
+	if errors.Is(err, errLocked) {
+		f.Shared = true
+		info, err = q.Info(ctx, path, true)
+	}
+	if err != nil {
+		return f, fmt.Errorf("image %s: %w", path, err)
+	}
+	f.Info = info
+	f.Chain = q.chain(ctx, path, info, f.Shared)
+	// qemu-img check opens the whole chain: with a link missing it can
+	// only fail, and backing_missing already says why.
+	if !skipCheck && info.Format == "qcow2" && !chainBroken(f.Chain) {
+		f.Check, f.CheckErr = q.Check(ctx, path, f.Shared)
+	}
+	return f, nil
+}
+
+func (q QemuImg) chain(ctx context.Context, top string, info ImageInfo, share bool) []ChainLink {
+	var links []ChainLink
+	dir := filepath.Dir(top)
+	cur := info
+	for i := 0; i < maxChain && cur.BackingFile != ""; i++ {
+		p := cur.FullBacking
+		if p == "" {
+			p = cur.BackingFile
+		}
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		link := ChainLink{Path: p}
+		if _, err := os.Stat(p); err != nil {
+			link.Err = err
+			return append(links, link)
+		}
+		next, err := q.Info(ctx, p, share)
+		if errors.Is(err, errLocked) {
+			next, err = q.Info(ctx, p, true)
+		}
+		if err != nil {
+			link.Err = err
+			return append(links, link)
+		}
+		link.Info = &next
+		links = append(links, link)
+		cur, dir = next, filepath.Dir(p)
+	}
+	return links
+}
+
+func chainBroken(links []ChainLink) bool {
+	for _, l := range links {
+		if l.Err != nil {
+			return true
+		}
+	}
+	return false
+}
