@@ -50,6 +50,7 @@ type Agent struct {
 	log     hclog.InterceptLogger
 	clock   clock.Clock
 	notify  func(string)
+	wd      *watchdog // nil outside systemd or without WatchdogSec
 
 	src   source
 	store *tuning.Store
@@ -125,6 +126,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
+	a.startWatchdog(runCtx, &wg)
 	a.startupChecks(ctx)
 	a.notify("READY=1")
 	a.log.Info("agent running", "backend", a.src.Name(), "interval", a.cfg.Interval.String(), "listen", a.cfg.Listen, "dry_run", a.cfg.DryRun)
@@ -289,6 +291,28 @@ func (a *Agent) reload(ctx context.Context) {
 	}
 }
 
+// startWatchdog checks interval against systemd's watchdog window and
+// starts the pings, which come from their own goroutine.
+func (a *Agent) startWatchdog(ctx context.Context, wg *sync.WaitGroup) {
+	half, ok := sdnotify.WatchdogInterval()
+	if !ok {
+		return
+	}
+	window := 2 * half
+	if w := watchdogWarning(window, a.cfg.Interval); w != "" {
+		a.log.Warn(w, "interval", a.cfg.Interval.String(), "watchdog", window.String())
+	}
+	a.wd = newWatchdog(clock.Real{}, window, a.cfg.Interval, a.cfg.CallTimeout, a.notify)
+	a.wd.run(ctx, wg)
+}
+
+// progress tells the watchdog the main loop is alive.
+func (a *Agent) progress() {
+	if a.wd != nil {
+		a.wd.progress()
+	}
+}
+
 // loop runs a cycle every interval until ctx ends.
 func (a *Agent) loop(ctx context.Context, reload <-chan struct{}) {
 	t := time.NewTicker(a.cfg.Interval)
@@ -302,8 +326,8 @@ func (a *Agent) loop(ctx context.Context, reload <-chan struct{}) {
 			a.reload(ctx)
 		case <-t.C:
 			a.cycle(ctx)
-			a.notify("WATCHDOG=1")
 		}
+		a.progress()
 	}
 }
 

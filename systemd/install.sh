@@ -41,9 +41,18 @@ for doc in README.md docs/metrics.md; do
 	fi
 done
 
+# A fresh install changes nothing on the host until an SRE says so: the
+# installed config starts in dry-run (decide, record and report, never
+# act). `qtune status` says DRY RUN until dry_run is set to false.
 if [[ -f examples/agent.hcl && ! -e "$dest/etc/qtune/agent.hcl" ]]; then
-	install -m 0644 examples/agent.hcl "$dest/etc/qtune/agent.hcl"
-	echo "installed $dest/etc/qtune/agent.hcl"
+	sed 's/^dry_run = false .*$/dry_run = true    # installed in dry-run: set false (then systemctl restart qtune) once `qtune status` shows the decisions you want/' \
+		examples/agent.hcl >"$dest/etc/qtune/agent.hcl"
+	chmod 0644 "$dest/etc/qtune/agent.hcl"
+	if ! grep -q '^dry_run = true' "$dest/etc/qtune/agent.hcl"; then
+		echo "install.sh: could not set dry_run = true in $dest/etc/qtune/agent.hcl" >&2
+		exit 1
+	fi
+	echo "installed $dest/etc/qtune/agent.hcl (dry_run = true: nothing is changed until you set it false)"
 else
 	echo "kept $dest/etc/qtune/agent.hcl as it is"
 fi
@@ -78,4 +87,7 @@ cat <<'EOF'
 qtune is installed but not running. To start it now and at every boot:
   systemctl daemon-reload
   systemctl enable --now qtune
+A new install runs in dry-run: it decides and reports (qtune status,
+qtune plan) but changes no VM until dry_run = false in
+/etc/qtune/agent.hcl and `systemctl restart qtune`.
 EOF

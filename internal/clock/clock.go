@@ -83,3 +83,11 @@ func (f *Fake) Set(t time.Time) {
 		f.Advance(d)
 	}
 }
+
+// Waiters is how many After channels have not fired yet, so a test can
+// wait until a goroutine is parked on the clock before advancing it.
+func (f *Fake) Waiters() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.waiters)
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/qtune/qtune/agent"
+)
+
+// A fresh install changes nothing on the host: its config is in dry-run.
+func TestInstallStartsInDryRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dest := t.TempDir()
+	cmd := exec.Command("bash", filepath.Join("..", "..", "systemd", "install.sh"))
+	cmd.Env = append(os.Environ(), "DESTDIR="+dest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("install.sh: %v\n%s", err, out)
+	}
+	cfg, err := agent.LoadConfig(filepath.Join(dest, "etc", "qtune", "agent.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.DryRun {
+		t.Fatal("installed config is not in dry-run")
+	}
+	example, err := agent.LoadConfig(filepath.Join("..", "..", "examples", "agent.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if example.Interval != cfg.Interval || example.StateDir != cfg.StateDir || example.PolicyDir != cfg.PolicyDir {
+		t.Fatalf("installed config differs from the example beyond dry_run: %+v", cfg)
+	}
+}
