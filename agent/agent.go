@@ -420,6 +420,9 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) (*http.Server, er
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
 	}
+	if network == "tcp" && !loopback(ln.Addr()) {
+		a.log.Warn("the metrics and status listener is reachable from other hosts; it shows VM names and disk paths", "listen", ln.Addr().String())
+	}
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
 	wg.Add(1)
 	go func() {
@@ -429,4 +432,10 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) (*http.Server, er
 		}
 	}()
 	return srv, nil
+}
+
+// loopback says whether addr can be reached from this host only.
+func loopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
