@@ -230,11 +230,19 @@ func (r *Reader) rates(dev string, cur reading) Device {
 		return prev.rates
 	}
 	cur.rates = unknownDevice()
-	if dt := cur.at.Sub(prev.at); ok && dt > 0 && cur.c.ioMs >= prev.c.ioMs {
+	if dt := cur.at.Sub(prev.at); ok && dt > 0 && monotone(prev.c, cur.c) {
 		cur.rates = derive(prev.c, cur.c, dt)
 	}
 	r.prev[dev] = cur
 	return cur.rates
+}
+
+// monotone reports whether no counter went backwards (a device removed and
+// added again under the same number starts from zero).
+func monotone(a, b counters) bool {
+	return b.reads >= a.reads && b.sectorsRead >= a.sectorsRead && b.msReading >= a.msReading &&
+		b.writes >= a.writes && b.sectorsWritten >= a.sectorsWritten && b.msWriting >= a.msWriting &&
+		b.ioMs >= a.ioMs && b.weightedMs >= a.weightedMs
 }
 
 // derive computes rates from two readings dt apart. Sectors are 512 bytes

@@ -116,3 +116,13 @@ func TestDeviceRates(t *testing.T) {
 		t.Errorf("write latency without writes = %v, want NaN", d.WriteLatencyMs)
 	}
 }
+
+func TestDeviceRatesAfterReset(t *testing.T) {
+	r := &Reader{}
+	t0 := time.Unix(1000, 0)
+	r.rates("8:0", reading{c: counters{reads: 100, ioMs: 10}, at: t0})
+	d := r.rates("8:0", reading{c: counters{reads: 5, ioMs: 20}, at: t0.Add(time.Second)})
+	if !math.IsNaN(d.Util) || !math.IsNaN(d.ReadBPS) {
+		t.Errorf("rates across a counter reset = %+v, want unknown", d)
+	}
+}
