@@ -48,10 +48,10 @@ func (h *history) add(points []sample.Point, s *Set) {
 			needed[site.metric] = true
 		}
 	}
-	aggs := vmAggregates(points)
+	aggs, nbs := vmAggregates(points), neighbourhoods(points)
 	for i := range points {
 		p := &points[i]
-		in := input{p: p, vm: aggs[p.Disk.VM]}
+		in := input{p: p, vm: aggs[p.Disk.VM], nb: nbs[p.Disk.VM+"/"+p.Disk.Name]}
 		hp := histPoint{at: p.Disk.Time, vals: make(map[string]float64, len(needed))}
 		for name := range needed {
 			m, _ := LookupMetric(name)

@@ -27,6 +27,10 @@ type neighbourhood struct {
 	readP99Ms, writeP99Ms float64 // worst p99 among the others; NaN without histograms
 }
 
+// noNeighbours is the neighbourhood of a disk whose device is unknown.
+var noNeighbours = neighbourhood{writeShare: math.NaN(), readShare: math.NaN(),
+	readLatMs: math.NaN(), writeLatMs: math.NaN(), readP99Ms: math.NaN(), writeP99Ms: math.NaN()}
+
 // neighbourhoods computes every point's neighbourhood, keyed by VM/disk.
 func neighbourhoods(points []sample.Point) map[string]neighbourhood {
 	byDev := map[string][]*sample.Point{}
@@ -36,6 +40,9 @@ func neighbourhoods(points []sample.Point) map[string]neighbourhood {
 		}
 	}
 	out := map[string]neighbourhood{}
+	for i := range points {
+		out[points[i].Disk.VM+"/"+points[i].Disk.Name] = noNeighbours
+	}
 	for _, ps := range byDev {
 		var rsum, wsum float64
 		for _, p := range ps {

@@ -34,3 +34,12 @@ rule "hysteresis" {
   clear_after  = "3s"
   throttle { write_iops = 500 }
 }
+
+# A window over a neighbour metric.
+rule "neighbour-window" {
+  match { domain = "nw-*" }
+  priority = 5
+  when     = avg_over(disk.neighbour_read_latency_ms, "3s") > 20 && disk.device_write_share > 0.5
+  for      = "1s"
+  throttle { write_bps = 1048576 }
+}

@@ -177,3 +177,37 @@ test "release_when decides the way out" {
     decision = "revert"
   }
 }
+
+test "a window over a neighbour's latency" {
+  interval = "1s"
+  disk "nw-culprit" "vda" {
+    device    = "8:0"
+    write_bps = "5000000x10"
+  }
+  disk "nw-victim" "vda" {
+    device          = "8:0"
+    read_latency_ms = "2x3 50x7"
+  }
+  # The 3 s average of the victim's latency crosses 20 at 4s (2, 50, 50).
+  expect {
+    at       = "3s"
+    rule     = "neighbour-window"
+    vm       = "nw-culprit"
+    disk     = "vda"
+    decision = "none"
+  }
+  expect {
+    at       = "6s"
+    rule     = "neighbour-window"
+    vm       = "nw-culprit"
+    disk     = "vda"
+    decision = "apply"
+  }
+  expect {
+    at       = "6s"
+    rule     = "neighbour-window"
+    vm       = "nw-victim"
+    disk     = "vda"
+    decision = "none"
+  }
+}
