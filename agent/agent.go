@@ -52,13 +52,14 @@ type Agent struct {
 	notify  func(string)
 	wd      *watchdog // nil outside systemd or without WatchdogSec
 
-	src   source
-	store *tuning.Store
-	exec  *tuning.Executor
-	eval  *policy.Evaluator
-	host  *hoststat.Reader
-	m     *metrics
-	jobs  *tuning.JobManager // nil when the backend runs no block jobs
+	src      source
+	store    *tuning.Store
+	storeErr string // why the state store was refused; set before any goroutine starts
+	exec     *tuning.Executor
+	eval     *policy.Evaluator
+	host     *hoststat.Reader
+	m        *metrics
+	jobs     *tuning.JobManager // nil when the backend runs no block jobs
 
 	ruleNames atomic.Pointer[map[string]bool] // the rules in force, for the job manager
 
@@ -90,16 +91,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.cfg.Validate(); err != nil {
 		return err
 	}
-	var err error
-	if a.store, err = tuning.OpenStore(a.cfg.StateDir); err != nil {
+	closeStore, err := a.openStore()
+	if err != nil {
 		return err
 	}
-	defer a.store.Close()
+	defer closeStore()
 	if a.src, err = a.openSource(ctx); err != nil {
 		return err
 	}
 	a.exec = tuning.NewExecutor(a.src.Backend(), a.store, tuning.Options{
-		DryRun: a.cfg.DryRun, Clock: a.clock, Log: a.log.Named("tuning"),
+		DryRun: a.cfg.DryRun || a.refusing(), Clock: a.clock, Log: a.log.Named("tuning"),
 		Limits: tuning.Limits{PerVMPerHour: a.cfg.Limits.PerVMPerHour, PerHostPerMinute: a.cfg.Limits.PerHostPerMinute,
 			MinChange: a.cfg.Limits.MinChange, L2Budget: a.cfg.Limits.L2CacheBudget, CallTimeout: a.cfg.CallTimeout},
 	})
@@ -127,7 +128,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	a.startWatchdog(runCtx, &wg)
-	a.startupChecks(ctx)
+	if !a.refusing() {
+		a.startupChecks(ctx)
+	}
 	a.notify("READY=1")
 	a.log.Info("agent running", "backend", a.src.Name(), "interval", a.cfg.Interval.String(), "listen", a.cfg.Listen, "dry_run", a.cfg.DryRun)
 	a.loop(runCtx, reload)
@@ -397,6 +400,9 @@ func (a *Agent) points(now time.Time, disks []sample.Disk) []sample.Point {
 }
 
 func (a *Agent) execute(ctx context.Context, d policy.Decision) ActionStatus {
+	if a.refusing() {
+		return a.refused(d)
+	}
 	out, err := a.exec.Execute(ctx, d)
 	a.m.actions.WithLabelValues(d.Rule, string(d.Knob), string(out.Result)).Inc()
 	st := ActionStatus{At: a.clock.Now(), Rule: d.Rule, VM: d.VM, Disk: d.Disk, Knob: string(d.Knob), Result: string(out.Result),

@@ -13,6 +13,9 @@ import (
 // startJobs gives the executor a job manager when the backend can run
 // block jobs, and drives it until ctx ends.
 func (a *Agent) startJobs(ctx context.Context, wg *sync.WaitGroup) {
+	if a.refusing() {
+		return // the jobs' records are in the store it cannot trust
+	}
 	driver, ok := a.src.Backend().(tuning.JobDriver)
 	if !ok {
 		a.log.Info("block jobs are not available with this backend; stream, mirror and convert rules are refused", "backend", a.src.Name())

@@ -40,6 +40,7 @@ type cycleSnapshot struct {
 	connected  bool
 	reconnects uint64
 	tainted    int
+	storeOK    bool
 }
 
 var diskMetricDefs = []struct {
@@ -79,9 +80,9 @@ func (m *metrics) publish(s *cycleSnapshot) { m.last.Store(s) }
 // snapshotCollector turns the last published cycle into metrics at
 // scrape time.
 type snapshotCollector struct {
-	m                                                *metrics
-	disk                                             []*prometheus.Desc
-	rule, owned, vms, connected, reconnects, tainted *prometheus.Desc
+	m                                                         *metrics
+	disk                                                      []*prometheus.Desc
+	rule, owned, vms, connected, reconnects, tainted, storeOK *prometheus.Desc
 }
 
 func newSnapshotCollector(m *metrics) *snapshotCollector {
@@ -95,6 +96,7 @@ func newSnapshotCollector(m *metrics) *snapshotCollector {
 	c.connected = prometheus.NewDesc("qtune_backend_connected", "1 while the hypervisor connection is up.", nil, nil)
 	c.reconnects = prometheus.NewDesc("qtune_backend_reconnects_total", "Times the hypervisor connection was re-established.", nil, nil)
 	c.tainted = prometheus.NewDesc("qtune_tainted_domains", "Domains qtune sent QMP to through libvirt (tainted: custom-monitor).", nil, nil)
+	c.storeOK = prometheus.NewDesc("qtune_state_store_ok", "1 while the state store opened and passed its check; 0 while it is refused and qtune changes nothing (status says why).", nil, nil)
 	return c
 }
 
@@ -102,7 +104,7 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.disk {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.rule, c.owned, c.vms, c.connected, c.reconnects, c.tainted} {
+	for _, d := range []*prometheus.Desc{c.rule, c.owned, c.vms, c.connected, c.reconnects, c.tainted, c.storeOK} {
 		ch <- d
 	}
 }
@@ -135,4 +137,5 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, boolFloat(s.connected))
 	ch <- prometheus.MustNewConstMetric(c.reconnects, prometheus.CounterValue, float64(s.reconnects))
 	ch <- prometheus.MustNewConstMetric(c.tainted, prometheus.GaugeValue, float64(s.tainted))
+	ch <- prometheus.MustNewConstMetric(c.storeOK, prometheus.GaugeValue, boolFloat(s.storeOK))
 }

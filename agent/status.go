@@ -20,6 +20,7 @@ type Status struct {
 	Connected     bool               `json:"connected"`
 	Reconnects    uint64             `json:"reconnects"`
 	DryRun        bool               `json:"dry_run"`
+	StoreError    string             `json:"store_error,omitempty"` // the state store was refused: nothing is changed
 	Interval      string             `json:"interval"`
 	LastCycle     time.Time          `json:"last_cycle"`
 	CycleDuration string             `json:"cycle_duration"`
@@ -110,12 +111,13 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	a.m.publish(&cycleSnapshot{points: points, states: states, owned: owned, vms: len(list),
-		connected: connected, reconnects: reconnects, tainted: len(tainted)})
+		connected: connected, reconnects: reconnects, tainted: len(tainted), storeOK: !a.refusing()})
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := &a.status
 	s.Backend, s.Connected, s.Reconnects, s.DryRun = a.src.Name(), connected, reconnects, a.cfg.DryRun
+	s.StoreError = a.storeErr
 	s.Interval, s.LastCycle, s.CycleDuration = a.cfg.Interval.String(), now, dur.Round(time.Millisecond).String()
 	s.VMs, s.Rules, s.Owned, s.Tainted = list, states, owned, tainted
 	s.Errors = map[string]string{}

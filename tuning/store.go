@@ -17,6 +17,10 @@ import (
 // ErrStoreLocked means another qtune holds the state store.
 var ErrStoreLocked = errors.New("tuning: state store is locked by another process")
 
+// ErrStoreCorrupt means the state store failed bbolt's consistency check.
+// It is never replaced silently: an SRE decides (see `qtune state`).
+var ErrStoreCorrupt = errors.New("tuning: state store failed its consistency check")
+
 var (
 	bucketOwned = []byte("owned")
 	bucketLog   = []byte("log")
@@ -81,6 +85,10 @@ func OpenStore(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state store %s: %w", path, err)
 	}
+	if err := checkDB(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state store %s: %w", path, err)
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketOwned, bucketLog} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -94,6 +102,26 @@ func OpenStore(dir string) (*Store, error) {
 		return nil, fmt.Errorf("state store %s: %w", path, err)
 	}
 	return &Store{db: db, keepLog: 10000}, nil
+}
+
+// checkDB runs bbolt's consistency check over every page. A corrupt
+// page can also make bbolt panic while walking it; that is a finding too.
+func checkDB(db *bolt.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrStoreCorrupt, r)
+		}
+	}()
+	return db.View(func(tx *bolt.Tx) error {
+		var found []error
+		for e := range tx.Check() {
+			found = append(found, e)
+		}
+		if len(found) > 0 {
+			return fmt.Errorf("%w: %w", ErrStoreCorrupt, errors.Join(found...))
+		}
+		return nil
+	})
 }
 
 // Close closes the store.

@@ -77,6 +77,9 @@ func printStatus(w io.Writer, st agent.Status) {
 	fmt.Fprintf(w, "backend %s: %s (reconnects %d), interval %s, last cycle %s took %s%s\n",
 		st.Backend, conn, st.Reconnects, st.Interval, st.LastCycle.Local().Format("15:04:05"), st.CycleDuration,
 		map[bool]string{true: ", DRY RUN", false: ""}[st.DryRun])
+	if st.StoreError != "" {
+		fmt.Fprintf(w, "STATE STORE REFUSED, nothing is changed until it is repaired or restored (qtune state check):\n  %s\n", st.StoreError)
+	}
 	fmt.Fprintf(w, "policy %s: %d rules, loaded %s\n", st.Policy.Dir, len(st.Policy.Rules), st.Policy.LoadedAt.Local().Format("15:04:05"))
 	if st.Policy.Error != "" {
 		fmt.Fprintf(w, "  LAST RELOAD FAILED, the policy above stays in force:\n    %s\n", strings.ReplaceAll(st.Policy.Error, "\n", "\n    "))
