@@ -5,17 +5,27 @@
 #               brief fuzzing of the parsers, and the example policies
 #               with their tests.
 #   make build  the qtune binary into ./bin
+#   make bench  quick benchmarks (a few minutes) into bench/RESULTS.md;
+#               make bench-full for every size and longer phases
 
 GO      ?= go
 BIN     := bin/qtune
 FUZZTIME ?= 12s
 
-.PHONY: all build test fmt-check vet unit fuzz policies clean stats-demo demo install lab-deps
+.PHONY: all build bench bench-full test fmt-check vet unit fuzz policies clean stats-demo demo install lab-deps
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/qtune
+
+# Benchmarks measure the built binary against baselines run beside it.
+bench: build lab-deps
+	$(GO) build -o bin/qtune-bench ./bench
+	./bin/qtune-bench -qtune ./$(BIN) $(BENCHFLAGS)
+
+bench-full:
+	$(MAKE) bench BENCHFLAGS=-full
 
 # The go test summary comes last, so it is what a reader sees at the end.
 test: fmt-check vet policies fuzz unit

@@ -1,0 +1,75 @@
+// Command bench measures qtune on this machine and writes the figures,
+// each beside the baseline measured in the same run, into
+// bench/RESULTS.md. Each benchmark owns one section of that file,
+// delimited by "<!-- bench:NAME -->" markers, so benchmarks add or
+// regenerate their section without touching the others'.
+//
+//	go run ./bench            quick mode (a few minutes)
+//	go run ./bench -full      every size, longer phases
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// benchmark is one section of RESULTS.md.
+type benchmark struct {
+	name string // section marker
+	run  func(ctx context.Context, o options) (string, error)
+}
+
+type options struct {
+	full  bool
+	qtune string // the qtune binary under test
+	self  string // this program, re-executed for baselines
+}
+
+var benchmarks = []benchmark{
+	{name: "sampling-qmp", run: samplingQMP},
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "naive-poll" {
+		os.Exit(naivePoll(os.Args[2:]))
+	}
+	full := flag.Bool("full", false, "every size and longer phases")
+	qtune := flag.String("qtune", "bin/qtune", "qtune binary to measure")
+	results := flag.String("results", "bench/RESULTS.md", "results file to update")
+	only := flag.String("only", "", "run only this benchmark section")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	self, err := os.Executable()
+	if err != nil {
+		fatal(err)
+	}
+	o := options{full: *full, qtune: *qtune, self: self}
+	sections := map[string]string{"machine": machineSection(ctx, *full)}
+	for _, b := range benchmarks {
+		if *only != "" && *only != b.name {
+			continue
+		}
+		start := time.Now()
+		fmt.Fprintf(os.Stderr, "bench %s...\n", b.name)
+		text, err := b.run(ctx, o)
+		if err != nil {
+			fatal(fmt.Errorf("%s: %w", b.name, err))
+		}
+		fmt.Fprintf(os.Stderr, "bench %s done in %s\n%s\n", b.name, time.Since(start).Round(time.Second), text)
+		sections[b.name] = text
+	}
+	if err := updateResults(*results, sections); err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
