@@ -185,7 +185,7 @@ var Checks = []Check{
 		Matters:  "Random reads over more than the covered part miss the cache and cost an extra metadata read each: often half the IOPS.",
 		Fix:      "Raise l2-cache-size (QEMU -blockdev l2-cache-size, libvirt <metadata_cache><max_size>) to the full size, or convert to 64 KiB+ clusters.",
 		Severity: "warn when the cache covers less than the whole image.",
-		Automate: "rule \"l2-cache-covers-disk\" {\n  match { format = \"qcow2\" }\n  when = disk.l2_coverage < 1 && disk.read_iops > 50\n  l2_cache { size = \"auto\", max = \"64MiB\" }\n}",
+		Automate: "rule \"l2-cache-covers-disk\" {\n  match { format = \"qcow2\" }\n  when = disk.l2_coverage < 1 && disk.read_iops > 50\n  l2_cache {\n    size = \"auto\"\n    max  = \"64MiB\"\n  }\n}",
 		Image: func(f ImageFacts) *Finding {
 			need := L2Full(f.Info)
 			if need == 0 || f.L2Cache == 0 {

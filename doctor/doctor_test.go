@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/qtune/qtune/policy"
 )
 
 func TestHandbookIsCurrent(t *testing.T) {
@@ -63,5 +65,17 @@ func TestFixOnlyOnProblems(t *testing.T) {
 	}
 	if r.Worst() != Warn {
 		t.Errorf("worst %s", r.Worst())
+	}
+}
+
+// A policy snippet the doctor prints must load as it is.
+func TestAutomateSnippetsParse(t *testing.T) {
+	for _, c := range Checks {
+		if !strings.HasPrefix(c.Automate, "rule ") {
+			continue
+		}
+		if _, ps, err := policy.Parse(map[string][]byte{c.Name + ".hcl": []byte(c.Automate)}); err != nil {
+			t.Errorf("%s: %v\n%v", c.Name, err, ps)
+		}
 	}
 }

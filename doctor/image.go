@@ -76,6 +76,13 @@ type ImageFacts struct {
 	CheckErr error
 	// L2Cache is the metadata cache the image gets (bytes).
 	L2Cache uint64
+	// Extents of the image file on the host (FIEMAP); ExtentsErr when
+	// the filesystem cannot say.
+	Extents    uint64
+	ExtentsErr error
+	// FS is the filesystem under the image; FSErr when statfs failed.
+	FS    FileSystem
+	FSErr error
 }
 
 // QemuImg runs qemu-img; Path empty means "qemu-img" from PATH.
@@ -157,6 +164,10 @@ func (q QemuImg) Gather(ctx context.Context, path string, l2Cache uint64, skipCh
 		return f, fmt.Errorf("image %s: %w", path, err)
 	}
 	f.Info = info
+	if abs, err := filepath.Abs(path); err == nil {
+		f.FS, f.FSErr = StatFS(abs)
+	}
+	f.Extents, f.ExtentsErr = Extents(path)
 	f.Chain = q.chain(ctx, path, info, f.Shared)
 	// qemu-img check opens the whole chain: with a link missing it can
 	// only fail, and backing_missing already says why.
