@@ -59,8 +59,9 @@ func (v *Libvirt) LookupDomain(ctx context.Context, name string) (DomainInfo, er
 }
 
 // BlockStats reads the block counters of the named domains, or of every
-// running domain when names is empty, in one ConnectGetAllDomainStats
-// call. Disks are named by target (vda); the counters are stamped when the
+// active domain (running, paused, ...) when names is empty, in one
+// ConnectGetAllDomainStats call: a VM paused on an I/O error is the one an
+// SRE most needs to see. Disks are named by target (vda); the counters are stamped when the
 // call returns.
 func (v *Libvirt) BlockStats(ctx context.Context, names ...string) (map[string][]sample.Disk, error) {
 	var doms []libvirt.Domain
@@ -77,7 +78,7 @@ func (v *Libvirt) BlockStats(ctx context.Context, names ...string) (map[string][
 		// libvirt has at hand instead of stalling the call for everyone.
 		flags := uint32(libvirt.ConnectGetAllDomainsStatsNowait)
 		if len(doms) == 0 {
-			flags |= uint32(libvirt.ConnectGetAllDomainsStatsRunning)
+			flags |= uint32(libvirt.ConnectGetAllDomainsStatsActive)
 		}
 		var err error
 		recs, err = l.ConnectGetAllDomainStats(doms, uint32(libvirt.DomainStatsBlock), flags)

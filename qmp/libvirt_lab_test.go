@@ -103,6 +103,17 @@ func TestRealLibvirt(t *testing.T) {
 		t.Logf("passthrough sample: %s", raw)
 	})
 
+	t.Run("paused domain in bulk stats", func(t *testing.T) {
+		if _, err := d.Virsh(ctx, "suspend", "t1"); err != nil {
+			t.Fatal(err)
+		}
+		defer d.Virsh(ctx, "resume", "t1")
+		s, err := v.BlockStats(ctx)
+		if err != nil || len(s["t1"]) != 1 {
+			t.Fatalf("bulk stats with t1 paused: %+v, %v", s, err)
+		}
+	})
+
 	t.Run("reconnect after libvirtd restart", func(t *testing.T) {
 		if err := d.Restart(ctx); err != nil {
 			t.Fatal(err)
