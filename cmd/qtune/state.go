@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/qtune/qtune/tuning"
+)
+
+func init() {
+	register(command{name: "state", summary: "check or export the agent's state store (reads only)", run: runState})
+}
+
+// runState: qtune state check|export [--state-dir DIR] [-o FILE].
+func runState(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "check" && args[0] != "export") {
+		fmt.Fprintln(stderr, "usage: qtune state check|export [--state-dir DIR] [-o FILE]")
+		return exitUsage
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("qtune state "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("state-dir", "/var/lib/qtune", "the agent's state directory")
+	outPath := fs.String("o", "", "export: write to this file instead of stdout")
+	if err := fs.Parse(args[1:]); err != nil {
+		return exitUsage
+	}
+	path := tuning.StorePath(*dir)
+	if _, err := os.Stat(path); err != nil {
+		fmt.Fprintf(stderr, "qtune state %s: %v\n", verb, err)
+		return exitFailure
+	}
+	if verb == "check" {
+		return stateCheck(path, stdout, stderr)
+	}
+	return stateExport(path, *outPath, stdout, stderr)
+}
+
+func stateCheck(path string, stdout, stderr io.Writer) int {
+	findings, err := tuning.CheckStoreFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "qtune state check: %v\n", err)
+		if errors.Is(err, tuning.ErrStoreLocked) {
+			fmt.Fprintln(stderr, "a running agent holds it; stop the agent first")
+		}
+		return exitFailure
+	}
+	if len(findings) == 0 {
+		fmt.Fprintf(stdout, "%s: ok\n", path)
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "%s: %d problem(s)\n", path, len(findings))
+	for _, f := range findings {
+		fmt.Fprintf(stdout, "  %s\n", f)
+	}
+	return exitFailure
+}
+
+func stateExport(path, outPath string, stdout, stderr io.Writer) int {
+	exp, err := tuning.ExportStoreFile(path, time.Now().UTC())
+	if err != nil {
+		fmt.Fprintf(stderr, "qtune state export: %v\n", err)
+		return exitFailure
+	}
+	b, err := json.MarshalIndent(exp, "", "  ")
+	if err != nil {
+		fmt.Fprintf(stderr, "qtune state export: %v\n", err)
+		return exitFailure
+	}
+	b = append(b, '\n')
+	if outPath == "" {
+		stdout.Write(b)
+		return exitOK
+	}
+	if err := os.WriteFile(outPath, b, 0o600); err != nil {
+		fmt.Fprintf(stderr, "qtune state export: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
