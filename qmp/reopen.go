@@ -21,6 +21,16 @@ import (
 // for sure, so a reopen could silently reset something.
 var ErrOptionsUnknown = errors.New("qmp: node options not known for sure")
 
+// AutoNodeAdvice says what to do about a node QEMU named itself.
+const AutoNodeAdvice = "QEMU named this node itself, as it does for -drive disks and inline children; " +
+	"cache mode and qcow2 cache need the disk started with -blockdev and an explicit node-name per layer; " +
+	"throttles work either way"
+
+// NotOnCommandLineAdvice says what to do about a node whose options are
+// not on QEMU's command line.
+const NotOnCommandLineAdvice = "the node is not on QEMU's command line, e.g. added later by blockdev-add; " +
+	"qtune changes its cache mode or qcow2 cache only once the VM is restarted with it as a -blockdev"
+
 // NodeOptions is one node's option tree, as given to -blockdev.
 type NodeOptions map[string]any
 
@@ -85,11 +95,11 @@ func CommandLineBlockdevs(pid int) (map[string]NodeOptions, error) {
 // for, and any change to what reopen cannot change.
 func ReopenOptions(all map[string]NodeOptions, node string, changes map[string]any) (map[string]any, error) {
 	if IsAutoNodeName(node) {
-		return nil, fmt.Errorf("reopen %s: %w", node, ErrAutoNode)
+		return nil, fmt.Errorf("reopen %s: %w (%s)", node, ErrAutoNode, AutoNodeAdvice)
 	}
 	orig, ok := all[node]
 	if !ok {
-		return nil, fmt.Errorf("reopen %s: no -blockdev options recorded for it: %w", node, ErrOptionsUnknown)
+		return nil, fmt.Errorf("reopen %s: no -blockdev options recorded for it (%s): %w", node, NotOnCommandLineAdvice, ErrOptionsUnknown)
 	}
 	if err := checkChildren(all, node, orig); err != nil {
 		return nil, err

@@ -74,8 +74,8 @@ func TestReopenOptionsRefuses(t *testing.T) {
 		want    error
 		msg     string
 	}{
-		{"auto node", opts, "#block123", nil, ErrAutoNode, ""},
-		{"unknown node", opts, "libvirt-9-format", nil, ErrOptionsUnknown, "no -blockdev options"},
+		{"auto node", opts, "#block123", nil, ErrAutoNode, "started with -blockdev and an explicit node-name"},
+		{"unknown node", opts, "libvirt-9-format", nil, ErrOptionsUnknown, "added later by blockdev-add"},
 		{"implicit backing chain", implicit, "q", map[string]any{"l2-cache-size": 1}, ErrOptionsUnknown, "opened implicitly"},
 		{"unknown child", orphan, "q", nil, ErrOptionsUnknown, "child file=gone"},
 		{"backing change", opts, "libvirt-1-format", map[string]any{"backing": nil}, nil, `"backing" cannot be changed`},

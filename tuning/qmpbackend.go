@@ -171,14 +171,14 @@ func (r *reopener) fileNode(d sample.Disk) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if qmp.IsAutoNodeName(d.Node) {
-		return "", fmt.Errorf("%s/%s: node %s: %w", r.vm, d.Name, d.Node, qmp.ErrAutoNode)
+		return "", fmt.Errorf("%s/%s: node %s: %w (%s)", r.vm, d.Name, d.Node, qmp.ErrAutoNode, qmp.AutoNodeAdvice)
 	}
 	o, ok := r.opts[d.Node]
 	if !ok {
 		if r.optsErr != nil {
 			return "", fmt.Errorf("%s/%s: %w", r.vm, d.Name, r.optsErr)
 		}
-		return "", fmt.Errorf("%s/%s: no options for node %s: %w", r.vm, d.Name, d.Node, qmp.ErrOptionsUnknown)
+		return "", fmt.Errorf("%s/%s: no options for node %s (%s): %w", r.vm, d.Name, d.Node, qmp.NotOnCommandLineAdvice, qmp.ErrOptionsUnknown)
 	}
 	f, ok := o["file"].(string)
 	if !ok {
