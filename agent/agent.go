@@ -429,7 +429,15 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) (*http.Server, er
 	if network == "tcp" && !loopback(ln.Addr()) {
 		a.log.Warn("the metrics and status listener is reachable from other hosts; it shows VM names and disk paths", "listen", ln.Addr().String())
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+	h := a.handler()
+	if a.cfg.Pprof {
+		if network == "tcp" && !loopback(ln.Addr()) {
+			a.log.Warn("pprof is served on a loopback or unix listener only; not enabled", "listen", ln.Addr().String())
+		} else {
+			h = withPprof(h)
+		}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -59,6 +59,7 @@ type Config struct {
 	StateDir         string
 	Listen           string
 	DryRun           bool
+	Pprof            bool // Go profiling under /debug/pprof/ on a loopback listener
 	AllowPassthrough bool
 	LogLevel         string
 	LogFormat        string

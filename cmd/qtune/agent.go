@@ -31,6 +31,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	listen := fs.String("listen", "", "HTTP listen address, or unix:PATH")
 	interval := fs.Duration("interval", 0, "sampling interval")
 	dryRun := fs.Bool("dry-run", false, "decide and record, never change a VM")
+	pprofOn := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ (loopback or unix listener only)")
 	passthrough := fs.Bool("allow-passthrough", false, "allow QMP through libvirt (taints domains) for cache mode and qcow2 cache")
 	logLevel := fs.String("log-level", "", "trace, debug, info, warn, error")
 	logFormat := fs.String("log-format", "", "json or text")
@@ -77,6 +78,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if set["dry-run"] {
 		cfg.DryRun = *dryRun
+	}
+	if *pprofOn {
+		cfg.Pprof = true
 	}
 	if set["allow-passthrough"] {
 		cfg.AllowPassthrough = *passthrough
