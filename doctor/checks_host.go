@@ -95,6 +95,27 @@ var hostChecks = []Check{
 			return &Finding{Severity: OK, Summary: f.FS.Type + " on " + f.FS.Mount}
 		},
 	},
+	{
+		Name:     "io_scheduler",
+		Title:    "host I/O scheduler and queue",
+		Means:    "The block-layer scheduler and queue settings of the host device under the image.",
+		Matters:  "bfq spends CPU on every request and caps IOPS on fast non-rotational devices; a rotational disk without a scheduler (none) lets one VM's stream starve the others' reads.",
+		Fix:      "echo mq-deadline (or none on NVMe) > /sys/block/DEV/queue/scheduler, and make it stick with a udev rule.",
+		Severity: "info for bfq on a non-rotational device and for none on a rotational one; ok otherwise (settings in the evidence).",
+		Image: func(f ImageFacts) *Finding {
+			q := f.Queue
+			if f.QueueErr != nil || q.Scheduler == "" {
+				return nil
+			}
+			ev := map[string]string{"device": q.Device, "scheduler": q.Scheduler, "rotational": strconv.FormatBool(q.Rotational),
+				"nr_requests": strconv.Itoa(q.NrRequests), "read_ahead_kb": strconv.Itoa(q.ReadAheadKB)}
+			sum := fmt.Sprintf("%s on device %s (rotational %v)", q.Scheduler, q.Device, q.Rotational)
+			if (q.Scheduler == "bfq" && !q.Rotational) || (q.Scheduler == "none" && q.Rotational) {
+				return &Finding{Severity: Info, Summary: sum, Evidence: ev}
+			}
+			return &Finding{Severity: OK, Summary: sum, Evidence: ev}
+		},
+	},
 }
 
 func init() { Checks = append(Checks, hostChecks...) }

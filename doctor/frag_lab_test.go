@@ -57,6 +57,9 @@ func TestFragmentedImageOnLoopExt4(t *testing.T) {
 	if f.FS.Type != "ext4" || f.FS.Mount != mnt {
 		t.Errorf("filesystem %+v, want the ext4 at %s", f.FS, mnt)
 	}
+	if f.QueueErr != nil || f.Queue.Scheduler == "" {
+		t.Errorf("no queue for the loop device: %+v %v", f.Queue, f.QueueErr)
+	}
 	assertOnly(t, r, "fragmentation", Warn)
 }
 

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/qtune/qtune/internal/hoststat"
 )
 
 // FIEMAP on a real file: a hole splits the data into two extents.
@@ -71,5 +73,30 @@ func TestHostChecks(t *testing.T) {
 				t.Errorf("worst %s, want %s: %+v", r.Worst(), c.want, r.Findings)
 			}
 		})
+	}
+}
+
+func TestSchedulerCheck(t *testing.T) {
+	for _, c := range []struct {
+		q    hoststat.Queue
+		want Severity
+	}{
+		{hoststat.Queue{Device: "8:0", Scheduler: "mq-deadline"}, OK},
+		{hoststat.Queue{Device: "8:0", Scheduler: "bfq"}, Info},
+		{hoststat.Queue{Device: "8:0", Scheduler: "bfq", Rotational: true}, OK},
+		{hoststat.Queue{Device: "8:0", Scheduler: "none", Rotational: true}, Info},
+	} {
+		var f ImageFacts
+		f.Queue = c.q
+		r := CheckImage(f)
+		found := false
+		for _, fd := range r.Findings {
+			if fd.Check == "io_scheduler" {
+				found = fd.Severity == c.want
+			}
+		}
+		if !found || r.Worst() != c.want {
+			t.Errorf("%+v: %+v, want %s", c.q, r.Findings, c.want)
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/qtune/qtune/internal/hoststat"
 )
 
 // maxChain bounds the walk down a backing chain (a loop of backing files
@@ -83,6 +85,10 @@ type ImageFacts struct {
 	// FS is the filesystem under the image; FSErr when statfs failed.
 	FS    FileSystem
 	FSErr error
+	// Queue is the block-layer queue of the device under the image;
+	// QueueErr when there is none (tmpfs, overlay, NFS).
+	Queue    hoststat.Queue
+	QueueErr error
 }
 
 // QemuImg runs qemu-img; Path empty means "qemu-img" from PATH.
@@ -166,6 +172,7 @@ func (q QemuImg) Gather(ctx context.Context, path string, l2Cache uint64, skipCh
 	f.Info = info
 	if abs, err := filepath.Abs(path); err == nil {
 		f.FS, f.FSErr = StatFS(abs)
+		f.Queue, f.QueueErr = hoststat.NewReader().QueueFor(abs)
 	}
 	f.Extents, f.ExtentsErr = Extents(path)
 	f.Chain = q.chain(ctx, path, info, f.Shared)

@@ -227,7 +227,7 @@ func hostIndependent(r Report) Report {
 	out := r
 	out.Findings = append([]Finding(nil), r.Findings...)
 	for i, f := range out.Findings {
-		if f.Check == "fragmentation" || f.Check == "fs_space" || f.Check == "filesystem" {
+		if f.Check == "fragmentation" || f.Check == "fs_space" || f.Check == "filesystem" || f.Check == "io_scheduler" {
 			out.Findings[i].Summary = "(host-dependent)"
 			ev := map[string]string{}
 			for k := range f.Evidence {
