@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"os"
 	"os/exec"
@@ -166,6 +167,10 @@ func TestImagesAgainstQemuImg(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The scheduler of this machine's disk is no property of the
+			// crafted image (bfq on an SSD would be info here): the
+			// loop-device test and the unit tests cover that check.
+			f.QueueErr = errors.New("left out")
 			r := CheckImage(f)
 			r.Target = strings.TrimPrefix(r.Target, dir+"/")
 			assertOnly(t, r, c.check, c.want)
