@@ -21,6 +21,7 @@ import (
 
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/hoststat"
+	"github.com/qtune/qtune/internal/logonce"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/internal/sdnotify"
 	"github.com/qtune/qtune/policy"
@@ -61,6 +62,8 @@ type Agent struct {
 	m        *metrics
 	jobs     *tuning.JobManager // nil when the backend runs no block jobs
 
+	failLog *logonce.Limiter // repeated failures: logged at start, change, reminder
+
 	ruleNames atomic.Pointer[map[string]bool] // the rules in force, for the job manager
 
 	prev map[string]sample.Disk // last sample per vm/disk, for rates
@@ -80,7 +83,8 @@ type Cycle struct {
 // read again on SIGHUP for the log level.
 func New(cfg Config, cfgPath string, log hclog.InterceptLogger) *Agent {
 	return &Agent{cfg: cfg, cfgPath: cfgPath, log: log, clock: clock.Real{}, notify: func(string) {},
-		host: hoststat.NewReader(), m: newMetrics(), prev: map[string]sample.Disk{}}
+		host: hoststat.NewReader(), m: newMetrics(), prev: map[string]sample.Disk{},
+		failLog: logonce.New(clock.Real{}, failureReminder)}
 }
 
 // SetNotify sets the service manager hook (READY=1, RELOADING=1, ...).
@@ -357,10 +361,7 @@ func (a *Agent) cycle(ctx context.Context) {
 	if dur > a.cfg.Interval {
 		a.m.late.Inc()
 	}
-	for vm, err := range errs {
-		a.m.sampleErrors.WithLabelValues(vm).Inc()
-		a.log.Warn("sample failed", "vm", vm, "error", err.Error())
-	}
+	a.logSampleErrors(disks, errs, gone)
 	a.publish(now, dur, points, errs, outcomes)
 }
 
