@@ -37,6 +37,14 @@ type Reader struct {
 	mu sync.Mutex
 	// prev holds the last diskstats reading per "major:minor".
 	prev map[string]reading
+	// whole maps a "major:minor" to its whole device. The sysfs topology
+	// under a mounted filesystem does not change, and resolving it is a
+	// symlink walk per image per cycle.
+	whole map[string]string
+	// stats is /proc/diskstats as read at statsAt: one read serves every
+	// image of a pass.
+	stats   []byte
+	statsAt time.Time
 }
 
 // counters are one device's /proc/diskstats fields that qtune uses.
@@ -148,8 +156,8 @@ func (r *Reader) ForImage(path string, now time.Time) (Image, error) {
 		return img, fmt.Errorf("statfs %s: %w", path, err)
 	}
 	img.FreeBytes = fs.Bavail * uint64(fs.Bsize)
-	img.Device = r.wholeDevice(unix.Major(st.Dev), unix.Minor(st.Dev))
-	c, err := r.counters(img.Device)
+	img.Device = r.cachedWholeDevice(unix.Major(st.Dev), unix.Minor(st.Dev))
+	c, err := r.counters(img.Device, now)
 	if err != nil {
 		// Overlay, tmpfs and NFS have no diskstats line; free space still counts.
 		return img, nil
@@ -177,12 +185,37 @@ func (r *Reader) wholeDevice(major, minor uint32) string {
 	return strings.TrimSpace(string(b))
 }
 
-func (r *Reader) counters(dev string) (counters, error) {
-	b, err := os.ReadFile(r.path("proc/diskstats"))
-	if err != nil {
-		return counters{}, fmt.Errorf("read diskstats: %w", err)
+func (r *Reader) cachedWholeDevice(major, minor uint32) string {
+	key := fmt.Sprintf("%d:%d", major, minor)
+	r.mu.Lock()
+	dev, ok := r.whole[key]
+	r.mu.Unlock()
+	if ok {
+		return dev
 	}
-	return parseDiskstats(b, dev)
+	dev = r.wholeDevice(major, minor)
+	r.mu.Lock()
+	if r.whole == nil {
+		r.whole = make(map[string]string)
+	}
+	r.whole[key] = dev
+	r.mu.Unlock()
+	return dev
+}
+
+// counters reads dev's line of /proc/diskstats as of now; images sampled
+// at the same now share one read of the file.
+func (r *Reader) counters(dev string, now time.Time) (counters, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stats == nil || !r.statsAt.Equal(now) {
+		b, err := os.ReadFile(r.path("proc/diskstats"))
+		if err != nil {
+			return counters{}, fmt.Errorf("read diskstats: %w", err)
+		}
+		r.stats, r.statsAt = b, now
+	}
+	return parseDiskstats(r.stats, dev)
 }
 
 // parseIOTicks finds the "time spent doing I/Os" (ms, 10th stat field) of

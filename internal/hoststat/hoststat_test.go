@@ -95,6 +95,15 @@ func TestForImageUtil(t *testing.T) {
 	if again.Util != 0.25 {
 		t.Fatalf("same-pass util = %v, want the shared 0.25", again.Util)
 	}
+	// One read of diskstats per pass: a rewrite within the pass is not
+	// seen, the next pass sees it.
+	write(9000)
+	if c, _ := r.counters(dev, t0.Add(2*time.Second)); c.ioMs != 5500 {
+		t.Errorf("same pass re-read diskstats: io ms %d, want 5500", c.ioMs)
+	}
+	if c, _ := r.counters(dev, t0.Add(3*time.Second)); c.ioMs != 9000 {
+		t.Errorf("next pass: io ms %d, want 9000", c.ioMs)
+	}
 }
 
 func TestDeviceRates(t *testing.T) {
