@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/hoststat"
@@ -438,11 +441,21 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) (*http.Server, er
 			h = withPprof(h)
 		}
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	if a.cfg.WebConfigFile != "" {
+		if err := web.Validate(a.cfg.WebConfigFile); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("web config %s: %w", a.cfg.WebConfigFile, err)
+		}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: a.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug})}
+	flags := &web.FlagConfig{WebConfigFile: &a.cfg.WebConfigFile}
+	// The toolkit's own start-up lines repeat what "agent running" says.
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := web.Serve(ln, srv, flags, quiet); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("HTTP server", "error", err.Error())
 		}
 	}()

@@ -23,6 +23,7 @@ import (
 //	policy_dir        = "/etc/qtune/policy.d"
 //	state_dir         = "/var/lib/qtune"
 //	listen            = "127.0.0.1:9477"   # or "unix:/run/qtune/qtune.sock"
+//	web_config_file   = ""                  # Prometheus web config: TLS, basic auth
 //	dry_run           = false
 //	allow_passthrough = false               # QMP through libvirt (taints domains)
 //	log_level         = "info"
@@ -58,6 +59,7 @@ type Config struct {
 	PolicyDir        string
 	StateDir         string
 	Listen           string
+	WebConfigFile    string // Prometheus exporter-toolkit web config (TLS, basic auth) for the listener
 	DryRun           bool
 	Pprof            bool // Go profiling under /debug/pprof/ on a loopback listener
 	AllowPassthrough bool
@@ -98,6 +100,7 @@ type fileConfig struct {
 	PolicyDir        *string         `hcl:"policy_dir,optional"`
 	StateDir         *string         `hcl:"state_dir,optional"`
 	Listen           *string         `hcl:"listen,optional"`
+	WebConfigFile    *string         `hcl:"web_config_file,optional"`
 	DryRun           *bool           `hcl:"dry_run,optional"`
 	AllowPassthrough *bool           `hcl:"allow_passthrough,optional"`
 	LogLevel         *string         `hcl:"log_level,optional"`
@@ -167,6 +170,7 @@ func LoadConfig(path string) (Config, error) {
 	str(&c.PolicyDir, fc.PolicyDir)
 	str(&c.StateDir, fc.StateDir)
 	str(&c.Listen, fc.Listen)
+	str(&c.WebConfigFile, fc.WebConfigFile)
 	str(&c.LogLevel, fc.LogLevel)
 	str(&c.LogFormat, fc.LogFormat)
 	dur("interval", &c.Interval, fc.Interval)

@@ -14,6 +14,9 @@ call_timeout = "5s"    # deadline of each call to QEMU or libvirt
 policy_dir = "/etc/qtune/policy.d"
 state_dir  = "/var/lib/qtune"
 listen     = "127.0.0.1:9477"   # /metrics, /healthz, /v1/status; or "unix:/run/qtune/qtune.sock"
+# A Prometheus web config (as exporters take): TLS and basic auth for the
+# listener. Needed before listening beyond loopback. "" = plain HTTP.
+web_config_file = ""
 
 dry_run = false   # decide and record, never change a VM
 
