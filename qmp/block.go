@@ -70,15 +70,18 @@ func (d DiskID) args(m map[string]any) error {
 }
 
 // ShortID is the device id within a QOM path
-// ("/machine/peripheral/disk0/virtio-backend" -> "disk0"); for -drive
-// disks the drive name.
+// ("/machine/peripheral/disk0/virtio-backend" -> "disk0"). A device
+// without an id of its own (-drive if=virtio,id=X sits under
+// /machine/peripheral-anon/) is named by its drive, X, which is what
+// the SRE wrote; only with neither is it the QOM path.
 func (d DiskID) ShortID() string {
-	if d.QOMPath == "" {
-		return d.Device
+	if p, ok := strings.CutPrefix(d.QOMPath, "/machine/peripheral/"); ok {
+		if i := strings.IndexByte(p, '/'); i > 0 {
+			return p[:i]
+		}
 	}
-	p := strings.TrimPrefix(d.QOMPath, "/machine/peripheral/")
-	if i := strings.IndexByte(p, '/'); i >= 0 && p != d.QOMPath {
-		return p[:i]
+	if d.Device != "" {
+		return d.Device
 	}
 	return d.QOMPath
 }
