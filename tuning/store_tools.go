@@ -1,6 +1,7 @@
 package tuning
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -107,4 +108,65 @@ func ExportStoreFile(path string, now time.Time) (*StoreExport, error) {
 		})
 	})
 	return out, err
+}
+
+// ImportStoreFile writes exp into a new or empty store at path: every
+// owned record and log line must decode and name its VM, disk and knob,
+// or nothing is written. A store that holds anything, or that a running
+// agent holds, is refused: an import never merges into live state.
+func ImportStoreFile(path string, exp *StoreExport) error {
+	if err := validateExport(exp); err != nil {
+		return err
+	}
+	s, err := OpenStore(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketOwned, bucketLog} {
+			if k, _ := tx.Bucket(name).Cursor().First(); k != nil {
+				return fmt.Errorf("state store %s is not empty (bucket %q): import only into a new store", path, name)
+			}
+		}
+		for name, keys := range exp.Buckets {
+			b, err := tx.CreateBucketIfNotExists([]byte(name))
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				v := []byte(k.Value)
+				if k.Raw != nil {
+					v = k.Raw
+				}
+				if err := b.Put(k.Key, v); err != nil {
+					return fmt.Errorf("bucket %q: %w", name, err)
+				}
+			}
+			if name == string(bucketLog) && len(keys) > 0 {
+				// New log lines go on after the imported ones.
+				if err := b.SetSequence(binary.BigEndian.Uint64(keys[len(keys)-1].Key)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func validateExport(exp *StoreExport) error {
+	var problems []error
+	for i, k := range exp.Buckets[string(bucketOwned)] {
+		var o Owned
+		if err := json.Unmarshal(k.Value, &o); err != nil || o.VM == "" || o.Disk == "" || o.Knob == "" {
+			problems = append(problems, fmt.Errorf("owned[%d] (key %q): not an owned knob with vm, disk and knob (%v)", i, k.Key, err))
+		}
+	}
+	for i, k := range exp.Buckets[string(bucketLog)] {
+		var r Record
+		if len(k.Key) != 8 || json.Unmarshal(k.Value, &r) != nil {
+			problems = append(problems, fmt.Errorf("log[%d]: not a log line with an 8-byte sequence key", i))
+		}
+	}
+	return errors.Join(problems...)
 }

@@ -14,13 +14,15 @@ import (
 )
 
 func init() {
-	register(command{name: "state", summary: "check or export the agent's state store (reads only)", run: runState})
+	register(command{name: "state", summary: "check, export or import the agent's state store", run: runState})
 }
 
-// runState: qtune state check|export [--state-dir DIR] [-o FILE].
+const stateUsage = "usage: qtune state check|export [-o FILE]|import FILE [--state-dir DIR]"
+
+// runState: qtune state check|export|import.
 func runState(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "check" && args[0] != "export") {
-		fmt.Fprintln(stderr, "usage: qtune state check|export [--state-dir DIR] [-o FILE]")
+	if len(args) == 0 || (args[0] != "check" && args[0] != "export" && args[0] != "import") {
+		fmt.Fprintln(stderr, stateUsage)
 		return exitUsage
 	}
 	verb := args[0]
@@ -32,6 +34,13 @@ func runState(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	path := tuning.StorePath(*dir)
+	if verb == "import" {
+		if fs.NArg() != 1 {
+			fmt.Fprintln(stderr, stateUsage)
+			return exitUsage
+		}
+		return stateImport(path, fs.Arg(0), stdout, stderr)
+	}
 	if _, err := os.Stat(path); err != nil {
 		fmt.Fprintf(stderr, "qtune state %s: %v\n", verb, err)
 		return exitFailure
@@ -82,5 +91,24 @@ func stateExport(path, outPath string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "qtune state export: %v\n", err)
 		return exitFailure
 	}
+	return exitOK
+}
+
+func stateImport(path, from string, stdout, stderr io.Writer) int {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		fmt.Fprintf(stderr, "qtune state import: %v\n", err)
+		return exitFailure
+	}
+	var exp tuning.StoreExport
+	if err := json.Unmarshal(b, &exp); err != nil {
+		fmt.Fprintf(stderr, "qtune state import: %s: %v\n", from, err)
+		return exitFailure
+	}
+	if err := tuning.ImportStoreFile(path, &exp); err != nil {
+		fmt.Fprintf(stderr, "qtune state import: %s: %v\n", from, err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "imported %s into %s\n", from, path)
 	return exitOK
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +43,50 @@ func TestStateCheckAndExport(t *testing.T) {
 	var r tuning.Record
 	if len(exp.Buckets["log"]) != 1 || json.Unmarshal(exp.Buckets["log"][0].Value, &r) != nil || r.VM != "a" || r.Result != tuning.ResultApplied {
 		t.Fatalf("export: %s", out.String())
+	}
+
+	// Round trip into a new store; a second import over it is refused.
+	dump := filepath.Join(t.TempDir(), "dump.json")
+	os.WriteFile(dump, out.Bytes(), 0o600)
+	restored := t.TempDir()
+	out.Reset()
+	if code := run(context.Background(), []string{"state", "import", "--state-dir", restored, dump}, &out, &errOut); code != exitOK {
+		t.Fatalf("import: exit %d, %s", code, errOut.String())
+	}
+	rs, err := tuning.OpenStore(restored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := rs.Records(10)
+	rs.Close()
+	if len(recs) != 1 || recs[0].VM != "a" {
+		t.Fatalf("restored log %+v", recs)
+	}
+	errOut.Reset()
+	if code := run(context.Background(), []string{"state", "import", "--state-dir", restored, dump}, &out, &errOut); code != exitFailure || !strings.Contains(errOut.String(), "not empty") {
+		t.Fatalf("import over a store with records: exit %d, %s", code, errOut.String())
+	}
+	// An empty store held by a running agent: refused all the same.
+	heldDir := t.TempDir()
+	held, err := tuning.OpenStore(heldDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	code := run(context.Background(), []string{"state", "import", "--state-dir", heldDir, dump}, &out, &errOut)
+	held.Close()
+	if code != exitFailure || !strings.Contains(errOut.String(), "locked") {
+		t.Fatalf("import into a held store: exit %d, %s", code, errOut.String())
+	}
+	// Invalid content: nothing is written.
+	os.WriteFile(dump, []byte(`{"buckets":{"owned":[{"key":"eA==","value":{"knob":"throttle"}}]}}`), 0o600)
+	empty := t.TempDir()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"state", "import", "--state-dir", empty, dump}, &out, &errOut); code != exitFailure || !strings.Contains(errOut.String(), "owned[0]") {
+		t.Fatalf("import of an invalid dump: exit %d, %s", code, errOut.String())
+	}
+	if _, err := os.Stat(filepath.Join(empty, "state.db")); err == nil {
+		t.Error("an invalid import created a store")
 	}
 
 	bad := t.TempDir()
