@@ -212,6 +212,7 @@ func (r *qmpRunner) loop(ctx context.Context) {
 	var conn *qmp.Conn
 	var block *qmp.Block
 	var l2 map[string]uint64
+	var gate dialGate // backs off from a socket that does not answer as QEMU
 	defer func() {
 		if conn != nil {
 			conn.Close()
@@ -231,12 +232,19 @@ func (r *qmpRunner) loop(ctx context.Context) {
 				}
 			}
 			if conn == nil {
-				var err error
-				conn, block, l2, err = r.connect(ctx)
-				if err != nil {
+				sock := socketInode(r.path)
+				if ok, err := gate.allow(time.Now(), sock); !ok {
 					reply <- sampleResult{err: err}
 					continue
 				}
+				var err error
+				conn, block, l2, err = r.connect(ctx)
+				if err != nil {
+					gate.failed(time.Now(), sock, err)
+					reply <- sampleResult{err: err}
+					continue
+				}
+				gate.succeeded()
 			}
 			cctx, cancel := context.WithTimeout(ctx, r.src.timeout)
 			start := time.Now()
