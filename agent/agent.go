@@ -164,43 +164,137 @@ func (a *Agent) openSource(ctx context.Context) (source, error) {
 	return newLibvirtSource(cctx, a.cfg, a.log, a.m)
 }
 
-// loadInitialPolicy loads the policy; a broken one at start leaves an
-// empty policy in force (the agent still reports, and reverts nothing it
-// does not own) and the error in status and metrics.
+// loadInitialPolicy loads the policy directory. When it does not load,
+// the last set that loaded cleanly (kept in the state store) is run
+// instead; with no such set the agent runs no rules, and then nothing it
+// owns is released: a policy that cannot be read never means "every
+// rule was removed".
 func (a *Agent) loadInitialPolicy() {
-	set, problems, err := policy.LoadDir(a.cfg.PolicyDir)
-	if err != nil {
-		a.log.Error("policy not loaded; running with no rules until it is fixed", "dir", a.cfg.PolicyDir, "error", err.Error())
+	_, set, problems, err := a.readPolicy()
+	a.recordReload(set, problems, err)
+	if err == nil {
+		a.eval = policy.NewEvaluator(set)
+		a.eval.MaxAge = 3 * a.cfg.Interval
+		return
+	}
+	set, loadedAt := a.lastGoodPolicy()
+	if set != nil {
+		a.log.Error("policy directory does not load; running the last good policy from the state store until it is fixed",
+			"dir", a.cfg.PolicyDir, "loaded_at", loadedAt.Format(time.RFC3339), "rules", len(set.Rules), "error", err.Error())
+		a.setInForce(set, PolicyFromStore, loadedAt)
+	} else {
+		a.log.Error("policy directory does not load and no earlier policy is stored; running with no rules, and keeping every knob qtune holds until it is fixed",
+			"dir", a.cfg.PolicyDir, "error", err.Error())
 		set = &policy.Set{}
+		a.setInForce(set, PolicyNone, time.Time{})
 	}
 	a.eval = policy.NewEvaluator(set)
 	a.eval.MaxAge = 3 * a.cfg.Interval
-	a.recordReload(set, problems, err)
 }
 
+// readPolicy reads and parses the policy directory; a set that loads
+// cleanly is recorded in the store as the last good one.
+func (a *Agent) readPolicy() (map[string][]byte, *policy.Set, policy.Problems, error) {
+	srcs, err := policy.ReadDir(a.cfg.PolicyDir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	set, problems, err := policy.Parse(srcs)
+	if err != nil {
+		return srcs, nil, problems, err
+	}
+	if !a.refusing() {
+		if err := a.store.PutLastGoodPolicy(srcs, a.clock.Now()); err != nil {
+			a.log.Warn("policy loaded but not recorded as the last good set", "error", err.Error())
+		}
+	}
+	return srcs, set, problems, nil
+}
+
+// lastGoodPolicy returns the stored last good set, or nil when there is
+// none or it no longer parses with this qtune (then nothing is released
+// either).
+func (a *Agent) lastGoodPolicy() (*policy.Set, time.Time) {
+	if a.refusing() {
+		return nil, time.Time{}
+	}
+	p, err := a.store.LastGoodPolicy()
+	if err != nil {
+		a.log.Error("last good policy in the state store is unusable", "error", err.Error())
+		return nil, time.Time{}
+	}
+	if p == nil {
+		return nil, time.Time{}
+	}
+	set, _, err := policy.Parse(p.Sources())
+	if err != nil {
+		a.log.Error("last good policy in the state store does not load with this qtune; running with no rules", "error", err.Error())
+		return nil, time.Time{}
+	}
+	return set, p.LoadedAt
+}
+
+// Where the policy in force came from.
+const (
+	PolicyFromFiles = "files"     // the policy directory, loaded cleanly
+	PolicyFromStore = "last-good" // the last clean set, from the state store
+	PolicyNone      = "none"      // nothing loads: no rules, nothing released
+)
+
 func (a *Agent) recordReload(set *policy.Set, problems policy.Problems, err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.status.Policy.Dir = a.cfg.PolicyDir
 	for _, w := range problems.Warnings() {
 		a.log.Warn("policy warning", "warning", w.String())
 	}
 	if err != nil {
+		a.mu.Lock()
+		a.status.Policy.Dir = a.cfg.PolicyDir
 		a.status.Policy.Error = err.Error()
+		if a.status.Policy.BrokenSince.IsZero() {
+			a.status.Policy.BrokenSince = a.clock.Now()
+		}
+		a.mu.Unlock()
 		a.m.reloads.WithLabelValues("error").Inc()
 		a.m.policyOK.Set(0)
 		return
 	}
-	a.setRuleNames(set)
+	a.mu.Lock()
 	a.status.Policy.Error = ""
-	a.status.Policy.LoadedAt = a.clock.Now()
+	a.status.Policy.BrokenSince = time.Time{}
+	a.mu.Unlock()
+	a.setInForce(set, PolicyFromFiles, a.clock.Now())
+	a.m.reloads.WithLabelValues("ok").Inc()
+	a.m.policyOK.Set(1)
+}
+
+// setInForce records which set runs, where it came from and when it loaded.
+func (a *Agent) setInForce(set *policy.Set, source string, loadedAt time.Time) {
+	a.setRuleNames(set)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.status.Policy.Dir = a.cfg.PolicyDir
+	a.status.Policy.Source = source
+	a.status.Policy.LoadedAt = loadedAt
 	a.status.Policy.Rules = nil
 	for _, r := range set.Rules {
 		a.status.Policy.Rules = append(a.status.Policy.Rules, r.Name)
 	}
-	a.m.reloads.WithLabelValues("ok").Inc()
-	a.m.policyOK.Set(1)
 	a.m.policyRules.Set(float64(len(set.Rules)))
+	a.m.setPolicyLoadedAt(loadedAt)
+}
+
+func (a *Agent) policySource() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status.Policy.Source
+}
+
+// rulesCanBeRemoved says whether the set in force may release knobs of
+// rules it does not have: only a set that loaded cleanly (now, or as the
+// stored last good set) can say a rule was removed.
+func (a *Agent) rulesCanBeRemoved() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status.Policy.Source != PolicyNone
 }
 
 // startupChecks re-checks owned knobs for drift before acting again, and
@@ -213,13 +307,26 @@ func (a *Agent) startupChecks(ctx context.Context) {
 	for _, o := range drifted {
 		a.log.Warn("owned knob changed while qtune was away; released", "vm", o.VM, "disk", o.Disk, "knob", string(o.Knob))
 	}
-	owned, _ := a.store.AllOwned()
+	a.releaseRemovedRules(ctx, nil)
+}
+
+// releaseRemovedRules reverts owned knobs whose rule is not in the set in
+// force, except those in skip (already reverted by the evaluator), and
+// only when the set in force loaded cleanly.
+func (a *Agent) releaseRemovedRules(ctx context.Context, skip map[string]bool) {
+	if !a.rulesCanBeRemoved() {
+		return
+	}
+	owned, err := a.store.AllOwned()
+	if err != nil {
+		a.log.Error("owned knobs not all readable", "error", err.Error())
+	}
 	rules := map[string]bool{}
 	for _, r := range a.eval.Set().Rules {
 		rules[r.Name] = true
 	}
 	for _, o := range owned {
-		if rules[o.Rule] {
+		if rules[o.Rule] || skip[o.VM+"/"+o.Disk+"/"+string(o.Knob)] {
 			continue
 		}
 		d := policy.Decision{At: a.clock.Now(), Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: o.Knob, Revert: true,
@@ -288,7 +395,8 @@ func (a *Agent) reload(ctx context.Context) {
 			a.log.Error("config reload: keeping the running settings", "error", err.Error())
 		}
 	}
-	set, problems, err := policy.LoadDir(a.cfg.PolicyDir)
+	wasFiles := a.policySource() == PolicyFromFiles
+	_, set, problems, err := a.readPolicy()
 	a.recordReload(set, problems, err)
 	if err != nil {
 		a.log.Error("policy reload failed; the previous policy stays in force", "dir", a.cfg.PolicyDir, "error", err.Error())
@@ -296,8 +404,16 @@ func (a *Agent) reload(ctx context.Context) {
 	}
 	reverts := a.eval.Update(a.clock.Now(), set)
 	a.log.Info("policy reloaded", "rules", len(set.Rules))
+	done := map[string]bool{}
 	for _, d := range reverts {
 		a.execute(ctx, d)
+		done[d.VM+"/"+d.Disk+"/"+string(d.Knob)] = true
+	}
+	if !wasFiles {
+		// The set before this one was not read from the files (the
+		// last good set, or none): knobs of rules that the files no
+		// longer have were never released. Now a clean set says so.
+		a.releaseRemovedRules(ctx, done)
 	}
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"math"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,6 +30,15 @@ type metrics struct {
 	reloads      *prometheus.CounterVec
 	policyOK     prometheus.Gauge
 	policyRules  prometheus.Gauge
+	policyAt     atomic.Int64 // load time of the set in force, unix ns; 0 for none
+}
+
+func (m *metrics) setPolicyLoadedAt(t time.Time) {
+	if t.IsZero() {
+		m.policyAt.Store(0)
+		return
+	}
+	m.policyAt.Store(t.UnixNano())
 }
 
 // cycleSnapshot is what one cycle saw; it is never changed once published.
@@ -69,7 +79,15 @@ func newMetrics() *metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qtune_policy_reloads_total", Help: "Policy loads by result."}, []string{"result"})
 	m.policyOK = prometheus.NewGauge(prometheus.GaugeOpts{Name: "qtune_policy_last_reload_success", Help: "1 if the last policy load succeeded, 0 if the policy in force is an older one."})
 	m.policyRules = prometheus.NewGauge(prometheus.GaugeOpts{Name: "qtune_policy_rules", Help: "Rules in the policy in force."})
-	m.reg.MustRegister(m.actions, m.cycle, m.late, m.sampleErrors, m.callDuration,
+	policyAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "qtune_policy_in_force_age_seconds",
+		Help: "Age of the policy set in force (since it loaded cleanly); NaN when no set is in force."}, func() float64 {
+		at := m.policyAt.Load()
+		if at == 0 {
+			return math.NaN()
+		}
+		return time.Since(time.Unix(0, at)).Seconds()
+	})
+	m.reg.MustRegister(policyAge, m.actions, m.cycle, m.late, m.sampleErrors, m.callDuration,
 		m.reloads, m.policyOK, m.policyRules, newSnapshotCollector(m))
 	return m
 }

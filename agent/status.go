@@ -40,7 +40,13 @@ type PolicyStatus struct {
 	Dir      string    `json:"dir"`
 	Rules    []string  `json:"rules"`
 	LoadedAt time.Time `json:"loaded_at"`
-	Error    string    `json:"error,omitempty"`
+	// Source is where the set in force came from: "files", "last-good"
+	// (the policy directory does not load; the last clean set, from
+	// the state store) or "none" (nothing loads; no rules, nothing
+	// released).
+	Source      string    `json:"source"`
+	Error       string    `json:"error,omitempty"`
+	BrokenSince time.Time `json:"broken_since,omitempty"`
 }
 
 // VMStatus is one VM's disks as last sampled.

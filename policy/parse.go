@@ -36,9 +36,19 @@ var ruleSchema = &hcl.BodySchema{
 // error in any file fails the whole load; warnings are returned with a
 // usable set.
 func LoadDir(dir string) (*Set, Problems, error) {
+	srcs, err := ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return Parse(srcs)
+}
+
+// ReadDir reads the policy files of dir (file name → content), as
+// LoadDir takes them, so a caller can keep the text of a set it loaded.
+func ReadDir(dir string) (map[string][]byte, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("policy directory: %w", err)
+		return nil, fmt.Errorf("policy directory: %w", err)
 	}
 	var files []string
 	for _, e := range entries {
@@ -48,8 +58,7 @@ func LoadDir(dir string) (*Set, Problems, error) {
 		}
 		files = append(files, filepath.Join(dir, n))
 	}
-	sort.Strings(files)
-	return LoadFiles(files...)
+	return readFiles(files)
 }
 
 // LoadPath loads a directory, or a single file.
@@ -66,15 +75,23 @@ func LoadPath(path string) (*Set, Problems, error) {
 
 // LoadFiles parses and validates files as one set.
 func LoadFiles(files ...string) (*Set, Problems, error) {
+	srcs, err := readFiles(files)
+	if err != nil {
+		return nil, nil, err
+	}
+	return Parse(srcs)
+}
+
+func readFiles(files []string) (map[string][]byte, error) {
 	srcs := make(map[string][]byte, len(files))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return nil, nil, fmt.Errorf("policy: %w", err)
+			return nil, fmt.Errorf("policy: %w", err)
 		}
 		srcs[f] = b
 	}
-	return Parse(srcs)
+	return srcs, nil
 }
 
 // Parse validates sources (file name → content) as one set.

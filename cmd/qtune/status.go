@@ -80,10 +80,7 @@ func printStatus(w io.Writer, st agent.Status) {
 	if st.StoreError != "" {
 		fmt.Fprintf(w, "STATE STORE REFUSED, nothing is changed until it is repaired or restored (qtune state check):\n  %s\n", st.StoreError)
 	}
-	fmt.Fprintf(w, "policy %s: %d rules, loaded %s\n", st.Policy.Dir, len(st.Policy.Rules), st.Policy.LoadedAt.Local().Format("15:04:05"))
-	if st.Policy.Error != "" {
-		fmt.Fprintf(w, "  LAST RELOAD FAILED, the policy above stays in force:\n    %s\n", strings.ReplaceAll(st.Policy.Error, "\n", "\n    "))
-	}
+	printPolicyStatus(w, st.Policy)
 	fmt.Fprintf(w, "\n%-16s %-8s %8s %8s %9s %9s %-10s %s\n", "VM", "DISK", "R_IOPS", "W_IOPS", "R_LAT_ms", "W_LAT_ms", "CACHE", "THROTTLE")
 	for _, vm := range st.VMs {
 		for _, d := range vm.Disks {
@@ -145,4 +142,21 @@ func throttleText(ok bool, f func() string) string {
 		return "-"
 	}
 	return f()
+}
+
+// printPolicyStatus says which set is in force and where it came from.
+func printPolicyStatus(w io.Writer, p agent.PolicyStatus) {
+	switch p.Source {
+	case agent.PolicyFromStore:
+		fmt.Fprintf(w, "policy %s DOES NOT LOAD (since %s); in force: the last good set from the state store, %d rules, loaded %s\n",
+			p.Dir, p.BrokenSince.Local().Format(time.RFC3339), len(p.Rules), p.LoadedAt.Local().Format(time.RFC3339))
+	case agent.PolicyNone:
+		fmt.Fprintf(w, "policy %s DOES NOT LOAD (since %s) and no earlier set is stored: no rules in force; knobs qtune holds are kept, not released\n",
+			p.Dir, p.BrokenSince.Local().Format(time.RFC3339))
+	default:
+		fmt.Fprintf(w, "policy %s: %d rules, loaded %s\n", p.Dir, len(p.Rules), p.LoadedAt.Local().Format("15:04:05"))
+	}
+	if p.Error != "" {
+		fmt.Fprintf(w, "  LAST LOAD FAILED, the policy above stays in force:\n    %s\n", strings.ReplaceAll(p.Error, "\n", "\n    "))
+	}
 }

@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/tuning"
+)
+
+const calmRule = `rule "calm" {
+  when = disk.write_iops > 1000
+  throttle { write_iops = 256 }
+}
+`
+
+// lastGoodAgent is an agent with its store open and an owned throttle
+// of rule "calm", over a policy directory holding files.
+func lastGoodAgent(t *testing.T, files map[string]string) *Agent {
+	t.Helper()
+	cfg := Defaults()
+	cfg.PolicyDir, cfg.StateDir = t.TempDir(), t.TempDir()
+	for n, text := range files {
+		if err := os.WriteFile(filepath.Join(cfg.PolicyDir, n), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Error}))
+	s, err := tuning.OpenStore(cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	a.store = s
+	o := &tuning.Owned{Target: tuning.Target{VM: "a", Disk: "disk0"}, Knob: policy.KnobThrottle, Rule: "calm", Phase: tuning.PhaseApplied}
+	if err := s.PutOwned(o); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func ruleNames(a *Agent) []string {
+	var out []string
+	for _, r := range a.eval.Set().Rules {
+		out = append(out, r.Name)
+	}
+	return out
+}
+
+func TestBrokenPolicyAtStartRunsTheLastGoodSet(t *testing.T) {
+	a := lastGoodAgent(t, map[string]string{"calm.hcl": calmRule})
+	a.loadInitialPolicy() // clean: recorded as the last good set
+	if got := a.Snapshot().Policy.Source; got != PolicyFromFiles {
+		t.Fatalf("source %q, want files", got)
+	}
+	// Restart with a typo in another file.
+	if err := os.WriteFile(filepath.Join(a.cfg.PolicyDir, "typo.hcl"), []byte("rule \"x\" {\n  when = \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.loadInitialPolicy()
+	st := a.Snapshot().Policy
+	if st.Source != PolicyFromStore || st.Error == "" || st.BrokenSince.IsZero() || st.LoadedAt.IsZero() {
+		t.Fatalf("policy status %+v: want the last good set in force, the error and since when", st)
+	}
+	if got := ruleNames(a); len(got) != 1 || got[0] != "calm" {
+		t.Fatalf("rules in force %v, want [calm]", got)
+	}
+	// The rule is in the set in force, so the knob it owns is kept.
+	a.releaseRemovedRules(context.Background(), nil)
+	if o, _ := a.store.Owned(tuning.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o == nil {
+		t.Fatal("the owned throttle was released")
+	}
+}
+
+func TestBrokenPolicyAtFirstStartReleasesNothing(t *testing.T) {
+	for name, stored := range map[string]map[string][]byte{
+		"no stored set": nil,
+		// A stored set that this qtune no longer parses counts as none.
+		"stored set no longer parses": {"old.hcl": []byte("rule \"calm\" {\n  when = disk.no_such_metric > 1\n  throttle { write_iops = 1 }\n}\n")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := lastGoodAgent(t, map[string]string{"typo.hcl": "rule \"calm\" {\n  when = \n"})
+			if stored != nil {
+				if err := a.store.PutLastGoodPolicy(stored, a.clock.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a.loadInitialPolicy()
+			if st := a.Snapshot().Policy; st.Source != PolicyNone || st.Error == "" {
+				t.Fatalf("policy status %+v: want none in force and the error", st)
+			}
+			if a.rulesCanBeRemoved() {
+				t.Fatal("a policy that did not load may remove rules")
+			}
+			// a.exec is nil: any revert attempted here would panic.
+			a.releaseRemovedRules(context.Background(), nil)
+			if o, _ := a.store.Owned(tuning.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o == nil {
+				t.Fatal("the owned throttle was released")
+			}
+		})
+	}
+}
