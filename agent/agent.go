@@ -395,7 +395,6 @@ func (a *Agent) reload(ctx context.Context) {
 			a.log.Error("config reload: keeping the running settings", "error", err.Error())
 		}
 	}
-	wasFiles := a.policySource() == PolicyFromFiles
 	_, set, problems, err := a.readPolicy()
 	a.recordReload(set, problems, err)
 	if err != nil {
@@ -409,12 +408,10 @@ func (a *Agent) reload(ctx context.Context) {
 		a.execute(ctx, d)
 		done[d.VM+"/"+d.Disk+"/"+string(d.Knob)] = true
 	}
-	if !wasFiles {
-		// The set before this one was not read from the files (the
-		// last good set, or none): knobs of rules that the files no
-		// longer have were never released. Now a clean set says so.
-		a.releaseRemovedRules(ctx, done)
-	}
+	// The evaluator reverts only the rules it saw firing; a knob owned
+	// since before a restart, or under a set that was not read from the
+	// files, is released here once a clean set no longer has its rule.
+	a.releaseRemovedRules(ctx, done)
 }
 
 // startWatchdog checks interval against systemd's watchdog window and
