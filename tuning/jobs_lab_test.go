@@ -258,6 +258,9 @@ func TestRealJobConvertTo64KClusters(t *testing.T) {
 func TestRealJobTargetFull(t *testing.T) {
 	lab.NeedQEMU(t)
 	if os.Geteuid() != 0 {
+		if lab.Required() {
+			t.Fatal("needs root to mount a tmpfs")
+		}
 		t.Skip("needs root to mount a tmpfs")
 	}
 	t.Parallel()
