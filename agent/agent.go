@@ -275,6 +275,7 @@ func (a *Agent) setInForce(set *policy.Set, source string, loadedAt time.Time) {
 	a.status.Policy.Source = source
 	a.status.Policy.LoadedAt = loadedAt
 	a.status.Policy.Rules = nil
+	a.status.Policy.Defs = set.Defs()
 	for _, r := range set.Rules {
 		a.status.Policy.Rules = append(a.status.Policy.Rules, r.Name)
 	}

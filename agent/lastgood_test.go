@@ -69,6 +69,9 @@ func TestBrokenPolicyAtStartRunsTheLastGoodSet(t *testing.T) {
 	if got := ruleNames(a); len(got) != 1 || got[0] != "calm" {
 		t.Fatalf("rules in force %v, want [calm]", got)
 	}
+	if d := st.Defs; len(d) != 1 || d[0].Name != "calm" || d[0].Hash == "" || filepath.Base(d[0].File) != "calm.hcl" {
+		t.Fatalf("rule definitions in status %+v, want calm from calm.hcl with its hash", d)
+	}
 	// The rule is in the set in force, so the knob it owns is kept.
 	a.releaseRemovedRules(context.Background(), nil)
 	if o, _ := a.store.Owned(tuning.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o == nil {

@@ -37,9 +37,12 @@ type Status struct {
 // PolicyStatus says which policy is in force and whether the last load
 // worked.
 type PolicyStatus struct {
-	Dir      string    `json:"dir"`
-	Rules    []string  `json:"rules"`
-	LoadedAt time.Time `json:"loaded_at"`
+	Dir   string   `json:"dir"`
+	Rules []string `json:"rules"`
+	// Defs identify each rule's definition, so that a policy directory
+	// can be compared with what runs (qtune policy check --against-agent).
+	Defs     []policy.RuleDef `json:"defs"`
+	LoadedAt time.Time        `json:"loaded_at"`
 	// Source is where the set in force came from: "files", "last-good"
 	// (the policy directory does not load; the last clean set, from
 	// the state store) or "none" (nothing loads; no rules, nothing

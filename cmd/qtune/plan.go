@@ -61,7 +61,15 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func printPlan(w io.Writer, set *policy.Set, cycle agent.Cycle, ds []policy.Decision, states []policy.StateInfo, st agent.Status) {
-	fmt.Fprintf(w, "replayed %s of samples through %d rules; as of %s:\n\n", "the agent's recent history", len(set.Rules), cycle.At.Local().Format("15:04:05"))
+	fmt.Fprintf(w, "replayed %s of samples through %d rules; as of %s:\n", "the agent's recent history", len(set.Rules), cycle.At.Local().Format("15:04:05"))
+	printInForce(w, st.Policy)
+	if st.Policy.Source == agent.PolicyFromStore {
+		fmt.Fprintln(w, "this plan compares with that stored set, not with the files on disk")
+	}
+	if d := policy.DiffDefs(st.Policy.Defs, set.Defs()); !d.Empty() {
+		printSetDiff(w, d, st.Owned)
+	}
+	fmt.Fprintln(w)
 	changes := 0
 	wanted := map[string]bool{}
 	for _, d := range ds {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 
@@ -19,17 +20,20 @@ func init() {
 
 const policyUsage = `usage:
   qtune policy check FILE|DIR...   validate policies; every problem with file:line:col
+  qtune policy check --against-agent [--addr ADDR] [DIR]
+                                   also compare with the set the running agent has in force
+                                   (DIR defaults to the agent's policy directory)
   qtune policy test FILE...        run policy test files (*.test.hcl)
   qtune policy metrics             the metrics and functions a condition may use (Markdown)`
 
-func runPolicy(_ context.Context, args []string, stdout, stderr io.Writer) int {
+func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, policyUsage)
 		return exitUsage
 	}
 	switch args[0] {
 	case "check":
-		return policyCheck(args[1:], stdout, stderr)
+		return runPolicyCheck(ctx, args[1:], stdout, stderr)
 	case "test":
 		return policyTest(args[1:], stdout, stderr)
 	case "metrics":
@@ -43,6 +47,21 @@ func runPolicy(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "qtune policy: unknown subcommand %q\n%s\n", args[0], policyUsage)
 	return exitUsage
+}
+
+func runPolicyCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("qtune policy check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	against := fs.Bool("against-agent", false, "compare with the set the running agent has in force")
+	addr := fs.String("addr", defaultAddr, "the agent's listen address, or unix:PATH (with --against-agent)")
+	paths, err := parseInterspersed(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	if *against {
+		return checkAgainstAgent(ctx, *addr, paths, stdout, stderr)
+	}
+	return policyCheck(paths, stdout, stderr)
 }
 
 func policyCheck(paths []string, stdout, stderr io.Writer) int {
