@@ -7,7 +7,8 @@ import (
 
 // Check is one entry of the handbook: the text docs/doctor.md prints and
 // the function that decides it. Image returns nil when the check does
-// not apply (say, a raw image and a qcow2-only check).
+// not apply (say, a raw image and a qcow2-only check). Live checks read
+// a running VM's disk instead (Live); a check has one or the other.
 type Check struct {
 	Name     string
 	Title    string
@@ -18,6 +19,7 @@ type Check struct {
 	Repair   string // a repair command with its warning, if any
 	Automate string // a qtune policy or command, if any
 	Image    func(f ImageFacts) *Finding
+	Live     func(l LiveDisk) *Finding
 }
 
 // Default thresholds.
@@ -56,7 +58,7 @@ var Checks = []Check{
 		Means:    "A refcount, L1 or L2 entry is inconsistent: clusters are referenced but not counted, or counted wrongly.",
 		Matters:  "Writes can overwrite live data; QEMU marks the image corrupt when it trips over it.",
 		Fix:      "Stop the VM, back up the image, then repair it.",
-		Severity: "critical when check reports corruptions or could not complete; ok otherwise.",
+		Severity: "critical when check reports corruptions or could not complete; warn when the image is in use (read with force-share, a write in flight looks like a corruption); ok otherwise.",
 		Repair:   "qemu-img check -r all IMAGE  # WARNING: VM stopped and a backup first",
 		Image: func(f ImageFacts) *Finding {
 			if f.Info.Format != "qcow2" || (f.Check == nil && f.CheckErr == nil) {
@@ -69,8 +71,14 @@ var Checks = []Check{
 			if c.Corruptions == 0 && c.CheckErrors == 0 {
 				return ok("check_corruptions", "no corruptions")
 			}
-			return &Finding{Severity: Critical, Summary: fmt.Sprintf("%d corruptions, %d check errors", c.Corruptions, c.CheckErrors),
-				Evidence: map[string]string{"corruptions": strconv.Itoa(c.Corruptions), "check_errors": strconv.Itoa(c.CheckErrors)}}
+			sum := fmt.Sprintf("%d corruptions, %d check errors", c.Corruptions, c.CheckErrors)
+			ev := map[string]string{"corruptions": strconv.Itoa(c.Corruptions), "check_errors": strconv.Itoa(c.CheckErrors)}
+			if f.Shared {
+				// Read under a VM that writes: metadata in flight looks
+				// inconsistent. Only a check with the VM stopped can tell.
+				return &Finding{Severity: Warn, Summary: sum + " in an image in use (may be writes in flight: check again with the VM stopped)", Evidence: ev}
+			}
+			return &Finding{Severity: Critical, Summary: sum, Evidence: ev}
 		},
 	},
 	{
@@ -79,7 +87,7 @@ var Checks = []Check{
 		Means:    "Clusters are allocated in the file but referenced by nothing, usually after a crash or a killed QEMU.",
 		Matters:  "Wasted host space only; guest data is safe.",
 		Fix:      "Reclaim them while the VM is stopped.",
-		Severity: "warn when check reports leaks.",
+		Severity: "warn when check reports leaks; info when the image is in use (clusters being allocated look leaked).",
 		Repair:   "qemu-img check -r leaks IMAGE  # WARNING: only with the VM stopped",
 		Image: func(f ImageFacts) *Finding {
 			if f.Check == nil {
@@ -88,7 +96,11 @@ var Checks = []Check{
 			if f.Check.Leaks == 0 {
 				return ok("check_leaks", "no leaked clusters")
 			}
-			return &Finding{Severity: Warn, Summary: fmt.Sprintf("%d leaked clusters", f.Check.Leaks),
+			sev := Warn
+			if f.Shared {
+				sev = Info // clusters being allocated by the running VM count as leaked
+			}
+			return &Finding{Severity: sev, Summary: fmt.Sprintf("%d leaked clusters", f.Check.Leaks),
 				Evidence: map[string]string{"leaks": strconv.Itoa(f.Check.Leaks), "cluster_size": u(f.Info.ClusterSize)}}
 		},
 	},

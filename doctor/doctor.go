@@ -34,6 +34,21 @@ func (s Severity) String() string {
 // MarshalJSON writes the name, so JSON readers need no table.
 func (s Severity) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
 
+// UnmarshalJSON reads a severity by name, so --json output reads back.
+func (s *Severity) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err != nil {
+		return err
+	}
+	for i, n := range severityNames {
+		if n == name {
+			*s = Severity(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown severity %q", name)
+}
+
 // ExitCode is the doctor's exit status for a worst severity: 0 for ok or
 // info, 1 for warn, 2 for critical, so monitoring can run it as a probe.
 func (s Severity) ExitCode() int {

@@ -16,6 +16,9 @@ type DomainDisk struct {
 	// MetadataCacheMax is <driver><metadata_cache><max_size> in bytes, 0
 	// when absent (QEMU's default applies).
 	MetadataCacheMax uint64
+	// IO, Discard and DetectZeroes are the driver's io, discard and
+	// detect_zeroes attributes; "" when libvirt leaves QEMU's default.
+	IO, Discard, DetectZeroes string
 }
 
 // CacheFlags maps libvirt's cache mode to the file node's flags.
@@ -44,6 +47,9 @@ type xmlDomain struct {
 		Driver struct {
 			Type          string `xml:"type,attr"`
 			Cache         string `xml:"cache,attr"`
+			IO            string `xml:"io,attr"`
+			Discard       string `xml:"discard,attr"`
+			DetectZeroes  string `xml:"detect_zeroes,attr"`
 			MetadataCache struct {
 				MaxSize struct {
 					Unit  string `xml:"unit,attr"`
@@ -86,6 +92,7 @@ func ParseDomainDisks(doc string) ([]DomainDisk, error) {
 		dd := DomainDisk{
 			Target: x.Target.Dev, Source: x.Source.File, Format: x.Driver.Type,
 			Cache: x.Driver.Cache, Alias: x.Alias.Name,
+			IO: x.Driver.IO, Discard: x.Driver.Discard, DetectZeroes: x.Driver.DetectZeroes,
 		}
 		if dd.Source == "" {
 			dd.Source = x.Source.Dev

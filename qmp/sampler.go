@@ -25,17 +25,39 @@ type SampleOptions struct {
 // is, query-blockstats for its counters. Disks without a medium are left
 // out. The counters are stamped right after query-blockstats returns.
 func (b *Block) SampleDisks(ctx context.Context, vm string, o SampleOptions) ([]sample.Disk, error) {
+	disks, _, err := b.SampleDisksHealth(ctx, vm, o)
+	return disks, err
+}
+
+// DiskHealth is what QEMU says about a disk's errors and guest-visible
+// settings, beside its counters.
+type DiskHealth struct {
+	// IOStatus is query-block's io-status: ok, failed or nospace; empty
+	// when the device model does not report one.
+	IOStatus string
+	// Writeback is the guest-visible write cache: off for writethrough
+	// and directsync.
+	Writeback    bool
+	DetectZeroes string
+	// Failed and Invalid count failed and invalid operations so far
+	// (reads, writes and flushes).
+	Failed, Invalid uint64
+}
+
+// SampleDisksHealth is SampleDisks with each disk's DiskHealth, keyed by
+// disk name, from the same two calls.
+func (b *Block) SampleDisksHealth(ctx context.Context, vm string, o SampleOptions) ([]sample.Disk, map[string]DiskHealth, error) {
 	now := o.Now
 	if now == nil {
 		now = time.Now
 	}
 	infos, err := b.QueryBlock(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stats, err := b.QueryBlockstats(ctx, false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	at := now()
 	byKey := make(map[string]BlockStats, len(stats))
@@ -43,6 +65,7 @@ func (b *Block) SampleDisks(ctx context.Context, vm string, o SampleOptions) ([]
 		byKey[diskKey(s.QDev, s.Device)] = s
 	}
 	var out []sample.Disk
+	health := map[string]DiskHealth{}
 	for _, bi := range infos {
 		if bi.Inserted == nil {
 			continue
@@ -55,8 +78,14 @@ func (b *Block) SampleDisks(ctx context.Context, vm string, o SampleOptions) ([]
 		d.Time = at
 		d.Counters = countersOf(st.Stats)
 		out = append(out, d)
+		s := st.Stats
+		health[d.Name] = DiskHealth{
+			IOStatus: bi.IOStatus, Writeback: bi.Inserted.Cache.Writeback, DetectZeroes: bi.Inserted.DetectZeroes,
+			Failed:  s.FailedRdOps + s.FailedWrOps + s.FailedFlushOps,
+			Invalid: s.InvalidRdOps + s.InvalidWrOps + s.InvalidFlushOps,
+		}
 	}
-	return out, nil
+	return out, health, nil
 }
 
 func diskKey(qdev, device string) string {

@@ -34,6 +34,12 @@ type Disk struct {
 	Discard      string // unmap or ignore
 	ReadOnly     bool
 	L2CacheSize  uint64
+	// WriteThrough turns the guest-visible write cache off (the device's
+	// write-cache=off: cache=writethrough, or directsync with CacheDirect).
+	WriteThrough bool
+	// WError is the device's write error policy (stop, enospc, report,
+	// ignore); QEMU's default for virtio-blk is enospc.
+	WError string
 }
 
 // VMConfig describes a lab VM.
@@ -202,7 +208,14 @@ func (vm *VM) diskArgs(ctx context.Context, d Disk) ([]string, error) {
 			args = append(args, "-blockdev", string(b))
 		}
 	}
-	return append(args, "-device", fmt.Sprintf("virtio-blk-pci,drive=%s-fmt,id=%s", d.ID, d.ID)), nil
+	dev := fmt.Sprintf("virtio-blk-pci,drive=%s-fmt,id=%s", d.ID, d.ID)
+	if d.WriteThrough {
+		dev += ",write-cache=off"
+	}
+	if d.WError != "" {
+		dev += ",werror=" + d.WError
+	}
+	return append(args, "-device", dev), nil
 }
 
 func orDefault(s, def string) string {

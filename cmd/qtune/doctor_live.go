@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+
+	"github.com/qtune/qtune/doctor"
+	"github.com/qtune/qtune/qmp"
+)
+
+// live samples the VMs, then checks each disk and its image (read with
+// force-share while the VM holds it; qemu-img check runs one image at a
+// time).
+func (f *doctorFlags) live(ctx context.Context, q doctor.QemuImg) ([]doctor.Report, []error) {
+	disks, errs := f.sampleLive(ctx)
+	reports := make([]doctor.Report, 0, len(disks))
+	for _, l := range disks {
+		if l.Image == "" {
+			reports = append(reports, doctor.CheckLive(l, nil))
+			continue
+		}
+		facts, err := q.Gather(ctx, l.Image, l.L2Cache, f.noCheck)
+		if err != nil {
+			r := doctor.CheckLive(l, nil)
+			r.Notes = append(r.Notes, fmt.Sprintf("image checks skipped: %v", err))
+			reports = append(reports, r)
+			continue
+		}
+		reports = append(reports, doctor.CheckLive(l, &facts))
+	}
+	return reports, errs
+}
+
+func (f *doctorFlags) sampleLive(ctx context.Context) ([]doctor.LiveDisk, []error) {
+	o := doctor.LiveOptions{Interval: f.interval, CallTimeout: f.callTO}
+	if !f.libvirt {
+		socks := []string(f.qmp)
+		if f.qmpDir != "" {
+			found, err := filepath.Glob(filepath.Join(f.qmpDir, "*.sock"))
+			if err != nil || len(found) == 0 {
+				return nil, []error{fmt.Errorf("--qmp-dir %s: no *.sock QMP socket in it", f.qmpDir)}
+			}
+			sort.Strings(found)
+			socks = found
+		}
+		return doctor.LiveQMP(ctx, socks, o)
+	}
+	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{URI: f.uri, Socket: f.socket, CallTimeout: f.callTO})
+	if err != nil {
+		return nil, []error{err}
+	}
+	defer v.Close()
+	var doms []string
+	if f.domain != "" {
+		doms = []string{f.domain}
+	}
+	return doctor.LiveLibvirt(ctx, v, doms, o)
+}

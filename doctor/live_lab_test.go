@@ -1,0 +1,68 @@
+package doctor
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/internal/loadgen"
+)
+
+// A VM whose disk runs with the guest's write cache off (writethrough)
+// while the guest writes: every write is flushed, and the doctor says so
+// from two live samples; the rest of the disk is healthy.
+func TestLiveWritethroughDisk(t *testing.T) {
+	lab.NeedQEMU(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Preallocated: the guest's writes then change no metadata, so the
+	// force-shared qemu-img check reads a consistent image.
+	img := filepath.Join(t.TempDir(), "wt.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 128<<20, lab.ImageOpts{Preallocation: "falloc"}); err != nil {
+		t.Fatal(err)
+	}
+	w := loadgen.Defaults()
+	w.Loops, w.Span = 0, 32<<20
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 100, Duration: time.Hour}}
+	vm := lab.StartVMT(t, lab.VMConfig{Name: "wt", Workload: &w,
+		Disks: []lab.Disk{{ID: "disk0", Image: img, WriteThrough: true, Discard: "ignore"}}})
+	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
+		t.Fatal(err)
+	}
+	disks, errs := LiveQMP(ctx, []string{vm.QMPPath()}, LiveOptions{Interval: time.Second, CallTimeout: 5 * time.Second})
+	if len(errs) > 0 || len(disks) != 1 {
+		t.Fatalf("%d disks, errors %v", len(disks), errs)
+	}
+	l := disks[0]
+	if l.VM != "wt" || l.Disk != "disk0" || l.Image != img || l.RunState != "running" || l.IOStatus != "ok" || l.AIO != "threads" {
+		t.Fatalf("live disk: %+v", l)
+	}
+	facts, err := QemuImg{}.Gather(ctx, img, l.L2Cache, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This machine's scheduler and how its filesystem placed the file are
+	// no property of the VM (the image and host tests cover them).
+	facts.QueueErr, facts.ExtentsErr = errLeftOut, errLeftOut
+	r := CheckLive(l, &facts)
+	assertOnly(t, r, "cache_mode", Warn)
+	want := map[string]Severity{"vm_io_error": OK, "io_status": OK, "failed_ops": OK, "throttle": OK, "discard": Info, "l2_coverage": OK}
+	for _, f := range r.Findings {
+		if s, ok := want[f.Check]; ok && s != f.Severity {
+			t.Errorf("%s: %s (%s), want %s", f.Check, f.Severity, f.Summary, s)
+		}
+		delete(want, f.Check)
+		if f.Check == "cache_mode" && !strings.Contains(f.Summary, "writethrough") {
+			t.Errorf("cache_mode: %q", f.Summary)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("checks missing from the report: %v\n%+v", want, r)
+	}
+	if !facts.Shared || len(r.Notes) != 1 {
+		t.Errorf("the image a running VM holds is read with force-share: shared %v, notes %q", facts.Shared, r.Notes)
+	}
+}
