@@ -68,6 +68,27 @@ var diskMetricDefs = []struct {
 	{"qtune_disk_queue_depth", "Average requests in flight over the last interval.", func(r sample.Rates) float64 { return r.QueueDepth }},
 }
 
+// diskCounterDefs are QEMU's cumulative counters as Prometheus counters,
+// so rate() works over any scrape interval (as node_exporter's and the
+// libvirt exporters' do). The gauges above stay: they are exactly what
+// the policy saw in the interval a decision was made on, which a rate()
+// over scrapes only approximates; latency and queue depth need both a
+// time and an operation counter. Counters start over when the VM does;
+// rate() takes that as a reset.
+var diskCounterDefs = []struct {
+	name, help string
+	get        func(c sample.Counters) float64
+}{
+	{"qtune_disk_read_ops_total", "Read operations completed.", func(c sample.Counters) float64 { return float64(c.ReadOps) }},
+	{"qtune_disk_write_ops_total", "Write operations completed.", func(c sample.Counters) float64 { return float64(c.WriteOps) }},
+	{"qtune_disk_flush_ops_total", "Flushes completed.", func(c sample.Counters) float64 { return float64(c.FlushOps) }},
+	{"qtune_disk_read_bytes_total", "Bytes read.", func(c sample.Counters) float64 { return float64(c.ReadBytes) }},
+	{"qtune_disk_write_bytes_total", "Bytes written.", func(c sample.Counters) float64 { return float64(c.WriteBytes) }},
+	{"qtune_disk_read_time_seconds_total", "Time spent in reads (sum over operations).", func(c sample.Counters) float64 { return float64(c.ReadTimeNs) / 1e9 }},
+	{"qtune_disk_write_time_seconds_total", "Time spent in writes (sum over operations).", func(c sample.Counters) float64 { return float64(c.WriteTimeNs) / 1e9 }},
+	{"qtune_disk_flush_time_seconds_total", "Time spent in flushes (sum over operations).", func(c sample.Counters) float64 { return float64(c.FlushTimeNs) / 1e9 }},
+}
+
 func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -99,7 +120,7 @@ func (m *metrics) publish(s *cycleSnapshot) { m.last.Store(s) }
 // scrape time.
 type snapshotCollector struct {
 	m                                                         *metrics
-	disk                                                      []*prometheus.Desc
+	disk, counters                                            []*prometheus.Desc
 	rule, owned, vms, connected, reconnects, tainted, storeOK *prometheus.Desc
 }
 
@@ -107,6 +128,9 @@ func newSnapshotCollector(m *metrics) *snapshotCollector {
 	c := &snapshotCollector{m: m}
 	for _, d := range diskMetricDefs {
 		c.disk = append(c.disk, prometheus.NewDesc(d.name, d.help, []string{"vm", "disk"}, nil))
+	}
+	for _, d := range diskCounterDefs {
+		c.counters = append(c.counters, prometheus.NewDesc(d.name, d.help, []string{"vm", "disk"}, nil))
 	}
 	c.rule = prometheus.NewDesc("qtune_rule_state", "1 for the state each rule is in on each disk (inactive rules are not listed).", []string{"rule", "vm", "disk", "state"}, nil)
 	c.owned = prometheus.NewDesc("qtune_owned_knobs", "Knobs qtune changed and will restore, by kind.", []string{"knob"}, nil)
@@ -119,7 +143,7 @@ func newSnapshotCollector(m *metrics) *snapshotCollector {
 }
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.disk {
+	for _, d := range append(c.disk, c.counters...) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.rule, c.owned, c.vms, c.connected, c.reconnects, c.tainted, c.storeOK} {
@@ -137,6 +161,11 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			if v := d.get(p.Rates); !math.IsNaN(v) {
 				ch <- prometheus.MustNewConstMetric(c.disk[i], prometheus.GaugeValue, v, p.Disk.VM, p.Disk.Name)
 			}
+		}
+	}
+	for i, d := range diskCounterDefs {
+		for _, p := range s.points {
+			ch <- prometheus.MustNewConstMetric(c.counters[i], prometheus.CounterValue, d.get(p.Disk.Counters), p.Disk.VM, p.Disk.Name)
 		}
 	}
 	for _, st := range s.states {

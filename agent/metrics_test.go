@@ -65,3 +65,30 @@ qtune_backend_reconnects_total 4
 		t.Fatalf("a VM that is gone still has %d series", n)
 	}
 }
+
+// QEMU's counters are exported as Prometheus counters, in seconds and
+// bytes, so rate() works over any scrape interval.
+func TestMetricsRawCounters(t *testing.T) {
+	m := newMetrics()
+	s := snapshotWith(1, 0)
+	s.points[0].Disk.Counters = sample.Counters{ReadOps: 7, WriteOps: 11, FlushOps: 2, ReadBytes: 4096, WriteBytes: 8192,
+		ReadTimeNs: 1_500_000_000, WriteTimeNs: 250_000_000, FlushTimeNs: 3_000_000}
+	m.publish(s)
+	want := `# HELP qtune_disk_write_ops_total Write operations completed.
+# TYPE qtune_disk_write_ops_total counter
+qtune_disk_write_ops_total{disk="a-disk",vm="a"} 11
+# HELP qtune_disk_read_time_seconds_total Time spent in reads (sum over operations).
+# TYPE qtune_disk_read_time_seconds_total counter
+qtune_disk_read_time_seconds_total{disk="a-disk",vm="a"} 1.5
+# HELP qtune_disk_flush_time_seconds_total Time spent in flushes (sum over operations).
+# TYPE qtune_disk_flush_time_seconds_total counter
+qtune_disk_flush_time_seconds_total{disk="a-disk",vm="a"} 0.003
+# HELP qtune_disk_write_bytes_total Bytes written.
+# TYPE qtune_disk_write_bytes_total counter
+qtune_disk_write_bytes_total{disk="a-disk",vm="a"} 8192
+`
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "qtune_disk_write_ops_total",
+		"qtune_disk_read_time_seconds_total", "qtune_disk_flush_time_seconds_total", "qtune_disk_write_bytes_total"); err != nil {
+		t.Fatal(err)
+	}
+}
