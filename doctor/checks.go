@@ -105,6 +105,28 @@ var Checks = []Check{
 		},
 	},
 	{
+		Name:     "compressed_clusters",
+		Title:    "compressed clusters",
+		Means:    "Clusters stored compressed (qemu-img convert -c, or a compressed backup); qemu-img check counts them.",
+		Matters:  "Every read of one decompresses it and every write to one allocates a new, uncompressed cluster: slow on a write path, and the image grows as the guest writes.",
+		Fix:      "Keep compressed images as read-only bases or backups; convert a disk that is written to without -c.",
+		Severity: "info when any cluster is compressed.",
+		Repair:   "qemu-img convert -O qcow2 IMAGE NEW  # WARNING: offline; needs the space of a second, uncompressed copy",
+		Automate: "qtune jobs start convert VM DISK",
+		Image: func(f ImageFacts) *Finding {
+			if f.Check == nil {
+				return nil
+			}
+			c := f.Check
+			if c.CompressedClusters == 0 {
+				return ok("compressed_clusters", "no compressed clusters")
+			}
+			share := float64(c.CompressedClusters) / float64(max(c.AllocatedClusters, 1))
+			return &Finding{Severity: Info, Summary: fmt.Sprintf("%d compressed clusters (%.0f%% of those allocated)", c.CompressedClusters, share*100),
+				Evidence: map[string]string{"compressed_clusters": u(c.CompressedClusters), "allocated_clusters": u(c.AllocatedClusters)}}
+		},
+	},
+	{
 		Name:     "dirty_bit",
 		Title:    "dirty bit set (lazy refcounts)",
 		Means:    "The image uses lazy refcounts and was not closed cleanly: its refcounts are stale until QEMU rebuilds them at the next open.",
@@ -235,7 +257,7 @@ var Checks = []Check{
 	{
 		Name:     "layout",
 		Title:    "image layout",
-		Means:    "The format options of the image: compat level, lazy refcounts, extended L2, compression type.",
+		Means:    "The format options of the image: compat level, lazy refcounts, extended L2, compression type, and its preallocation as far as it shows (full: every cluster allocated and on disk; metadata: every cluster mapped, the file sparse; none: thin).",
 		Matters:  "compat 0.10 lacks zero clusters and lazy refcounts; lazy refcounts trade crash recovery time for write speed.",
 		Fix:      "qemu-img amend -o compat=1.1 upgrades in place (offline).",
 		Severity: "info for compat 0.10; ok otherwise (the options are in the evidence).",
@@ -246,13 +268,31 @@ var Checks = []Check{
 				return nil
 			}
 			ev := map[string]string{"compat": d.Compat, "lazy_refcounts": strconv.FormatBool(d.LazyRefcounts),
-				"extended_l2": strconv.FormatBool(d.ExtendedL2), "compression_type": d.CompressionType}
+				"extended_l2": strconv.FormatBool(d.ExtendedL2), "compression_type": d.CompressionType,
+				"preallocation": Preallocation(f)}
 			if d.Compat == "0.10" {
 				return &Finding{Severity: Info, Summary: "old compat level 0.10", Evidence: ev}
 			}
 			return &Finding{Severity: OK, Summary: "compat " + d.Compat, Evidence: ev}
 		},
 	},
+}
+
+// Preallocation infers how an image was preallocated from what it shows:
+// qemu-img check's allocated clusters (every one mapped: metadata or
+// more) and the file's allocation against the virtual size.
+func Preallocation(f ImageFacts) string {
+	full := f.Info.VirtualSize > 0 && f.Info.ActualSize >= f.Info.VirtualSize
+	switch {
+	case f.Info.Format == "qcow2" && f.Check != nil && f.Check.TotalClusters > 0 && f.Check.AllocatedClusters == f.Check.TotalClusters:
+		if full {
+			return "full"
+		}
+		return "metadata"
+	case full:
+		return "full"
+	}
+	return "none"
 }
 
 func ok(_ string, summary string) *Finding { return &Finding{Severity: OK, Summary: summary} }

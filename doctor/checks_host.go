@@ -46,29 +46,29 @@ var hostChecks = []Check{
 	{
 		Name:     "fs_space",
 		Title:    "filesystem space and thin-provisioning overcommit",
-		Means:    "The free space of the filesystem under the image, against how much more the image may still grow (virtual size minus allocation).",
-		Matters:  "A thin image that grows into a full filesystem fails the guest's writes with ENOSPC; with werror=stop the VM pauses.",
-		Fix:      "Free space or grow the filesystem; move the disk to roomier storage; preallocate images that must not fail.",
-		Severity: "critical below 5% free; warn below 10% free or when the image alone can grow past the free space.",
+		Means:    "The free space of the filesystem under the image, against how much more the images on it may still grow (virtual size minus allocation, summed over every image checked in the same run that sits on that filesystem: all disks of the host with --libvirt or --qmp-dir).",
+		Matters:  "Thin images that grow into a full filesystem fail the guest's writes with ENOSPC; with werror=stop (or virtio's default enospc) the VM pauses.",
+		Fix:      "Free space or grow the filesystem; move disks to roomier storage; preallocate images that must not fail.",
+		Severity: "critical below 5% free; warn below 10% free or when the images on the filesystem can grow past its free space (overcommitted).",
 		Automate: "rule \"move-off-full-filesystem\" {\n  when = disk.fs_free_bytes < 20000000000\n  mirror { target_dir = \"/srv/roomy\" }\n}",
 		Image: func(f ImageFacts) *Finding {
 			if f.FSErr != nil || f.FS.Size == 0 {
 				return nil
 			}
 			ratio := float64(f.FS.Free) / float64(f.FS.Size)
-			growth := uint64(0)
-			if f.Info.VirtualSize > f.Info.ActualSize {
-				growth = f.Info.VirtualSize - f.Info.ActualSize
-			}
+			growth, images := f.Growth(), max(f.FSImages, 1)
+			all := max(f.FSGrowth, growth)
 			ev := map[string]string{"fs_free_bytes": u(f.FS.Free), "fs_size_bytes": u(f.FS.Size),
-				"free_ratio": strconv.FormatFloat(ratio, 'f', 3, 64), "may_grow_bytes": u(growth), "mount": f.FS.Mount}
+				"free_ratio": strconv.FormatFloat(ratio, 'f', 3, 64), "may_grow_bytes": u(growth), "mount": f.FS.Mount,
+				"images_on_fs": strconv.Itoa(images), "fs_may_grow_bytes": u(all)}
 			switch {
 			case ratio < fsFreeCritical:
 				return &Finding{Severity: Critical, Summary: fmt.Sprintf("%.1f%% free on %s", ratio*100, f.FS.Mount), Evidence: ev}
 			case ratio < fsFreeWarn:
 				return &Finding{Severity: Warn, Summary: fmt.Sprintf("%.1f%% free on %s", ratio*100, f.FS.Mount), Evidence: ev}
-			case growth > f.FS.Free:
-				return &Finding{Severity: Warn, Summary: fmt.Sprintf("image may grow by %d bytes, %d free on %s", growth, f.FS.Free, f.FS.Mount), Evidence: ev}
+			case all > f.FS.Free:
+				return &Finding{Severity: Warn, Summary: fmt.Sprintf("%d image(s) on %s may grow by %d bytes, %d free (overcommit %.1fx)",
+					images, f.FS.Mount, all, f.FS.Free, float64(all)/float64(max(f.FS.Free, 1))), Evidence: ev}
 			}
 			return &Finding{Severity: OK, Summary: fmt.Sprintf("%.0f%% free on %s", ratio*100, f.FS.Mount)}
 		},

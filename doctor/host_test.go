@@ -100,3 +100,58 @@ func TestSchedulerCheck(t *testing.T) {
 		}
 	}
 }
+
+// Thin images overcommit a filesystem together: five images that each fit
+// in the free space alone, and do not together, are each warned about.
+func TestOvercommitAcrossImages(t *testing.T) {
+	facts := make([]ImageFacts, 5)
+	for i := range facts {
+		f := &facts[i]
+		f.Path = "/srv/vm" + string(rune('a'+i)) + ".qcow2"
+		f.Info.Format, f.Info.ClusterSize = "qcow2", 64<<10
+		f.Info.VirtualSize, f.Info.ActualSize = 20<<30, 2<<30 // may grow by 18 GiB
+		f.FS = FileSystem{Mount: "/srv", Type: "ext4", Size: 200 << 30, Free: 50 << 30}
+	}
+	other := ImageFacts{Path: "/big/x.qcow2", FS: FileSystem{Mount: "/big", Type: "ext4", Size: 200 << 30, Free: 150 << 30}}
+	other.Info.Format, other.Info.VirtualSize, other.Info.ActualSize = "qcow2", 20<<30, 1<<30
+	if r := CheckImage(facts[0]); r.Worst() != OK {
+		t.Fatalf("one image alone fits: %+v", r.Findings)
+	}
+	all := append(facts, other)
+	ShareFilesystems(all)
+	for _, f := range all {
+		r := CheckImage(f)
+		var fs Finding
+		for _, fd := range r.Findings {
+			if fd.Check == "fs_space" {
+				fs = fd
+			}
+		}
+		want := Warn
+		if f.FS.Mount == "/big" {
+			want = OK
+		}
+		if fs.Severity != want {
+			t.Errorf("%s: fs_space %s (%s), want %s", f.Path, fs.Severity, fs.Summary, want)
+		}
+		if want == Warn && (fs.Evidence["images_on_fs"] != "5" || fs.Evidence["fs_may_grow_bytes"] != u(5*18<<30)) {
+			t.Errorf("%s: evidence %v", f.Path, fs.Evidence)
+		}
+	}
+}
+
+func TestPreallocation(t *testing.T) {
+	var f ImageFacts
+	f.Info.Format, f.Info.VirtualSize, f.Info.ActualSize = "qcow2", 1<<30, 1<<20
+	if p := Preallocation(f); p != "none" {
+		t.Errorf("thin: %s", p)
+	}
+	f.Check = &CheckResult{AllocatedClusters: 16384, TotalClusters: 16384}
+	if p := Preallocation(f); p != "metadata" {
+		t.Errorf("every cluster mapped, file sparse: %s", p)
+	}
+	f.Info.ActualSize = 1<<30 + 1<<20
+	if p := Preallocation(f); p != "full" {
+		t.Errorf("every cluster on disk: %s", p)
+	}
+}

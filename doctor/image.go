@@ -85,6 +85,11 @@ type ImageFacts struct {
 	// FS is the filesystem under the image; FSErr when statfs failed.
 	FS    FileSystem
 	FSErr error
+	// FSImages and FSGrowth are how many of the images checked together
+	// sit on the same filesystem and how much they may all still grow
+	// (ShareFilesystems); zero when this image was checked alone.
+	FSImages int
+	FSGrowth uint64
 	// Queue is the block-layer queue of the device under the image;
 	// QueueErr when there is none (tmpfs, overlay, NFS).
 	Queue    hoststat.Queue
@@ -223,4 +228,41 @@ func chainBroken(links []ChainLink) bool {
 		}
 	}
 	return false
+}
+
+// Growth is how much more host space the image may take: its virtual
+// size less what it has allocated (0 for a preallocated image).
+func (f ImageFacts) Growth() uint64 {
+	if f.Info.VirtualSize > f.Info.ActualSize {
+		return f.Info.VirtualSize - f.Info.ActualSize
+	}
+	return 0
+}
+
+// ShareFilesystems tells every image how many of the images checked
+// together share its filesystem and how much they may grow in all: thin
+// images overcommit a filesystem together, not one by one.
+func ShareFilesystems(facts []ImageFacts) {
+	type sum struct {
+		n      int
+		growth uint64
+	}
+	by := map[string]*sum{}
+	for _, f := range facts {
+		if f.FSErr != nil || f.FS.Mount == "" {
+			continue
+		}
+		s := by[f.FS.Mount]
+		if s == nil {
+			s = &sum{}
+			by[f.FS.Mount] = s
+		}
+		s.n++
+		s.growth += f.Growth()
+	}
+	for i := range facts {
+		if s := by[facts[i].FS.Mount]; s != nil && facts[i].FSErr == nil {
+			facts[i].FSImages, facts[i].FSGrowth = s.n, s.growth
+		}
+	}
 }

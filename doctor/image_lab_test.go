@@ -147,6 +147,13 @@ var imageCases = []struct {
 		}
 		return p
 	}, "internal_snapshots", Warn},
+	{"compressed", func(t *testing.T, dir string) string {
+		src, p := filepath.Join(dir, "plain.qcow2"), filepath.Join(dir, "compressed.qcow2")
+		qimg(t, "create", "-q", "-f", "qcow2", src, "64M")
+		qio(t, src, "write -P 0x5a 0 2M")
+		qimg(t, "convert", "-c", "-O", "qcow2", src, p)
+		return p
+	}, "compressed_clusters", Info},
 	{"small-clusters-uncovered", func(t *testing.T, dir string) string {
 		p := filepath.Join(dir, "4k.qcow2")
 		qimg(t, "create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", p, "32G")

@@ -137,13 +137,18 @@ func (f *doctorFlags) run(ctx context.Context) ([]doctor.Report, []error) {
 	if len(f.images) == 0 {
 		return f.live(ctx, q)
 	}
-	var reports []doctor.Report
+	var all []doctor.ImageFacts
 	for _, img := range f.images {
 		facts, err := q.Gather(ctx, img, f.cache, f.noCheck)
 		if err != nil {
-			return reports, []error{err}
+			return nil, []error{err}
 		}
-		reports = append(reports, doctor.CheckImage(facts))
+		all = append(all, facts)
+	}
+	doctor.ShareFilesystems(all)
+	reports := make([]doctor.Report, len(all))
+	for i, facts := range all {
+		reports[i] = doctor.CheckImage(facts)
 	}
 	return reports, nil
 }

@@ -15,20 +15,39 @@ import (
 // time).
 func (f *doctorFlags) live(ctx context.Context, q doctor.QemuImg) ([]doctor.Report, []error) {
 	disks, errs := f.sampleLive(ctx)
-	reports := make([]doctor.Report, 0, len(disks))
-	for _, l := range disks {
+	facts := make([]doctor.ImageFacts, len(disks))
+	notes := make([]string, len(disks))
+	var gathered []doctor.ImageFacts
+	for i, l := range disks {
 		if l.Image == "" {
-			reports = append(reports, doctor.CheckLive(l, nil))
 			continue
 		}
-		facts, err := q.Gather(ctx, l.Image, l.L2Cache, f.noCheck)
+		fa, err := q.Gather(ctx, l.Image, l.L2Cache, f.noCheck)
 		if err != nil {
+			notes[i] = fmt.Sprintf("image checks skipped: %v", err)
+			continue
+		}
+		facts[i] = fa
+		gathered = append(gathered, fa)
+	}
+	// Every disk of the host shares in the overcommit of its filesystem.
+	doctor.ShareFilesystems(gathered)
+	byPath := map[string]doctor.ImageFacts{}
+	for _, fa := range gathered {
+		byPath[fa.Path] = fa
+	}
+	reports := make([]doctor.Report, 0, len(disks))
+	for i, l := range disks {
+		fa, ok := byPath[facts[i].Path]
+		if !ok || facts[i].Path == "" {
 			r := doctor.CheckLive(l, nil)
-			r.Notes = append(r.Notes, fmt.Sprintf("image checks skipped: %v", err))
+			if notes[i] != "" {
+				r.Notes = append(r.Notes, notes[i])
+			}
 			reports = append(reports, r)
 			continue
 		}
-		reports = append(reports, doctor.CheckLive(l, &facts))
+		reports = append(reports, doctor.CheckLive(l, &fa))
 	}
 	return reports, errs
 }
