@@ -136,6 +136,7 @@ var Metrics = []Metric{
 		get: func(in input) cty.Value { return num(in.nb.readP99Ms) }},
 	{Name: "disk.neighbour_write_latency_p99_ms", Type: cty.Number, Unit: "ms", Help: "worst 99th percentile write latency among the other disks on the device (needs latency histograms)",
 		get: func(in input) cty.Value { return num(in.nb.writeP99Ms) }},
+	diskIOStatus, diskCorrupt, diskFragmentation, diskLeaked, diskExtents, diskSnapshots, diskFSFree, diskSeverity, diskChecked,
 	str("vm.name", "domain name, or the plain QEMU VM's name", func(in input) string { return in.p.Disk.VM }),
 	{Name: "vm.disk_count", Type: cty.Number, Unit: "disks", Help: "disks of the VM in this sample",
 		get: func(in input) cty.Value { return cty.NumberIntVal(int64(in.vm.diskCount)) }},

@@ -192,7 +192,7 @@ func parseTest(c *collector, b *hcl.Block) PolicyTest {
 
 // factNames are the disk facts a test gives as strings; "device" puts
 // disks on one host block device ("8:0"), making them neighbours.
-var factNames = map[string]bool{"format": true, "path": true, "cache_mode": true, "device": true}
+var factNames = map[string]bool{"format": true, "path": true, "cache_mode": true, "device": true, "io_status": true}
 
 func parseTestDisk(c *collector, test string, b *hcl.Block) testDisk {
 	d := testDisk{vm: b.Labels[0], disk: b.Labels[1], facts: map[string]string{}, series: map[string][]float64{}}
@@ -370,7 +370,7 @@ func (t PolicyTest) steps() int {
 func (t PolicyTest) points(i int, now time.Time, applied map[[2]string]sample.Throttle) []sample.Point {
 	var out []sample.Point
 	for _, d := range t.Disks {
-		p := sample.Point{Disk: sample.Disk{VM: d.vm, Name: d.disk, Time: now, Format: d.facts["format"], Path: d.facts["path"], HostDevice: d.facts["device"]},
+		p := sample.Point{Disk: sample.Disk{VM: d.vm, Name: d.disk, Time: now, Format: d.facts["format"], Path: d.facts["path"], HostDevice: d.facts["device"], IOStatus: d.facts["io_status"]},
 			Rates: sample.Rates{ReadLatencyMs: math.NaN(), WriteLatencyMs: math.NaN(), FlushLatencyMs: math.NaN(),
 				ReadP95Ms: math.NaN(), ReadP99Ms: math.NaN(), WriteP95Ms: math.NaN(), WriteP99Ms: math.NaN()},
 			Host: sample.Host{IOPressureSomeAvg10: math.NaN(), IOPressureSomeAvg60: math.NaN(), IOPressureFullAvg10: math.NaN(), IOPressureFullAvg60: math.NaN()}}

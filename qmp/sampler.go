@@ -101,7 +101,7 @@ func diskFromInfo(vm string, bi BlockInfo, l2 map[string]uint64) sample.Disk {
 	d := sample.Disk{
 		VM: vm, Name: id.ShortID(), QOMPath: bi.QDev, Node: in.NodeName, Format: in.Driver,
 		Path: in.File, CacheDirect: in.Cache.Direct, CacheNoFlush: in.Cache.NoFlush,
-		BackingDepth: in.BackingFileDepth, Throttle: in.IOThrottle,
+		BackingDepth: in.BackingFileDepth, Throttle: in.IOThrottle, IOStatus: bi.IOStatus,
 	}
 	if img := in.Image; img != nil {
 		d.VirtualSize, d.Allocation, d.ClusterSize = img.VirtualSize, img.ActualSize, img.ClusterSize

@@ -14,7 +14,7 @@ func TestPolicyCheckExamples(t *testing.T) {
 	if code := run(context.Background(), []string{"policy", "check", "../../examples/policy.d"}, &out, &errOut); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	for _, want := range []string{"5 rules", "calm-noisy-writers", "knobs owned: cache", "throttle (calm-noisy-writers, protect-neighbours)", "note: rule \"calm-noisy-writers\""} {
+	for _, want := range []string{"6 rules", "calm-noisy-writers", "knobs owned: cache", "throttle (calm-noisy-writers, protect-neighbours)", "note: rule \"calm-noisy-writers\""} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}

@@ -105,6 +105,28 @@ type Disk struct {
 	HostDevReadLatencyMs  float64 `json:"host_dev_read_latency_ms"`
 	HostDevWriteLatencyMs float64 `json:"host_dev_write_latency_ms"`
 	HostDevQueueDepth     float64 `json:"host_dev_queue_depth"`
+	// IOStatus is QEMU's io-status of the disk (ok, failed, nospace);
+	// empty when the backend does not report it.
+	IOStatus string `json:"io_status,omitempty"`
+	// Health is what qtune's disk checks found when they last ran on the
+	// disk; nil until they have.
+	Health *Health `json:"health,omitempty"`
+}
+
+// Health is the outcome of the disk checks (qtune doctor) the agent runs
+// at a slower pace than sampling. NaN or -1 marks what a check has not
+// measured yet.
+type Health struct {
+	At      time.Time `json:"at"`
+	Corrupt bool      `json:"corrupt"` // corrupt bit set, or qemu-img check found corruptions
+	// Fragmentation is qemu-img check's fragmented clusters ÷ allocated
+	// clusters (0-1); NaN until a check ran.
+	Fragmentation  float64 `json:"fragmentation"`
+	LeakedClusters int     `json:"leaked_clusters"` // -1 until a check ran
+	FileExtents    int64   `json:"file_extents"`    // FIEMAP extents of the image file; -1 unknown
+	SnapshotCount  int     `json:"snapshot_count"`  // internal snapshots
+	FSFreeRatio    float64 `json:"fs_free_ratio"`   // free share (0-1) of the filesystem under the image; NaN unknown
+	Worst          int     `json:"worst_severity"`  // 0 ok, 1 info, 2 warn, 3 critical
 }
 
 // L2Needed is the qcow2 L2 cache that covers the whole disk: 8 bytes per
