@@ -73,7 +73,7 @@ func TestAgentRunsAndStopsCleanly(t *testing.T) {
 	if len(st.VMs) != 1 || st.VMs[0].Name != "fake" || len(st.VMs[0].Disks) != 2 {
 		t.Fatalf("status %+v", st.VMs)
 	}
-	if st.Policy.Error != "" || len(st.Policy.Rules) != 5 {
+	if st.Policy.Error != "" || len(st.Policy.Rules) != 6 {
 		t.Errorf("policy %+v", st.Policy)
 	}
 	if len(notes) < 2 || notes[0] != "READY=1" || notes[len(notes)-1] != "STOPPING=1" {
