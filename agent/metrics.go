@@ -47,6 +47,7 @@ type cycleSnapshot struct {
 	states     []policy.StateInfo
 	owned      []tuning.Owned
 	vms        int
+	vmStates   map[string]vmState // nil where the backend does not say
 	connected  bool
 	reconnects uint64
 	tainted    int
@@ -122,6 +123,7 @@ type snapshotCollector struct {
 	m                                                         *metrics
 	disk, counters                                            []*prometheus.Desc
 	rule, owned, vms, connected, reconnects, tainted, storeOK *prometheus.Desc
+	vmState                                                   *prometheus.Desc
 }
 
 func newSnapshotCollector(m *metrics) *snapshotCollector {
@@ -135,6 +137,7 @@ func newSnapshotCollector(m *metrics) *snapshotCollector {
 	c.rule = prometheus.NewDesc("qtune_rule_state", "1 for the state each rule is in on each disk (inactive rules are not listed).", []string{"rule", "vm", "disk", "state"}, nil)
 	c.owned = prometheus.NewDesc("qtune_owned_knobs", "Knobs qtune changed and will restore, by kind.", []string{"knob"}, nil)
 	c.vms = prometheus.NewDesc("qtune_vms", "VMs the agent watches.", nil, nil)
+	c.vmState = prometheus.NewDesc("qtune_vm_state", "1 for each VM's state and its reason as libvirt names them (paused/ioerror: the guest waits on storage).", []string{"vm", "state", "reason"}, nil)
 	c.connected = prometheus.NewDesc("qtune_backend_connected", "1 while the hypervisor connection is up.", nil, nil)
 	c.reconnects = prometheus.NewDesc("qtune_backend_reconnects_total", "Times the hypervisor connection was re-established.", nil, nil)
 	c.tainted = prometheus.NewDesc("qtune_tainted_domains", "Domains qtune sent QMP to through libvirt (tainted: custom-monitor).", nil, nil)
@@ -146,7 +149,7 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range append(c.disk, c.counters...) {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.rule, c.owned, c.vms, c.connected, c.reconnects, c.tainted, c.storeOK} {
+	for _, d := range []*prometheus.Desc{c.rule, c.owned, c.vms, c.vmState, c.connected, c.reconnects, c.tainted, c.storeOK} {
 		ch <- d
 	}
 }
@@ -181,6 +184,9 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.owned, prometheus.GaugeValue, n, k)
 	}
 	ch <- prometheus.MustNewConstMetric(c.vms, prometheus.GaugeValue, float64(s.vms))
+	for vm, st := range s.vmStates {
+		ch <- prometheus.MustNewConstMetric(c.vmState, prometheus.GaugeValue, 1, vm, st.State, st.Reason)
+	}
 	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, boolFloat(s.connected))
 	ch <- prometheus.MustNewConstMetric(c.reconnects, prometheus.CounterValue, float64(s.reconnects))
 	ch <- prometheus.MustNewConstMetric(c.tainted, prometheus.GaugeValue, float64(s.tainted))

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -14,31 +16,74 @@ import (
 	"github.com/qtune/qtune/tuning"
 )
 
-// libvirtSource reads every running domain with one bulk stats call per
-// cycle, plus the facts bulk stats lack (format, cache mode, backing
-// depth from the XML, refreshed on lifecycle events and every few
-// minutes; throttles every cycle, so drift is seen). Discovery is the
-// bulk call itself; lifecycle events only make forgetting prompt.
-type libvirtSource struct {
-	v       *qmp.Libvirt
-	timeout time.Duration
-	log     hclog.Logger
-	backend *tuning.LibvirtBackend
-	m       *metrics
-
-	mu    sync.Mutex
-	facts map[string]domainFacts
-	known map[string]bool
-	gone  []string
+// libvirtAPI is what the libvirt source asks of the daemon.
+type libvirtAPI interface {
+	DomainStats(ctx context.Context, names ...string) (map[string]qmp.DomainStat, error)
+	DomainXML(ctx context.Context, domain string, inactive bool) (string, error)
 }
 
+// factsSink is the backend's side of the facts: it answers throttle reads
+// from what the XML said, and forgets a domain's options when it changes.
+type factsSink interface {
+	ThrottleGeneration(domain string) uint64
+	NoteThrottles(domain string, gen uint64, byDisk map[string]sample.Throttle)
+	ThrottlesChanged(domain string)
+	Forget(domain string)
+	NoteJobEvent(domain, path string, state int32)
+}
+
+// libvirtSource reads the counters and state of every active domain with
+// one bulk stats call per cycle. What changes rarely — disks, throttles
+// in force, cache mode, backing chain — comes from the domain XML, read
+// when a domain is first seen, again when libvirt says something changed
+// (lifecycle, device added or removed, block job, and the tunable event
+// that any blkdeviotune emits: drift by another tool is seen at the next
+// cycle), and every few minutes as a safety net. Nothing is asked per
+// disk per cycle.
+//
+// XML reads run beside the cycle, a few at a time, each with its own
+// deadline; a cycle waits for them only a short while, so a domain whose
+// QEMU hangs costs itself, not the others.
+type libvirtSource struct {
+	v        *qmp.Libvirt // nil in tests
+	api      libvirtAPI
+	sink     factsSink
+	backend  *tuning.LibvirtBackend // nil in tests
+	timeout  time.Duration
+	interval time.Duration
+	log      hclog.Logger
+	m        *metrics
+	sem      chan struct{} // bounds concurrent XML reads
+
+	mu     sync.Mutex
+	facts  map[string]*domainFacts
+	known  map[string]bool
+	gone   []string
+	states map[string]vmState
+	disks  int // disks in the last bulk answer, for its deadline
+}
+
+// vmState is a domain's state and its reason (libvirt's names).
+type vmState struct{ State, Reason string }
+
+// domainFacts is what one domain's XML said.
 type domainFacts struct {
 	disks map[string]qmp.DomainDisk
 	qcow2 map[string]hoststat.Qcow2Header // by target, for local qcow2 images
-	at    time.Time
+	ok    bool                            // a read has succeeded
+	err   error                           // the last read's error
+	due   time.Time                       // the slow re-read
+	stale bool                            // an event said it changed since the read began
+	// reading is closed when the read under way ends; nil when idle.
+	reading chan struct{}
 }
 
-const factsMaxAge = 5 * time.Minute
+const (
+	factsMaxAge      = 5 * time.Minute
+	factsReaders     = 4                      // XML reads at once
+	bulkPerDisk      = 2 * time.Millisecond   // added to the bulk call's deadline per disk
+	factsWaitPerCall = 500 * time.Millisecond // longest a cycle waits for XML reads
+)
 
 func newLibvirtSource(ctx context.Context, cfg Config, log hclog.Logger, m *metrics) (*libvirtSource, error) {
 	log = log.Named("libvirt")
@@ -46,11 +91,27 @@ func newLibvirtSource(ctx context.Context, cfg Config, log hclog.Logger, m *metr
 	if err != nil {
 		return nil, err
 	}
-	return &libvirtSource{
-		v: v, timeout: cfg.CallTimeout, log: log, m: m,
-		backend: tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{AllowPassthrough: cfg.AllowPassthrough, PidDir: cfg.LibvirtPidDir, Log: log}),
-		facts:   map[string]domainFacts{}, known: map[string]bool{},
-	}, nil
+	b := tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{AllowPassthrough: cfg.AllowPassthrough, PidDir: cfg.LibvirtPidDir, Log: log})
+	var sink factsSink = b
+	if !v.SeesTunableEvents() {
+		// Over a remote URI a change by another tool would go unseen
+		// until the next slow re-read: owned throttles are read from
+		// libvirt then.
+		sink = liveThrottles{b}
+	}
+	s := newLibvirtSourceWith(v, sink, cfg, log, m)
+	s.v, s.backend = v, b
+	return s, nil
+}
+
+// liveThrottles keeps the backend reading throttles from libvirt.
+type liveThrottles struct{ factsSink }
+
+func (liveThrottles) NoteThrottles(string, uint64, map[string]sample.Throttle) {}
+
+func newLibvirtSourceWith(api libvirtAPI, sink factsSink, cfg Config, log hclog.Logger, m *metrics) *libvirtSource {
+	return &libvirtSource{api: api, sink: sink, timeout: cfg.CallTimeout, interval: cfg.Interval, log: log, m: m,
+		sem: make(chan struct{}, factsReaders), facts: map[string]*domainFacts{}, known: map[string]bool{}, states: map[string]vmState{}}
 }
 
 func (s *libvirtSource) Name() string            { return "libvirt:" + s.v.Where() }
@@ -60,54 +121,96 @@ func (s *libvirtSource) Connected() (bool, uint64) {
 	return s.v.Connected(), s.v.Reconnects()
 }
 
-// Run follows lifecycle events until ctx ends, then closes the connection.
+// Run follows domain events until ctx ends, then closes the connection.
 func (s *libvirtSource) Run(ctx context.Context) {
-	evs := s.v.SubscribeDomainEvents(ctx, 256)
-	for ev := range evs {
-		if ev.Kind == "block-job" {
-			s.backend.NoteJobEvent(ev.Domain, ev.Path, ev.JobState)
-			continue
-		}
-		if ev.Kind != "lifecycle" {
-			continue
-		}
-		s.mu.Lock()
-		delete(s.facts, ev.Domain) // started, stopped, redefined: read the XML again
-		s.mu.Unlock()
-		s.backend.Forget(ev.Domain)
+	for ev := range s.v.SubscribeDomainEvents(ctx, 1024) {
+		s.event(ev)
 	}
 	s.v.Close()
 }
 
+// event marks what an event may have changed for the next XML read.
+func (s *libvirtSource) event(ev qmp.DomainEvent) {
+	s.log.Debug("domain event", "vm", ev.Domain, "kind", ev.Kind, "disk", ev.Disk)
+	switch ev.Kind {
+	case "reconnected": // events may have been missed while down
+		s.mu.Lock()
+		doms := make([]string, 0, len(s.facts))
+		for dom, f := range s.facts {
+			f.stale = true
+			doms = append(doms, dom)
+		}
+		s.mu.Unlock()
+		for _, dom := range doms {
+			s.sink.ThrottlesChanged(dom)
+		}
+		return
+	case "block-job":
+		s.sink.NoteJobEvent(ev.Domain, ev.Path, ev.JobState)
+	case "lifecycle": // started, stopped, redefined: a new QEMU has new options
+		s.sink.Forget(ev.Domain)
+	case "tunable":
+		s.sink.ThrottlesChanged(ev.Domain)
+	}
+	s.mu.Lock()
+	if f := s.facts[ev.Domain]; f != nil {
+		f.stale = true
+	}
+	s.mu.Unlock()
+}
+
+// DomainStates is each sampled domain's state as of the last cycle.
+func (s *libvirtSource) DomainStates() map[string]vmState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.states
+}
+
 func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]error, []string) {
 	errs := map[string]error{}
-	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	s.mu.Lock()
+	timeout := s.timeout + time.Duration(s.disks)*bulkPerDisk
+	s.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	start := time.Now()
-	byDom, err := s.v.BlockStats(cctx)
+	byDom, err := s.api.DomainStats(cctx)
 	cancel()
 	s.m.callDuration.WithLabelValues("libvirt", "get_all_domain_stats").Observe(time.Since(start).Seconds())
 	if err != nil {
 		errs["libvirt"] = err
 		return nil, errs, nil
 	}
+	s.waitFacts(ctx, s.refreshFacts(ctx, byDom))
 	var out []sample.Disk
-	for dom, disks := range byDom {
-		facts, err := s.domainFacts(ctx, dom)
+	states := make(map[string]vmState, len(byDom))
+	for dom, st := range byDom {
+		states[dom] = vmState{State: st.State, Reason: st.Reason}
+		f, err := s.factsOf(dom)
 		if err != nil {
 			errs[dom] = err
 			continue
 		}
-		for i := range disks {
-			s.fill(ctx, &disks[i], facts)
+		for i := range st.Disks {
+			if !fill(&st.Disks[i], f) {
+				s.event(qmp.DomainEvent{Domain: dom, Kind: "unknown-disk"}) // hot-plugged before its event came
+			}
 		}
-		out = append(out, disks...)
+		out = append(out, st.Disks...)
 	}
+	return out, errs, s.track(byDom, states, len(out))
+}
+
+// track notes which domains exist now and returns the ones gone since
+// the last cycle.
+func (s *libvirtSource) track(byDom map[string]qmp.DomainStat, states map[string]vmState, disks int) []string {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.states, s.disks = states, disks
 	for dom := range s.known {
 		if _, ok := byDom[dom]; !ok {
 			delete(s.known, dom)
 			delete(s.facts, dom)
-			s.backend.Forget(dom)
+			s.sink.Forget(dom)
 			s.gone = append(s.gone, dom)
 		}
 	}
@@ -116,28 +219,103 @@ func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]e
 	}
 	gone := s.gone
 	s.gone = nil
-	s.mu.Unlock()
-	return out, errs, gone
+	return gone
 }
 
-func (s *libvirtSource) domainFacts(ctx context.Context, dom string) (domainFacts, error) {
+// refreshFacts starts an XML read for every domain that has none, whose
+// facts an event made stale, or whose slow re-read is due; it returns the
+// reads under way that this cycle needs.
+func (s *libvirtSource) refreshFacts(ctx context.Context, byDom map[string]qmp.DomainStat) []chan struct{} {
+	now := time.Now()
 	s.mu.Lock()
-	f, ok := s.facts[dom]
-	s.mu.Unlock()
-	if ok && time.Since(f.at) < factsMaxAge {
-		return f, nil
+	defer s.mu.Unlock()
+	var wait []chan struct{}
+	for dom := range byDom {
+		f := s.facts[dom]
+		if f == nil {
+			f = &domainFacts{}
+			s.facts[dom] = f
+		}
+		if f.reading == nil && (!f.ok || f.stale || now.After(f.due)) {
+			f.reading, f.stale = make(chan struct{}), false
+			go s.readFacts(ctx, dom, f)
+		}
+		if f.reading != nil {
+			wait = append(wait, f.reading)
+		}
 	}
+	return wait
+}
+
+// waitFacts waits for XML reads, at most a short part of the interval.
+func (s *libvirtSource) waitFacts(ctx context.Context, reads []chan struct{}) {
+	if len(reads) == 0 {
+		return
+	}
+	t := time.NewTimer(min(factsWaitPerCall, s.interval/2))
+	defer t.Stop()
+	for _, r := range reads {
+		select {
+		case <-r:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// readFacts reads one domain's XML with its own deadline.
+func (s *libvirtSource) readFacts(ctx context.Context, dom string, f *domainFacts) {
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	case <-ctx.Done():
+		s.readDone(f, domainFacts{}, ctx.Err())
+		return
+	}
+	gen := s.sink.ThrottleGeneration(dom)
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	doc, err := s.v.DomainXML(cctx, dom, false)
-	if err != nil {
-		return f, err
+	start := time.Now()
+	doc, err := s.api.DomainXML(cctx, dom, false)
+	cancel()
+	s.m.callDuration.WithLabelValues("libvirt", "get_domain_xml").Observe(time.Since(start).Seconds())
+	var disks []qmp.DomainDisk
+	if err == nil {
+		disks, err = qmp.ParseDomainDisks(doc)
 	}
-	disks, err := qmp.ParseDomainDisks(doc)
 	if err != nil {
-		return f, err
+		s.readDone(f, domainFacts{}, fmt.Errorf("domain %s XML: %w", dom, err))
+		return
 	}
-	f = domainFacts{disks: map[string]qmp.DomainDisk{}, qcow2: map[string]hoststat.Qcow2Header{}, at: time.Now()}
+	throttles := make(map[string]sample.Throttle, len(disks))
+	for _, d := range disks {
+		throttles[d.Target] = d.Throttle
+	}
+	s.sink.NoteThrottles(dom, gen, throttles)
+	s.readDone(f, factsFrom(disks), nil)
+}
+
+// factsRetry is how soon a failed XML read of a domain with earlier
+// facts is tried again (a domain with none is tried every cycle).
+const factsRetry = 30 * time.Second
+
+func (s *libvirtSource) readDone(f *domainFacts, next domainFacts, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		f.err, f.due = err, time.Now().Add(factsRetry)
+	} else {
+		f.disks, f.qcow2, f.ok, f.err = next.disks, next.qcow2, true, nil
+		// Spread the safety-net re-reads so they do not all come at once.
+		f.due = time.Now().Add(factsMaxAge - time.Duration(rand.Int64N(int64(factsMaxAge/5))))
+	}
+	close(f.reading)
+	f.reading = nil
+}
+
+func factsFrom(disks []qmp.DomainDisk) domainFacts {
+	f := domainFacts{disks: map[string]qmp.DomainDisk{}, qcow2: map[string]hoststat.Qcow2Header{}}
 	for _, d := range disks {
 		f.disks[d.Target] = d
 		if d.Format == "qcow2" && strings.HasPrefix(d.Source, "/") {
@@ -146,18 +324,34 @@ func (s *libvirtSource) domainFacts(ctx context.Context, dom string) (domainFact
 			}
 		}
 	}
-	s.mu.Lock()
-	s.facts[dom] = f
-	s.mu.Unlock()
-	return f, nil
+	return f
 }
 
-func (s *libvirtSource) fill(ctx context.Context, d *sample.Disk, f domainFacts) {
+// factsOf returns a domain's facts for this cycle: the last good read
+// (a failed re-read keeps it), or why there is none yet.
+func (s *libvirtSource) factsOf(dom string) (domainFacts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.facts[dom]
+	switch {
+	case f == nil:
+		return domainFacts{}, fmt.Errorf("domain %s: no XML read yet", dom)
+	case f.ok:
+		return domainFacts{disks: f.disks, qcow2: f.qcow2}, nil
+	case f.err != nil:
+		return domainFacts{}, f.err
+	}
+	return domainFacts{}, fmt.Errorf("domain %s: XML read still under way after %v", dom, min(factsWaitPerCall, s.interval/2))
+}
+
+// fill adds the XML's facts to a disk; false when the XML read has no
+// such disk.
+func fill(d *sample.Disk, f domainFacts) bool {
 	x, ok := f.disks[d.Name]
 	if !ok {
-		return
+		return false
 	}
-	d.Format, d.BackingDepth, d.QOMPath = x.Format, x.BackingDepth, x.QOMPath()
+	d.Format, d.BackingDepth, d.QOMPath, d.Throttle = x.Format, x.BackingDepth, x.QOMPath(), x.Throttle
 	d.CacheDirect, d.CacheNoFlush = x.CacheFlags()
 	if h, ok := f.qcow2[d.Name]; ok {
 		d.ClusterSize, d.ExtendedL2 = h.ClusterSize, h.ExtendedL2
@@ -168,11 +362,5 @@ func (s *libvirtSource) fill(ctx context.Context, d *sample.Disk, f domainFacts)
 			d.L2CacheSize = min(d.L2Needed(), x.MetadataCacheMax)
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	start := time.Now()
-	if t, err := s.v.BlockIOTune(cctx, d.VM, d.Name, false); err == nil {
-		d.Throttle = t
-	}
-	s.m.callDuration.WithLabelValues("libvirt", "get_block_io_tune").Observe(time.Since(start).Seconds())
+	return true
 }

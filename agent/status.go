@@ -54,8 +54,17 @@ type PolicyStatus struct {
 
 // VMStatus is one VM's disks as last sampled.
 type VMStatus struct {
-	Name  string       `json:"name"`
-	Disks []DiskStatus `json:"disks"`
+	Name string `json:"name"`
+	// State and StateReason are libvirt's (running/booted,
+	// paused/ioerror, ...); empty where the backend does not say.
+	State       string       `json:"state,omitempty"`
+	StateReason string       `json:"state_reason,omitempty"`
+	Disks       []DiskStatus `json:"disks"`
+}
+
+// domainStater is a source that knows each VM's run state.
+type domainStater interface {
+	DomainStates() map[string]vmState
 }
 
 // DiskStatus is one disk's latest figures.
@@ -114,12 +123,24 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 		}
 		v.Disks = append(v.Disks, ds)
 	}
+	var vmStates map[string]vmState
+	if ds, ok := a.src.(domainStater); ok {
+		vmStates = ds.DomainStates()
+	}
+	for name, st := range vmStates {
+		v := vms[name]
+		if v == nil { // no rates yet (its first sample), but it is there
+			v = &VMStatus{Name: name}
+			vms[name] = v
+		}
+		v.State, v.StateReason = st.State, st.Reason
+	}
 	list := make([]VMStatus, 0, len(vms))
 	for _, v := range vms {
 		list = append(list, *v)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-	a.m.publish(&cycleSnapshot{points: points, states: states, owned: owned, vms: len(list),
+	a.m.publish(&cycleSnapshot{points: points, states: states, owned: owned, vms: len(list), vmStates: vmStates,
 		connected: connected, reconnects: reconnects, tainted: len(tainted), storeOK: !a.refusing()})
 
 	a.mu.Lock()

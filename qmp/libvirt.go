@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
 	"github.com/hashicorp/go-hclog"
 )
@@ -46,19 +47,29 @@ type LibvirtOptions struct {
 // Libvirt is a libvirt connection made for a daemon. go-libvirt's calls
 // take no context and the protocol has no keepalive here, so every call
 // runs with a deadline; a call that misses it is abandoned (its goroutine
-// ends when the reply or the disconnect comes) and two misses in a row
-// drop the connection as wedged. A lost daemon is dialled again with
-// capped, jittered exponential backoff, and event subscriptions are made
-// again on the new connection.
+// ends when the reply or the disconnect comes). A missed deadline says
+// only that this call was slow — one domain's hung QEMU, or a daemon busy
+// under load — so it starts a probe: a call that touches no domain
+// (the library version), and only when the probe too gets no answer in
+// time is the connection dropped as wedged. A lost daemon is dialled
+// again with capped, jittered exponential backoff, and event
+// subscriptions are made again on the new connection.
 type Libvirt struct {
 	opts LibvirtOptions
 	log  hclog.Logger
 
-	mu       sync.Mutex
-	conn     *libvirt.Libvirt // nil while down
-	lastErr  error
-	onUp     []func(*libvirt.Libvirt) // resubscribers
-	timeouts int
+	mu      sync.Mutex
+	conn    *libvirt.Libvirt // nil while down
+	lastErr error
+	onUp    []func(*libvirt.Libvirt) // resubscribers
+	onTune  []func(domain, disk string)
+	tapped  bool // tunable events are seen (see libvirt_tap.go)
+	probing bool // a probe of conn is under way
+
+	// probe asks the daemon something that touches no domain; drop
+	// closes a wedged connection (both replaced in tests).
+	probe func(*libvirt.Libvirt) error
+	drop  func(*libvirt.Libvirt)
 
 	reconnects atomic.Uint64
 	closed     chan struct{}
@@ -81,7 +92,7 @@ func DialLibvirt(ctx context.Context, o LibvirtOptions) (*Libvirt, error) {
 	if o.Log == nil {
 		o.Log = hclog.NewNullLogger()
 	}
-	v := &Libvirt{opts: o, log: o.Log, closed: make(chan struct{})}
+	v := &Libvirt{opts: o, log: o.Log, closed: make(chan struct{}), probe: probeLibVersion, drop: dropConn}
 	conn, err := v.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -107,18 +118,8 @@ func (v *Libvirt) connect(ctx context.Context) (*libvirt.Libvirt, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		if v.opts.URI != "" {
-			u, err := url.Parse(v.opts.URI)
-			if err != nil {
-				ch <- result{nil, fmt.Errorf("libvirt URI %q: %w", v.opts.URI, err)}
-				return
-			}
-			l, err := libvirt.ConnectToURI(u)
-			ch <- result{l, err}
-			return
-		}
-		l := libvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(v.opts.Socket), dialers.WithLocalTimeout(v.opts.CallTimeout)))
-		ch <- result{l, l.Connect()}
+		l, err := v.dial()
+		ch <- result{l, err}
 	}()
 	ctx, cancel := v.deadline(ctx)
 	defer cancel()
@@ -131,6 +132,64 @@ func (v *Libvirt) connect(ctx context.Context) (*libvirt.Libvirt, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("libvirt %s: connect: %w", v.Where(), ctx.Err())
 	}
+}
+
+// dial connects through a dialer whose connection is watched for the
+// tunable event; only a remote URI (ssh, tls, tcp) goes without.
+func (v *Libvirt) dial() (*libvirt.Libvirt, error) {
+	tap := func(d socket.Dialer) socket.Dialer { return tapDialer{d: d, tunable: v.emitTunable} }
+	local := []dialers.LocalOption{dialers.WithSocket(v.opts.Socket), dialers.WithLocalTimeout(v.opts.CallTimeout)}
+	if v.opts.URI == "" {
+		l := libvirt.NewWithDialer(tap(dialers.NewLocal(local...)))
+		v.setTapped(true)
+		return l, l.Connect()
+	}
+	u, err := url.Parse(v.opts.URI)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt URI %q: %w", v.opts.URI, err)
+	}
+	if u.Host == "" && (u.Scheme == "qemu" || u.Scheme == "qemu+unix") {
+		local = local[1:]
+		if s := u.Query().Get("socket"); s != "" {
+			local = append(local, dialers.WithSocket(s))
+		}
+		l := libvirt.NewWithDialer(tap(dialers.NewLocal(local...)))
+		v.setTapped(true)
+		return l, l.ConnectToURI(libvirt.RemoteURI(u))
+	}
+	v.setTapped(false)
+	return libvirt.ConnectToURI(u)
+}
+
+func (v *Libvirt) setTapped(b bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.tapped = b
+}
+
+// SeesTunableEvents says whether a throttle change by another tool is
+// seen as an event on this connection; over a remote URI it is not, and
+// throttles must be read from libvirt.
+func (v *Libvirt) SeesTunableEvents() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.tapped
+}
+
+func (v *Libvirt) emitTunable(domain, disk string) {
+	v.mu.Lock()
+	subs := make([]func(string, string), len(v.onTune))
+	copy(subs, v.onTune)
+	v.mu.Unlock()
+	for _, f := range subs {
+		f(domain, disk)
+	}
+}
+
+func (v *Libvirt) onTunable(f func(domain, disk string)) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.onTune = append(v.onTune, f)
 }
 
 func (v *Libvirt) dialError(err error) error {
@@ -181,7 +240,7 @@ func (v *Libvirt) reconnect() *libvirt.Libvirt {
 		conn, err := v.connect(context.Background())
 		if err == nil {
 			v.mu.Lock()
-			v.conn, v.lastErr, v.timeouts = conn, nil, 0
+			v.conn, v.lastErr = conn, nil
 			hooks := make([]func(*libvirt.Libvirt), len(v.onUp))
 			copy(hooks, v.onUp)
 			v.mu.Unlock()
@@ -248,24 +307,55 @@ func (v *Libvirt) call(ctx context.Context, what string, f func(*libvirt.Libvirt
 	go func() { done <- f(conn) }()
 	select {
 	case err := <-done:
-		v.mu.Lock()
-		v.timeouts = 0
-		v.mu.Unlock()
 		if err != nil {
 			return v.callError(what, err)
 		}
 		return nil
 	case <-ctx.Done():
-		v.mu.Lock()
-		v.timeouts++
-		wedged := v.timeouts >= 2 && v.conn == conn
-		v.mu.Unlock()
-		if wedged {
-			v.log.Warn("libvirt calls time out; dropping the connection", "libvirt", v.Where())
-			conn.Disconnect()
-		}
+		v.suspect(conn)
 		return fmt.Errorf("libvirt %s: %s: %w", v.Where(), what, ctx.Err())
 	}
+}
+
+func probeLibVersion(l *libvirt.Libvirt) error {
+	_, err := l.ConnectGetLibVersion()
+	return err
+}
+
+func dropConn(l *libvirt.Libvirt) { l.Disconnect() }
+
+// suspect starts a probe of conn after a call on it missed its deadline,
+// unless one is under way; a probe that gets no answer within the call
+// timeout drops the connection (the watcher then reconnects).
+func (v *Libvirt) suspect(conn *libvirt.Libvirt) {
+	v.mu.Lock()
+	if v.probing || v.conn != conn {
+		v.mu.Unlock()
+		return
+	}
+	v.probing = true
+	v.mu.Unlock()
+	go func() {
+		done := make(chan error, 1)
+		go func() { done <- v.probe(conn) }()
+		t := time.NewTimer(v.opts.CallTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			v.mu.Lock()
+			current := v.conn == conn
+			v.mu.Unlock()
+			if current {
+				v.log.Warn("libvirt does not answer a probe; dropping the connection", "libvirt", v.Where(), "timeout", v.opts.CallTimeout.String())
+				v.drop(conn)
+			}
+		case <-v.closed:
+		}
+		v.mu.Lock()
+		v.probing = false
+		v.mu.Unlock()
+	}()
 }
 
 func (v *Libvirt) callError(what string, err error) error {

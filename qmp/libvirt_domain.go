@@ -59,11 +59,32 @@ func (v *Libvirt) LookupDomain(ctx context.Context, name string) (DomainInfo, er
 }
 
 // BlockStats reads the block counters of the named domains, or of every
-// active domain (running, paused, ...) when names is empty, in one
-// ConnectGetAllDomainStats call: a VM paused on an I/O error is the one an
-// SRE most needs to see. Disks are named by target (vda); the counters are stamped when the
-// call returns.
+// active domain when names is empty; see DomainStats.
 func (v *Libvirt) BlockStats(ctx context.Context, names ...string) (map[string][]sample.Disk, error) {
+	st, err := v.DomainStats(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]sample.Disk, len(st))
+	for name, s := range st {
+		out[name] = s.Disks
+	}
+	return out, nil
+}
+
+// DomainStat is one domain as one bulk stats call saw it.
+type DomainStat struct {
+	State  string // running, paused, shutoff, ... (libvirt's state names)
+	Reason string // why it is in that state: ioerror, user, ...; "" when unknown
+	Disks  []sample.Disk
+}
+
+// DomainStats reads the state and block counters of the named domains,
+// or of every active domain (running, paused, ...) when names is empty,
+// in one ConnectGetAllDomainStats call: a VM paused on an I/O error is the
+// one an SRE most needs to see. Disks are named by target (vda); the
+// counters are stamped when the call returns.
+func (v *Libvirt) DomainStats(ctx context.Context, names ...string) (map[string]DomainStat, error) {
 	var doms []libvirt.Domain
 	for _, n := range names {
 		d, err := v.lookup(ctx, n)
@@ -81,18 +102,37 @@ func (v *Libvirt) BlockStats(ctx context.Context, names ...string) (map[string][
 			flags |= uint32(libvirt.ConnectGetAllDomainsStatsActive)
 		}
 		var err error
-		recs, err = l.ConnectGetAllDomainStats(doms, uint32(libvirt.DomainStatsBlock), flags)
+		recs, err = l.ConnectGetAllDomainStats(doms, uint32(libvirt.DomainStatsBlock|libvirt.DomainStatsState), flags)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	at := time.Now()
-	out := make(map[string][]sample.Disk, len(recs))
+	out := make(map[string]DomainStat, len(recs))
 	for _, r := range recs {
-		out[r.Dom.Name] = DecodeBlockStats(r.Dom.Name, r.Params, at)
+		out[r.Dom.Name] = DecodeDomainStats(r.Dom.Name, r.Params, at)
 	}
 	return out, nil
+}
+
+// DecodeDomainStats turns one domain's stats record (state.* and block.*
+// typed parameters) into its state and disks.
+func DecodeDomainStats(domain string, params []libvirt.TypedParam, at time.Time) DomainStat {
+	st := DomainStat{Disks: DecodeBlockStats(domain, params, at)}
+	state, reason := int32(-1), int32(-1)
+	for _, p := range params {
+		switch p.Field {
+		case "state.state":
+			state = int32(asUint(p.Value.I))
+		case "state.reason":
+			reason = int32(asUint(p.Value.I))
+		}
+	}
+	if state >= 0 {
+		st.State, st.Reason = StateName(libvirt.DomainState(state)), StateReason(libvirt.DomainState(state), reason)
+	}
+	return st
 }
 
 // DecodeBlockStats turns the "block.*" typed parameters of one domain's

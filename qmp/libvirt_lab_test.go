@@ -108,9 +108,42 @@ func TestRealLibvirt(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer d.Virsh(ctx, "resume", "t1")
-		s, err := v.BlockStats(ctx)
-		if err != nil || len(s["t1"]) != 1 {
+		s, err := v.DomainStats(ctx)
+		if err != nil || len(s["t1"].Disks) != 1 || s["t1"].State != "paused" || s["t1"].Reason != "user" {
 			t.Fatalf("bulk stats with t1 paused: %+v, %v", s, err)
+		}
+	})
+
+	t.Run("domain events", func(t *testing.T) {
+		ectx, stop := context.WithCancel(ctx)
+		defer stop()
+		evs := v.SubscribeDomainEvents(ectx, 64)
+		if _, err := d.Virsh(ctx, "blkdeviotune", "t1", "vda", "--write-iops-sec", "400", "--live"); err != nil {
+			t.Fatal(err)
+		}
+		defer d.Virsh(ctx, "blkdeviotune", "t1", "vda", "--write-iops-sec", "0", "--live")
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case ev := <-evs:
+				t.Logf("event %+v", ev)
+				if ev.Kind == "tunable" && ev.Domain == "t1" && ev.Disk == "vda" {
+					// The live XML follows, and says what BlockIOTune says.
+					doc, err := v.DomainXML(ctx, "t1", false)
+					if err != nil {
+						t.Fatal(err)
+					}
+					disks, err := qmp.ParseDomainDisks(doc)
+					live, err2 := v.BlockIOTune(ctx, "t1", "vda", false)
+					live.Group = qmp.OwnGroup(live.Group)
+					if err != nil || err2 != nil || len(disks) != 1 || disks[0].Throttle != live || live.IOPSWrite != 400 {
+						t.Errorf("XML throttle %+v, BlockIOTune %+v (%v %v)", disks, live, err, err2)
+					}
+					return
+				}
+			case <-timeout:
+				t.Fatal("no tunable event within 10s of blkdeviotune")
+			}
 		}
 	})
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,22 +127,35 @@ func (p *Passthrough) Close() error {
 	return nil
 }
 
-// DomainEvent is a lifecycle or block-job event of some domain.
+// DomainEvent is something libvirt says happened to a domain.
 type DomainEvent struct {
 	Domain string
-	// Kind is "lifecycle" or "block-job".
+	// Kind is "lifecycle", "block-job", "tunable" (a block throttle was
+	// changed, by qtune or anyone else), "device-added", "device-removed",
+	// or "reconnected" (no Domain: the connection came back, and events
+	// may have been missed while it was down).
 	Kind string
 	// Lifecycle: libvirt's event and detail codes (started=2, stopped=5...).
 	Event, Detail int32
 	// Block job: the disk path, job type and status codes.
 	Path              string
 	JobType, JobState int32
+	// Tunable: the disk whose throttle changed; device events: the
+	// device alias.
+	Disk string
 }
 
-// SubscribeDomainEvents delivers lifecycle and block-job events of every
-// domain (go-libvirt ignores the domain argument of SubscribeEvents, so
-// callers filter by Domain) until ctx ends, across reconnects. The
-// path-based block-job event is used: BLOCK_JOB_2 is never delivered.
+// domainEventIDs are the events SubscribeDomainEvents follows.
+var domainEventIDs = []libvirt.DomainEventID{
+	libvirt.DomainEventIDLifecycle, libvirt.DomainEventIDBlockJob, libvirt.DomainEventIDTunable,
+	libvirt.DomainEventIDDeviceAdded, libvirt.DomainEventIDDeviceRemoved,
+}
+
+// SubscribeDomainEvents delivers lifecycle, block-job, block-throttle and
+// device events of every domain (go-libvirt ignores the domain argument
+// of SubscribeEvents, so callers filter by Domain) until ctx ends, across
+// reconnects. The path-based block-job event is used: BLOCK_JOB_2 is
+// never delivered.
 func (v *Libvirt) SubscribeDomainEvents(ctx context.Context, buf int) <-chan DomainEvent {
 	out := make(chan DomainEvent, buf)
 	var mu sync.Mutex
@@ -158,7 +172,7 @@ func (v *Libvirt) SubscribeDomainEvents(ctx context.Context, buf int) <-chan Dom
 		}
 	}
 	start := func(l *libvirt.Libvirt) {
-		for _, id := range []libvirt.DomainEventID{libvirt.DomainEventIDLifecycle, libvirt.DomainEventIDBlockJob} {
+		for _, id := range domainEventIDs {
 			ch, err := l.SubscribeEvents(ctx, id, libvirt.OptDomain{})
 			if err != nil {
 				v.log.Warn("subscribe to domain events failed", "event", id.String(), "error", err.Error())
@@ -166,11 +180,8 @@ func (v *Libvirt) SubscribeDomainEvents(ctx context.Context, buf int) <-chan Dom
 			}
 			go func() {
 				for raw := range ch {
-					switch e := raw.(type) {
-					case *libvirt.DomainEventCallbackLifecycleMsg:
-						send(DomainEvent{Domain: e.Msg.Dom.Name, Kind: "lifecycle", Event: e.Msg.Event, Detail: e.Msg.Detail})
-					case *libvirt.DomainEventCallbackBlockJobMsg:
-						send(DomainEvent{Domain: e.Msg.Dom.Name, Kind: "block-job", Path: e.Msg.Path, JobType: e.Msg.Type, JobState: e.Msg.Status})
+					if ev, ok := domainEvent(raw); ok {
+						send(ev)
 					}
 				}
 			}()
@@ -179,8 +190,13 @@ func (v *Libvirt) SubscribeDomainEvents(ctx context.Context, buf int) <-chan Dom
 	v.onReconnect(func(l *libvirt.Libvirt) {
 		if ctx.Err() == nil {
 			start(l)
+			send(DomainEvent{Kind: "reconnected"})
 		}
 	})
+	// go-libvirt drops tunable events (see libvirt_tap.go); the tapped
+	// connection delivers them here. The subscription above still asks
+	// libvirtd to send them.
+	v.onTunable(func(domain, disk string) { send(DomainEvent{Domain: domain, Kind: "tunable", Disk: disk}) })
 	if l := v.current(); l != nil {
 		start(l)
 	}
@@ -192,4 +208,35 @@ func (v *Libvirt) SubscribeDomainEvents(ctx context.Context, buf int) <-chan Dom
 		mu.Unlock()
 	}()
 	return out
+}
+
+// domainEvent translates one go-libvirt event message; a tunable event
+// that changes no block throttle (CPU tuning, say) is dropped.
+func domainEvent(raw any) (DomainEvent, bool) {
+	switch e := raw.(type) {
+	case *libvirt.DomainEventCallbackLifecycleMsg:
+		return DomainEvent{Domain: e.Msg.Dom.Name, Kind: "lifecycle", Event: e.Msg.Event, Detail: e.Msg.Detail}, true
+	case *libvirt.DomainEventCallbackBlockJobMsg:
+		return DomainEvent{Domain: e.Msg.Dom.Name, Kind: "block-job", Path: e.Msg.Path, JobType: e.Msg.Type, JobState: e.Msg.Status}, true
+	case *libvirt.DomainEventCallbackTunableMsg:
+		ev := DomainEvent{Domain: e.Dom.Name, Kind: "tunable"}
+		block := false
+		for _, p := range e.Params {
+			if strings.HasPrefix(p.Field, "blkdeviotune.") {
+				block = true
+			}
+			if p.Field == "blkdeviotune.disk" {
+				ev.Disk, _ = p.Value.I.(string)
+			}
+		}
+		if !block {
+			return DomainEvent{}, false
+		}
+		return ev, true
+	case *libvirt.DomainEventCallbackDeviceAddedMsg:
+		return DomainEvent{Domain: e.Dom.Name, Kind: "device-added", Disk: e.DevAlias}, true
+	case *libvirt.DomainEventCallbackDeviceRemovedMsg:
+		return DomainEvent{Domain: e.Msg.Dom.Name, Kind: "device-removed", Disk: e.Msg.DevAlias}, true
+	}
+	return DomainEvent{}, false
 }

@@ -3,6 +3,10 @@ package qmp
 import (
 	"encoding/xml"
 	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/qtune/qtune/internal/sample"
 )
 
 // DomainDisk is what a domain's XML says about one disk.
@@ -19,6 +23,10 @@ type DomainDisk struct {
 	// IO, Discard and DetectZeroes are the driver's io, discard and
 	// detect_zeroes attributes; "" when libvirt leaves QEMU's default.
 	IO, Discard, DetectZeroes string
+	// Throttle is the <iotune> in force (the live XML follows
+	// blkdeviotune), with a group named after the device itself cleared:
+	// that is no group at all.
+	Throttle sample.Throttle
 }
 
 // CacheFlags maps libvirt's cache mode to the file node's flags.
@@ -68,6 +76,12 @@ type xmlDomain struct {
 			Name string `xml:"name,attr"`
 		} `xml:"alias"`
 		Backing *xmlBacking `xml:"backingStore"`
+		IOTune  struct {
+			Fields []struct {
+				XMLName xml.Name
+				Value   string `xml:",chardata"`
+			} `xml:",any"`
+		} `xml:"iotune"`
 	} `xml:"devices>disk"`
 }
 
@@ -103,6 +117,15 @@ func ParseDomainDisks(doc string) ([]DomainDisk, error) {
 		if ms := x.Driver.MetadataCache.MaxSize; ms.Value > 0 {
 			dd.MetadataCacheMax = ms.Value * unitBytes(ms.Unit)
 		}
+		vals := map[string]string{}
+		for _, f := range x.IOTune.Fields {
+			vals[f.XMLName.Local] = strings.TrimSpace(f.Value)
+		}
+		t, err := throttleFromXML(vals)
+		if err != nil {
+			return nil, fmt.Errorf("domain XML: disk %s: %w", dd.Target, err)
+		}
+		dd.Throttle = t
 		out = append(out, dd)
 	}
 	return out, nil
@@ -127,4 +150,33 @@ func unitBytes(u string) uint64 {
 		return 1 << 30
 	}
 	return 1
+}
+
+// throttleFromXML decodes a disk's <iotune> children (the same names as
+// the typed parameters of DomainGetBlockIOTune).
+func throttleFromXML(vals map[string]string) (sample.Throttle, error) {
+	var t sample.Throttle
+	for _, f := range iotuneFields {
+		v, ok := vals[f.name]
+		if !ok || v == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return t, fmt.Errorf("iotune %s %q: %w", f.name, v, err)
+		}
+		*f.get(&t) = n
+	}
+	t.Group = OwnGroup(vals["group_name"])
+	return t, nil
+}
+
+// OwnGroup clears a throttle group named after the disk's own device: a
+// disk throttled without a group is in a group of its own named after its
+// QOM path ("drive-<alias>" on older libvirt), which is no group at all.
+func OwnGroup(g string) string {
+	if strings.HasPrefix(g, "/machine/peripheral/") || strings.HasPrefix(g, "drive-") {
+		return ""
+	}
+	return g
 }

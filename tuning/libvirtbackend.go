@@ -38,6 +38,7 @@ type LibvirtBackend struct {
 	reopeners map[string]*reopener
 	tainted   map[string]bool
 	jobEvents map[string]int32 // last block-job event state by domain and disk path
+	throttles throttleCache
 	onJob     func()
 }
 
@@ -78,22 +79,13 @@ func (b *LibvirtBackend) Forget(domain string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.reopeners, domain)
+	b.throttlesChangedLocked(domain)
 }
 
 // Read implements Backend.
 func (b *LibvirtBackend) Read(ctx context.Context, t Target, k policy.Knob) (KnobState, error) {
 	if k == policy.KnobThrottle {
-		th, err := b.v.BlockIOTune(ctx, t.VM, t.Disk, false)
-		if err != nil {
-			return KnobState{}, err
-		}
-		// A disk throttled without a group is in a group of its own named
-		// after its device (QOM path; "drive-<alias>" on older libvirt):
-		// that is no group at all.
-		if strings.HasPrefix(th.Group, "/machine/peripheral/") || strings.HasPrefix(th.Group, "drive-") {
-			th.Group = ""
-		}
-		return KnobState{Throttle: &th}, nil
+		return b.readThrottle(ctx, t)
 	}
 	r, qname, err := b.reopener(ctx, t)
 	if err != nil {
@@ -105,6 +97,8 @@ func (b *LibvirtBackend) Read(ctx context.Context, t Target, k policy.Knob) (Kno
 // Apply implements Backend.
 func (b *LibvirtBackend) Apply(ctx context.Context, t Target, k policy.Knob, s KnobState, persist bool) error {
 	if k == policy.KnobThrottle && s.Throttle != nil {
+		// The read-back that verifies this must ask libvirt.
+		b.ThrottlesChanged(t.VM)
 		return b.v.SetBlockIOTune(ctx, t.VM, t.Disk, *s.Throttle, persist)
 	}
 	r, qname, err := b.reopener(ctx, t)

@@ -83,6 +83,9 @@ func printStatus(w io.Writer, st agent.Status) {
 	printPolicyStatus(w, st.Policy)
 	fmt.Fprintf(w, "\n%-16s %-8s %8s %8s %9s %9s %-10s %s\n", "VM", "DISK", "R_IOPS", "W_IOPS", "R_LAT_ms", "W_LAT_ms", "CACHE", "THROTTLE")
 	for _, vm := range st.VMs {
+		if vm.State != "" && vm.State != "running" {
+			fmt.Fprintf(w, "%-16s %s\n", vm.Name, strings.ToUpper(strings.TrimSuffix(vm.State+" ("+vm.StateReason+")", " ()")))
+		}
 		for _, d := range vm.Disks {
 			fmt.Fprintf(w, "%-16s %-8s %8.0f %8.0f %9s %9s %-10s %s\n", vm.Name, d.Name, d.ReadIOPS, d.WriteIOPS,
 				ms(d.ReadLatency), ms(d.WriteLatency), d.Cache, throttleText(d.Throttle != nil, func() string { return throttleString(*d.Throttle) }))

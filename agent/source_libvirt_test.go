@@ -1,0 +1,187 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/qmp"
+)
+
+// fakeLibvirt answers bulk stats and domain XML from maps, counts XML
+// reads, and hangs the XML of domains in hang until the call's deadline.
+type fakeLibvirt struct {
+	mu      sync.Mutex
+	stats   map[string]qmp.DomainStat
+	xml     map[string]string
+	hang    map[string]bool
+	reads   map[string]int
+	readsAt []time.Time
+}
+
+func (f *fakeLibvirt) DomainStats(ctx context.Context, names ...string) (map[string]qmp.DomainStat, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]qmp.DomainStat{}
+	for k, v := range f.stats {
+		v.Disks = append([]sample.Disk(nil), v.Disks...)
+		for i := range v.Disks {
+			v.Disks[i].Time = time.Now()
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (f *fakeLibvirt) DomainXML(ctx context.Context, dom string, inactive bool) (string, error) {
+	f.mu.Lock()
+	f.reads[dom]++
+	hang, doc := f.hang[dom], f.xml[dom]
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
+	return doc, nil
+}
+
+func (f *fakeLibvirt) readsOf(dom string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads[dom]
+}
+
+func (f *fakeLibvirt) setXML(dom, doc string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.xml[dom] = doc
+}
+
+// fakeSink records what the source tells the backend.
+type fakeSink struct {
+	mu        sync.Mutex
+	gen       map[string]uint64
+	throttles map[string]map[string]sample.Throttle
+}
+
+func (s *fakeSink) ThrottleGeneration(d string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen[d]
+}
+func (s *fakeSink) NoteThrottles(d string, gen uint64, t map[string]sample.Throttle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen[d] == gen {
+		s.throttles[d] = t
+	}
+}
+func (s *fakeSink) ThrottlesChanged(d string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen[d]++
+	delete(s.throttles, d)
+}
+func (s *fakeSink) Forget(d string)                    { s.ThrottlesChanged(d) }
+func (s *fakeSink) NoteJobEvent(string, string, int32) {}
+
+func domXML(iops int) string {
+	return fmt.Sprintf(`<domain><devices><disk type='file' device='disk'><driver type='raw' cache='none'/>
+<source file='/nonexistent/a.raw'/><target dev='vda'/><alias name='virtio-disk0'/>
+<iotune><write_iops_sec>%d</write_iops_sec></iotune></disk></devices></domain>`, iops)
+}
+
+func newFakeSource(t *testing.T, doms ...string) (*libvirtSource, *fakeLibvirt, *fakeSink) {
+	f := &fakeLibvirt{stats: map[string]qmp.DomainStat{}, xml: map[string]string{}, hang: map[string]bool{}, reads: map[string]int{}}
+	for _, d := range doms {
+		f.stats[d] = qmp.DomainStat{State: "running", Reason: "booted", Disks: []sample.Disk{{VM: d, Name: "vda"}}}
+		f.xml[d] = domXML(100)
+	}
+	sink := &fakeSink{gen: map[string]uint64{}, throttles: map[string]map[string]sample.Throttle{}}
+	cfg := Config{CallTimeout: 2 * time.Second, Interval: 2 * time.Second}
+	return newLibvirtSourceWith(f, sink, cfg, hclog.NewNullLogger(), newMetrics()), f, sink
+}
+
+func TestLibvirtSourceReadsXMLOnceAndOnEvents(t *testing.T) {
+	s, f, sink := newFakeSource(t, "a", "b")
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		disks, errs, _ := s.Sample(ctx)
+		if len(disks) != 2 || len(errs) != 0 {
+			t.Fatalf("cycle %d: %+v %v", i, disks, errs)
+		}
+		for _, d := range disks {
+			if d.Throttle.IOPSWrite != 100 || d.Format != "raw" || !d.CacheDirect || d.QOMPath == "" {
+				t.Fatalf("facts not filled from the XML: %+v", d)
+			}
+		}
+	}
+	if f.readsOf("a") != 1 || f.readsOf("b") != 1 {
+		t.Fatalf("5 cycles read the XML %d and %d times, want once each", f.readsOf("a"), f.readsOf("b"))
+	}
+	// blkdeviotune behind qtune's back: the tunable event, then the next
+	// cycle shows the new value, and the backend's view was dropped at once.
+	f.setXML("a", domXML(300))
+	s.event(qmp.DomainEvent{Domain: "a", Kind: "tunable", Disk: "vda"})
+	if _, ok := sink.throttles["a"]; ok {
+		t.Error("the backend still answers throttle reads of a from before the event")
+	}
+	disks, _, _ := s.Sample(ctx)
+	for _, d := range disks {
+		want := map[string]uint64{"a": 300, "b": 100}[d.VM]
+		if d.Throttle.IOPSWrite != want {
+			t.Errorf("%s after the tunable event: write_iops %d, want %d", d.VM, d.Throttle.IOPSWrite, want)
+		}
+	}
+	if sink.throttles["a"]["vda"].IOPSWrite != 300 {
+		t.Errorf("backend view after the re-read: %+v", sink.throttles["a"])
+	}
+	if f.readsOf("a") != 2 || f.readsOf("b") != 1 {
+		t.Errorf("XML reads after one event on a: a %d, b %d", f.readsOf("a"), f.readsOf("b"))
+	}
+	// A reconnect may have lost events: everything is read again.
+	s.event(qmp.DomainEvent{Kind: "reconnected"})
+	s.Sample(ctx)
+	if f.readsOf("a") != 3 || f.readsOf("b") != 2 {
+		t.Errorf("XML reads after a reconnect: a %d, b %d", f.readsOf("a"), f.readsOf("b"))
+	}
+}
+
+func TestLibvirtSourceHungDomainCostsOnlyItself(t *testing.T) {
+	s, f, _ := newFakeSource(t, "ok", "hung")
+	f.hang["hung"] = true
+	start := time.Now()
+	disks, errs, _ := s.Sample(context.Background())
+	took := time.Since(start)
+	if len(disks) != 1 || disks[0].VM != "ok" || errs["hung"] == nil {
+		t.Fatalf("disks %+v errs %v", disks, errs)
+	}
+	if took > factsWaitPerCall+time.Second {
+		t.Errorf("a hung domain held the cycle for %v", took)
+	}
+	// The next cycles do not pile up reads of the hung domain: one is
+	// under way until its own deadline.
+	s.Sample(context.Background())
+	s.Sample(context.Background())
+	if n := f.readsOf("hung"); n != 1 {
+		t.Errorf("%d XML reads of the hung domain in flight, want 1", n)
+	}
+}
+
+func TestLibvirtSourceDomainStates(t *testing.T) {
+	s, f, _ := newFakeSource(t, "run", "paused")
+	f.stats["paused"] = qmp.DomainStat{State: "paused", Reason: "ioerror", Disks: f.stats["paused"].Disks}
+	disks, _, _ := s.Sample(context.Background())
+	if len(disks) != 2 {
+		t.Fatalf("a paused domain's disks are sampled too: %+v", disks)
+	}
+	st := s.DomainStates()
+	if st["paused"] != (vmState{"paused", "ioerror"}) || st["run"] != (vmState{"running", "booted"}) {
+		t.Errorf("states %+v", st)
+	}
+}
