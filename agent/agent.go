@@ -64,6 +64,7 @@ type Agent struct {
 	host     *hoststat.Reader
 	m        *metrics
 	jobs     *tuning.JobManager // nil when the backend runs no block jobs
+	checks   *diskChecks        // the disk checks; nil when disabled
 
 	failLog *logonce.Limiter // repeated failures: logged at start, change, reminder
 
@@ -117,6 +118,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stop()
 	var wg sync.WaitGroup
 	a.startJobs(runCtx, &wg)
+	a.startDiskChecks(runCtx, &wg)
 	wg.Add(1)
 	go func() { defer wg.Done(); a.src.Run(runCtx) }()
 	srv, err := a.serve(runCtx, &wg)
@@ -509,6 +511,7 @@ func (a *Agent) points(now time.Time, disks []sample.Disk) []sample.Point {
 				d.HostDevReadLatencyMs, d.HostDevWriteLatencyMs = img.Dev.ReadLatencyMs, img.Dev.WriteLatencyMs
 			}
 		}
+		d.Health = a.checks.health(key)
 		out = append(out, sample.Point{Disk: d, Rates: r, Host: host})
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -49,6 +49,12 @@ import (
 //	  max_attempts     = 3
 //	  space_margin     = "1GiB"
 //	}
+//	doctor {
+//	  enabled        = true
+//	  interval       = "5m"                   # the cheap disk checks
+//	  check_interval = "6h"                   # qemu-img check, one image at a time
+//	  qemu_img       = "qemu-img"
+//	}
 type Config struct {
 	LibvirtURI       string
 	LibvirtSocket    string
@@ -68,6 +74,7 @@ type Config struct {
 	Limits           LimitsConfig
 	Histograms       []uint64 // boundaries in ns; nil = off
 	JobsConfig
+	Doctor DoctorConfig
 }
 
 // LimitsConfig are the executor's limits as configured.
@@ -87,6 +94,7 @@ func Defaults() Config {
 		LogLevel: "info", LogFormat: "json",
 		Limits:     LimitsConfig{PerVMPerHour: 12, PerHostPerMinute: 30, MinChange: 0.05, L2CacheBudget: 1 << 30},
 		JobsConfig: defaultJobsConfig(),
+		Doctor:     defaultDoctorConfig(),
 	}
 }
 
@@ -111,6 +119,7 @@ type fileConfig struct {
 	ControlSocket    *string         `hcl:"control_socket,optional"`
 	ControlGroup     *string         `hcl:"control_group,optional"`
 	Jobs             *fileJobs       `hcl:"jobs,block"`
+	Doctor           *fileDoctor     `hcl:"doctor,block"`
 	Remain           hcl.Body        `hcl:",remain"`
 }
 
@@ -208,6 +217,7 @@ func LoadConfig(path string) (Config, error) {
 		}
 	}
 	errs = append(errs, c.JobsConfig.load(&fc, path)...)
+	errs = append(errs, c.Doctor.load(fc.Doctor, path)...)
 	if len(errs) > 0 {
 		return c, errors.New(strings.Join(errs, "\n"))
 	}
@@ -253,6 +263,7 @@ func (c Config) Validate() error {
 		errs = append(errs, "state_dir and policy_dir must be set")
 	}
 	errs = append(errs, c.JobsConfig.validate()...)
+	errs = append(errs, c.Doctor.validate()...)
 	if len(errs) > 0 {
 		return errors.New("config: " + strings.Join(errs, "; "))
 	}

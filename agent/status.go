@@ -32,6 +32,8 @@ type Status struct {
 	Actions       []ActionStatus     `json:"actions"` // the latest, newest last
 	Tainted       []string           `json:"tainted,omitempty"`
 	Errors        map[string]string  `json:"errors,omitempty"` // latest sample error per VM
+	// Findings are the disk checks' findings worse than ok, worst first.
+	Findings []FindingStatus `json:"findings,omitempty"`
 }
 
 // PolicyStatus says which policy is in force and whether the last load
@@ -150,6 +152,7 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 	s.StoreError = a.storeErr
 	s.Interval, s.LastCycle, s.CycleDuration = a.cfg.Interval.String(), now, dur.Round(time.Millisecond).String()
 	s.VMs, s.Rules, s.Owned, s.Tainted = list, states, owned, tainted
+	s.Findings = a.checks.findings()
 	s.Errors = map[string]string{}
 	for vm, err := range errs {
 		s.Errors[vm] = err.Error()

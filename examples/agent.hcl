@@ -57,3 +57,14 @@ jobs {
   max_attempts     = 3        # starts tried, with backoff, before a job fails
   space_margin     = "1GiB"   # free space asked beyond what a copy needs
 }
+
+# qtune doctor's checks on every disk sampled (findings as
+# qtune_disk_finding, in qtune status, and as disk.* policy metrics):
+# the cheap ones every interval; qemu-img check, which reads an image's
+# whole metadata, at most every check_interval per image, one at a time.
+doctor {
+  enabled        = true
+  interval       = "5m"
+  check_interval = "6h"
+  qemu_img       = "qemu-img"
+}

@@ -97,6 +97,12 @@ func printStatus(w io.Writer, st agent.Status) {
 			fmt.Fprintf(w, "  %-28s %s/%s %s since %s\n", r.Rule, r.VM, r.Disk, r.State, r.Since.Local().Format("15:04:05"))
 		}
 	}
+	if len(st.Findings) > 0 {
+		fmt.Fprintln(w, "\nDISK FINDINGS (qtune doctor's checks; docs/doctor.md says what to do)")
+		for _, f := range st.Findings {
+			fmt.Fprintf(w, "  %-8s %s/%s %s: %s\n", f.Severity, f.VM, f.Disk, f.Check, f.Summary)
+		}
+	}
 	if len(st.Owned) > 0 {
 		fmt.Fprintln(w, "\nOWNED KNOBS (restored when their rule stops firing)")
 		for _, o := range st.Owned {
