@@ -2,8 +2,9 @@
 #
 #   make test   gofmt check, go vet, unit + integration tests (real QEMU and
 #               libvirtd; QTUNE_LAB=require makes a missing one fail the run),
-#               brief fuzzing of the parsers, and the example policies
-#               with their tests.
+#               brief fuzzing of the parsers, the example policies
+#               with their tests, and the example Prometheus rules with
+#               theirs (promtool, from Debian's prometheus package).
 #   make build  the qtune binary into ./bin
 #   make bench  quick benchmarks (a few minutes) into bench/RESULTS.md;
 #               make bench-full for every size and longer phases
@@ -12,7 +13,7 @@ GO      ?= go
 BIN     := bin/qtune
 FUZZTIME ?= 12s
 
-.PHONY: all build bench bench-full test fmt-check vet unit fuzz policies clean stats-demo demo install lab-deps
+.PHONY: all build bench bench-full test fmt-check vet unit fuzz policies prometheus-rules clean stats-demo demo install lab-deps
 
 all: build
 
@@ -31,7 +32,7 @@ bench-full:
 # Packages are tested one at a time (-p 1): several packages booting TCG
 # guests at once on a small host starve each other's guests, and tests
 # that read a guest's I/O rate then see the host, not qtune.
-test: fmt-check vet policies fuzz unit
+test: fmt-check vet policies prometheus-rules fuzz unit
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -58,6 +59,11 @@ fuzz:
 policies: build
 	./$(BIN) policy check examples/policy.d
 	./$(BIN) policy test examples/tests/*.test.hcl
+
+# The example alerting and recording rules must load and pass their tests.
+prometheus-rules:
+	promtool check rules examples/prometheus/*.yml
+	promtool test rules examples/prometheus/tests/*.test.yml
 
 clean:
 	rm -rf bin
