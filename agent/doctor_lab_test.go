@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +69,15 @@ func TestAgentDiskChecksFeedStatusAndPolicy(t *testing.T) {
 			firing = firing || (r.Rule == "too-many-snapshots" && r.VM == "snappy" && string(r.State) == "firing")
 		}
 		if found && firing {
+			// The points carry the disk's health to qtune plan: NaN
+			// figures (no qemu-img check yet on some disk) must encode.
+			a.mu.Lock()
+			h := append([]Cycle(nil), a.history...)
+			a.mu.Unlock()
+			b, err := json.Marshal(h)
+			if err != nil || !strings.Contains(string(b), `"snapshot_count":6`) {
+				t.Fatalf("history: %v\n%.2000s", err, b)
+			}
 			return
 		}
 		if time.Now().After(deadline) {

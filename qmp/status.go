@@ -59,40 +59,49 @@ func domainRunState(state libvirt.DomainState, reason int32) RunState {
 	return RunState{Status: "other"}
 }
 
-// DiskErrors reads the I/O error each disk of a domain has hit, as
-// query-block's io-status names it ("nospace", "failed"), keyed by disk
-// target. Disks without an error are not listed.
+// DiskErrors reads the I/O error a domain's disk has hit, as query-block's
+// io-status names it ("nospace", "failed"), keyed by disk target; an empty
+// map when no disk has one. Only the first disk with an error is known:
+// go-libvirt generates the error code as an unexported field its decoder
+// skips without reading, so the reply's bytes shift by one field. Asked
+// for one error, the code then lands in the count that follows it.
 func (v *Libvirt) DiskErrors(ctx context.Context, domain string) (map[string]string, error) {
 	d, err := v.lookup(ctx, domain)
 	if err != nil {
 		return nil, err
 	}
 	var errs []libvirt.DomainDiskError
+	var n int32
 	err = v.call(ctx, "get disk errors of "+domain, func(l *libvirt.Libvirt) error {
 		var err error
-		errs, _, err = l.DomainGetDiskErrors(d, 64, 0)
+		errs, n, err = l.DomainGetDiskErrors(d, 1, 0)
 		return err
 	})
 	out := map[string]string{}
-	for _, e := range errs {
-		if s := diskErrorName(e); s != "" {
-			out[e.Disk] = s
-		}
+	if err != nil || len(errs) == 0 {
+		return out, err
 	}
-	return out, err
+	code := diskErrorCode(errs[0])
+	if code == 0 {
+		code = n // the shifted decode: see above
+	}
+	out[errs[0].Disk] = diskErrorName(libvirt.DomainDiskErrorCode(code))
+	return out, nil
 }
 
-// diskErrorName decodes a disk error's code. go-libvirt generates the
-// field unexported (remote_error), so it is read through reflect.
-func diskErrorName(e libvirt.DomainDiskError) string {
+// diskErrorCode reads the code field, 0 when the decoder left it unset.
+func diskErrorCode(e libvirt.DomainDiskError) int32 {
 	f := reflect.ValueOf(e).FieldByName("remote_error")
 	if !f.IsValid() {
-		return "failed"
+		return 0
 	}
-	switch libvirt.DomainDiskErrorCode(f.Int()) {
-	case libvirt.DomainDiskErrorNone:
-		return ""
-	case libvirt.DomainDiskErrorNoSpace:
+	return int32(f.Int())
+}
+
+// diskErrorName names a code; libvirt lists only disks with an error, so
+// anything but nospace is a failure.
+func diskErrorName(c libvirt.DomainDiskErrorCode) string {
+	if c == libvirt.DomainDiskErrorNoSpace {
 		return "nospace"
 	}
 	return "failed"

@@ -222,3 +222,60 @@ func TestDoctorThroughLibvirt(t *testing.T) {
 		t.Errorf("cache %q, throttle %q", sev["cache_mode"].Summary, sev["throttle"].Summary)
 	}
 }
+
+// The same full filesystem under libvirt: libvirt reports the domain
+// paused for an I/O error and the disk's error as nospace, through its
+// own API (nothing tainted).
+func TestDoctorLibvirtDomainPausedOnFullFilesystem(t *testing.T) {
+	lab.NeedLibvirt(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Mounted before the daemon starts: its private mount namespace
+	// copies the host's mounts at that moment.
+	dir := smallTmpfs(t, "16m")
+	d := lab.StartLibvirtdT(t)
+	img := filepath.Join(dir, "full.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	w := loadgen.Defaults()
+	w.Loops, w.BlockSize = 0, 64<<10
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.SeqWrite, Duration: time.Hour}}
+	// tmpfs has no O_DIRECT: cache=writeback.
+	d.DefineDomainT(t, lab.DomainSpec{Name: "full", Workload: &w, Disks: []lab.DomainDisk{{Target: "vda", Image: img, Cache: "writeback"}}})
+	for {
+		out, err := d.Virsh(ctx, "domstate", "full", "--reason")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out, "paused") && strings.Contains(out, "I/O error") {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("domain never paused on the full filesystem: %s", out)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"doctor", "--libvirt", "--socket", d.SocketPath(), "--json", "--interval", "500ms", "--no-check"}, &out, &errb)
+	if code != 2 {
+		t.Fatalf("exit %d, want 2\n%s%s", code, out.String(), errb.String())
+	}
+	var doc struct {
+		Reports []doctor.Report `json:"reports"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || len(doc.Reports) != 1 {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	got := map[string]doctor.Finding{}
+	for _, f := range doc.Reports[0].Findings {
+		got[f.Check] = f
+	}
+	if f := got["vm_io_error"]; f.Severity != doctor.Critical {
+		t.Errorf("vm_io_error: %+v", f)
+	}
+	if f := got["io_status"]; f.Severity != doctor.Critical || f.Evidence["io_status"] != "nospace" {
+		t.Errorf("io_status: %+v", f)
+	}
+}

@@ -121,7 +121,8 @@ func TestL2Coverage(t *testing.T) {
 
 func TestPointJSONKeepsNaN(t *testing.T) {
 	p := Point{
-		Disk:  Disk{VM: "v", Name: "vda", Time: t0, HostDevUtil: math.NaN(), Counters: Counters{ReadOps: 7}, Throttle: Throttle{IOPSWrite: 5}},
+		Disk: Disk{VM: "v", Name: "vda", Time: t0, HostDevUtil: math.NaN(), Counters: Counters{ReadOps: 7}, Throttle: Throttle{IOPSWrite: 5},
+			Health: &Health{At: t0, Fragmentation: math.NaN(), FSFreeRatio: 0.25, SnapshotCount: 3}},
 		Rates: Rates{ReadIOPS: 3, ReadLatencyMs: math.NaN()},
 		Host:  Host{IOPressureSomeAvg10: math.NaN(), IOPressureSomeAvg60: 1.5},
 	}
@@ -133,7 +134,8 @@ func TestPointJSONKeepsNaN(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	if !math.IsNaN(back.Rates.ReadLatencyMs) || !math.IsNaN(back.Disk.HostDevUtil) || !math.IsNaN(back.Host.IOPressureSomeAvg10) {
+	if !math.IsNaN(back.Rates.ReadLatencyMs) || !math.IsNaN(back.Disk.HostDevUtil) || !math.IsNaN(back.Host.IOPressureSomeAvg10) ||
+		back.Disk.Health == nil || !math.IsNaN(back.Disk.Health.Fragmentation) || back.Disk.Health.FSFreeRatio != 0.25 || back.Disk.Health.SnapshotCount != 3 {
 		t.Errorf("NaN lost: %s", b)
 	}
 	if back.Rates.ReadIOPS != 3 || back.Disk.ReadOps != 7 || back.Disk.Throttle.IOPSWrite != 5 || back.Host.IOPressureSomeAvg60 != 1.5 || !back.Disk.Time.Equal(t0) {

@@ -124,3 +124,12 @@ func setNulls(v reflect.Value, raw map[string]json.RawMessage) {
 		}
 	}
 }
+
+// MarshalJSON implements json.Marshaler.
+func (h Health) MarshalJSON() ([]byte, error) { type plain Health; return marshalNaN(plain(h)) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (h *Health) UnmarshalJSON(b []byte) error {
+	type plain Health
+	return unmarshalNaN(b, (*plain)(h))
+}
