@@ -24,11 +24,11 @@ const gatherTimeout = 10 * time.Minute
 // so two qemu-img checks never run at once. The agent reads the results
 // into each point (policy metrics), status and /metrics.
 type diskChecks struct {
-	cfg    DoctorConfig
-	q      doctor.QemuImg
-	log    hclog.Logger
-	points func() []sample.Point // the last cycle's
-	now    func() time.Time
+	cfg  DoctorConfig
+	q    doctor.QemuImg
+	log  hclog.Logger
+	last func() *cycleSnapshot // the last cycle's points and VM states
+	now  func() time.Time
 
 	mu      sync.Mutex
 	results map[string]diskResult // by "vm/disk"
@@ -48,8 +48,8 @@ type checkMemo struct {
 	err error
 }
 
-func newDiskChecks(cfg DoctorConfig, log hclog.Logger, points func() []sample.Point, now func() time.Time) *diskChecks {
-	return &diskChecks{cfg: cfg, q: doctor.QemuImg{Path: cfg.QemuImg}, log: log, points: points, now: now,
+func newDiskChecks(cfg DoctorConfig, log hclog.Logger, last func() *cycleSnapshot, now func() time.Time) *diskChecks {
+	return &diskChecks{cfg: cfg, q: doctor.QemuImg{Path: cfg.QemuImg}, log: log, last: last, now: now,
 		results: map[string]diskResult{}, checked: map[string]checkMemo{}, runs: map[string]float64{}}
 }
 
@@ -71,7 +71,11 @@ func (c *diskChecks) run(ctx context.Context, first time.Duration) {
 
 // pass checks every disk of the last cycle and forgets disks gone.
 func (c *diskChecks) pass(ctx context.Context) {
-	points := c.points()
+	snap := c.last()
+	if snap == nil {
+		return
+	}
+	points := snap.points
 	facts := make([]doctor.ImageFacts, len(points))
 	ok := make([]bool, len(points))
 	for i, p := range points {
@@ -86,7 +90,7 @@ func (c *diskChecks) pass(ctx context.Context) {
 	doctor.ShareFilesystems(facts)
 	results := map[string]diskResult{}
 	for i, p := range points {
-		l := liveFromPoint(p)
+		l := liveFromPoint(p, snap.vmStates)
 		var f *doctor.ImageFacts
 		if ok[i] && facts[i].Path != "" {
 			f = &facts[i]
@@ -126,13 +130,22 @@ func (c *diskChecks) gather(ctx context.Context, p sample.Point) doctor.ImageFac
 	return f
 }
 
-// liveFromPoint is what one cycle's point says of a disk for the live
-// checks. The cache mode and aio checks are left to qtune doctor: the
-// sample carries the host cache flags, not the guest's write cache.
-func liveFromPoint(p sample.Point) doctor.LiveDisk {
+// liveFromPoint is what one cycle's point (and its VM's state, where the
+// backend says) tells the live checks. The cache mode and aio checks are
+// left to qtune doctor: the sample carries the host cache flags, not the
+// guest's write cache; nor does it carry failed operation counters.
+func liveFromPoint(p sample.Point, states map[string]vmState) doctor.LiveDisk {
 	d := p.Disk
+	run := ""
+	if st, ok := states[d.VM]; ok {
+		run = st.State
+		if st.State == "paused" && st.Reason == "ioerror" {
+			run = "io-error" // QEMU's name, which the check reads
+		}
+	}
 	return doctor.LiveDisk{
-		VM: d.VM, Disk: d.Name, Image: d.Path, Format: d.Format, IOStatus: d.IOStatus,
+		RunState: run,
+		VM:       d.VM, Disk: d.Name, Image: d.Path, Format: d.Format, IOStatus: d.IOStatus,
 		CacheDirect: d.CacheDirect, CacheNoFlush: d.CacheNoFlush, Throttle: d.Throttle,
 		VirtualSize: d.VirtualSize, Allocation: d.Allocation, L2Cache: d.L2CacheSize, Rates: p.Rates,
 		HostDevice: d.HostDevice, Host: hoststat.Device{ReadLatencyMs: d.HostDevReadLatencyMs, WriteLatencyMs: d.HostDevWriteLatencyMs},
@@ -246,13 +259,7 @@ func (a *Agent) startDiskChecks(ctx context.Context, wg *sync.WaitGroup) {
 	if !a.cfg.Doctor.Enabled {
 		return
 	}
-	last := func() []sample.Point {
-		if s := a.m.last.Load(); s != nil {
-			return s.points
-		}
-		return nil
-	}
-	a.checks = newDiskChecks(a.cfg.Doctor, a.log.Named("doctor"), last, time.Now)
+	a.checks = newDiskChecks(a.cfg.Doctor, a.log.Named("doctor"), a.m.last.Load, time.Now)
 	a.m.reg.MustRegister(a.checks)
 	wg.Add(1)
 	go func() { defer wg.Done(); a.checks.run(ctx, 2*a.cfg.Interval+time.Second) }()

@@ -47,18 +47,21 @@ func TestDiskChecksFindingsAndHealth(t *testing.T) {
 	points := []sample.Point{point("a", snaps), point("b", clean)}
 	now := time.Now()
 	cfg := defaultDoctorConfig()
-	c := newDiskChecks(cfg, hclog.NewNullLogger(), func() []sample.Point { return points }, func() time.Time { return now })
+	states := map[string]vmState{"a": {State: "running"}, "b": {State: "paused", Reason: "ioerror"}}
+	last := func() *cycleSnapshot { return &cycleSnapshot{points: points, vmStates: states} }
+	c := newDiskChecks(cfg, hclog.NewNullLogger(), last, func() time.Time { return now })
 	c.pass(context.Background())
 
 	h := c.health("a/vda")
 	if h == nil || h.SnapshotCount != 6 || h.Corrupt || h.LeakedClusters != 0 || math.IsNaN(h.Fragmentation) || h.Worst != 2 {
 		t.Fatalf("health of the snapshot image: %+v", h)
 	}
-	if hb := c.health("b/vda"); hb == nil || hb.SnapshotCount != 0 || hb.Worst > 1 {
-		t.Errorf("health of the clean image: %+v", hb)
+	if hb := c.health("b/vda"); hb == nil || hb.SnapshotCount != 0 || hb.Worst != 3 {
+		t.Errorf("health of the clean image of the VM paused on an I/O error: %+v", hb)
 	}
 	fs := c.findings()
-	if len(fs) == 0 || fs[0].VM != "a" || fs[0].Check != "internal_snapshots" || fs[0].Severity != "warn" {
+	if len(fs) < 2 || fs[0].VM != "b" || fs[0].Check != "vm_io_error" || fs[0].Severity != "critical" ||
+		fs[1].VM != "a" || fs[1].Check != "internal_snapshots" || fs[1].Severity != "warn" {
 		t.Fatalf("findings, worst first: %+v", fs)
 	}
 	reg := prometheus.NewRegistry()
@@ -66,6 +69,7 @@ func TestDiskChecksFindingsAndHealth(t *testing.T) {
 	want := `# HELP qtune_disk_finding 1 for each finding of the disk checks worse than ok (docs/doctor.md names every check).
 # TYPE qtune_disk_finding gauge
 qtune_disk_finding{check="internal_snapshots",disk="vda",severity="warn",vm="a"} 1
+qtune_disk_finding{check="vm_io_error",disk="vda",severity="critical",vm="b"} 1
 `
 	if got := filterWarn(t, reg); got != want {
 		t.Errorf("warn and critical findings:\n%s\nwant:\n%s", got, want)
