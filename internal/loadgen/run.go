@@ -26,17 +26,31 @@ type Progress struct {
 	Errors        uint64
 	IOPS          float64 // over the last report interval
 	FirstErr      string
+	// ReadLat and WriteLat are the latencies of the I/O completed since
+	// the last report.
+	ReadLat, WriteLat LatHist
 }
 
 // String is the machine-readable console line the host's lab parses.
 func (p Progress) String() string {
 	s := fmt.Sprintf("qtune-load t=%.1f phase=%d mode=%s reads=%d writes=%d errors=%d iops=%.0f",
 		p.Elapsed.Seconds(), p.Phase, p.Pattern, p.Reads, p.Writes, p.Errors, p.IOPS)
+	for _, l := range []struct {
+		name string
+		h    LatHist
+	}{{"r", p.ReadLat}, {"w", p.WriteLat}} {
+		if l.h.Count() > 0 {
+			s += fmt.Sprintf(" %sp50=%.3fms %sp99=%.3fms %slat=%s", l.name, ms(l.h.Quantile(0.5)),
+				l.name, ms(l.h.Quantile(0.99)), l.name, l.h)
+		}
+	}
 	if p.FirstErr != "" {
 		s += fmt.Sprintf(" err=%q", p.FirstErr)
 	}
 	return s
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // Runner runs a workload on one device.
 type Runner struct {
@@ -51,6 +65,7 @@ type Runner struct {
 	Verified func(VerifyResult)
 
 	reads, writes, errs atomic.Uint64
+	readLat, writeLat   latCounter
 	firstErr            atomic.Value
 	readyOnce           sync.Once
 	seq                 atomic.Int64
@@ -115,6 +130,7 @@ func (r *Runner) report(start, now time.Time, iops float64) {
 	p := Progress{
 		Elapsed: now.Sub(start), Phase: idx, Pattern: r.P.Phases[idx].Pattern,
 		Reads: r.reads.Load(), Writes: r.writes.Load(), Errors: r.errs.Load(), IOPS: iops,
+		ReadLat: r.readLat.drain(), WriteLat: r.writeLat.drain(),
 	}
 	if e, ok := r.firstErr.Load().(string); ok {
 		p.FirstErr = e
@@ -179,11 +195,13 @@ func (r *Runner) worker(ctx context.Context, stop func(), start time.Time, span 
 
 func (r *Runner) do(read bool, buf []byte, off int64) {
 	var err error
+	start := time.Now()
 	if read {
 		_, err = r.Dev.ReadAt(buf, off)
 	} else {
 		_, err = r.Dev.WriteAt(buf, off)
 	}
+	took := time.Since(start)
 	switch {
 	case err != nil:
 		r.errs.Add(1)
@@ -191,8 +209,10 @@ func (r *Runner) do(read bool, buf []byte, off int64) {
 		return
 	case read:
 		r.reads.Add(1)
+		r.readLat.add(took)
 	default:
 		r.writes.Add(1)
+		r.writeLat.add(took)
 	}
 	if r.Ready != nil {
 		r.readyOnce.Do(r.Ready)
