@@ -44,8 +44,13 @@ type source interface {
 	Connected() (bool, uint64)
 }
 
-// historyCycles is how many recent cycles are kept for qtune plan.
-const historyCycles = 120
+// historyCycles is how many recent cycles are kept for qtune plan, and
+// historyPoints caps the points they hold: at 400 disks 120 cycles are
+// ~30 MiB, so a big host keeps fewer cycles.
+const (
+	historyCycles = 120
+	historyPoints = 12000
+)
 
 // Agent is the daemon.
 type Agent struct {
@@ -72,9 +77,10 @@ type Agent struct {
 
 	prev map[string]sample.Disk // last sample per vm/disk, for rates
 
-	mu      sync.Mutex // guards what the HTTP handlers read
-	status  Status
-	history []Cycle
+	mu       sync.Mutex // guards what the HTTP handlers read
+	status   Status
+	history  []Cycle
+	historyN int // points in history
 }
 
 // Cycle is one cycle's points, for qtune plan.

@@ -2,12 +2,14 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -210,7 +212,7 @@ func (r *qmpRunner) sample(ctx context.Context, timeout time.Duration) ([]sample
 func (r *qmpRunner) loop(ctx context.Context) {
 	defer close(r.done)
 	var conn *qmp.Conn
-	var block *qmp.Block
+	var vm *qmpVM
 	var l2 map[string]uint64
 	var gate dialGate // backs off from a socket that does not answer as QEMU
 	defer func() {
@@ -238,7 +240,7 @@ func (r *qmpRunner) loop(ctx context.Context) {
 					continue
 				}
 				var err error
-				conn, block, l2, err = r.connect(ctx)
+				conn, vm, l2, err = r.connect(ctx)
 				if err != nil {
 					gate.failed(time.Now(), sock, err)
 					reply <- sampleResult{err: err}
@@ -248,7 +250,10 @@ func (r *qmpRunner) loop(ctx context.Context) {
 			}
 			cctx, cancel := context.WithTimeout(ctx, r.src.timeout)
 			start := time.Now()
-			disks, err := block.SampleDisks(cctx, r.name, qmp.SampleOptions{L2CacheSize: l2})
+			if vm.changed() {
+				vm.sampler.Invalidate()
+			}
+			disks, _, err := vm.sampler.Sample(cctx, r.name, qmp.SampleOptions{L2CacheSize: l2})
 			cancel()
 			r.src.m.callDuration.WithLabelValues("qmp", "sample").Observe(time.Since(start).Seconds())
 			if err != nil && errors.Is(err, context.DeadlineExceeded) {
@@ -261,7 +266,51 @@ func (r *qmpRunner) loop(ctx context.Context) {
 	}
 }
 
-func (r *qmpRunner) connect(ctx context.Context) (*qmp.Conn, *qmp.Block, map[string]uint64, error) {
+// qmpVM is what a runner keeps of its VM while connected: the sampler
+// with its cached query-block, and what says that cache is out of date.
+type qmpVM struct {
+	sampler *qmp.DiskSampler
+	events  *qmp.Subscription
+	changes atomic.Uint64 // commands sent by the backend that were not queries
+	seen    uint64
+}
+
+// changed reports whether anything may have changed the disks since the
+// last call: a command qtune sent, or any QEMU event (a block job,
+// an I/O error, a pause, a device removed...).
+func (v *qmpVM) changed() bool {
+	out := false
+	if n := v.changes.Load(); n != v.seen {
+		v.seen, out = n, true
+	}
+	for {
+		select {
+		case _, ok := <-v.events.C():
+			if !ok {
+				return out
+			}
+			out = true
+		default:
+			return out
+		}
+	}
+}
+
+// changeCounter is the connection as the backend sees it: each command
+// that is not a query counts as a change once it has been answered.
+type changeCounter struct {
+	*qmp.Conn
+	n *atomic.Uint64
+}
+
+func (c changeCounter) Execute(ctx context.Context, command string, args any) (json.RawMessage, error) {
+	if !strings.HasPrefix(command, "query-") {
+		defer c.n.Add(1)
+	}
+	return c.Conn.Execute(ctx, command, args)
+}
+
+func (r *qmpRunner) connect(ctx context.Context) (*qmp.Conn, *qmpVM, map[string]uint64, error) {
 	cctx, cancel := context.WithTimeout(ctx, r.src.timeout)
 	defer cancel()
 	c, err := qmp.Dial(cctx, r.path, qmp.WithLogger(r.src.log), qmp.WithCallTimeout(r.src.timeout))
@@ -269,18 +318,19 @@ func (r *qmpRunner) connect(ctx context.Context) (*qmp.Conn, *qmp.Block, map[str
 		return nil, nil, nil, err
 	}
 	b := qmp.NewBlock(c)
+	vm := &qmpVM{sampler: qmp.NewDiskSampler(b), events: c.Subscribe(64)}
 	var l2 map[string]uint64
 	if pid := c.PeerPID(); pid > 0 {
 		if opts, err := qmp.CommandLineBlockdevs(pid); len(opts) > 0 || err == nil {
 			l2 = qmp.L2CacheSizes(opts)
 		}
 	}
-	r.src.backend.AddVM(r.name, c, c.PeerPID())
+	r.src.backend.AddVM(r.name, changeCounter{c, &vm.changes}, c.PeerPID())
 	if len(r.src.hists) > 0 {
 		r.enableHistograms(cctx, b)
 	}
 	r.src.log.Info("connected", "vm", r.name, "qemu", c.Greeting().Version.String())
-	return c, b, l2, nil
+	return c, vm, l2, nil
 }
 
 // enableHistograms turns latency histograms on for every disk, so tail

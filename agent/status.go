@@ -167,8 +167,14 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 		s.Actions = append([]ActionStatus(nil), s.Actions[n-keepActions:]...)
 	}
 	a.history = append(a.history, Cycle{At: now, Points: points})
-	if n := len(a.history); n > historyCycles {
-		a.history = append([]Cycle(nil), a.history[n-historyCycles:]...)
+	a.historyN += len(points)
+	drop := 0
+	for len(a.history)-drop > 1 && (len(a.history)-drop > historyCycles || a.historyN > historyPoints) {
+		a.historyN -= len(a.history[drop].Points)
+		drop++
+	}
+	if drop > 0 {
+		a.history = append(a.history[:0:0], a.history[drop:]...)
 	}
 }
 

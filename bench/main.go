@@ -6,6 +6,7 @@
 //
 //	go run ./bench            quick mode (a few minutes)
 //	go run ./bench -full      every size, longer phases
+//	go run ./bench hold N DIR start N disks' VMs and keep them, for pprof
 package main
 
 import (
@@ -37,6 +38,9 @@ var benchmarks = []benchmark{
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "naive-poll" {
 		os.Exit(naivePoll(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "hold" {
+		os.Exit(holdVMs(os.Args[2:]))
 	}
 	full := flag.Bool("full", false, "every size and longer phases")
 	qtune := flag.String("qtune", "bin/qtune", "qtune binary to measure")

@@ -119,10 +119,14 @@ func decodeMessage(b []byte) (message, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return m, fmt.Errorf("qmp: malformed message: %w", err)
 	}
+	return m, m.check()
+}
+
+func (m *message) check() error {
 	if m.QMP == nil && m.ID == nil && m.Return == nil && m.Error == nil && m.Event == "" {
-		return m, errors.New("qmp: message is neither greeting, reply nor event")
+		return errors.New("qmp: message is neither greeting, reply nor event")
 	}
-	return m, nil
+	return nil
 }
 
 // Dial connects to the QMP socket at path, reads the greeting and
@@ -258,36 +262,51 @@ func (c *Conn) shutdown(why error) {
 	})
 }
 
+// readLoop decodes each message once, straight from the stream: a
+// reply of a few dozen disks' stats comes every second from every VM, and
+// decoding it into a raw value first and then again cost a third of the
+// agent's CPU.
 func (c *Conn) readLoop(dec *json.Decoder) {
 	for {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			c.mu.Lock()
-			closing := c.err != nil
-			c.mu.Unlock()
-			if closing {
-				return // Close ran: nothing went wrong
-			}
-			why := fmt.Errorf("qmp socket %s: connection lost: %v: %w", c.path, err, ErrClosed)
-			if errors.Is(err, io.EOF) {
-				why = fmt.Errorf("qmp socket %s: QEMU closed the connection: %w", c.path, ErrClosed)
-			}
-			var se *json.SyntaxError
-			if errors.As(err, &se) {
-				// A stream decoder cannot resynchronise after bad JSON.
-				why = fmt.Errorf("qmp socket %s: malformed JSON from QEMU at offset %d: %v: %w", c.path, se.Offset, err, ErrClosed)
-			}
-			c.opts.log.Warn("qmp connection ended", "path", c.path, "error", why.Error())
-			c.shutdown(why)
+		var m message
+		err := dec.Decode(&m)
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			// Well-formed JSON of the wrong shape: the decoder has read
+			// all of it, so the stream is still in step.
+			c.opts.log.Warn("ignoring unexpected qmp message", "path", c.path, "error", err.Error())
+			continue
+		}
+		if err != nil {
+			c.readFailed(err)
 			return
 		}
-		m, err := decodeMessage(raw)
-		if err != nil {
+		if err := m.check(); err != nil {
 			c.opts.log.Warn("ignoring unexpected qmp message", "path", c.path, "error", err.Error())
 			continue
 		}
 		c.dispatch(m)
 	}
+}
+
+func (c *Conn) readFailed(err error) {
+	c.mu.Lock()
+	closing := c.err != nil
+	c.mu.Unlock()
+	if closing {
+		return // Close ran: nothing went wrong
+	}
+	why := fmt.Errorf("qmp socket %s: connection lost: %v: %w", c.path, err, ErrClosed)
+	if errors.Is(err, io.EOF) {
+		why = fmt.Errorf("qmp socket %s: QEMU closed the connection: %w", c.path, ErrClosed)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		// A stream decoder cannot resynchronise after bad JSON.
+		why = fmt.Errorf("qmp socket %s: malformed JSON from QEMU at offset %d: %v: %w", c.path, se.Offset, err, ErrClosed)
+	}
+	c.opts.log.Warn("qmp connection ended", "path", c.path, "error", why.Error())
+	c.shutdown(why)
 }
 
 func (c *Conn) dispatch(m message) {

@@ -45,7 +45,23 @@ type Reader struct {
 	// image of a pass.
 	stats   []byte
 	statsAt time.Time
+	// What ForImage learns depends only on the filesystem's device: one
+	// answer per device serves every image of a pass (passAt), and an
+	// image's device is looked up again only after imageDevAge.
+	passAt   time.Time
+	passDevs map[uint64]Image
+	imageDev map[string]imageDev
 }
+
+type imageDev struct {
+	dev uint64
+	at  time.Time
+}
+
+// imageDevAge is how long an image file's device (its filesystem) is
+// taken as known: a file moves to another filesystem only by being
+// replaced, which a later stat finds.
+const imageDevAge = time.Minute
 
 // counters are one device's /proc/diskstats fields that qtune uses.
 type counters struct {
@@ -146,17 +162,65 @@ type Image struct {
 // ForImage reads the block device utilisation and free space for the file
 // at path, at time now.
 func (r *Reader) ForImage(path string, now time.Time) (Image, error) {
-	img := Image{Util: math.NaN(), Dev: unknownDevice()}
+	dev, err := r.deviceOf(path, now)
+	if err != nil {
+		return Image{Util: math.NaN(), Dev: unknownDevice()}, err
+	}
+	r.mu.Lock()
+	if !r.passAt.Equal(now) {
+		r.passAt, r.passDevs = now, map[uint64]Image{}
+		for p, c := range r.imageDev { // images of VMs long gone
+			if now.Sub(c.at) > 2*imageDevAge {
+				delete(r.imageDev, p)
+			}
+		}
+	}
+	img, ok := r.passDevs[dev]
+	r.mu.Unlock()
+	if ok {
+		return img, nil
+	}
+	img, err = r.forDevice(path, dev, now)
+	if err != nil {
+		return img, err
+	}
+	r.mu.Lock()
+	if r.passAt.Equal(now) {
+		r.passDevs[dev] = img
+	}
+	r.mu.Unlock()
+	return img, nil
+}
+
+// deviceOf is the device of the filesystem holding path.
+func (r *Reader) deviceOf(path string, now time.Time) (uint64, error) {
+	r.mu.Lock()
+	c, ok := r.imageDev[path]
+	r.mu.Unlock()
+	if ok && now.Sub(c.at) < imageDevAge && !now.Before(c.at) {
+		return c.dev, nil
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return img, fmt.Errorf("stat image %s: %w", path, err)
+		return 0, fmt.Errorf("stat image %s: %w", path, err)
 	}
+	r.mu.Lock()
+	if r.imageDev == nil {
+		r.imageDev = map[string]imageDev{}
+	}
+	r.imageDev[path] = imageDev{dev: st.Dev, at: now}
+	r.mu.Unlock()
+	return st.Dev, nil
+}
+
+func (r *Reader) forDevice(path string, dev uint64, now time.Time) (Image, error) {
+	img := Image{Util: math.NaN(), Dev: unknownDevice()}
 	var fs unix.Statfs_t
 	if err := unix.Statfs(path, &fs); err != nil {
 		return img, fmt.Errorf("statfs %s: %w", path, err)
 	}
 	img.FreeBytes = fs.Bavail * uint64(fs.Bsize)
-	img.Device = r.cachedWholeDevice(unix.Major(st.Dev), unix.Minor(st.Dev))
+	img.Device = r.cachedWholeDevice(unix.Major(dev), unix.Minor(dev))
 	c, err := r.counters(img.Device, now)
 	if err != nil {
 		// Overlay, tmpfs and NFS have no diskstats line; free space still counts.
