@@ -33,6 +33,7 @@ type options struct {
 
 var benchmarks = []benchmark{
 	{name: "sampling-qmp", run: samplingQMP},
+	{name: "sampling-libvirt", run: samplingLibvirt},
 }
 
 func main() {

@@ -103,3 +103,22 @@ func scrapeAgent(addr string) agentMetrics {
 	m.p50, m.p99 = q(0.5), q(0.99)
 	return m
 }
+
+// scrapeValue reads one unlabelled series from the agent's /metrics; -1
+// when absent.
+func scrapeValue(addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}

@@ -116,6 +116,11 @@ func startVMs(ctx context.Context, dir string, n int) ([]*lab.VM, error) {
 // its CPU-s per minute, the QEMUs' CPU-s per minute over the same phase,
 // and its RSS at the end. atEnd runs just before cmd is stopped.
 func measurePhase(ctx context.Context, cmd *exec.Cmd, qemus []int, phase time.Duration, atEnd func()) (self, qemu, rss float64, err error) {
+	return measurePhaseWith(ctx, cmd, qemus, phase, atEnd, cpuSeconds)
+}
+
+// measurePhaseWith is measurePhase with cmd's CPU read by cpu.
+func measurePhaseWith(ctx context.Context, cmd *exec.Cmd, qemus []int, phase time.Duration, atEnd func(), cpu func(int) (float64, error)) (self, qemu, rss float64, err error) {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -127,14 +132,14 @@ func measurePhase(ctx context.Context, cmd *exec.Cmd, qemus []int, phase time.Du
 	}()
 	time.Sleep(5 * time.Second)
 	pid := cmd.Process.Pid
-	c0, err1 := cpuSeconds(pid)
+	c0, err1 := cpu(pid)
 	q0, err2 := sumCPU(qemus)
 	select {
 	case <-ctx.Done():
 		return 0, 0, 0, ctx.Err()
 	case <-time.After(phase):
 	}
-	c1, err3 := cpuSeconds(pid)
+	c1, err3 := cpu(pid)
 	q1, err4 := sumCPU(qemus)
 	rss, err5 := rssMiB(pid)
 	for _, e := range []error{err1, err2, err3, err4, err5} {
