@@ -78,7 +78,10 @@ func measureQMP(ctx context.Context, o options, disks int, phase time.Duration) 
 	}
 	agent := exec.CommandContext(ctx, o.qtune, "agent", "--qmp-dir", sockDir, "--interval", "1s",
 		"--policy", mkdir(dir, "policy"), "--state-dir", mkdir(dir, "state"), "--listen", addr,
-		"--control-socket", filepath.Join(dir, "control.sock"), "--log-level", "warn")
+		"--control-socket", filepath.Join(dir, "control.sock"), "--log-level", "warn",
+		// The disk checks run qemu-img beside the agent at their own pace
+		// (minutes); this measures sampling.
+		"--disk-checks=false")
 	scrape := func() { f.agent = scrapeAgent(addr) }
 	if f.agentCPU, f.agentQEMU, f.agentRSS, err = measurePhase(ctx, agent, qemuPIDs, phase, scrape); err != nil {
 		return f, fmt.Errorf("agent: %w", err)

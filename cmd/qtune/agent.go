@@ -38,6 +38,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	logFormat := fs.String("log-format", "", "json or text")
 	controlSocket := fs.String("control-socket", "", "unix socket for qtune jobs start|cancel (default /run/qtune/control.sock)")
 	controlGroup := fs.String("control-group", "", "group allowed on the control socket besides root")
+	diskChecks := fs.Bool("disk-checks", true, "run qtune doctor's checks on the disks (doctor { enabled } in the config)")
 	dropin := fs.Bool("systemd-dropin", false, "print the systemd drop-in that gives the unit write access to mirror_dirs, and exit")
 	var mirrorDirs stringList
 	fs.Var(&mirrorDirs, "allow-mirror-dir", "a directory mirrors may write into (repeatable; adds to mirror_dirs)")
@@ -86,6 +87,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if set["allow-passthrough"] {
 		cfg.AllowPassthrough = *passthrough
+	}
+	if set["disk-checks"] {
+		cfg.Doctor.Enabled = *diskChecks
 	}
 	if set["qmp-dir"] && !set["libvirt-uri"] {
 		cfg.LibvirtURI = ""
