@@ -108,7 +108,8 @@ func measureLibvirt(ctx context.Context, o options, d *lab.Libvirtd, dir string,
 	agent := exec.CommandContext(ctx, o.qtune, "agent", "--libvirt-socket", d.SocketPath(),
 		"--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu"), "--interval", "1s",
 		"--policy", mkdir(run, "policy"), "--state-dir", mkdir(run, "state"), "--listen", addr,
-		"--control-socket", filepath.Join(run, "control.sock"), "--log-level", "warn")
+		"--control-socket", filepath.Join(run, "control.sock"), "--log-level", "warn",
+		"--disk-checks=false") // as in sampling-qmp: this measures sampling
 	scrape := func() {
 		f.agent = scrapeAgent(addr)
 		f.reconnects = scrapeValue(addr, "qtune_backend_reconnects_total")
