@@ -77,6 +77,11 @@ var liveChecks = []Check{
 			writeHeavyIOPS),
 		Live: func(l LiveDisk) *Finding {
 			if !l.CacheKnown {
+				// Only the host side is known (the agent's samples):
+				// enough to name the data-loss risk.
+				if l.CacheNoFlush {
+					return &Finding{Severity: Critical, Summary: "cache.no-flush: the guest's flushes are ignored", Evidence: map[string]string{"no_flush": "true"}}
+				}
 				return nil
 			}
 			mode := l.CacheMode()

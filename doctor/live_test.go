@@ -56,6 +56,18 @@ func TestLiveChecks(t *testing.T) {
 	}
 }
 
+// With only the host's cache flags known (the agent), unsafe is still
+// named; nothing else is guessed.
+func TestCacheModeFromHostFlagsOnly(t *testing.T) {
+	l := healthyLive()
+	l.CacheKnown, l.CacheDirect = false, false
+	if r := CheckLive(l, nil); r.Worst() != OK {
+		t.Errorf("writeback or writethrough cannot be told apart: %+v", r.Findings)
+	}
+	l.CacheNoFlush = true
+	assertOnly(t, CheckLive(l, nil), "cache_mode", Critical)
+}
+
 // Without a sample pair or a device to compare with, the checks that
 // need them say nothing rather than guess.
 func TestLiveUnknownsStayQuiet(t *testing.T) {

@@ -87,9 +87,9 @@ func WriteHandbook(w io.Writer) error {
 	b.WriteString("`--image` runs the image and host checks; `--qmp`, `--qmp-dir` and `--libvirt`\n")
 	b.WriteString("sample each VM twice and add the live checks (the first ones below), then run\n")
 	b.WriteString("the image checks on each disk's image with the cache in force. The agent runs\n")
-	b.WriteString("them on every disk it samples, except `cache_mode`, `aio` and `failed_ops`\n")
-	b.WriteString("(its samples lack the guest's write cache and the error counters) and, under\n")
-	b.WriteString("plain QEMU, `vm_io_error`; it exports the findings as\n")
+	b.WriteString("them on every disk it samples, except `aio` and `failed_ops` and, of\n")
+	b.WriteString("`cache_mode`, all but unsafe (its samples lack the guest's write cache and the\n")
+	b.WriteString("error counters) and, under plain QEMU, `vm_io_error`; it exports the findings as\n")
 	b.WriteString("`qtune_disk_finding{vm,disk,check,severity}`.\n")
 	for _, c := range Checks {
 		fmt.Fprintf(&b, "\n## `%s`: %s\n\n", c.Name, c.Title)
