@@ -15,6 +15,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -29,11 +32,17 @@ type options struct {
 	full  bool
 	qtune string // the qtune binary under test
 	self  string // this program, re-executed for baselines
+	// resultsDir is where the results file is, and the plots beside it.
+	resultsDir string
 }
 
 var benchmarks = []benchmark{
 	{name: "sampling-qmp", run: samplingQMP},
 	{name: "sampling-libvirt", run: samplingLibvirt},
+	{name: "reaction", run: reaction},
+	{name: "neighbour", run: neighbour},
+	{name: "l2-cache", run: l2cache},
+	{name: "cache-mode", run: cacheMode},
 }
 
 func main() {
@@ -46,7 +55,7 @@ func main() {
 	full := flag.Bool("full", false, "every size and longer phases")
 	qtune := flag.String("qtune", "bin/qtune", "qtune binary to measure")
 	results := flag.String("results", "bench/RESULTS.md", "results file to update")
-	only := flag.String("only", "", "run only this benchmark section")
+	only := flag.String("only", "", "run only these benchmark sections (comma-separated)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -54,10 +63,10 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-	o := options{full: *full, qtune: *qtune, self: self}
+	o := options{full: *full, qtune: *qtune, self: self, resultsDir: filepath.Dir(*results)}
 	sections := map[string]string{"machine": machineSection(ctx, *full)}
 	for _, b := range benchmarks {
-		if *only != "" && *only != b.name {
+		if *only != "" && !slices.Contains(strings.Split(*only, ","), b.name) {
 			continue
 		}
 		start := time.Now()

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/internal/loadgen"
+)
+
+// Reaction: how long from a guest's write rate crossing a rule's
+// threshold to the throttle in force in QEMU. The guest alternates loud
+// (as fast as it can) and idle phases; the agent runs a rule with a short
+// "for"; the benchmark watches the disk through its own QMP monitor every
+// 50 ms and times each trial from the first 50 ms in which the write rate
+// was over the threshold to the first poll showing the throttle in
+// query-block, and to the first 500 ms window whose write rate was within
+// the limit (the throttle seen working in query-blockstats).
+
+const (
+	reactThreshold = 200
+	reactLimit     = 50
+	reactFor       = 2 * time.Second
+	reactInterval  = time.Second
+	reactPoll      = 50 * time.Millisecond
+)
+
+var reactionPolicy = fmt.Sprintf(`
+rule "calm-noisy-writers" {
+  when        = disk.write_iops > %d
+  for         = "%s"
+  clear_after = "2s"
+  cooldown    = "1s"
+  throttle { write_iops = %d }
+}
+`, reactThreshold, reactFor, reactLimit)
+
+// trial is one loud onset.
+type trial struct {
+	set, held time.Duration // onset to throttle in query-block, to rate within the limit
+}
+
+func reaction(ctx context.Context, o options) (string, error) {
+	n := 3 // quick: a glimpse; the distribution needs -full
+	if o.full {
+		n = 20
+	}
+	dir, err := os.MkdirTemp("", "qtune-bench-react-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	img := filepath.Join(dir, "react.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		return "", err
+	}
+	w := loadgen.Defaults()
+	w.Loops, w.Span = 0, 32<<20
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Duration: 6 * time.Second}, {Pattern: loadgen.Idle, Duration: 8 * time.Second}}
+	g, err := startGuest(ctx, "react", w, lab.Disk{ID: "disk0", Image: img, CacheDirect: true})
+	if err != nil {
+		return "", err
+	}
+	defer g.close()
+	a, err := startAgent(ctx, o, dir, map[string]string{"react.hcl": reactionPolicy}, g)
+	if err != nil {
+		return "", err
+	}
+	defer a.stop()
+	trials, err := watchTrials(ctx, g, n, time.Duration(n+2)*14*time.Second)
+	if err != nil {
+		return "", err
+	}
+	return reactionTable(trials, n), nil
+}
+
+// watchTrials polls the guest's disk until n trials are timed or limit
+// passes. A trial is armed only while the disk is unthrottled and quiet,
+// so every onset is a fresh one.
+func watchTrials(ctx context.Context, g *guest, n int, limit time.Duration) ([]trial, error) {
+	var trials []trial
+	var prev blockState
+	var onset, setAt time.Time
+	armed := false
+	var window []blockState // the last 500 ms, for the held check
+	deadline := time.Now().Add(limit)
+	for len(trials) < n && time.Now().Before(deadline) {
+		if ctx.Err() != nil {
+			return trials, ctx.Err()
+		}
+		time.Sleep(reactPoll)
+		st, err := g.blockState(ctx)
+		if err != nil {
+			return trials, err
+		}
+		window = append(window, st)
+		for len(window) > 1 && st.at.Sub(window[0].at) > 500*time.Millisecond {
+			window = window[1:]
+		}
+		if prev.at.IsZero() {
+			prev = st
+			continue
+		}
+		rate := float64(st.wrOps-prev.wrOps) / st.at.Sub(prev.at).Seconds()
+		switch {
+		case st.iopsWrLimit == 0 && rate < reactThreshold/4 && onset.IsZero():
+			armed = true
+		case armed && onset.IsZero() && rate > reactThreshold:
+			onset = prev.at // the rate crossed somewhere in this poll
+		case !onset.IsZero() && setAt.IsZero() && st.iopsWrLimit > 0:
+			setAt = st.at
+		case !setAt.IsZero() && st.at.Sub(window[0].at) >= 400*time.Millisecond &&
+			float64(st.wrOps-window[0].wrOps)/st.at.Sub(window[0].at).Seconds() <= reactLimit*1.1:
+			trials = append(trials, trial{set: setAt.Sub(onset), held: st.at.Sub(onset)})
+			onset, setAt, armed = time.Time{}, time.Time{}, false
+		}
+		prev = st
+	}
+	if len(trials) == 0 {
+		return nil, fmt.Errorf("no trial completed within %v", limit)
+	}
+	return trials, nil
+}
+
+func reactionTable(trials []trial, want int) string {
+	var set, held []time.Duration
+	for _, t := range trials {
+		set = append(set, t.set)
+		held = append(held, t.held)
+	}
+	target := reactFor + reactInterval + 100*time.Millisecond
+	s, h := summarize(set), summarize(held)
+	var b bytes.Buffer
+	b.WriteString("## Reaction time\n\n")
+	fmt.Fprintf(&b, "One guest alternating 6 s of 4 KiB random writes as fast as it can (cache.direct) with 8 s idle; the agent every %s with `when = disk.write_iops > %d`, `for = \"%s\"`, `throttle { write_iops = %d }`. Each trial runs from the first 50 ms in which the guest's write rate (query-blockstats, polled every 50 ms on a second QMP monitor) was over the threshold to the first poll showing the throttle in query-block, and to the first 500 ms window whose write rate was within 110%% of the limit. Baseline: the rule's own bound, `for` + one interval + 100 ms = %s.\n\n", reactInterval, reactThreshold, reactFor, reactLimit, target)
+	b.WriteString("| trials | to | min | p50 | p90 | max | p90 / bound |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(&b, "| %d of %d | throttle in query-block | %s | %s | %s | %s | %.2f× |\n", len(trials), want, ms(s.min), ms(s.p50), ms(s.p90), ms(s.max), ratio(s.p90.Seconds(), target.Seconds()))
+	fmt.Fprintf(&b, "| %d of %d | rate within the limit | %s | %s | %s | %s | %.2f× |\n", len(trials), want, ms(h.min), ms(h.p50), ms(h.p90), ms(h.max), ratio(h.p90.Seconds(), target.Seconds()))
+	within := 0
+	for _, d := range set {
+		if d <= target {
+			within++
+		}
+	}
+	fmt.Fprintf(&b, "\nReading: %d of %d trials had the throttle in force within %s (p50 %s, max %s).", within, len(set), target, ms(s.p50), ms(s.max))
+	if within < len(set) {
+		b.WriteString(" The others missed the bound; the machine's load average at the start of the run is in the first section.")
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
