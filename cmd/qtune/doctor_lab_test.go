@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -277,5 +278,48 @@ func TestDoctorLibvirtDomainPausedOnFullFilesystem(t *testing.T) {
 	}
 	if f := got["io_status"]; f.Severity != doctor.Critical || f.Evidence["io_status"] != "nospace" {
 		t.Errorf("io_status: %+v", f)
+	}
+}
+
+// --qmp-dir checks every VM whose socket is there; a socket that is not
+// QEMU is named on stderr and makes the exit status 3, while the VMs
+// that answer are still reported.
+func TestDoctorQMPDir(t *testing.T) {
+	lab.NeedQEMU(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	img := filepath.Join(t.TempDir(), "ok.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	vm := lab.StartVMT(t, lab.VMConfig{Name: "calm", Paused: true, Disks: []lab.Disk{{ID: "disk0", Image: img, CacheDirect: true}}})
+	dir := t.TempDir()
+	if err := os.Symlink(vm.QMPPath(), filepath.Join(dir, "calm.sock")); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(dir, "other.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("SSH-2.0-not-qemu\r\n"))
+			c.Close()
+		}
+	}()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"doctor", "--qmp-dir", dir, "--interval", "200ms", "--no-check"}, &out, &errb)
+	if code != exitUnreadable || !strings.Contains(errb.String(), "other.sock") {
+		t.Fatalf("exit %d, want %d naming other.sock\nstdout:\n%s\nstderr:\n%s", code, exitUnreadable, out.String(), errb.String())
+	}
+	for _, want := range []string{"calm/disk0 (" + img + ")", "vm_io_error", "VM prelaunch", "aio=threads with direct I/O"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
 	}
 }
