@@ -71,12 +71,13 @@ func main() {
 		}
 		start := time.Now()
 		fmt.Fprintf(os.Stderr, "bench %s...\n", b.name)
+		stamp := runStamp(ctx, *full)
 		text, err := b.run(ctx, o)
 		if err != nil {
 			fatal(fmt.Errorf("%s: %w", b.name, err))
 		}
 		fmt.Fprintf(os.Stderr, "bench %s done in %s\n%s\n", b.name, time.Since(start).Round(time.Second), text)
-		sections[b.name] = text
+		sections[b.name] = strings.TrimRight(text, "\n") + "\n\n" + stamp + "\n"
 	}
 	if err := updateResults(*results, sections); err != nil {
 		fatal(err)

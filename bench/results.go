@@ -77,6 +77,18 @@ func machineSection(ctx context.Context, full bool) string {
 	return b.String()
 }
 
+// runStamp says when and how one section was measured: sections are
+// regenerated one at a time (-only), so the machine section's date need
+// not be theirs.
+func runStamp(ctx context.Context, full bool) string {
+	mode := "quick"
+	if full {
+		mode = "full"
+	}
+	return fmt.Sprintf("_Measured %s, %s mode, commit %s, load average at the start %s on %d cores._",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), mode, firstLine(ctx, "git", "rev-parse", "--short", "HEAD"), loadAvg(), runtime.NumCPU())
+}
+
 func firstLine(ctx context.Context, name string, args ...string) string {
 	out, err := exec.CommandContext(ctx, name, args...).Output()
 	if err != nil {
