@@ -25,7 +25,7 @@ type cacheFigures struct {
 }
 
 func cacheMode(ctx context.Context, o options) (string, error) {
-	phase := 5 * time.Second
+	phase := 3 * time.Second
 	if o.full {
 		phase = 20 * time.Second
 	}

@@ -53,7 +53,14 @@ func startGuest(ctx context.Context, name string, w loadgen.Params, disk lab.Dis
 		return nil, err
 	}
 	g := &guest{vm: vm, stop: make(chan struct{})}
-	if g.mon, err = qmp.Dial(ctx, monPath); err != nil {
+	// QEMU binds its sockets one after the other: the first may accept
+	// before the second exists.
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if g.mon, err = qmp.Dial(ctx, monPath); err == nil || time.Now().After(end) {
+			break
+		}
+	}
+	if err != nil {
 		vm.Stop()
 		os.RemoveAll(monDir)
 		return nil, fmt.Errorf("%s: second monitor: %w", name, err)

@@ -59,9 +59,9 @@ type l2Result struct {
 }
 
 func l2cache(ctx context.Context, o options) (string, error) {
-	phase, count := 5*time.Second, 4000
+	phase, count := 3*time.Second, 3000
 	if o.full {
-		phase, count = 30*time.Second, 30000
+		phase, count = 30*time.Second, 20000
 	}
 	dir, err := os.MkdirTemp("", "qtune-bench-l2-")
 	if err != nil {
@@ -79,7 +79,7 @@ func l2cache(ctx context.Context, o options) (string, error) {
 	if err := l2Guest(ctx, o, dir, raw, qcow, phase, &r); err != nil {
 		return "", err
 	}
-	rounds := 3
+	rounds := 2
 	if o.full {
 		rounds = 5
 	}

@@ -45,7 +45,7 @@ type trial struct {
 }
 
 func reaction(ctx context.Context, o options) (string, error) {
-	n := 3 // quick: a glimpse; the distribution needs -full
+	n := 2 // quick: a glimpse; the distribution needs -full
 	if o.full {
 		n = 20
 	}
@@ -60,7 +60,7 @@ func reaction(ctx context.Context, o options) (string, error) {
 	}
 	w := loadgen.Defaults()
 	w.Loops, w.Span = 0, 32<<20
-	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Duration: 6 * time.Second}, {Pattern: loadgen.Idle, Duration: 8 * time.Second}}
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Duration: 5 * time.Second}, {Pattern: loadgen.Idle, Duration: 6 * time.Second}}
 	g, err := startGuest(ctx, "react", w, lab.Disk{ID: "disk0", Image: img, CacheDirect: true})
 	if err != nil {
 		return "", err
@@ -71,7 +71,7 @@ func reaction(ctx context.Context, o options) (string, error) {
 		return "", err
 	}
 	defer a.stop()
-	trials, err := watchTrials(ctx, g, n, time.Duration(n+2)*14*time.Second)
+	trials, err := watchTrials(ctx, g, n, time.Duration(n+2)*11*time.Second)
 	if err != nil {
 		return "", err
 	}
@@ -136,7 +136,7 @@ func reactionTable(trials []trial, want int) string {
 	s, h := summarize(set), summarize(held)
 	var b bytes.Buffer
 	b.WriteString("## Reaction time\n\n")
-	fmt.Fprintf(&b, "One guest alternating 6 s of 4 KiB random writes as fast as it can (cache.direct) with 8 s idle; the agent every %s with `when = disk.write_iops > %d`, `for = \"%s\"`, `throttle { write_iops = %d }`. Each trial runs from the first 50 ms in which the guest's write rate (query-blockstats, polled every 50 ms on a second QMP monitor) was over the threshold to the first poll showing the throttle in query-block, and to the first 500 ms window whose write rate was within 110%% of the limit. Baseline: the rule's own bound, `for` + one interval + 100 ms = %s.\n\n", reactInterval, reactThreshold, reactFor, reactLimit, target)
+	fmt.Fprintf(&b, "One guest alternating 5 s of 4 KiB random writes as fast as it can (cache.direct) with 6 s idle; the agent every %s with `when = disk.write_iops > %d`, `for = \"%s\"`, `throttle { write_iops = %d }`. Each trial runs from the first 50 ms in which the guest's write rate (query-blockstats, polled every 50 ms on a second QMP monitor) was over the threshold to the first poll showing the throttle in query-block, and to the first 500 ms window whose write rate was within 110%% of the limit. Baseline: the rule's own bound, `for` + one interval + 100 ms = %s.\n\n", reactInterval, reactThreshold, reactFor, reactLimit, target)
 	b.WriteString("| trials | to | min | p50 | p90 | max | p90 / bound |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	fmt.Fprintf(&b, "| %d of %d | throttle in query-block | %s | %s | %s | %s | %.2f× |\n", len(trials), want, ms(s.min), ms(s.p50), ms(s.p90), ms(s.max), ratio(s.p90.Seconds(), target.Seconds()))
 	fmt.Fprintf(&b, "| %d of %d | rate within the limit | %s | %s | %s | %s | %.2f× |\n", len(trials), want, ms(h.min), ms(h.p50), ms(h.p90), ms(h.max), ratio(h.p90.Seconds(), target.Seconds()))
