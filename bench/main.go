@@ -52,6 +52,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "hold" {
 		os.Exit(holdVMs(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "hold-libvirt" {
+		os.Exit(holdLibvirt(os.Args[2:]))
+	}
 	full := flag.Bool("full", false, "every size and longer phases")
 	qtune := flag.String("qtune", "bin/qtune", "qtune binary to measure")
 	results := flag.String("results", "bench/RESULTS.md", "results file to update")
