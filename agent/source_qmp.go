@@ -317,6 +317,12 @@ func (r *qmpRunner) connect(ctx context.Context) (*qmp.Conn, *qmpVM, map[string]
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// The same check as qtune stats: an older QEMU's counters cannot be
+	// matched to -blockdev disks.
+	if err := c.Greeting().Version.Supported(r.path); err != nil {
+		c.Close()
+		return nil, nil, nil, err
+	}
 	b := qmp.NewBlock(c)
 	vm := &qmpVM{sampler: qmp.NewDiskSampler(b), events: c.Subscribe(64)}
 	var l2 map[string]uint64

@@ -29,6 +29,23 @@ type Version struct {
 
 func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Micro) }
 
+// MinVersion is the oldest QEMU qtune reads: its query-blockstats names
+// disks by QOM path (qdev), which -blockdev disks need.
+var MinVersion = Version{Major: 3, Minor: 0}
+
+// ErrTooOld is returned for a QEMU older than MinVersion.
+var ErrTooOld = errors.New("qmp: QEMU too old")
+
+// Supported says why qtune cannot read a QEMU of this version, nil when
+// it can; path names the socket in the message.
+func (v Version) Supported(path string) error {
+	if v.AtLeast(MinVersion.Major, MinVersion.Minor) {
+		return nil
+	}
+	return fmt.Errorf("QEMU %s behind %s is too old: qtune needs QEMU %d.%d or newer (query-blockstats with qdev): %w",
+		v, path, MinVersion.Major, MinVersion.Minor, ErrTooOld)
+}
+
 // AtLeast reports whether v is major.minor or newer.
 func (v Version) AtLeast(major, minor int) bool {
 	return v.Major > major || (v.Major == major && v.Minor >= minor)

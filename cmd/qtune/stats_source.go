@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
 )
-
-// minQEMU is the oldest QEMU whose query-blockstats names disks by QOM
-// path (qdev), which -blockdev disks need.
-var minQEMU = qmp.Version{Major: 3, Minor: 0}
 
 func openSource(ctx context.Context, f statsFlags) (diskSource, error) {
 	if f.qmpPath != "" {
@@ -36,11 +31,9 @@ func openQMPSource(ctx context.Context, f statsFlags) (*qmpSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := c.Greeting().Version
-	if !v.AtLeast(minQEMU.Major, minQEMU.Minor) {
+	if err := c.Greeting().Version.Supported(f.qmpPath); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("QEMU %s behind %s is too old: qtune needs QEMU %d.%d or newer (query-blockstats with qdev)",
-			v, f.qmpPath, minQEMU.Major, minQEMU.Minor)
+		return nil, err
 	}
 	s := &qmpSource{conn: c, block: qmp.NewBlock(c)}
 	s.name, err = s.block.QueryName(cctx)
