@@ -124,6 +124,12 @@ func measurePhase(ctx context.Context, cmd *exec.Cmd, qemus []int, phase time.Du
 
 // measurePhaseWith is measurePhase with cmd's CPU read by cpu.
 func measurePhaseWith(ctx context.Context, cmd *exec.Cmd, qemus []int, phase time.Duration, atEnd func(), cpu func(int) (float64, error)) (self, qemu, rss float64, err error) {
+	return measurePhaseMarked(ctx, cmd, qemus, phase, nil, atEnd, cpu)
+}
+
+// measurePhaseMarked is measurePhaseWith with atStart run when the
+// measured phase begins.
+func measurePhaseMarked(ctx context.Context, cmd *exec.Cmd, qemus []int, phase time.Duration, atStart, atEnd func(), cpu func(int) (float64, error)) (self, qemu, rss float64, err error) {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -135,6 +141,9 @@ func measurePhaseWith(ctx context.Context, cmd *exec.Cmd, qemus []int, phase tim
 	}()
 	time.Sleep(5 * time.Second)
 	pid := cmd.Process.Pid
+	if atStart != nil {
+		atStart()
+	}
 	c0, err1 := cpu(pid)
 	q0, err2 := sumCPU(qemus)
 	select {
