@@ -28,8 +28,9 @@ const AutoNodeAdvice = "QEMU named this node itself, as it does for -drive disks
 
 // NotOnCommandLineAdvice says what to do about a node whose options are
 // not on QEMU's command line.
-const NotOnCommandLineAdvice = "the node is not on QEMU's command line, e.g. added later by blockdev-add; " +
-	"qtune changes its cache mode or qcow2 cache only once the VM is restarted with it as a -blockdev"
+const NotOnCommandLineAdvice = "the node is not on QEMU's command line, e.g. added later by blockdev-add, " +
+	"and QEMU does not report a node's aio, discard or qcow2 cache options, so a reopen could silently reset them; " +
+	"qtune changes its cache mode or qcow2 cache only once the VM is restarted with it as a -blockdev (throttles work now)"
 
 // NodeOptions is one node's option tree, as given to -blockdev.
 type NodeOptions map[string]any
