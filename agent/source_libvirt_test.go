@@ -21,7 +21,7 @@ type fakeLibvirt struct {
 	xml     map[string]string
 	hang    map[string]bool
 	reads   map[string]int
-	readsAt []time.Time
+	release chan struct{} // ends hung reads early
 }
 
 func (f *fakeLibvirt) DomainStats(ctx context.Context, names ...string) (map[string]qmp.DomainStat, error) {
@@ -44,8 +44,11 @@ func (f *fakeLibvirt) DomainXML(ctx context.Context, dom string, inactive bool) 
 	hang, doc := f.hang[dom], f.xml[dom]
 	f.mu.Unlock()
 	if hang {
-		<-ctx.Done()
-		return "", ctx.Err()
+		select {
+		case <-ctx.Done():
+		case <-f.release:
+		}
+		return "", context.DeadlineExceeded
 	}
 	return doc, nil
 }
@@ -97,7 +100,8 @@ func domXML(iops int) string {
 }
 
 func newFakeSource(t *testing.T, doms ...string) (*libvirtSource, *fakeLibvirt, *fakeSink) {
-	f := &fakeLibvirt{stats: map[string]qmp.DomainStat{}, xml: map[string]string{}, hang: map[string]bool{}, reads: map[string]int{}}
+	f := &fakeLibvirt{stats: map[string]qmp.DomainStat{}, xml: map[string]string{}, hang: map[string]bool{}, reads: map[string]int{},
+		release: make(chan struct{})}
 	for _, d := range doms {
 		f.stats[d] = qmp.DomainStat{State: "running", Reason: "booted", Disks: []sample.Disk{{VM: d, Name: "vda"}}}
 		f.xml[d] = domXML(100)
@@ -171,6 +175,17 @@ func TestLibvirtSourceHungDomainCostsOnlyItself(t *testing.T) {
 	if n := f.readsOf("hung"); n != 1 {
 		t.Errorf("%d XML reads of the hung domain in flight, want 1", n)
 	}
+	// End the hung read so that no goroutine outlives the test.
+	close(f.release)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		s.mu.Lock()
+		idle := s.facts["hung"].reading == nil
+		s.mu.Unlock()
+		if idle {
+			return
+		}
+	}
+	t.Error("the hung read never ended")
 }
 
 func TestLibvirtSourceDomainStates(t *testing.T) {
