@@ -78,7 +78,66 @@ func samplingLibvirt(ctx context.Context, o options) (string, error) {
 		}
 		rows = append(rows, f)
 	}
-	return libvirtTable(rows), nil
+	restart, err := restartUnderLoad(ctx, o, d, dir, sizes[len(sizes)-1])
+	if err != nil {
+		return "", fmt.Errorf("libvirtd restart: %w", err)
+	}
+	return libvirtTable(rows) + "\n" + restart, nil
+}
+
+// restartUnderLoad restarts libvirtd while the agent samples every disk,
+// and reports how long the agent took to reconnect and to sample every
+// disk again.
+func restartUnderLoad(ctx context.Context, o options, d *lab.Libvirtd, dir string, disks int) (string, error) {
+	addr, err := freeLoopback()
+	if err != nil {
+		return "", err
+	}
+	run := mkdir(dir, "agent-restart")
+	agent := exec.CommandContext(ctx, o.qtune, "agent", "--libvirt-socket", d.SocketPath(),
+		"--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu"), "--interval", "1s",
+		"--policy", mkdir(run, "policy"), "--state-dir", mkdir(run, "state"), "--listen", addr,
+		"--control-socket", filepath.Join(run, "control.sock"), "--log-level", "warn")
+	var stderr bytes.Buffer
+	agent.Stderr = &stderr
+	if err := agent.Start(); err != nil {
+		return "", err
+	}
+	defer func() {
+		agent.Process.Signal(os.Interrupt)
+		agent.Wait()
+	}()
+	seen := func() bool { return scrapeAgent(addr).disks == disks }
+	if !waitUntil(ctx, 60*time.Second, seen) {
+		return "", fmt.Errorf("the agent never saw all %d disks (stderr: %s)", disks, tail(stderr.String()))
+	}
+	start := time.Now()
+	if err := d.Restart(ctx); err != nil {
+		return "", err
+	}
+	restarted := time.Since(start)
+	cycles := scrapeValue(addr, "qtune_cycle_duration_seconds_count")
+	if !waitUntil(ctx, 2*time.Minute, func() bool { return scrapeValue(addr, "qtune_backend_reconnects_total") >= 1 }) {
+		return "", fmt.Errorf("no reconnect within 2 minutes (stderr: %s)", tail(stderr.String()))
+	}
+	reconnected := time.Since(start)
+	back := func() bool { return seen() && scrapeValue(addr, "qtune_cycle_duration_seconds_count") > cycles+1 }
+	if !waitUntil(ctx, 2*time.Minute, back) {
+		return "", fmt.Errorf("not every disk sampled again within 2 minutes (stderr: %s)", tail(stderr.String()))
+	}
+	return fmt.Sprintf("libvirtd restarted under %d disks (the agent sampling every 1 s): the daemon was back after %.1f s, the agent reconnected %.1f s after the restart began and sampled all %d disks again after %.1f s; reconnects counted: %g.\n",
+		disks, restarted.Seconds(), reconnected.Seconds(), disks, time.Since(start).Seconds(), scrapeValue(addr, "qtune_backend_reconnects_total")), nil
+}
+
+func waitUntil(ctx context.Context, limit time.Duration, ok func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if ok() {
+			return true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
 }
 
 // pausedDomain defines and starts domain i with disksPerVM disks and
