@@ -91,7 +91,7 @@ func (s *qmpSource) reconcile() {
 	socks, _ := filepath.Glob(filepath.Join(s.dir, "*.sock"))
 	want := map[string]string{}
 	for _, p := range socks {
-		want[strings.TrimSuffix(filepath.Base(p), ".sock")] = p
+		want[qmp.VMName(p)] = p
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -9,7 +9,9 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,6 +30,15 @@ type Version struct {
 }
 
 func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Micro) }
+
+// VMName is the name of the plain QEMU VM behind a QMP socket: the
+// socket's file name without its extension (web-1.sock is web-1), for the
+// agent and qtune stats alike, so that both label a VM the same way and
+// the agent's records stay with the socket whatever -name QEMU was given.
+func VMName(socketPath string) string {
+	base := filepath.Base(socketPath)
+	return strings.TrimSuffix(base, filepath.Ext(base))
+}
 
 // MinVersion is the oldest QEMU qtune reads: its query-blockstats names
 // disks by QOM path (qdev), which -blockdev disks need.

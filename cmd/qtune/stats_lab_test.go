@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,8 +34,13 @@ func TestStatsAgainstRealGuest(t *testing.T) {
 	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
 		t.Fatal(err)
 	}
+	// The VM is named by its socket, as the agent names it.
+	sock := filepath.Join(t.TempDir(), "statsvm.sock")
+	if err := os.Symlink(vm.QMPPath(), sock); err != nil {
+		t.Fatal(err)
+	}
 	var out, errOut bytes.Buffer
-	code := run(ctx, []string{"stats", "--qmp", vm.QMPPath(), "--json", "--count", "3", "--interval", "1s"}, &out, &errOut)
+	code := run(ctx, []string{"stats", "--qmp", sock, "--json", "--count", "3", "--interval", "1s"}, &out, &errOut)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}

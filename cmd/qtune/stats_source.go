@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"path/filepath"
-	"strings"
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
@@ -35,11 +33,7 @@ func openQMPSource(ctx context.Context, f statsFlags) (*qmpSource, error) {
 		c.Close()
 		return nil, err
 	}
-	s := &qmpSource{conn: c, block: qmp.NewBlock(c)}
-	s.name, err = s.block.QueryName(cctx)
-	if err != nil || s.name == "" {
-		s.name = strings.TrimSuffix(filepath.Base(f.qmpPath), filepath.Ext(f.qmpPath))
-	}
+	s := &qmpSource{conn: c, block: qmp.NewBlock(c), name: qmp.VMName(f.qmpPath)}
 	// l2-cache-size is on QEMU's command line when it was set at start; the
 	// rest of the time QEMU's default applies.
 	if pid := c.PeerPID(); pid > 0 {
