@@ -169,7 +169,9 @@ func (s *libvirtSource) DomainStates() map[string]vmState {
 func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]error, []string) {
 	errs := map[string]error{}
 	s.mu.Lock()
-	timeout := s.timeout + time.Duration(s.disks)*bulkPerDisk
+	// A late answer is worth more than none: the bulk call may take the
+	// whole interval, and more on a big host.
+	timeout := max(s.timeout, s.interval) + time.Duration(s.disks)*bulkPerDisk
 	s.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	start := time.Now()
