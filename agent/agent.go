@@ -72,6 +72,7 @@ type Agent struct {
 	checks   *diskChecks        // the disk checks; nil when disabled
 
 	failLog *logonce.Limiter // repeated failures: logged at start, change, reminder
+	recon   *reconciler      // owned knobs, reconciled every cycle
 
 	ruleNames atomic.Pointer[map[string]bool] // the rules in force, for the job manager
 
@@ -94,7 +95,7 @@ type Cycle struct {
 func New(cfg Config, cfgPath string, log hclog.InterceptLogger) *Agent {
 	return &Agent{cfg: cfg, cfgPath: cfgPath, log: log, clock: clock.Real{}, notify: func(string) {},
 		host: hoststat.NewReader(), m: newMetrics(), prev: map[string]sample.Disk{},
-		failLog: logonce.New(clock.Real{}, failureReminder)}
+		failLog: logonce.New(clock.Real{}, failureReminder), recon: newReconciler()}
 }
 
 // SetNotify sets the service manager hook (READY=1, RELOADING=1, ...).
@@ -143,9 +144,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	a.startWatchdog(runCtx, &wg)
-	if !a.refusing() {
-		a.startupChecks(ctx)
-	}
 	a.notify("READY=1")
 	a.log.Info("agent running", "backend", a.src.Name(), "interval", a.cfg.Interval.String(), "listen", a.cfg.Listen, "dry_run", a.cfg.DryRun)
 	a.loop(runCtx, reload)
@@ -306,44 +304,6 @@ func (a *Agent) rulesCanBeRemoved() bool {
 	return a.status.Policy.Source != PolicyNone
 }
 
-// startupChecks re-checks owned knobs for drift before acting again, and
-// reverts knobs whose rules are gone from the policy.
-func (a *Agent) startupChecks(ctx context.Context) {
-	drifted, err := a.exec.CheckDrift(ctx)
-	if err != nil {
-		a.log.Error("drift check failed", "error", err.Error())
-	}
-	for _, o := range drifted {
-		a.log.Warn("owned knob changed while qtune was away; released", "vm", o.VM, "disk", o.Disk, "knob", string(o.Knob))
-	}
-	a.releaseRemovedRules(ctx, nil)
-}
-
-// releaseRemovedRules reverts owned knobs whose rule is not in the set in
-// force, except those in skip (already reverted by the evaluator), and
-// only when the set in force loaded cleanly.
-func (a *Agent) releaseRemovedRules(ctx context.Context, skip map[string]bool) {
-	if !a.rulesCanBeRemoved() {
-		return
-	}
-	owned, err := a.store.AllOwned()
-	if err != nil {
-		a.log.Error("owned knobs not all readable", "error", err.Error())
-	}
-	rules := map[string]bool{}
-	for _, r := range a.eval.Set().Rules {
-		rules[r.Name] = true
-	}
-	for _, o := range owned {
-		if rules[o.Rule] || skip[o.VM+"/"+o.Disk+"/"+string(o.Knob)] {
-			continue
-		}
-		d := policy.Decision{At: a.clock.Now(), Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: o.Knob, Revert: true,
-			Persist: o.Persist, Mode: policy.ModeEnforce, Reason: "rule no longer in the policy"}
-		a.execute(ctx, d)
-	}
-}
-
 // watchReloads turns SIGHUP and changes in the policy directory into
 // reload requests (coalesced: several changes make one reload).
 func (a *Agent) watchReloads(ctx context.Context, wg *sync.WaitGroup, reload chan<- struct{}) {
@@ -412,15 +372,12 @@ func (a *Agent) reload(ctx context.Context) {
 	}
 	reverts := a.eval.Update(a.clock.Now(), set)
 	a.log.Info("policy reloaded", "rules", len(set.Rules))
-	done := map[string]bool{}
 	for _, d := range reverts {
 		a.execute(ctx, d)
-		done[d.VM+"/"+d.Disk+"/"+string(d.Knob)] = true
 	}
-	// The evaluator reverts only the rules it saw firing; a knob owned
-	// since before a restart, or under a set that was not read from the
-	// files, is released here once a clean set no longer has its rule.
-	a.releaseRemovedRules(ctx, done)
+	// Knobs of removed rules the evaluator did not hold (owned since
+	// before a restart, or while its VM was away) are released by the
+	// next cycle's reconciliation, once their VM is reachable.
 }
 
 // startWatchdog checks interval against systemd's watchdog window and
@@ -474,6 +431,9 @@ func (a *Agent) cycle(ctx context.Context) {
 				delete(a.prev, k)
 			}
 		}
+	}
+	if !a.refusing() {
+		a.reconcileOwned(ctx, now, disks, errs, gone)
 	}
 	points := a.points(now, disks)
 	decisions := a.eval.Evaluate(now, points)

@@ -28,6 +28,7 @@ import (
 //	allow_passthrough = false               # QMP through libvirt (taints domains)
 //	log_level         = "info"
 //	log_format        = "json"              # or "text"
+//	orphan_warn_after = "10m"               # an owned knob orphaned this long is a warning
 //	limits {
 //	  per_vm_per_hour     = 12
 //	  per_host_per_minute = 30
@@ -62,6 +63,7 @@ type Config struct {
 	QMPDir           string
 	Interval         time.Duration
 	CallTimeout      time.Duration
+	OrphanWarnAfter  time.Duration // an owned knob orphaned this long is a warning
 	PolicyDir        string
 	StateDir         string
 	Listen           string
@@ -89,7 +91,7 @@ type LimitsConfig struct {
 func Defaults() Config {
 	return Config{
 		LibvirtSocket: "/run/libvirt/libvirt-sock", LibvirtPidDir: "/run/libvirt/qemu",
-		Interval: 10 * time.Second, CallTimeout: 5 * time.Second,
+		Interval: 10 * time.Second, CallTimeout: 5 * time.Second, OrphanWarnAfter: 10 * time.Minute,
 		PolicyDir: "/etc/qtune/policy.d", StateDir: "/var/lib/qtune", Listen: "127.0.0.1:9477",
 		LogLevel: "info", LogFormat: "json",
 		Limits:     LimitsConfig{PerVMPerHour: 12, PerHostPerMinute: 30, MinChange: 0.05, L2CacheBudget: 1 << 30},
@@ -105,6 +107,7 @@ type fileConfig struct {
 	QMPDir           *string         `hcl:"qmp_dir,optional"`
 	Interval         *string         `hcl:"interval,optional"`
 	CallTimeout      *string         `hcl:"call_timeout,optional"`
+	OrphanWarnAfter  *string         `hcl:"orphan_warn_after,optional"`
 	PolicyDir        *string         `hcl:"policy_dir,optional"`
 	StateDir         *string         `hcl:"state_dir,optional"`
 	Listen           *string         `hcl:"listen,optional"`
@@ -184,6 +187,7 @@ func LoadConfig(path string) (Config, error) {
 	str(&c.LogFormat, fc.LogFormat)
 	dur("interval", &c.Interval, fc.Interval)
 	dur("call_timeout", &c.CallTimeout, fc.CallTimeout)
+	dur("orphan_warn_after", &c.OrphanWarnAfter, fc.OrphanWarnAfter)
 	if fc.DryRun != nil {
 		c.DryRun = *fc.DryRun
 	}
@@ -244,6 +248,9 @@ func (c Config) Validate() error {
 	}
 	if c.Interval < time.Second {
 		errs = append(errs, fmt.Sprintf("interval %v is too short (at least 1s)", c.Interval))
+	}
+	if c.OrphanWarnAfter <= 0 {
+		errs = append(errs, fmt.Sprintf("orphan_warn_after %v must be positive", c.OrphanWarnAfter))
 	}
 	if c.CallTimeout <= 0 || c.CallTimeout > c.Interval {
 		errs = append(errs, fmt.Sprintf("call_timeout %v must be positive and at most the interval %v", c.CallTimeout, c.Interval))

@@ -22,13 +22,16 @@ func (a *Agent) startJobs(ctx context.Context, wg *sync.WaitGroup) {
 		return
 	}
 	c := a.cfg.JobsConfig
-	a.jobs = tuning.NewJobManager(driver, a.store, tuning.JobOptions{
+	jm := tuning.NewJobManager(driver, a.store, tuning.JobOptions{
 		MirrorDirs:      c.MirrorDirs,
 		Budget:          &tuning.LocalBudget{Host: c.HostBudget, PerDir: c.DirBudget, Windows: c.Windows},
 		ConvergeTimeout: c.ConvergeTimeout, MaxAttempts: c.MaxAttempts, SpaceMargin: c.SpaceMargin,
 		CallTimeout: a.cfg.CallTimeout, Clock: a.clock, Log: a.log.Named("jobs"),
 		Wanted: a.ruleStillWants,
 	})
+	a.mu.Lock() // Snapshot may run already (it is public)
+	a.jobs = jm
+	a.mu.Unlock()
 	if n, ok := driver.(interface{ SetJobNotify(func()) }); ok {
 		n.SetJobNotify(a.jobs.Notify)
 	}

@@ -1,13 +1,14 @@
 package agent
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/tuning"
 )
@@ -72,10 +73,14 @@ func TestBrokenPolicyAtStartRunsTheLastGoodSet(t *testing.T) {
 	if d := st.Defs; len(d) != 1 || d[0].Name != "calm" || d[0].Hash == "" || filepath.Base(d[0].File) != "calm.hcl" {
 		t.Fatalf("rule definitions in status %+v, want calm from calm.hcl with its hash", d)
 	}
-	// The rule is in the set in force, so the knob it owns is kept.
-	a.releaseRemovedRules(context.Background(), nil)
-	if o, _ := a.store.Owned(tuning.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o == nil {
-		t.Fatal("the owned throttle was released")
+	// The rule is in the set in force, so the knob it owns is kept
+	// (reconciled with a reachable VM).
+	r := &reconRig{a: a, b: &knobs{vms: map[string]bool{"a": true}, state: map[string]tuning.KnobState{}}, clk: clock.NewFake(time.Now())}
+	r.src, a.clock = &fakeSource{b: r.b}, r.clk
+	a.src, a.exec = r.src, tuning.NewExecutor(r.b, a.store, tuning.Options{Clock: r.clk, Log: hclog.NewNullLogger()})
+	a.recon.checked["a/disk0/throttle"] = true // its record has no values to read back
+	if st := r.step(t); ownedState(st, "a") != OwnedHeld {
+		t.Fatalf("owned %+v: want held by the last good set's rule", st.Owned)
 	}
 }
 
@@ -100,7 +105,12 @@ func TestBrokenPolicyAtFirstStartReleasesNothing(t *testing.T) {
 				t.Fatal("a policy that did not load may remove rules")
 			}
 			// a.exec is nil: any revert attempted here would panic.
-			a.releaseRemovedRules(context.Background(), nil)
+			r := &reconRig{a: a, b: &knobs{vms: map[string]bool{"a": true}}, clk: clock.NewFake(time.Now())}
+			r.src, a.src = &fakeSource{b: r.b}, &fakeSource{b: r.b}
+			a.recon.checked["a/disk0/throttle"] = true // no read: nothing but the release is under test
+			if st := r.step(t); ownedState(st, "a") != OwnedOrphaned {
+				t.Fatalf("owned %+v: want orphaned, kept", st.Owned)
+			}
 			if o, _ := a.store.Owned(tuning.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o == nil {
 				t.Fatal("the owned throttle was released")
 			}

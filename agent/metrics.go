@@ -10,7 +10,6 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
 )
 
 // metrics are the agent's Prometheus metrics, on a registry of its own.
@@ -45,7 +44,8 @@ func (m *metrics) setPolicyLoadedAt(t time.Time) {
 type cycleSnapshot struct {
 	points     []sample.Point
 	states     []policy.StateInfo
-	owned      []tuning.Owned
+	owned      []OwnedStatus
+	settled    map[string]int // by knob
 	vms        int
 	vmStates   map[string]vmState // nil where the backend does not say
 	connected  bool
@@ -135,7 +135,9 @@ func newSnapshotCollector(m *metrics) *snapshotCollector {
 		c.counters = append(c.counters, prometheus.NewDesc(d.name, d.help, []string{"vm", "disk"}, nil))
 	}
 	c.rule = prometheus.NewDesc("qtune_rule_state", "1 for the state each rule is in on each disk (inactive rules are not listed).", []string{"rule", "vm", "disk", "state"}, nil)
-	c.owned = prometheus.NewDesc("qtune_owned_knobs", "Knobs qtune changed and will restore, by kind.", []string{"knob"}, nil)
+	c.owned = prometheus.NewDesc("qtune_owned_knobs",
+		"Knobs qtune changed, by kind and state: held, releasing, orphaned (rule gone or VM unreachable), drifted (handed over), settled (in the last cycle).",
+		[]string{"knob", "state"}, nil)
 	c.vms = prometheus.NewDesc("qtune_vms", "VMs the agent watches.", nil, nil)
 	c.vmState = prometheus.NewDesc("qtune_vm_state", "1 for each VM's state and its reason as libvirt names them (paused/ioerror: the guest waits on storage).", []string{"vm", "state", "reason"}, nil)
 	c.connected = prometheus.NewDesc("qtune_backend_connected", "1 while the hypervisor connection is up.", nil, nil)
@@ -174,14 +176,19 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range s.states {
 		ch <- prometheus.MustNewConstMetric(c.rule, prometheus.GaugeValue, 1, st.Rule, st.VM, st.Disk, string(st.State))
 	}
-	owned := map[string]float64{}
+	// Every kind and state, zeros included, so that alerts see a 0 and
+	// not an absent series.
+	owned := map[[2]string]float64{}
 	for _, o := range s.owned {
-		if o.Phase != tuning.PhaseReleased {
-			owned[string(o.Knob)]++
-		}
+		owned[[2]string{string(o.Knob), o.State}]++
 	}
-	for k, n := range owned {
-		ch <- prometheus.MustNewConstMetric(c.owned, prometheus.GaugeValue, n, k)
+	for k, n := range s.settled {
+		owned[[2]string{k, OwnedSettled}] += float64(n)
+	}
+	for _, k := range []policy.Knob{policy.KnobThrottle, policy.KnobCache, policy.KnobL2Cache} {
+		for _, st := range []string{OwnedHeld, OwnedReleasing, OwnedOrphaned, OwnedDrifted, OwnedSettled} {
+			ch <- prometheus.MustNewConstMetric(c.owned, prometheus.GaugeValue, owned[[2]string{string(k), st}], string(k), st)
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.vms, prometheus.GaugeValue, float64(s.vms))
 	for vm, st := range s.vmStates {

@@ -171,6 +171,7 @@ type qmpRunner struct {
 	name, path string
 	src        *qmpSource
 	req        chan chan sampleResult
+	busy       atomic.Bool // working on a request (false while it waits for one, or is still starting)
 	cancel     context.CancelFunc
 	done       chan struct{}
 }
@@ -191,14 +192,21 @@ func (r *qmpRunner) stop() { r.cancel(); <-r.done }
 
 // sample hands the runner a request, or reports it busy.
 func (r *qmpRunner) sample(ctx context.Context, timeout time.Duration) ([]sample.Disk, error) {
-	reply := make(chan sampleResult, 1)
-	select {
-	case r.req <- reply:
-	default:
+	if r.busy.Load() {
 		return nil, errBusy
 	}
+	reply := make(chan sampleResult, 1)
 	t := time.NewTimer(timeout + 500*time.Millisecond)
 	defer t.Stop()
+	// Not busy: the runner takes the request as soon as its goroutine
+	// reaches its select (a new runner may not have yet).
+	select {
+	case r.req <- reply:
+	case <-t.C:
+		return nil, errBusy
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	select {
 	case res := <-reply:
 		return res.disks, res.err
@@ -221,10 +229,12 @@ func (r *qmpRunner) loop(ctx context.Context) {
 		}
 	}()
 	for {
+		r.busy.Store(false)
 		select {
 		case <-ctx.Done():
 			return
 		case reply := <-r.req:
+			r.busy.Store(true)
 			if conn != nil {
 				select {
 				case <-conn.Done():

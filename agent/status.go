@@ -27,9 +27,11 @@ type Status struct {
 	Policy        PolicyStatus       `json:"policy"`
 	VMs           []VMStatus         `json:"vms"`
 	Rules         []policy.StateInfo `json:"rules"`
-	Owned         []tuning.Owned     `json:"owned"`
-	Jobs          []tuning.Job       `json:"jobs"`    // block jobs, newest first
-	Actions       []ActionStatus     `json:"actions"` // the latest, newest last
+	Owned         []OwnedStatus      `json:"owned"`
+	OwnedError    string             `json:"owned_error,omitempty"`   // records the store could not read
+	OwnedSettled  map[string]int     `json:"owned_settled,omitempty"` // by knob: records settled in the last cycle
+	Jobs          []tuning.Job       `json:"jobs"`                    // block jobs, newest first
+	Actions       []ActionStatus     `json:"actions"`                 // the latest, newest last
 	Tainted       []string           `json:"tainted,omitempty"`
 	Errors        map[string]string  `json:"errors,omitempty"` // latest sample error per VM
 	// Findings are the disk checks' findings worse than ok, worst first.
@@ -103,7 +105,11 @@ const keepActions = 50
 
 // publish updates status, metrics and history after a cycle.
 func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point, errs map[string]error, acts []ActionStatus) {
-	owned, _ := a.store.AllOwned()
+	stored, err := a.store.AllOwned()
+	if err != nil && a.recon.ownedErr == "" {
+		a.noteOwnedError(err)
+	}
+	owned := a.ownedStates(now, stored)
 	states := a.eval.States()
 	connected, reconnects := a.src.Connected()
 	tainted := a.src.Tainted()
@@ -142,7 +148,7 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 		list = append(list, *v)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-	a.m.publish(&cycleSnapshot{points: points, states: states, owned: owned, vms: len(list), vmStates: vmStates,
+	a.m.publish(&cycleSnapshot{points: points, states: states, owned: owned, settled: a.recon.settled, vms: len(list), vmStates: vmStates,
 		connected: connected, reconnects: reconnects, tainted: len(tainted), storeOK: !a.refusing()})
 
 	a.mu.Lock()
@@ -152,6 +158,7 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 	s.StoreError = a.storeErr
 	s.Interval, s.LastCycle, s.CycleDuration = a.cfg.Interval.String(), now, dur.Round(time.Millisecond).String()
 	s.VMs, s.Rules, s.Owned, s.Tainted = list, states, owned, tainted
+	s.OwnedError, s.OwnedSettled = a.recon.ownedErr, a.recon.settled
 	s.Findings = a.checks.findings()
 	s.Errors = map[string]string{}
 	for vm, err := range errs {
@@ -208,10 +215,10 @@ func finite(v float64) *float64 {
 // Snapshot returns a copy of the current status.
 func (a *Agent) Snapshot() Status {
 	a.mu.Lock()
-	st := a.status
+	st, jm := a.status, a.jobs
 	a.mu.Unlock()
-	if a.jobs != nil {
-		st.Jobs, _ = a.jobs.Jobs()
+	if jm != nil {
+		st.Jobs, _ = jm.Jobs()
 	}
 	return st
 }

@@ -10,6 +10,10 @@ libvirt_pid_dir = "/run/libvirt/qemu"            # QEMU pid files, to read -bloc
 
 interval     = "10s"   # sampling and evaluation period
 call_timeout = "5s"    # deadline of each call to QEMU or libvirt
+# An owned knob whose rule is gone or whose VM cannot be reached is
+# retried every cycle (with backoff); orphaned this long, it is a warning
+# in the log and in qtune status.
+orphan_warn_after = "10m"
 
 policy_dir = "/etc/qtune/policy.d"
 state_dir  = "/var/lib/qtune"

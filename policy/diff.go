@@ -7,6 +7,16 @@ import "sort"
 // a rule changed.
 func (r *Rule) Hash() string { return r.hash }
 
+// Rule returns the rule called name, or nil.
+func (s *Set) Rule(name string) *Rule {
+	for _, r := range s.Rules {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
 // RuleDef is a rule's identity as the agent reports it: its name, the
 // file it is defined in and the hash of its definition.
 type RuleDef struct {

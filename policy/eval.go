@@ -377,3 +377,31 @@ func (e *Evaluator) States() []StateInfo {
 	})
 	return out
 }
+
+// Adopt gives the evaluator back a knob the state store says rule holds
+// on vm/disk, after a restart or once the VM is reachable again: the
+// rule starts firing there, so that it keeps the knob while it holds and
+// releases it through clear_after when it does not, as if the agent had
+// never stopped. It reports false, and does nothing, when the rule is
+// not in the set or already has a state on that disk.
+func (e *Evaluator) Adopt(now time.Time, rule, vm, disk string) bool {
+	k := stateKey{rule, vm, disk}
+	if e.states[k] != nil {
+		return false
+	}
+	for _, r := range e.set.Rules {
+		if r.Name == rule {
+			e.states[k] = &ruleState{rule: r, state: StateFiring, since: now}
+			return true
+		}
+	}
+	return false
+}
+
+// StateOf returns rule's state on vm/disk (inactive when it has none).
+func (e *Evaluator) StateOf(rule, vm, disk string) State {
+	if st := e.states[stateKey{rule, vm, disk}]; st != nil {
+		return st.state
+	}
+	return StateInactive
+}

@@ -301,35 +301,6 @@ func (e *Executor) drift(t Target, k policy.Knob, owned *Owned, cur KnobState) (
 	return Outcome{Result: ResultDrift, Before: owned.Applied, After: cur, Reason: reason}, fmt.Errorf("%s %s: %s: %w", t, k, reason, ErrDrift)
 }
 
-// CheckDrift compares every owned knob with what qtune set and releases
-// the ones someone else changed. The agent runs it at start, before
-// acting again.
-func (e *Executor) CheckDrift(ctx context.Context) ([]Owned, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	all, err := e.store.AllOwned()
-	if err != nil {
-		return nil, err
-	}
-	var drifted []Owned
-	for _, o := range all {
-		if o.Phase == PhaseReleased {
-			continue
-		}
-		cur, err := e.read(ctx, o.Target, o.Knob)
-		if err != nil {
-			continue // the VM may be gone or hung; checked again later
-		}
-		if cur.Equal(o.Applied) || cur.Equal(o.Original) {
-			continue
-		}
-		out, _ := e.drift(o.Target, o.Knob, &o, cur)
-		e.audit(o.Target, policy.Decision{Rule: o.Rule, Knob: o.Knob}, out)
-		drifted = append(drifted, o)
-	}
-	return drifted, nil
-}
-
 func (e *Executor) audit(t Target, d policy.Decision, out Outcome) {
 	k := t.String() + "/" + string(d.Knob)
 	sig := d.Rule + "\x00" + string(out.Result) + "\x00" + out.After.String() + "\x00" + out.Reason

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -170,20 +171,27 @@ func (s *Store) Release(t Target, k policy.Knob) error {
 	return nil
 }
 
-// AllOwned lists every owned knob.
+// AllOwned lists every owned knob. A record that does not decode is
+// named in the error and left out; every other record is still
+// returned, so one bad record does not hide the rest.
 func (s *Store) AllOwned() ([]Owned, error) {
 	var out []Owned
+	var bad []error
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketOwned).ForEach(func(_, v []byte) error {
+		return tx.Bucket(bucketOwned).ForEach(func(k, v []byte) error {
 			var o Owned
 			if err := json.Unmarshal(v, &o); err != nil {
-				return err
+				bad = append(bad, fmt.Errorf("owned record %q: %w", strings.ReplaceAll(string(k), "\x00", "/"), err))
+				return nil
 			}
 			out = append(out, o)
 			return nil
 		})
 	})
-	return out, err
+	if err != nil {
+		return out, fmt.Errorf("read owned knobs: %w", err)
+	}
+	return out, errors.Join(bad...)
 }
 
 // Append adds a record to the action log, dropping the oldest beyond the

@@ -10,7 +10,6 @@ import (
 
 	"github.com/qtune/qtune/agent"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
 )
 
 // parseInterspersed parses flags wherever they stand among the
@@ -80,7 +79,7 @@ func printInForce(w io.Writer, p agent.PolicyStatus) {
 
 // printSetDiff lists what a reload to the checked set would change,
 // naming the knobs a removed rule holds (a reload releases them).
-func printSetDiff(w io.Writer, d policy.SetDiff, owned []tuning.Owned) {
+func printSetDiff(w io.Writer, d policy.SetDiff, owned []agent.OwnedStatus) {
 	if d.Empty() {
 		fmt.Fprintln(w, "no differences: a reload would change no rule")
 		return
@@ -101,7 +100,7 @@ func printSetDiff(w io.Writer, d policy.SetDiff, owned []tuning.Owned) {
 	fmt.Fprintf(w, "%d added, %d changed, %d removed\n", len(d.Added), len(d.Changed), len(d.Removed))
 }
 
-func heldBy(owned []tuning.Owned, rule string) []string {
+func heldBy(owned []agent.OwnedStatus, rule string) []string {
 	var out []string
 	for _, o := range owned {
 		if o.Rule == rule {

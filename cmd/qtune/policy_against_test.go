@@ -59,7 +59,7 @@ func inForceStatus(t *testing.T, dir, source string, srcs map[string][]byte) age
 		t.Fatal(err)
 	}
 	st := agent.Status{Policy: agent.PolicyStatus{Dir: dir, Source: source, Defs: set.Defs(), LoadedAt: time.Now()}}
-	st.Owned = []tuning.Owned{{Target: tuning.Target{VM: "web", Disk: "vda"}, Knob: policy.KnobThrottle, Rule: "gone"}}
+	st.Owned = []agent.OwnedStatus{{Owned: tuning.Owned{Target: tuning.Target{VM: "web", Disk: "vda"}, Knob: policy.KnobThrottle, Rule: "gone"}}}
 	return st
 }
 

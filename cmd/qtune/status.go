@@ -106,8 +106,19 @@ func printStatus(w io.Writer, st agent.Status) {
 	if len(st.Owned) > 0 {
 		fmt.Fprintln(w, "\nOWNED KNOBS (restored when their rule stops firing)")
 		for _, o := range st.Owned {
-			fmt.Fprintf(w, "  %s/%s %s by %s: %s (was %s), %s since %s\n", o.VM, o.Disk, o.Knob, o.Rule, o.Applied, o.Original, o.Phase, o.Since.Local().Format("15:04:05"))
+			fmt.Fprintf(w, "  %-9s %s/%s %s by %s: %s (was %s), since %s\n", strings.ToUpper(o.State), o.VM, o.Disk, o.Knob, o.Rule,
+				o.Applied, o.Original, o.Owned.Since.Local().Format("15:04:05"))
+			if o.Reason != "" {
+				line := "            " + o.Reason
+				if o.State == agent.OwnedOrphaned {
+					line += " (orphaned since " + o.Since.Local().Format("15:04:05") + ")"
+				}
+				fmt.Fprintln(w, line)
+			}
 		}
+	}
+	if st.OwnedError != "" {
+		fmt.Fprintf(w, "\nOWNED KNOBS NOT ALL READABLE from the state store: %s\n", st.OwnedError)
 	}
 	if len(st.Jobs) > 0 {
 		fmt.Fprintln(w, "\nBLOCK JOBS")

@@ -1,0 +1,239 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/tuning"
+)
+
+// The state of an owned knob, every cycle: the store is the truth, the
+// evaluator and the backends are checked against it.
+const (
+	OwnedHeld      = "held"      // its rule fires; qtune keeps it
+	OwnedReleasing = "releasing" // its rule stopped firing; restored after clear_after
+	OwnedOrphaned  = "orphaned"  // its rule is gone or its VM unreachable: retried with backoff
+	OwnedDrifted   = "drifted"   // someone else changed it; qtune let go and leaves it alone
+	OwnedSettled   = "settled"   // restored, handed over or forgotten this cycle; the record is gone
+)
+
+// goneCycles is how many cycles in a row a VM must be absent (no socket,
+// no running domain, the source connected) before the live changes qtune
+// made to it count as gone with its QEMU process.
+const goneCycles = 3
+
+// OwnedStatus is an owned knob with its state this cycle.
+type OwnedStatus struct {
+	tuning.Owned
+	State  string    `json:"state"`
+	Reason string    `json:"state_reason,omitempty"`
+	Since  time.Time `json:"state_since"` // orphaned: since when
+}
+
+// reconciler carries what reconciliation remembers between cycles.
+type reconciler struct {
+	checked  map[string]bool      // record checked against its backend since its VM was last reachable
+	absent   map[string]int       // VM: cycles in a row not present
+	orphan   map[string]time.Time // record: orphaned since
+	why      map[string]string    // record: why orphaned
+	retry    map[string]retryGate // record: when a failed release may be tried again
+	settled  map[string]int       // knob kind: records settled this cycle
+	sampled  map[string]bool      // VMs sampled this cycle; nil before the first
+	ownedErr string
+}
+
+type retryGate struct {
+	n    int
+	next time.Time
+}
+
+func newReconciler() *reconciler {
+	return &reconciler{checked: map[string]bool{}, absent: map[string]int{}, orphan: map[string]time.Time{},
+		why: map[string]string{}, retry: map[string]retryGate{}}
+}
+
+func ownedKey(o tuning.Owned) string { return o.VM + "/" + o.Disk + "/" + string(o.Knob) }
+
+// reconcileOwned runs before the evaluation of each cycle: it forgets the
+// knobs of VMs gone with their QEMU process, checks each record against
+// its backend once its VM is reachable (intent resolved, drift handed
+// over), releases knobs whose rule a clean policy no longer has, and
+// gives the evaluator back every knob a rule in force holds, so that a
+// restart does not leave it held by nothing.
+func (a *Agent) reconcileOwned(ctx context.Context, now time.Time, disks []sample.Disk, errs map[string]error, gone []string) {
+	r := a.recon
+	r.settled = map[string]int{}
+	r.sampled = map[string]bool{}
+	present := map[string]bool{}
+	for _, d := range disks {
+		r.sampled[d.VM], present[d.VM] = true, true
+	}
+	for vm := range errs {
+		present[vm] = true
+	}
+	owned, err := a.store.AllOwned()
+	a.noteOwnedError(err)
+	connected, _ := a.src.Connected()
+	goneNow := map[string]bool{}
+	for _, vm := range gone {
+		goneNow[vm] = true
+	}
+	counted := map[string]bool{}
+	for _, o := range owned {
+		if !counted[o.VM] {
+			counted[o.VM] = true
+			if present[o.VM] || !connected {
+				delete(r.absent, o.VM)
+			} else {
+				r.absent[o.VM]++
+			}
+		}
+		a.reconcileOne(ctx, now, o, goneNow[o.VM] || r.absent[o.VM] >= goneCycles)
+	}
+}
+
+func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o tuning.Owned, vmGone bool) {
+	r, k := a.recon, ownedKey(o)
+	switch {
+	case vmGone && !o.Persist:
+		if err := a.exec.Forget(o, "its VM is gone, and the live change with its QEMU process"); err == nil {
+			a.settle(k)
+		}
+		return
+	case !r.sampled[o.VM]:
+		delete(r.checked, k)
+		r.orphaned(k, now, "its VM cannot be reached")
+		return
+	}
+	if !r.checked[k] && o.Phase != tuning.PhaseReleased {
+		out, err := a.exec.Reconcile(ctx, o)
+		if err != nil && !errors.Is(err, tuning.ErrDrift) {
+			r.orphaned(k, now, "its knob cannot be read: "+err.Error())
+			return
+		}
+		r.checked[k] = true
+		if out.Result == tuning.ResultResolved && a.isGone(o) {
+			a.settle(k)
+			return
+		}
+	}
+	if a.eval.Set().Rule(o.Rule) == nil {
+		a.releaseOrphan(ctx, now, o)
+		return
+	}
+	a.unorphan(k)
+	a.eval.Adopt(now, o.Rule, o.VM, o.Disk)
+}
+
+// releaseOrphan restores a knob whose rule is not in the set in force,
+// when that set loaded cleanly; a failure is tried again with backoff.
+func (a *Agent) releaseOrphan(ctx context.Context, now time.Time, o tuning.Owned) {
+	r, k := a.recon, ownedKey(o)
+	if !a.rulesCanBeRemoved() {
+		r.orphaned(k, now, fmt.Sprintf("rule %s is not in force and no policy that loaded cleanly says it was removed", o.Rule))
+		return
+	}
+	if g := r.retry[k]; now.Before(g.next) {
+		r.orphaned(k, now, fmt.Sprintf("rule %s is gone; restoring failed, next try at %s", o.Rule, g.next.Format(time.RFC3339)))
+		return
+	}
+	d := policy.Decision{At: now, Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: o.Knob, Revert: true,
+		Persist: o.Persist, Mode: policy.ModeEnforce, Reason: "rule no longer in the policy"}
+	act := a.execute(ctx, d)
+	if a.isGone(o) {
+		a.settle(k)
+		return
+	}
+	g := r.retry[k]
+	g.n++
+	g.next = now.Add(backoff(g.n, rand.Float64()))
+	r.retry[k] = g
+	r.orphaned(k, now, fmt.Sprintf("rule %s is gone; not restored yet (%s %s)", o.Rule, act.Result, act.Error))
+}
+
+// isGone reports whether o's record left the store.
+func (a *Agent) isGone(o tuning.Owned) bool {
+	cur, err := a.store.Owned(o.Target, o.Knob)
+	return err == nil && cur == nil
+}
+
+func (r *reconciler) orphaned(k string, now time.Time, why string) {
+	if _, ok := r.orphan[k]; !ok {
+		r.orphan[k] = now
+	}
+	r.why[k] = why
+}
+
+// settle: the record is gone (restored, handed over or forgotten).
+func (a *Agent) settle(k string) {
+	a.recon.settled[k[strings.LastIndex(k, "/")+1:]]++
+	delete(a.recon.checked, k)
+	a.unorphan(k)
+}
+
+func (a *Agent) unorphan(k string) {
+	r := a.recon
+	if _, ok := r.orphan[k]; ok {
+		delete(r.orphan, k)
+		delete(r.why, k)
+		delete(r.retry, k)
+		if a.failLog.Recovered("orphan/" + k) {
+			a.log.Info("owned knob no longer orphaned", "knob", k)
+		}
+	}
+}
+
+func (a *Agent) noteOwnedError(err error) {
+	a.recon.ownedErr = ""
+	if err == nil {
+		a.failLog.Recovered("owned")
+		return
+	}
+	a.recon.ownedErr = err.Error()
+	if log, n := a.failLog.Failed("owned", err.Error()); log {
+		a.log.Error("owned knobs not all readable from the state store", "error", err.Error(), "repeats_since_last_line", n)
+	}
+}
+
+// ownedStates classifies every owned knob after the cycle's actions, and
+// warns (once, then as a reminder) about knobs orphaned too long.
+func (a *Agent) ownedStates(now time.Time, owned []tuning.Owned) []OwnedStatus {
+	r := a.recon
+	out := make([]OwnedStatus, 0, len(owned))
+	for _, o := range owned {
+		k := ownedKey(o)
+		s := OwnedStatus{Owned: o}
+		switch since, orphan := r.orphan[k]; {
+		case o.Phase == tuning.PhaseReleased:
+			s.State, s.Reason = OwnedDrifted, "changed by someone else; left as they set it until rule "+o.Rule+" stops firing"
+		case orphan:
+			s.State, s.Reason, s.Since = OwnedOrphaned, r.why[k], since
+			a.warnOrphan(now, s)
+		case a.eval.StateOf(o.Rule, o.VM, o.Disk) == policy.StateFiring:
+			s.State = OwnedHeld
+		default:
+			s.State, s.Reason = OwnedReleasing, "rule "+o.Rule+" no longer fires: restored after its clear_after"
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return ownedKey(out[i].Owned) < ownedKey(out[j].Owned) })
+	return out
+}
+
+func (a *Agent) warnOrphan(now time.Time, s OwnedStatus) {
+	k := ownedKey(s.Owned)
+	if now.Sub(s.Since) < a.cfg.OrphanWarnAfter {
+		return
+	}
+	if log, n := a.failLog.Failed("orphan/"+k, s.Reason); log {
+		a.log.Warn("owned knob orphaned", "vm", s.VM, "disk", s.Disk, "knob", string(s.Knob), "rule", s.Rule,
+			"since", s.Since.Format(time.RFC3339), "reason", s.Reason, "repeats_since_last_line", n)
+	}
+}

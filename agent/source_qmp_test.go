@@ -1,0 +1,34 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// A VM's very first sample is taken, not reported as "hung or slow":
+// its runner's goroutine may not be listening yet when the cycle asks.
+func TestFirstSampleOfANewVMIsNotBusy(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		vm := fakeVM(t)
+		dir := t.TempDir()
+		if err := os.Symlink(vm.Path, filepath.Join(dir, "fresh.sock")); err != nil {
+			t.Fatal(err)
+		}
+		cfg := Defaults()
+		cfg.QMPDir, cfg.CallTimeout = dir, 2*time.Second
+		s := newQMPSource(cfg, hclog.NewNullLogger(), newMetrics())
+		disks, errs, _ := s.Sample(context.Background())
+		s.stopAll()
+		if err := errs["fresh"]; err != nil {
+			t.Fatalf("attempt %d: first sample: %v", i, err)
+		}
+		if len(disks) != 2 {
+			t.Fatalf("attempt %d: %d disks, want 2", i, len(disks))
+		}
+	}
+}

@@ -1,0 +1,68 @@
+package tuning
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/qtune/qtune/policy"
+)
+
+// Result of reconciling a record.
+const (
+	// ResultResolved: a record left between intent and verification by a
+	// crash was matched with what the knob holds.
+	ResultResolved Result = "resolved"
+	// ResultForgotten: the record's VM is gone and its change went with
+	// it; the record is dropped without touching anything.
+	ResultForgotten Result = "forgotten"
+)
+
+// Reconcile checks one owned knob against what the backend reports, once
+// its VM is reachable (after a start, or when it comes back): a record
+// a crash left in the intent or failed phase is resolved by reading the
+// knob (what qtune meant is in force: applied; the original: nothing was
+// changed, the record goes; anything else: someone else's, drift), and
+// an applied record whose knob holds neither value is drift. A knob
+// back at its original (the VM restarted) stays owned: the rule's next
+// decision applies it again or its revert releases it.
+func (e *Executor) Reconcile(ctx context.Context, o Owned) (Outcome, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if o.Phase == PhaseReleased {
+		return Outcome{Result: ResultNoOp}, nil
+	}
+	cur, err := e.read(ctx, o.Target, o.Knob)
+	if err != nil {
+		return Outcome{Result: ResultFailed}, err
+	}
+	d := policy.Decision{Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: o.Knob}
+	var out Outcome
+	switch {
+	case o.Phase == PhaseApplied && (cur.Equal(o.Applied) || cur.Equal(o.Original)):
+		return Outcome{Result: ResultNoOp, Before: cur, After: cur}, nil
+	case o.Phase != PhaseApplied && cur.Equal(o.Applied):
+		o.Phase = PhaseApplied
+		out = Outcome{Result: ResultResolved, Before: cur, After: cur, Reason: "the change was made before the agent stopped: owned as applied"}
+		err = e.store.PutOwned(&o)
+	case o.Phase != PhaseApplied && cur.Equal(o.Original):
+		out = Outcome{Result: ResultResolved, Before: cur, After: cur, Reason: "the change never reached the knob: nothing to restore"}
+		err = e.store.Release(o.Target, o.Knob)
+	default:
+		out, err = e.drift(o.Target, o.Knob, &o, cur)
+	}
+	e.audit(o.Target, d, out)
+	return out, err
+}
+
+// Forget drops the record of a knob whose VM is gone, without touching
+// anything: a live change ends with the QEMU process that held it.
+func (e *Executor) Forget(o Owned, reason string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.store.Release(o.Target, o.Knob); err != nil {
+		return fmt.Errorf("forget %s of %s: %w", o.Knob, o.Target, err)
+	}
+	e.audit(o.Target, policy.Decision{Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: o.Knob},
+		Outcome{Result: ResultForgotten, Before: o.Applied, Reason: reason})
+	return nil
+}
