@@ -102,6 +102,8 @@ type ConvertSpec struct {
 }
 
 // Action is the desired state of one knob; exactly one field is set.
+// Built-in kinds have their typed field; a kind registered elsewhere
+// keeps its spec in Other (see ActionKind).
 type Action struct {
 	Throttle *sample.Throttle `json:"throttle,omitempty"`
 	Cache    *CacheSpec       `json:"cache,omitempty"`
@@ -109,6 +111,7 @@ type Action struct {
 	Stream   *StreamSpec      `json:"stream,omitempty"`
 	Mirror   *MirrorSpec      `json:"mirror,omitempty"`
 	Convert  *ConvertSpec     `json:"convert,omitempty"`
+	Other    any              `json:"other,omitempty"`
 }
 
 // Decision is what evaluation hands the tuning executor: a rule wants a

@@ -20,15 +20,12 @@ var fileSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{{Type: "rule", LabelNames: []string{"name"}}},
 }
 
-var ruleSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{
-		{Name: "when", Required: true}, {Name: "release_when"}, {Name: "for"}, {Name: "clear_after"}, {Name: "cooldown"},
-		{Name: "mode"}, {Name: "priority"}, {Name: "window"}, {Name: "persist"}, {Name: "allow_unsafe"},
-		{Name: "description"},
-	},
-	Blocks: []hcl.BlockHeaderSchema{
-		{Type: "match"}, {Type: "throttle"}, {Type: "cache"}, {Type: "l2_cache"}, {Type: "stream"}, {Type: "mirror"}, {Type: "convert"},
-	},
+// ruleAttrs are a rule's own attributes; its blocks are match and one
+// action of a registered kind (see ruleSchema).
+var ruleAttrs = []hcl.AttributeSchema{
+	{Name: "when", Required: true}, {Name: "release_when"}, {Name: "for"}, {Name: "clear_after"}, {Name: "cooldown"},
+	{Name: "mode"}, {Name: "priority"}, {Name: "window"}, {Name: "persist"}, {Name: "allow_unsafe"},
+	{Name: "description"},
 }
 
 // LoadDir loads every *.hcl file of dir (not recursing) as one policy
@@ -136,7 +133,7 @@ func parseRule(c *collector, b *hcl.Block, src []byte) *Rule {
 	if r.Name == "" {
 		c.at(b.LabelRanges[0], "", "rule name is empty", "")
 	}
-	content, diags := b.Body.Content(ruleSchema)
+	content, diags := b.Body.Content(ruleSchema())
 	c.diags(r.Name, diags)
 	if content == nil {
 		return nil

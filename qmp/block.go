@@ -36,6 +36,12 @@ func (b *Block) call(ctx context.Context, command string, args, out any) error {
 	return nil
 }
 
+// Call runs any command and decodes its return value into out (when not
+// nil): for a knob kind whose commands have no typed method here.
+func (b *Block) Call(ctx context.Context, command string, args, out any) error {
+	return b.call(ctx, command, args, out)
+}
+
 // IsAutoNodeName reports whether QEMU generated the node name: -drive
 // disks and nodes opened implicitly (an unnamed backing chain) get
 // "#blockNNN".

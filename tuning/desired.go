@@ -10,35 +10,13 @@ import (
 )
 
 // desired is the state a decision asks for, given the knob's state before
-// qtune touched it (original) and now (cur).
+// qtune touched it (original) and now (cur), from the knob's kind.
 func (e *Executor) desired(d policy.Decision, original, cur KnobState, t Target) (KnobState, error) {
-	switch d.Knob {
-	case policy.KnobThrottle:
-		if d.Action.Throttle == nil {
-			return KnobState{}, &Refusal{Code: "bounds", Reason: "throttle decision without a throttle"}
-		}
-		var pre sample.Throttle
-		if original.Throttle != nil {
-			pre = *original.Throttle
-		}
-		t, err := CombineThrottle(pre, *d.Action.Throttle)
-		if err != nil {
-			return KnobState{}, err
-		}
-		return KnobState{Throttle: &t}, nil
-	case policy.KnobCache:
-		c := d.Action.Cache
-		if c == nil {
-			return KnobState{}, &Refusal{Code: "bounds", Reason: "cache decision without a cache mode"}
-		}
-		if c.NoFlush && !c.AllowUnsafe {
-			return KnobState{}, &Refusal{Code: "bounds", Reason: "cache.no-flush=on loses guest data on a host crash and the rule does not allow unsafe"}
-		}
-		return KnobState{Cache: &CacheState{Direct: c.Direct, NoFlush: c.NoFlush}}, nil
-	case policy.KnobL2Cache:
-		return e.desiredL2(d, cur, t)
+	kind, err := knobKindOf(d.Knob)
+	if err != nil {
+		return KnobState{}, err
 	}
-	return KnobState{}, &Refusal{Code: "unsupported", Reason: fmt.Sprintf("knob %q", d.Knob)}
+	return kind.desired(e, d, original, cur, t)
 }
 
 // desiredL2 sizes the cache: full coverage ("auto") or the rule's size,
@@ -147,8 +125,8 @@ func CombineThrottle(pre, want sample.Throttle) (sample.Throttle, error) {
 
 // checkLimits applies bounds, minimum change, cooldown and rate limits.
 func (e *Executor) checkLimits(t Target, d policy.Decision, owned *Owned, cur, want KnobState, now time.Time) error {
-	if want.Throttle != nil {
-		if err := e.throttleBounds(*want.Throttle); err != nil {
+	if kind, err := knobKindOf(d.Knob); err == nil && kind.bounds != nil {
+		if err := kind.bounds(e, want); err != nil {
 			return err
 		}
 	}
@@ -157,7 +135,7 @@ func (e *Executor) checkLimits(t Target, d policy.Decision, owned *Owned, cur, w
 			return &Refusal{Code: "cooldown", Reason: fmt.Sprintf("rule %s changed this knob at %s; next change allowed at %s",
 				owned.Rule, owned.LastChange.Format(time.RFC3339), next.Format(time.RFC3339))}
 		}
-		if rel := relativeChange(cur, want); rel < e.limits.MinChange {
+		if rel := relativeChange(d.Knob, cur, want); rel < e.limits.MinChange {
 			return &Refusal{Code: "min-change", Reason: fmt.Sprintf("change of %.1f%% is below the minimum of %.1f%%", rel*100, e.limits.MinChange*100)}
 		}
 	}
@@ -199,22 +177,11 @@ func (e *Executor) throttleBounds(t sample.Throttle) error {
 	return nil
 }
 
-// relativeChange is the largest relative difference between two states'
-// numbers (1 for any change of a flag or of which limits are set).
-func relativeChange(a, b KnobState) float64 {
-	switch {
-	case a.Throttle != nil && b.Throttle != nil:
-		x, y := *a.Throttle, *b.Throttle
-		worst := 0.0
-		for _, p := range [][2]uint64{{x.IOPS, y.IOPS}, {x.IOPSRead, y.IOPSRead}, {x.IOPSWrite, y.IOPSWrite}, {x.BPS, y.BPS}, {x.BPSRead, y.BPSRead}, {x.BPSWrite, y.BPSWrite}} {
-			worst = math.Max(worst, rel(p[0], p[1]))
-		}
-		if x.Group != y.Group {
-			worst = 1
-		}
-		return worst
-	case a.L2 != nil && b.L2 != nil:
-		return rel(a.L2.Size, b.L2.Size)
+// relativeChange is the relative size of a change, as the knob's kind
+// measures it (1 for any change of a kind that does not).
+func relativeChange(k policy.Knob, a, b KnobState) float64 {
+	if kind, err := knobKindOf(k); err == nil && kind.change != nil {
+		return kind.change(a, b)
 	}
 	return 1
 }

@@ -1,6 +1,7 @@
 package tuning
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -49,35 +50,37 @@ const (
 )
 
 // jobKindSpec is all qtune knows about one kind of block job: the policy
-// knob that asks for it, how a rule's action becomes a request, and how a
-// request is shaped against the disk as it is (or found pointless). A new
-// kind is one entry in jobKinds, plus its calls in the drivers.
+// knob that asks for it, how a rule's action becomes a request, how a
+// request is shaped against the disk as it is (or found pointless), how
+// it is told, how each backend starts it, and — for a job that does not
+// pivot onto a copy — how its end is judged. Each kind registers from its
+// own file (job_*.go), beside its policy half (policy/kind_*.go).
 type jobKindSpec struct {
 	knob       policy.Knob
 	fromAction func(a policy.Action, r *JobRequest)
 	shape      func(m *JobManager, j *Job, r JobRequest, img DiskImage) (noop string, err error)
+	describe   func(j *Job) string
+
+	qmpStart     func(ctx context.Context, r *reopener, j *Job, img DiskImage) error
+	libvirtStart func(ctx context.Context, b *LibvirtBackend, j *Job, img DiskImage) error
+
+	// ended judges a job without a pivot once the hypervisor dropped it;
+	// nil marks a copy that goes ready and pivots onto its target.
+	ended func(m *JobManager, ctx context.Context, j *Job, img DiskImage) error
 }
 
-var jobKinds = map[JobKind]jobKindSpec{
-	JobStream: {knob: policy.KnobStream, shape: (*JobManager).shapeStream,
-		fromAction: func(a policy.Action, r *JobRequest) {
-			if s := a.Stream; s != nil {
-				r.Base, r.Speed = s.Base, s.Speed
-			}
-		}},
-	JobMirror: {knob: policy.KnobMirror, shape: (*JobManager).shapeCopy,
-		fromAction: func(a policy.Action, r *JobRequest) {
-			if s := a.Mirror; s != nil {
-				r.TargetDir, r.Layout, r.Speed, r.CopyMode = s.TargetDir, s.Layout, s.Speed, s.CopyMode
-			}
-		}},
-	JobConvert: {knob: policy.KnobConvert, shape: (*JobManager).shapeCopy,
-		fromAction: func(a policy.Action, r *JobRequest) {
-			if s := a.Convert; s != nil {
-				r.Layout, r.Speed, r.CopyMode = s.Layout, s.Speed, s.CopyMode
-			}
-		}},
+var jobKinds = map[JobKind]jobKindSpec{}
+
+// registerJob adds a job kind; twice is a programming error.
+func registerJob(kind JobKind, spec jobKindSpec) {
+	if _, dup := jobKinds[kind]; dup || spec.shape == nil || spec.describe == nil || spec.qmpStart == nil || spec.libvirtStart == nil {
+		panic(fmt.Sprintf("tuning: job kind %q registered twice or incomplete", kind))
+	}
+	jobKinds[kind] = spec
 }
+
+// pivots reports whether the job copies to a target and pivots onto it.
+func (j *Job) pivots() bool { return jobKinds[j.Kind].ended == nil }
 
 // JobKindOf maps a policy knob to a job kind; ok is false for a knob that
 // is not a block job.

@@ -9,8 +9,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/digitalocean/go-libvirt"
-
 	"github.com/qtune/qtune/qmp"
 )
 
@@ -161,26 +159,14 @@ func (b *LibvirtBackend) forgetJobEvent(vm, path string) {
 	delete(b.jobEvents, vm+"\x00"+path)
 }
 
-// StartJob implements JobDriver.
+// StartJob implements JobDriver, by the job kind's libvirt start.
 func (b *LibvirtBackend) StartJob(ctx context.Context, j *Job, img DiskImage) error {
+	spec, ok := jobKinds[j.Kind]
+	if !ok {
+		return fmt.Errorf("unknown job kind %q", j.Kind)
+	}
 	b.forgetJobEvent(j.VM, img.Path)
-	if j.Kind == JobStream {
-		if j.Base != "" {
-			return b.v.BlockPullTo(ctx, j.VM, j.Disk, j.Base, j.Speed)
-		}
-		return b.v.BlockPull(ctx, j.VM, j.Disk, j.Speed)
-	}
-	dest := fmt.Sprintf("<disk type='file'><source file='%s'/><driver type='%s'/></disk>", xmlEscape(j.Dest), j.Layout.Format)
-	flags := libvirt.DomainBlockCopyReuseExt // qtune made the target, with the layout asked for
-	if j.WriteBlocking {
-		flags |= libvirt.DomainBlockCopySynchronousWrites
-	}
-	// A convert cannot keep its target's preallocated layout here:
-	// libvirt copies a disk without a chain with sync=full (it drops a
-	// shallow flag there), and QEMU's first pass frees the target's
-	// clusters. The new image has the layout asked for, but is less
-	// perfectly ordered than through QMP.
-	return b.v.BlockCopy(ctx, j.VM, j.Disk, dest, j.Speed, flags)
+	return spec.libvirtStart(ctx, b, j, img)
 }
 
 // Pivot implements JobDriver.

@@ -277,16 +277,10 @@ func bytesText(n uint64) string {
 }
 
 func (j *Job) describe() string {
-	switch j.Kind {
-	case JobStream:
-		if j.Base != "" {
-			return "stream " + j.Source + " down to " + j.Base
-		}
-		return "stream " + j.Source
-	case JobMirror:
-		return "mirror " + j.Source + " to " + j.Dest
+	if spec, ok := jobKinds[j.Kind]; ok {
+		return spec.describe(j)
 	}
-	return "convert " + j.Source + " to " + j.Dest + " (" + j.Layout.String() + ")"
+	return string(j.Kind) + " " + j.Source
 }
 
 // audit records a job's step in the action log and the journal.

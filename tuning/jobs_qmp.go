@@ -142,58 +142,20 @@ func targetNodes(jobID string) (file, format string) {
 	return n + "-f", n + "-t"
 }
 
-// StartJob implements JobDriver.
+// StartJob implements JobDriver, by the job kind's QMP start.
 func (b *QMPBackend) StartJob(ctx context.Context, j *Job, img DiskImage) error {
+	spec, ok := jobKinds[j.Kind]
+	if !ok {
+		return fmt.Errorf("unknown job kind %q", j.Kind)
+	}
 	r, err := b.jobVM(j.VM)
 	if err != nil {
 		return err
 	}
-	off := false
 	if img.Node == "" {
 		return fmt.Errorf("%s: the disk's node has no usable name", j.Target)
 	}
-	if j.Kind == JobStream {
-		a := qmp.StreamArgs{JobID: j.ID, Device: img.Node, Speed: j.Speed, AutoDismiss: &off}
-		if j.Base != "" {
-			if a.BaseNode, err = nodeOfFile(ctx, r.block, j.Base); err != nil {
-				return err
-			}
-		}
-		return r.block.BlockStream(ctx, a)
-	}
-	fileNode, fmtNode := targetNodes(j.ID)
-	file := map[string]any{"driver": "file", "filename": j.Dest, "node-name": fileNode}
-	format := map[string]any{"driver": j.Layout.Format, "file": fileNode, "node-name": fmtNode}
-	if c := img.Cache; c != nil {
-		for _, n := range []map[string]any{file, format} {
-			n["cache"] = map[string]any{"direct": c.Direct, "no-flush": c.NoFlush}
-		}
-	}
-	if err := r.block.BlockdevAdd(ctx, file); err != nil {
-		return fmt.Errorf("add target %s: %w", j.Dest, err)
-	}
-	if err := r.block.BlockdevAdd(ctx, format); err != nil {
-		r.block.BlockdevDel(ctx, fileNode)
-		return fmt.Errorf("add target %s: %w", j.Dest, err)
-	}
-	mode := "background"
-	if j.WriteBlocking {
-		mode = "write-blocking"
-	}
-	// Errors on either side end the job (report) instead of pausing the
-	// guest: the VM goes on on its source whatever the target does.
-	a := qmp.MirrorArgs{JobID: j.ID, Device: img.Node, Target: fmtNode, Sync: "full",
-		Speed: j.Speed, OnSourceError: "report", OnTargetError: "report", CopyMode: mode, AutoDismiss: &off}
-	if j.Kind == JobConvert && len(img.Chain) == 0 {
-		// The target's clusters are laid out in disk order when it is
-		// created, and the copy must fill them in place. sync=full would
-		// first zero the whole target with unmap, freeing them, and the
-		// chunks then land in whatever order they finish (blockdev-mirror
-		// has no unmap switch on 7.2). With no backing chain, top copies
-		// the same data and skips that pass.
-		a.Sync = "top"
-	}
-	return r.block.BlockdevMirror(ctx, a)
+	return spec.qmpStart(ctx, r, j, img)
 }
 
 func nodeOfFile(ctx context.Context, b *qmp.Block, path string) (string, error) {
@@ -238,7 +200,7 @@ func (b *QMPBackend) Finish(ctx context.Context, j *Job) error {
 	if err := r.block.JobDismiss(ctx, j.ID); err != nil && !notFound(err) {
 		errs = append(errs, err)
 	}
-	if j.Kind != JobStream && !j.Pivoted {
+	if j.pivots() && !j.Pivoted {
 		fileNode, fmtNode := targetNodes(j.ID)
 		for _, n := range []string{fmtNode, fileNode} {
 			if err := r.block.BlockdevDel(ctx, n); err != nil && !notFound(err) {

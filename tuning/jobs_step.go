@@ -114,7 +114,7 @@ func (m *JobManager) stepLive(ctx context.Context, j *Job, h HVJob) error {
 			}
 			return m.stepLive(ctx, j, h)
 		}
-		if j.Kind != JobStream && now.Sub(j.Started) > m.o.ConvergeTimeout {
+		if j.pivots() && now.Sub(j.Started) > m.o.ConvergeTimeout {
 			return m.notConverging(ctx, j)
 		}
 		return m.save(j)
@@ -207,8 +207,8 @@ func (m *JobManager) concluded(ctx context.Context, j *Job, h HVJob, found bool)
 	switch {
 	case h.Error != "":
 		return m.end(ctx, j, JobFailed, "the job failed: "+h.Error)
-	case j.Kind == JobStream:
-		return m.streamEnded(ctx, j, img)
+	case !j.pivots():
+		return jobKinds[j.Kind].ended(m, ctx, j, img)
 	case j.Pivoted:
 		return m.end(ctx, j, JobDone, "the VM runs on "+j.Dest+"; the source "+j.Source+" is kept")
 	case j.State == JobPivoting && j.CancelAsked:

@@ -44,11 +44,23 @@ type L2State struct {
 	Needed uint64 `json:"needed,omitempty"` // from the image; not part of the setting
 }
 
-// KnobState is the value of one knob; exactly one field is set.
+// KnobState is the value of one knob; exactly one field is set. A knob
+// kind without a typed field keeps its value as JSON in Raw, so that it
+// survives the state store as it was (see RawState).
 type KnobState struct {
 	Throttle *sample.Throttle `json:"throttle,omitempty"`
 	Cache    *CacheState      `json:"cache,omitempty"`
 	L2       *L2State         `json:"l2,omitempty"`
+	Raw      json.RawMessage  `json:"raw,omitempty"`
+}
+
+// RawState is v as the state of a knob kind without a typed field.
+func RawState(v any) (KnobState, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return KnobState{}, fmt.Errorf("knob state: %w", err)
+	}
+	return KnobState{Raw: b}, nil
 }
 
 // Equal compares the settings (L2's Needed is a fact, not a setting).
@@ -61,7 +73,7 @@ func (s KnobState) Equal(o KnobState) bool {
 	case s.L2 != nil || o.L2 != nil:
 		return s.L2 != nil && o.L2 != nil && s.L2.Size == o.L2.Size
 	}
-	return true
+	return bytes.Equal(s.Raw, o.Raw)
 }
 
 func (s KnobState) String() string {
@@ -72,6 +84,8 @@ func (s KnobState) String() string {
 		return fmt.Sprintf("direct=%v no-flush=%v", s.Cache.Direct, s.Cache.NoFlush)
 	case s.L2 != nil:
 		return fmt.Sprintf("l2-cache-size=%d", s.L2.Size)
+	case s.Raw != nil:
+		return string(s.Raw)
 	}
 	return "unset"
 }

@@ -84,8 +84,12 @@ func (b *LibvirtBackend) Forget(domain string) {
 
 // Read implements Backend.
 func (b *LibvirtBackend) Read(ctx context.Context, t Target, k policy.Knob) (KnobState, error) {
-	if k == policy.KnobThrottle {
-		return b.readThrottle(ctx, t)
+	kind, err := knobKindOf(k)
+	if err != nil {
+		return KnobState{}, err
+	}
+	if kind.libvirtRead != nil {
+		return kind.libvirtRead(ctx, b, t)
 	}
 	r, qname, err := b.reopener(ctx, t)
 	if err != nil {
@@ -96,10 +100,12 @@ func (b *LibvirtBackend) Read(ctx context.Context, t Target, k policy.Knob) (Kno
 
 // Apply implements Backend.
 func (b *LibvirtBackend) Apply(ctx context.Context, t Target, k policy.Knob, s KnobState, persist bool) error {
-	if k == policy.KnobThrottle && s.Throttle != nil {
-		// The read-back that verifies this must ask libvirt.
-		b.ThrottlesChanged(t.VM)
-		return b.v.SetBlockIOTune(ctx, t.VM, t.Disk, *s.Throttle, persist)
+	kind, err := knobKindOf(k)
+	if err != nil {
+		return err
+	}
+	if kind.libvirtApply != nil {
+		return kind.libvirtApply(ctx, b, t, s, persist)
 	}
 	r, qname, err := b.reopener(ctx, t)
 	if err != nil {
@@ -116,8 +122,8 @@ func (b *LibvirtBackend) Apply(ctx context.Context, t Target, k policy.Knob, s K
 	if err := r.apply(ctx, qname, k, s); err != nil {
 		return err
 	}
-	if persist {
-		return b.persist(ctx, t, s)
+	if persist && kind.persist != nil {
+		return b.persist(ctx, t, s, kind.persist)
 	}
 	return nil
 }
@@ -164,26 +170,25 @@ func (b *LibvirtBackend) qemuPID(domain string) int {
 	return pid
 }
 
-// persist writes a cache mode or L2 size into the persistent definition.
-func (b *LibvirtBackend) persist(ctx context.Context, t Target, s KnobState) error {
+// persist writes a passthrough change into the persistent definition,
+// by the kind's edit of the disk's <driver> element.
+func (b *LibvirtBackend) persist(ctx context.Context, t Target, s KnobState, edit func(string, KnobState) (string, error)) error {
 	doc, err := b.v.DomainXML(ctx, t.VM, true)
 	if err != nil {
 		return err
 	}
-	var edit func(string) string
-	switch {
-	case s.Cache != nil:
-		mode, err := libvirtCacheMode(*s.Cache)
+	var editErr error
+	out, err := editDiskDriver(doc, t.Disk, func(d string) string {
+		e, err := edit(d, s)
 		if err != nil {
-			return fmt.Errorf("persist cache of %s: %w", t, err)
+			editErr = err
+			return d
 		}
-		edit = func(d string) string { return setAttr(d, "cache", mode) }
-	case s.L2 != nil:
-		edit = func(d string) string { return setMetadataCache(d, s.L2.Size) }
-	default:
-		return nil
+		return e
+	})
+	if err == nil {
+		err = editErr
 	}
-	out, err := editDiskDriver(doc, t.Disk, edit)
 	if err != nil {
 		return fmt.Errorf("persist %s: %w", t, err)
 	}

@@ -128,41 +128,15 @@ func (r *reopener) disk(ctx context.Context, name string) (sample.Disk, error) {
 }
 
 func (r *reopener) read(ctx context.Context, name string, k policy.Knob) (KnobState, error) {
+	kind, err := knobKindOf(k)
+	if err != nil {
+		return KnobState{}, err
+	}
 	d, err := r.disk(ctx, name)
 	if err != nil {
 		return KnobState{}, err
 	}
-	switch k {
-	case policy.KnobThrottle:
-		t := d.Throttle
-		// QEMU puts a throttled disk without a group in a group of its
-		// own named after the device: that is no group at all.
-		if t.Group == d.QOMPath || t.Group == d.Name {
-			t.Group = ""
-		}
-		return KnobState{Throttle: &t}, nil
-	case policy.KnobCache:
-		node, err := r.fileNode(d)
-		if err != nil {
-			return KnobState{}, err
-		}
-		nodes, err := r.block.QueryNamedBlockNodes(ctx, true)
-		if err != nil {
-			return KnobState{}, err
-		}
-		for _, n := range nodes {
-			if n.NodeName == node {
-				return KnobState{Cache: &CacheState{Direct: n.Cache.Direct, NoFlush: n.Cache.NoFlush}}, nil
-			}
-		}
-		return KnobState{}, fmt.Errorf("%s: file node %s not found", r.vm, node)
-	case policy.KnobL2Cache:
-		if d.Format != "qcow2" {
-			return KnobState{}, nil
-		}
-		return KnobState{L2: &L2State{Size: d.L2CacheSize, Needed: d.L2Needed()}}, nil
-	}
-	return KnobState{}, fmt.Errorf("knob %s is not read here", k)
+	return kind.qmpRead(ctx, r, d)
 }
 
 // fileNode is the protocol node under a disk's format node, named in the
@@ -188,25 +162,18 @@ func (r *reopener) fileNode(d sample.Disk) (string, error) {
 }
 
 func (r *reopener) apply(ctx context.Context, name string, k policy.Knob, s KnobState) error {
+	kind, err := knobKindOf(k)
+	if err != nil {
+		return err
+	}
 	d, err := r.disk(ctx, name)
 	if err != nil {
 		return err
 	}
-	switch {
-	case k == policy.KnobThrottle && s.Throttle != nil:
-		return r.block.SetIOThrottle(ctx, qmp.DiskID{QOMPath: d.QOMPath, Device: legacyDevice(d)}, *s.Throttle)
-	case k == policy.KnobCache && s.Cache != nil:
-		node, err := r.fileNode(d)
-		if err != nil {
-			return err
-		}
-		return r.reopen(ctx, node, map[string]any{"cache.direct": s.Cache.Direct, "cache.no-flush": s.Cache.NoFlush},
-			node+".cache.direct", node+".cache.no-flush")
-	case k == policy.KnobL2Cache && s.L2 != nil:
-		return r.reopen(ctx, d.Node, map[string]any{"l2-cache-size": s.L2.Size})
-	}
-	return fmt.Errorf("knob %s: nothing to apply", k)
+	return kind.qmpApply(ctx, r, d, s)
 }
+
+func errNothingToApply(k policy.Knob) error { return fmt.Errorf("knob %s: nothing to apply", k) }
 
 // legacyDevice is the -drive name when the disk has no QOM path.
 func legacyDevice(d sample.Disk) string {

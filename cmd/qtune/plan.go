@@ -85,7 +85,7 @@ func printPlan(w io.Writer, set *policy.Set, cycle agent.Cycle, ds []policy.Deci
 		if !d.Revert && inForce(cycle, d) {
 			verb = "= keeps"
 		}
-		fmt.Fprintf(w, "%s %s of %s/%s (rule %s): %s\n", verb, d.Knob, d.VM, d.Disk, d.Rule, describe(d))
+		fmt.Fprintf(w, "%s %s of %s/%s (rule %s): %s\n", verb, d.Knob, d.VM, d.Disk, d.Rule, d.Describe())
 		changes++
 	}
 	rules := map[string]bool{}
@@ -111,41 +111,10 @@ func printPlan(w io.Writer, set *policy.Set, cycle agent.Cycle, ds []policy.Deci
 // inForce reports whether the latest sample already shows the decision's
 // desired state.
 func inForce(c agent.Cycle, d policy.Decision) bool {
-	for _, p := range c.Points {
-		if p.Disk.VM != d.VM || p.Disk.Name != d.Disk {
-			continue
-		}
-		switch {
-		case d.Action.Throttle != nil:
-			cur, want := p.Disk.Throttle, *d.Action.Throttle
-			cur.Group, want.Group = "", ""
-			return cur == want
-		case d.Action.Cache != nil:
-			return p.Disk.CacheDirect == d.Action.Cache.Direct && p.Disk.CacheNoFlush == d.Action.Cache.NoFlush
+	for i := range c.Points {
+		if p := &c.Points[i]; p.Disk.VM == d.VM && p.Disk.Name == d.Disk {
+			return d.InForce(p)
 		}
 	}
 	return false
-}
-
-func describe(d policy.Decision) string {
-	switch {
-	case d.Revert:
-		return "the value it had before qtune"
-	case d.Action.Throttle != nil:
-		return throttleString(*d.Action.Throttle)
-	case d.Action.Cache != nil:
-		return fmt.Sprintf("direct=%v no-flush=%v", d.Action.Cache.Direct, d.Action.Cache.NoFlush)
-	case d.Action.L2Cache != nil:
-		if d.Action.L2Cache.Auto {
-			return fmt.Sprintf("full coverage (max %d bytes)", d.Action.L2Cache.Max)
-		}
-		return fmt.Sprintf("%d bytes", d.Action.L2Cache.Size)
-	case d.Action.Stream != nil:
-		return "stream the backing chain"
-	case d.Action.Mirror != nil:
-		return "mirror to " + d.Action.Mirror.TargetDir
-	case d.Action.Convert != nil:
-		return "convert to " + d.Action.Convert.Layout.String()
-	}
-	return ""
 }

@@ -1,0 +1,81 @@
+package tuning
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/policy"
+)
+
+// knobKind is all the executor and the backends know about one kind of
+// knob qtune holds: the state a decision asks for, its safety bounds and
+// change size, and how each backend reads and sets it. Each built-in kind
+// registers itself from its own file (knob_*.go), beside its policy half
+// (policy/kind_*.go); the executor stays the one safety gate and calls
+// the hooks only from its guarded path. A block-job kind registers in
+// jobKinds instead (jobs.go).
+type knobKind struct {
+	knob policy.Knob
+	// desired is the state a decision asks for, given the knob before
+	// qtune touched it (original) and now (cur).
+	desired func(e *Executor, d policy.Decision, original, cur KnobState, t Target) (KnobState, error)
+	// bounds refuses a wanted state outside the executor's limits.
+	bounds func(e *Executor, want KnobState) error
+	// change is the relative size of a change (for the minimum change);
+	// nil counts any change as whole.
+	change func(a, b KnobState) float64
+
+	// qmpRead and qmpApply read and set the knob over QMP, on a plain
+	// QEMU or, through passthrough, on a libvirt domain.
+	qmpRead  func(ctx context.Context, r *reopener, d sample.Disk) (KnobState, error)
+	qmpApply func(ctx context.Context, r *reopener, d sample.Disk, s KnobState) error
+	// libvirtRead and libvirtApply, when set, use libvirt's own API
+	// instead of passthrough.
+	libvirtRead  func(ctx context.Context, b *LibvirtBackend, t Target) (KnobState, error)
+	libvirtApply func(ctx context.Context, b *LibvirtBackend, t Target, s KnobState, persist bool) error
+	// persist edits a disk's <driver> element of the persistent
+	// definition so that a passthrough change outlives the domain's
+	// restart; nil leaves the definition as it is.
+	persist func(driver string, s KnobState) (string, error)
+}
+
+var knobKinds struct {
+	sync.RWMutex
+	by map[policy.Knob]knobKind
+}
+
+// registerKnob adds a knob kind; twice is a programming error.
+func registerKnob(k knobKind) {
+	if k.knob == "" || k.desired == nil || k.qmpRead == nil || k.qmpApply == nil {
+		panic(fmt.Sprintf("tuning: knob kind %q needs a name, desired and QMP read/apply", k.knob))
+	}
+	knobKinds.Lock()
+	defer knobKinds.Unlock()
+	if knobKinds.by == nil {
+		knobKinds.by = map[policy.Knob]knobKind{}
+	}
+	if _, dup := knobKinds.by[k.knob]; dup {
+		panic(fmt.Sprintf("tuning: knob kind %q registered twice", k.knob))
+	}
+	knobKinds.by[k.knob] = k
+}
+
+func unregisterKnob(k policy.Knob) {
+	knobKinds.Lock()
+	defer knobKinds.Unlock()
+	delete(knobKinds.by, k)
+}
+
+// knobKindOf returns the registered kind of k, or a refusal that names
+// it as unsupported.
+func knobKindOf(k policy.Knob) (knobKind, error) {
+	knobKinds.RLock()
+	defer knobKinds.RUnlock()
+	kind, ok := knobKinds.by[k]
+	if !ok {
+		return knobKind{}, &Refusal{Code: "unsupported", Reason: fmt.Sprintf("knob %q", k)}
+	}
+	return kind, nil
+}
