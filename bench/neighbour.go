@@ -270,11 +270,15 @@ func neighbourReading(r neighbourResult) string {
 			fmt.Fprintf(&b, "With %s the culprit was throttled %s after the policy loaded (%s). ", strings.TrimPrefix(p.name, "loud neighbour, "), p.waited.Round(time.Second), p.throttled.Reason)
 		}
 	}
-	verdict := "not met"
-	if msf(tuned.p99) <= 1.5*msf(alone.p99) {
-		verdict = "met"
+	switch {
+	case tuned.throttled == nil:
+		fmt.Fprintf(&b, "The culprit was never throttled, so the last phase (victim p99 %.2f ms, %.2f× alone) says nothing about qtune: the goal of ≤ 1.5× is not shown. ", msf(tuned.p99), ratio(msf(tuned.p99), msf(alone.p99)))
+		fmt.Fprintf(&b, "The agent's view of the victim's mean read latency moved only from %.2f to %.2f ms with the neighbour, too little for a threshold between them to hold for the rule's `for`; the guest's own p99 moves with the load of the shared machine as much as with the neighbour.", alone.agentLat, loud.agentLat)
+	case msf(tuned.p99) <= 1.5*msf(alone.p99):
+		fmt.Fprintf(&b, "With the culprit throttled the victim's p99 was %.2f ms, %.2f× alone: the goal of ≤ 1.5× is met.", msf(tuned.p99), ratio(msf(tuned.p99), msf(alone.p99)))
+	default:
+		fmt.Fprintf(&b, "With the culprit throttled the victim's p99 was %.2f ms, %.2f× alone: the goal of ≤ 1.5× is not met.", msf(tuned.p99), ratio(msf(tuned.p99), msf(alone.p99)))
 	}
-	fmt.Fprintf(&b, "In the last phase (%s) the victim's p99 was %.2f ms, %.2f× alone: the goal of ≤ 1.5× is %s.", tuned.name, msf(tuned.p99), ratio(msf(tuned.p99), msf(alone.p99)), verdict)
 	if r.victimHit {
 		b.WriteString(" The victim itself was acted on, which the policy should never do.")
 	}
