@@ -67,7 +67,12 @@ func main() {
 		fatal(err)
 	}
 	o := options{full: *full, qtune: *qtune, self: self, resultsDir: filepath.Dir(*results)}
-	sections := map[string]string{"machine": machineSection(ctx, *full)}
+	sections := map[string]string{}
+	if *only == "" {
+		// A partial run leaves the machine section to the full run it
+		// describes; each section says itself when it was measured.
+		sections["machine"] = machineSection(ctx, *full)
+	}
 	for _, b := range benchmarks {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), b.name) {
 			continue

@@ -37,7 +37,10 @@ func updateResults(path string, sections map[string]string) error {
 }
 
 func sectionOrder(sections map[string]string) []string {
-	names := []string{"machine"}
+	var names []string
+	if _, ok := sections["machine"]; ok {
+		names = append(names, "machine")
+	}
 	for _, b := range benchmarks {
 		if _, ok := sections[b.name]; ok {
 			names = append(names, b.name)

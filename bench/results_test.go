@@ -34,4 +34,12 @@ func TestUpdateResultsKeepsOtherSections(t *testing.T) {
 	if strings.Count(doc, "<!-- bench:machine -->") != 1 {
 		t.Errorf("machine section duplicated:\n%s", doc)
 	}
+	// A partial run (-only) leaves the machine section alone.
+	if err := updateResults(path, map[string]string{"sampling-qmp": "## Sampling\nnewer"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(path)
+	if doc := string(b); !strings.Contains(doc, "v2") || !strings.Contains(doc, "newer") {
+		t.Errorf("partial run lost the machine section or its own:\n%s", doc)
+	}
 }
