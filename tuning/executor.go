@@ -87,6 +87,8 @@ type Executor struct {
 
 	jobs *JobManager // block jobs; nil refuses them
 
+	fail func(step string, k policy.Knob) // failpoint hook: tests only
+
 	mu      sync.Mutex // serialises decisions: limits and budgets are shared
 	changes []change
 	// last is the latest audited outcome per knob: a firing rule is
@@ -116,7 +118,8 @@ func NewExecutor(b Backend, s *Store, o Options) *Executor {
 	if o.Log == nil {
 		o.Log = hclog.NewNullLogger()
 	}
-	return &Executor{backend: b, store: s, clock: o.Clock, limits: o.Limits.withDefaults(), dryRun: o.DryRun, log: o.Log}
+	return &Executor{backend: b, store: s, clock: o.Clock, limits: o.Limits.withDefaults(), dryRun: o.DryRun, log: o.Log,
+		fail: armedFailpoint()}
 }
 
 // Outcome is the result of one decision with the knob before and after.
@@ -192,7 +195,7 @@ func (e *Executor) apply(ctx context.Context, t Target, d policy.Decision) (Outc
 		return Outcome{Result: ResultRefused, Before: cur}, err
 	}
 	if cur.Equal(want) {
-		return Outcome{Result: ResultNoOp, Before: cur, After: cur}, nil
+		return e.settleIntent(owned, cur)
 	}
 	if err := e.checkLimits(t, d, owned, cur, want, now); err != nil {
 		return Outcome{Result: ResultRefused, Before: cur, After: want}, err
@@ -217,9 +220,13 @@ func (e *Executor) apply(ctx context.Context, t Target, d policy.Decision) (Outc
 }
 
 func (e *Executor) applyAndVerify(ctx context.Context, t Target, k policy.Knob, rec *Owned, before, want KnobState, persist bool, ok Result) (Outcome, error) {
+	e.failpoint(FailAfterIntent, k)
 	cctx, cancel := e.callCtx(ctx)
 	err := e.backend.Apply(cctx, t, k, want, persist)
 	cancel()
+	if err == nil {
+		e.failpoint(FailAfterChange, k)
+	}
 	if err != nil {
 		rec.Phase = PhaseFailed
 		e.store.PutOwned(rec)
@@ -234,12 +241,26 @@ func (e *Executor) applyAndVerify(ctx context.Context, t Target, k policy.Knob, 
 		}
 		return Outcome{Result: ResultVerifyFailed, Before: before, After: got}, err
 	}
+	e.failpoint(FailAfterReadBack, k)
 	rec.Phase = PhaseApplied
 	if err := e.store.PutOwned(rec); err != nil {
 		return Outcome{Result: ResultFailed, Before: before, After: got}, err
 	}
 	e.changes = append(e.changes, change{vm: t.VM, at: rec.LastChange})
 	return Outcome{Result: ok, Before: before, After: got}, nil
+}
+
+// settleIntent: the knob already holds what the rule wants. A record a
+// crash left between intent and verification, for this very value, is
+// what holds it: it becomes applied.
+func (e *Executor) settleIntent(owned *Owned, cur KnobState) (Outcome, error) {
+	out := Outcome{Result: ResultNoOp, Before: cur, After: cur}
+	if owned == nil || owned.Phase == PhaseApplied || !cur.Equal(owned.Applied) {
+		return out, nil
+	}
+	owned.Phase = PhaseApplied
+	out.Reason = "the change was made before the agent stopped: owned as applied"
+	return out, e.store.PutOwned(owned)
 }
 
 // revert restores the original, unless the knob no longer holds what
