@@ -151,7 +151,7 @@ func reactionTable(trials []trial, want int) string {
 		b.WriteString(" The others missed it; the load average under the section says how busy the machine was.")
 	}
 	if len(trials) < want {
-		fmt.Fprintf(&b, " Only %d of %d trials completed in the time allowed: a loud phase that starts while the last throttle is still held is no fresh onset and is skipped.", len(trials), want)
+		fmt.Fprintf(&b, " Only %d of %d trials completed in the time allowed: a trial starts only from an unthrottled, quiet disk, and a loud phase that did not get the throttle before it ended runs into the next one.", len(trials), want)
 	}
 	b.WriteString("\n")
 	return b.String()
