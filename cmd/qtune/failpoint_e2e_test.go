@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/qtune/qtune/agent"
 	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
 	"github.com/qtune/qtune/tuning"
 )
@@ -26,37 +28,37 @@ func buildFailpointQtune(t *testing.T) string {
 	return bin
 }
 
-// rawWriteLimit reads disk0's write IOPS limit straight from QEMU (the
-// agent is down: the monitor is free).
-func rawWriteLimit(t *testing.T, sock string) uint64 {
+// rawKnob reads disk0's knob straight from QEMU, as the agent would
+// (the agent is down: the monitor is free).
+func rawKnob(t *testing.T, vm *lab.VM, k policy.Knob) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := qmp.Dial(ctx, sock)
+	c, err := qmp.Dial(ctx, vm.QMPPath())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	disks, err := qmp.NewBlock(c).SampleDisks(ctx, "loud", qmp.SampleOptions{})
+	b := tuning.NewQMPBackend()
+	b.AddVM("loud", c, vm.PID())
+	s, err := b.Read(ctx, tuning.Target{VM: "loud", Disk: "disk0"}, k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range disks {
-		if d.Name == "disk0" {
-			return d.Throttle.IOPSWrite
-		}
-	}
-	t.Fatalf("no disk0 in %+v", disks)
-	return 0
+	return s.String()
 }
 
-const failpointRule = "rule \"calm\" {\n  when = disk.write_iops > 100\n  for = \"2s\"\n  clear_after = \"2s\"\n  throttle { write_iops = 150 }\n}\n"
+// failpointRules change one knob of an always-loud writer.
+var failpointRules = map[policy.Knob]string{
+	policy.KnobThrottle: "throttle { write_iops = 150 }",
+	policy.KnobCache:    "cache { direct = false }",
+}
 
-// The agent is killed (SIGKILL, by itself) at each failpoint of the
-// throttle's change, and started again with the same policy or with the
-// rule removed: the throttle ends held (record applied) or restored
-// (nothing owned), never changed with no owner.
-func TestFailpointsThrottleQMP(t *testing.T) {
+// The agent kills itself (SIGKILL) at each failpoint of a change of each
+// knob, and is started again with the same policy or with the rule
+// removed: the knob ends held by the rule (its record applied) or
+// restored (nothing owned), never changed with no owner.
+func TestFailpointsQMP(t *testing.T) {
 	lab.NeedQEMU(t)
 	bin := buildFailpointQtune(t)
 	vm := lab.WriterVMT(t, "loud", 0)
@@ -64,56 +66,59 @@ func TestFailpointsThrottleQMP(t *testing.T) {
 	if err := os.Symlink(vm.QMPPath(), filepath.Join(dir, "loud.sock")); err != nil {
 		t.Fatal(err)
 	}
-	changedAt := map[string]uint64{tuning.FailAfterIntent: 0, tuning.FailAfterChange: 150, tuning.FailAfterReadBack: 150}
-	for _, step := range tuning.Failpoints {
-		for _, removed := range []bool{false, true} {
-			t.Run(step+map[bool]string{false: "/same-policy", true: "/rule-removed"}[removed], func(t *testing.T) {
-				t.Setenv("QTUNE_FAILPOINT", step+":throttle")
-				a := startAgentWith(t, bin, failpointRule, "--qmp-dir", dir)
-				select {
-				case <-a.done:
-					a.done <- nil // its cleanup waits for it too
-				case <-time.After(60 * time.Second):
-					t.Fatalf("the agent did not reach failpoint %s:\n%s", step, a.log.String())
-				}
-				if got := rawWriteLimit(t, vm.QMPPath()); got != changedAt[step] {
-					t.Fatalf("killed at %s: write limit %d, want %d", step, got, changedAt[step])
-				}
-				t.Setenv("QTUNE_FAILPOINT", "")
-				if removed {
-					if err := os.WriteFile(filepath.Join(a.policy, "noisy.hcl"), []byte("# the rule is gone\n"), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-				a = a.start(t, bin, "--qmp-dir", dir)
-				checkSettled(t, a, removed)
-				t.Logf("killed at %s with the limit at %d; restarted (rule removed: %v); decisions:\n%s",
-					step, changedAt[step], removed, grepLines(a.log.String(), "tuning action"))
-			})
+	for _, k := range []policy.Knob{policy.KnobThrottle, policy.KnobCache} {
+		original := rawKnob(t, vm, k)
+		rule := "rule \"change\" {\n  when = disk.write_iops > 100\n  for = \"2s\"\n  clear_after = \"2s\"\n  " + failpointRules[k] + "\n}\n"
+		for _, step := range tuning.Failpoints {
+			for _, removed := range []bool{false, true} {
+				name := fmt.Sprintf("%s/%s/%s", k, step, map[bool]string{false: "same-policy", true: "rule-removed"}[removed])
+				t.Run(name, func(t *testing.T) { crashAndRestart(t, bin, vm, dir, k, step, rule, original, removed) })
+			}
 		}
 	}
 }
 
-// checkSettled waits for the throttle to be held by the rule (record
-// applied) or, with the rule removed, restored with nothing owned; then
-// it leaves the VM unthrottled for the next case.
-func checkSettled(t *testing.T, a *runningAgent, removed bool) {
-	t.Helper()
-	if removed {
-		a.waitFor(t, 20*time.Second, "the throttle restored, nothing owned", func(s agent.Status) bool {
-			return diskWriteLimit(s, "loud", "disk0") == 0 && len(s.Owned) == 0
-		})
-		return
+func crashAndRestart(t *testing.T, bin string, vm *lab.VM, dir string, k policy.Knob, step, rule, original string, removed bool) {
+	t.Setenv("QTUNE_FAILPOINT", step+":"+string(k))
+	a := startAgentWith(t, bin, rule, "--qmp-dir", dir)
+	select {
+	case <-a.done:
+		a.done <- nil // its cleanup waits for it too
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the agent did not reach failpoint %s:\n%s", step, a.log.String())
 	}
-	a.waitFor(t, 20*time.Second, "the throttle held, its record applied", func(s agent.Status) bool {
-		return diskWriteLimit(s, "loud", "disk0") == 150 && len(s.Owned) == 1 &&
-			s.Owned[0].State == agent.OwnedHeld && s.Owned[0].Phase == tuning.PhaseApplied
-	})
-	if err := os.WriteFile(filepath.Join(a.policy, "noisy.hcl"), []byte("# done\n"), 0o644); err != nil {
+	killed := rawKnob(t, vm, k)
+	if (step == tuning.FailAfterIntent) != (killed == original) {
+		t.Fatalf("killed at %s: %s is %s (original %s)", step, k, killed, original)
+	}
+	t.Setenv("QTUNE_FAILPOINT", "")
+	if removed {
+		removeRule(t, a)
+	}
+	a = a.start(t, bin, "--qmp-dir", dir)
+	if !removed {
+		st := a.waitFor(t, 20*time.Second, "the knob held, its record applied", func(s agent.Status) bool {
+			return len(s.Owned) == 1 && s.Owned[0].State == agent.OwnedHeld && s.Owned[0].Phase == tuning.PhaseApplied
+		})
+		if st.Owned[0].Applied.String() == original || st.Owned[0].Original.String() != original {
+			t.Fatalf("held %+v; want a change from %s", st.Owned[0], original)
+		}
+		removeRule(t, a)
+		a.cmd.Process.Signal(syscall.SIGHUP)
+	}
+	a.waitFor(t, 20*time.Second, "nothing owned", func(s agent.Status) bool { return len(s.Owned) == 0 })
+	a.cmd.Process.Signal(syscall.SIGKILL)
+	a.done <- <-a.done
+	if got := rawKnob(t, vm, k); got != original {
+		t.Fatalf("%s is %s with nothing owned, want the original %s", k, got, original)
+	}
+	t.Logf("killed at %s with %s at %s (original %s); restarted, rule removed %v; decisions:\n%s",
+		step, k, killed, original, removed, grepLines(a.log.String(), "tuning action"))
+}
+
+func removeRule(t *testing.T, a *runningAgent) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(a.policy, "noisy.hcl"), []byte("# the rule is gone\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a.cmd.Process.Signal(syscall.SIGHUP)
-	a.waitFor(t, 20*time.Second, "the throttle released", func(s agent.Status) bool {
-		return diskWriteLimit(s, "loud", "disk0") == 0 && len(s.Owned) == 0
-	})
 }
