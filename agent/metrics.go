@@ -185,7 +185,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range s.settled {
 		owned[[2]string{k, OwnedSettled}] += float64(n)
 	}
-	for _, k := range []policy.Knob{policy.KnobThrottle, policy.KnobCache, policy.KnobL2Cache} {
+	for _, k := range policy.HeldKnobs() {
 		for _, st := range []string{OwnedHeld, OwnedReleasing, OwnedOrphaned, OwnedDrifted, OwnedSettled} {
 			ch <- prometheus.MustNewConstMetric(c.owned, prometheus.GaugeValue, owned[[2]string{string(k), st}], string(k), st)
 		}

@@ -113,6 +113,18 @@ func builtin[T any](k ActionKind, field func(*Action) **T) {
 	RegisterAction(k)
 }
 
+// HeldKnobs lists the registered knobs qtune holds (every kind but block
+// jobs), by name.
+func HeldKnobs() []Knob {
+	var out []Knob
+	for _, k := range ActionKinds() {
+		if !k.Job {
+			out = append(out, k.Knob)
+		}
+	}
+	return out
+}
+
 // IsJob reports whether k is a registered block-job kind.
 func IsJob(k Knob) bool {
 	a, ok := ActionKindOf(k)
