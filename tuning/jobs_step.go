@@ -187,6 +187,10 @@ func (m *JobManager) notConverging(ctx context.Context, j *Job) error {
 	return m.callDriver(ctx, "cancel", j, m.driver.CancelJob)
 }
 
+// qemuCancelled is the error QEMU gives a job cancelled before it was
+// ready (ECANCELED).
+const qemuCancelled = "Operation canceled"
+
 // concluded handles a job that ended in the hypervisor, or is no longer
 // there at all.
 func (m *JobManager) concluded(ctx context.Context, j *Job, h HVJob, found bool) error {
@@ -203,6 +207,11 @@ func (m *JobManager) concluded(ctx context.Context, j *Job, h HVJob, found bool)
 	j.Pivoted = j.Dest != "" && img.Path == j.Dest
 	if err := m.callDriver(ctx, "finish", j, m.driver.Finish); err != nil {
 		m.log.Warn("block job leftovers not cleared", "job", j.ID, "error", err.Error())
+	}
+	if (j.Restart || j.CancelAsked) && h.Error == qemuCancelled {
+		// QEMU ends a copy cancelled before ready with this error: it is
+		// the cancel qtune asked for, not a failure of the copy.
+		h.Error = ""
 	}
 	switch {
 	case h.Error != "":
