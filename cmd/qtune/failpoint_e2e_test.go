@@ -54,6 +54,10 @@ var failpointRules = map[policy.Knob]string{
 	policy.KnobCache:    "cache { direct = false }",
 }
 
+func failpointRule(k policy.Knob) string {
+	return "rule \"change\" {\n  when = disk.write_iops > 100\n  for = \"2s\"\n  clear_after = \"2s\"\n  " + failpointRules[k] + "\n}\n"
+}
+
 // The agent kills itself (SIGKILL) at each failpoint of a change of each
 // knob, and is started again with the same policy or with the rule
 // removed: the knob ends held by the rule (its record applied) or
@@ -68,26 +72,30 @@ func TestFailpointsQMP(t *testing.T) {
 	}
 	for _, k := range []policy.Knob{policy.KnobThrottle, policy.KnobCache} {
 		original := rawKnob(t, vm, k)
-		rule := "rule \"change\" {\n  when = disk.write_iops > 100\n  for = \"2s\"\n  clear_after = \"2s\"\n  " + failpointRules[k] + "\n}\n"
+		rule := failpointRule(k)
 		for _, step := range tuning.Failpoints {
 			for _, removed := range []bool{false, true} {
 				name := fmt.Sprintf("%s/%s/%s", k, step, map[bool]string{false: "same-policy", true: "rule-removed"}[removed])
-				t.Run(name, func(t *testing.T) { crashAndRestart(t, bin, vm, dir, k, step, rule, original, removed) })
+				read := func() string { return rawKnob(t, vm, k) }
+				t.Run(name, func(t *testing.T) { crashAndRestart(t, bin, read, k, step, rule, original, removed, "--qmp-dir", dir) })
 			}
 		}
 	}
 }
 
-func crashAndRestart(t *testing.T, bin string, vm *lab.VM, dir string, k policy.Knob, step, rule, original string, removed bool) {
+// crashAndRestart kills the agent at step of a change of k, restarts it
+// and checks what the knob ends as; read reads the knob with the agent
+// down.
+func crashAndRestart(t *testing.T, bin string, read func() string, k policy.Knob, step, rule, original string, removed bool, backend ...string) {
 	t.Setenv("QTUNE_FAILPOINT", step+":"+string(k))
-	a := startAgentWith(t, bin, rule, "--qmp-dir", dir)
+	a := startAgentWith(t, bin, rule, backend...)
 	select {
 	case <-a.done:
 		a.done <- nil // its cleanup waits for it too
 	case <-time.After(60 * time.Second):
 		t.Fatalf("the agent did not reach failpoint %s:\n%s", step, a.log.String())
 	}
-	killed := rawKnob(t, vm, k)
+	killed := read()
 	if (step == tuning.FailAfterIntent) != (killed == original) {
 		t.Fatalf("killed at %s: %s is %s (original %s)", step, k, killed, original)
 	}
@@ -95,7 +103,7 @@ func crashAndRestart(t *testing.T, bin string, vm *lab.VM, dir string, k policy.
 	if removed {
 		removeRule(t, a)
 	}
-	a = a.start(t, bin, "--qmp-dir", dir)
+	a = a.start(t, bin, backend...)
 	if !removed {
 		st := a.waitFor(t, 20*time.Second, "the knob held, its record applied", func(s agent.Status) bool {
 			return len(s.Owned) == 1 && s.Owned[0].State == agent.OwnedHeld && s.Owned[0].Phase == tuning.PhaseApplied
@@ -109,7 +117,7 @@ func crashAndRestart(t *testing.T, bin string, vm *lab.VM, dir string, k policy.
 	a.waitFor(t, 20*time.Second, "nothing owned", func(s agent.Status) bool { return len(s.Owned) == 0 })
 	a.cmd.Process.Signal(syscall.SIGKILL)
 	a.done <- <-a.done
-	if got := rawKnob(t, vm, k); got != original {
+	if got := read(); got != original {
 		t.Fatalf("%s is %s with nothing owned, want the original %s", k, got, original)
 	}
 	t.Logf("killed at %s with %s at %s (original %s); restarted, rule removed %v; decisions:\n%s",
@@ -120,5 +128,36 @@ func removeRule(t *testing.T, a *runningAgent) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(a.policy, "noisy.hcl"), []byte("# the rule is gone\n"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The same for a throttle under libvirt (its <iotune>), read through
+// libvirt with the agent down; the rule removed at restart.
+func TestFailpointsThrottleLibvirt(t *testing.T) {
+	lab.NeedLibvirt(t)
+	bin := buildFailpointQtune(t)
+	d := lab.StartLibvirtdT(t)
+	d.WriterDomainT(t, "loud", 0)
+	read := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: d.SocketPath()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		th, err := v.BlockIOTune(ctx, "loud", "vda", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		th.Group = ""
+		return tuning.KnobState{Throttle: &th}.String()
+	}
+	original := read()
+	backend := []string{"--libvirt-socket", d.SocketPath(), "--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu")}
+	for _, step := range tuning.Failpoints {
+		t.Run(step, func(t *testing.T) {
+			crashAndRestart(t, bin, read, policy.KnobThrottle, step, failpointRule(policy.KnobThrottle), original, true, backend...)
+		})
 	}
 }
