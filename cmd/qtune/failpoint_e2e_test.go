@@ -161,3 +161,43 @@ func TestFailpointsThrottleLibvirt(t *testing.T) {
 		})
 	}
 }
+
+// Killed between the change and its record, then the throttle set by hand
+// while the agent is down: at restart with the same policy the agent
+// leaves it as the person set it and reports drift; once the rule is
+// removed the record goes and the hand-set value stays.
+func TestFailpointThenHandChangeIsDrift(t *testing.T) {
+	lab.NeedQEMU(t)
+	bin := buildFailpointQtune(t)
+	vm := lab.WriterVMT(t, "loud", 0)
+	dir := t.TempDir()
+	if err := os.Symlink(vm.QMPPath(), filepath.Join(dir, "loud.sock")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("QTUNE_FAILPOINT", tuning.FailAfterChange+":throttle")
+	a := startAgentWith(t, bin, failpointRule(policy.KnobThrottle), "--qmp-dir", dir)
+	select {
+	case <-a.done:
+		a.done <- nil
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the agent did not reach the failpoint:\n%s", a.log.String())
+	}
+	setWriteLimitByHand(t, vm.QMPPath(), 999)
+	t.Setenv("QTUNE_FAILPOINT", "")
+	a = a.start(t, bin, "--qmp-dir", dir)
+	st := a.waitFor(t, 20*time.Second, "the knob handed over", func(s agent.Status) bool {
+		return len(s.Owned) == 1 && s.Owned[0].State == agent.OwnedDrifted && diskWriteLimit(s, "loud", "disk0") != -1
+	})
+	if got := diskWriteLimit(st, "loud", "disk0"); got != 999 || !lineWith(a.log.String(), "vm=loud", "result=drift") {
+		t.Fatalf("write limit %d, want 999 as set by hand and a drift line in the log:\n%s", got, a.log.String())
+	}
+	removeRule(t, a)
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	st = a.waitFor(t, 20*time.Second, "nothing owned", func(s agent.Status) bool { return len(s.Owned) == 0 })
+	a.cmd.Process.Signal(syscall.SIGKILL)
+	a.done <- <-a.done
+	if got := rawKnob(t, vm, policy.KnobThrottle); got != "iops_wr=999" {
+		t.Fatalf("throttle %s after the rule was removed, want iops_wr=999 kept", got)
+	}
+	t.Logf("decisions:\n%s", grepLines(a.log.String(), "tuning action"))
+}
