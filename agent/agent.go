@@ -432,12 +432,13 @@ func (a *Agent) cycle(ctx context.Context) {
 			}
 		}
 	}
+	var outcomes []ActionStatus
 	if !a.refusing() {
 		a.reconcileOwned(ctx, now, disks, errs, gone)
+		outcomes = a.recon.actions
 	}
 	points := a.points(now, disks)
 	decisions := a.eval.Evaluate(now, points)
-	var outcomes []ActionStatus
 	for _, d := range decisions {
 		outcomes = append(outcomes, a.execute(ctx, d))
 	}

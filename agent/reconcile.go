@@ -45,6 +45,7 @@ type reconciler struct {
 	why      map[string]string    // record: why orphaned
 	retry    map[string]retryGate // record: when a failed release may be tried again
 	settled  map[string]int       // knob kind: records settled this cycle
+	actions  []ActionStatus       // what reconciliation did this cycle, for status
 	sampled  map[string]bool      // VMs sampled this cycle; nil before the first
 	ownedErr string
 }
@@ -69,7 +70,7 @@ func ownedKey(o tuning.Owned) string { return o.VM + "/" + o.Disk + "/" + string
 // restart does not leave it held by nothing.
 func (a *Agent) reconcileOwned(ctx context.Context, now time.Time, disks []sample.Disk, errs map[string]error, gone []string) {
 	r := a.recon
-	r.settled = map[string]int{}
+	r.settled, r.actions = map[string]int{}, nil
 	r.sampled = map[string]bool{}
 	present := map[string]bool{}
 	for _, d := range disks {
@@ -119,6 +120,9 @@ func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o tuning.Owned,
 			return
 		}
 		r.checked[k] = true
+		if out.Result != tuning.ResultNoOp {
+			a.noteReconciled(now, o, out, err)
+		}
 		if out.Result == tuning.ResultResolved && a.isGone(o) {
 			a.settle(k)
 			return
@@ -147,6 +151,7 @@ func (a *Agent) releaseOrphan(ctx context.Context, now time.Time, o tuning.Owned
 	d := policy.Decision{At: now, Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: o.Knob, Revert: true,
 		Persist: o.Persist, Mode: policy.ModeEnforce, Reason: "rule no longer in the policy"}
 	act := a.execute(ctx, d)
+	r.actions = append(r.actions, act)
 	if a.isGone(o) {
 		a.settle(k)
 		return
@@ -236,4 +241,16 @@ func (a *Agent) warnOrphan(now time.Time, s OwnedStatus) {
 		a.log.Warn("owned knob orphaned", "vm", s.VM, "disk", s.Disk, "knob", string(s.Knob), "rule", s.Rule,
 			"since", s.Since.Format(time.RFC3339), "reason", s.Reason, "repeats_since_last_line", n)
 	}
+}
+
+// noteReconciled puts what a record's check did (resolved, drift) among
+// the cycle's actions, as an executed decision would be.
+func (a *Agent) noteReconciled(now time.Time, o tuning.Owned, out tuning.Outcome, err error) {
+	a.m.actions.WithLabelValues(o.Rule, string(o.Knob), string(out.Result)).Inc()
+	st := ActionStatus{At: now, Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: string(o.Knob), Result: string(out.Result),
+		Before: out.Before.String(), After: out.After.String(), Reason: out.Reason}
+	if err != nil {
+		st.Error = err.Error()
+	}
+	a.recon.actions = append(a.recon.actions, st)
 }

@@ -193,11 +193,16 @@ func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]e
 			continue
 		}
 		for i := range st.Disks {
+			// A disk the XML read does not know (hot-plugged before its
+			// event came) has no facts yet: it is left out until the
+			// re-read, so that no policy sees a zero throttle or a
+			// default cache mode for what is unknown.
 			if !fill(&st.Disks[i], f) {
-				s.event(qmp.DomainEvent{Domain: dom, Kind: "unknown-disk"}) // hot-plugged before its event came
+				s.event(qmp.DomainEvent{Domain: dom, Kind: "unknown-disk"})
+				continue
 			}
+			out = append(out, st.Disks[i])
 		}
-		out = append(out, st.Disks...)
 	}
 	return out, errs, s.track(byDom, states, len(out))
 }

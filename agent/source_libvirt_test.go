@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,4 +200,35 @@ func TestLibvirtSourceDomainStates(t *testing.T) {
 	if st["paused"] != (vmState{"paused", "ioerror"}) || st["run"] != (vmState{"running", "booted"}) {
 		t.Errorf("states %+v", st)
 	}
+}
+
+// A disk libvirt counts but the XML read does not know yet has no facts:
+// it is left out (never a zero throttle or a default cache mode), and the
+// XML is read again, after which it is sampled with its facts.
+func TestLibvirtSourceDiskWithoutFactsIsLeftOut(t *testing.T) {
+	s, f, _ := newFakeSource(t, "a")
+	ctx := context.Background()
+	s.Sample(ctx)
+	f.mu.Lock()
+	f.stats["a"] = qmp.DomainStat{State: "running", Disks: []sample.Disk{{VM: "a", Name: "vda"}, {VM: "a", Name: "vdb"}}}
+	f.mu.Unlock()
+	disks, _, _ := s.Sample(ctx)
+	if len(disks) != 1 || disks[0].Name != "vda" {
+		t.Fatalf("disks %+v: want vda alone while vdb has no facts", disks)
+	}
+	f.setXML("a", strings.Replace(domXML(100), "</devices>", `<disk type='file' device='disk'><driver type='raw' cache='none'/>
+<source file='/nonexistent/b.raw'/><target dev='vdb'/><alias name='virtio-disk1'/>
+<iotune><write_iops_sec>50</write_iops_sec></iotune></disk></devices>`, 1))
+	for i := 0; i < 3; i++ {
+		disks, _, _ = s.Sample(ctx)
+		for _, d := range disks {
+			if d.Name == "vdb" {
+				if d.Throttle.IOPSWrite != 50 || d.Format != "raw" {
+					t.Fatalf("vdb without its facts: %+v", d)
+				}
+				return
+			}
+		}
+	}
+	t.Fatalf("vdb never sampled after the XML re-read (%d reads)", f.readsOf("a"))
 }
