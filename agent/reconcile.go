@@ -35,6 +35,9 @@ type OwnedStatus struct {
 	State  string    `json:"state"`
 	Reason string    `json:"state_reason,omitempty"`
 	Since  time.Time `json:"state_since"` // orphaned: since when
+	// NotReadBack: QEMU cannot report this knob (a qcow2 cache size):
+	// its value here is qtune's record, not a reading.
+	NotReadBack bool `json:"not_read_back,omitempty"`
 }
 
 // reconciler carries what reconciliation remembers between cycles.
@@ -214,7 +217,7 @@ func (a *Agent) ownedStates(now time.Time, owned []tuning.Owned) []OwnedStatus {
 	out := make([]OwnedStatus, 0, len(owned))
 	for _, o := range owned {
 		k := ownedKey(o)
-		s := OwnedStatus{Owned: o}
+		s := OwnedStatus{Owned: o, NotReadBack: !tuning.ReadsBack(o.Knob)}
 		switch since, orphan := r.orphan[k]; {
 		case o.Phase == tuning.PhaseReleased:
 			s.State, s.Reason = OwnedDrifted, "changed by someone else; left as they set it until rule "+o.Rule+" stops firing"

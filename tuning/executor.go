@@ -283,10 +283,14 @@ func (e *Executor) revert(ctx context.Context, t Target, d policy.Decision) (Out
 	if err != nil {
 		return Outcome{Result: ResultFailed}, err
 	}
-	if cur.Equal(owned.Original) {
+	switch {
+	case !ReadsBack(d.Knob):
+		// What the backend says is not what QEMU holds: the original is
+		// set whatever it says.
+		cur = owned.Applied
+	case cur.Equal(owned.Original):
 		return Outcome{Result: ResultReverted, Before: cur, After: cur}, e.store.Release(t, d.Knob)
-	}
-	if !cur.Equal(owned.Applied) {
+	case !cur.Equal(owned.Applied):
 		return e.drift(t, d.Knob, owned, cur)
 	}
 	switch {

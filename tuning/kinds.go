@@ -39,6 +39,11 @@ type knobKind struct {
 	// definition so that a passthrough change outlives the domain's
 	// restart; nil leaves the definition as it is.
 	persist func(driver string, s KnobState) (string, error)
+	// notReadBack: QEMU cannot report the knob's value (QEMU 7.2 reports
+	// no l2-cache-size), so what the backend says is only what this
+	// process set or the command line: the owned record is the truth,
+	// and a revert always sets the original.
+	notReadBack bool
 }
 
 var knobKinds struct {
@@ -70,6 +75,12 @@ func unregisterKnob(k policy.Knob) {
 
 // knobKindOf returns the registered kind of k, or a refusal that names
 // it as unsupported.
+// ReadsBack reports whether the hypervisor can report k's value.
+func ReadsBack(k policy.Knob) bool {
+	kind, err := knobKindOf(k)
+	return err != nil || !kind.notReadBack
+}
+
 func knobKindOf(k policy.Knob) (knobKind, error) {
 	knobKinds.RLock()
 	defer knobKinds.RUnlock()

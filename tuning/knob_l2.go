@@ -11,7 +11,7 @@ import (
 // blockdev-reopen (under libvirt through passthrough), within a
 // host-wide budget.
 func init() {
-	registerKnob(knobKind{knob: policy.KnobL2Cache,
+	registerKnob(knobKind{knob: policy.KnobL2Cache, notReadBack: true,
 		desired: func(e *Executor, d policy.Decision, _, cur KnobState, t Target) (KnobState, error) {
 			return e.desiredL2(d, cur, t)
 		},

@@ -36,6 +36,9 @@ func (e *Executor) Reconcile(ctx context.Context, o Owned) (Outcome, error) {
 		return Outcome{Result: ResultFailed}, err
 	}
 	d := policy.Decision{Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: o.Knob}
+	if !ReadsBack(o.Knob) {
+		return e.reconcileUnreadable(ctx, o, d)
+	}
 	var out Outcome
 	switch {
 	case o.Phase == PhaseApplied && (cur.Equal(o.Applied) || cur.Equal(o.Original)):
@@ -49,6 +52,23 @@ func (e *Executor) Reconcile(ctx context.Context, o Owned) (Outcome, error) {
 		err = e.store.Release(o.Target, o.Knob)
 	default:
 		out, err = e.drift(o.Target, o.Knob, &o, cur)
+	}
+	e.audit(o.Target, d, out)
+	return out, err
+}
+
+// reconcileUnreadable: a knob QEMU cannot report. An applied record is
+// the truth; whether a change a crash interrupted reached QEMU cannot be
+// known, so the original is set again, and the record goes (a rule
+// still firing applies its value anew).
+func (e *Executor) reconcileUnreadable(ctx context.Context, o Owned, d policy.Decision) (Outcome, error) {
+	if o.Phase == PhaseApplied || e.dryRun {
+		return Outcome{Result: ResultNoOp, Before: o.Applied, After: o.Applied}, nil
+	}
+	out, err := e.applyAndVerify(ctx, o.Target, o.Knob, &o, o.Applied, o.Original, o.Persist, ResultResolved)
+	if err == nil {
+		out.Reason = "interrupted change of a knob QEMU cannot report: the original set again"
+		err = e.store.Release(o.Target, o.Knob)
 	}
 	e.audit(o.Target, d, out)
 	return out, err

@@ -90,3 +90,32 @@ func TestAllOwnedSkipsABadRecord(t *testing.T) {
 		t.Fatalf("AllOwned = %+v, %v; want the good record and an error naming the bad one", all, err)
 	}
 }
+
+func l2Size(n uint64) KnobState { return KnobState{L2: &L2State{Size: n, Needed: 128 << 20}} }
+
+// QEMU cannot report a qcow2 cache size: after a restart the backend
+// says the command line's value, which is the original. A revert sets
+// the original anyway, and a change a crash interrupted is undone.
+func TestUnreadableKnobIsRestoredWhateverTheBackendSays(t *testing.T) {
+	ctx := context.Background()
+	l2 := Target{VM: "vm1", Disk: "vda"}
+	for _, phase := range []string{PhaseApplied, PhaseIntent} {
+		r := newRig(t, Options{})
+		o := Owned{Target: l2, Knob: policy.KnobL2Cache, Rule: "l2", Original: l2Size(1 << 20), Applied: l2Size(8 << 20), Phase: phase}
+		r.s.PutOwned(&o)
+		r.b.state[key(l2, policy.KnobL2Cache)] = l2Size(1 << 20) // what a new process believes
+		var out Outcome
+		var err error
+		if phase == PhaseApplied {
+			out, err = r.e.Execute(ctx, policy.Decision{Rule: "l2", VM: "vm1", Disk: "vda", Knob: policy.KnobL2Cache, Revert: true, Mode: policy.ModeEnforce})
+		} else {
+			out, err = r.e.Reconcile(ctx, o)
+		}
+		if err != nil || r.b.applies != 1 {
+			t.Fatalf("%s: %+v %v, %d applies; want the original set once", phase, out, err, r.b.applies)
+		}
+		if got, _ := r.s.Owned(l2, policy.KnobL2Cache); got != nil {
+			t.Fatalf("%s: record kept %+v", phase, got)
+		}
+	}
+}

@@ -108,6 +108,9 @@ func printStatus(w io.Writer, st agent.Status) {
 		for _, o := range st.Owned {
 			fmt.Fprintf(w, "  %-9s %s/%s %s by %s: %s (was %s), since %s\n", strings.ToUpper(o.State), o.VM, o.Disk, o.Knob, o.Rule,
 				o.Applied, o.Original, o.Owned.Since.Local().Format("15:04:05"))
+			if o.NotReadBack {
+				fmt.Fprintln(w, "            QEMU cannot report this knob: the value is qtune's record, not a reading")
+			}
 			if o.Reason != "" {
 				line := "            " + o.Reason
 				if o.State == agent.OwnedOrphaned {
