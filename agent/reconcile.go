@@ -85,6 +85,10 @@ func (a *Agent) reconcileOwned(ctx context.Context, now time.Time, disks []sampl
 	owned, err := a.store.AllOwned()
 	a.noteOwnedError(err)
 	connected, _ := a.src.Connected()
+	// A sample that failed as a whole (the bulk call timed out) says
+	// nothing about which VMs are there: absence is counted only when
+	// the source answered.
+	answered := connected && errs[sourceError] == nil
 	goneNow := map[string]bool{}
 	for _, vm := range gone {
 		goneNow[vm] = true
@@ -93,9 +97,10 @@ func (a *Agent) reconcileOwned(ctx context.Context, now time.Time, disks []sampl
 	for _, o := range owned {
 		if !counted[o.VM] {
 			counted[o.VM] = true
-			if present[o.VM] || !connected {
+			switch {
+			case present[o.VM]:
 				delete(r.absent, o.VM)
-			} else {
+			case answered:
 				r.absent[o.VM]++
 			}
 		}

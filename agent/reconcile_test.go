@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,6 +49,7 @@ func wr(n uint64) tuning.KnobState { return tuning.KnobState{Throttle: &sample.T
 type fakeSource struct {
 	b    *knobs
 	gone []string
+	fail error // the whole sample fails, as a bulk call that timed out
 }
 
 func (s *fakeSource) Name() string              { return "fake" }
@@ -65,6 +67,9 @@ func (s *fakeSource) disks(now time.Time) []sample.Disk {
 func (s *fakeSource) Sample(context.Context) ([]sample.Disk, map[string]error, []string) {
 	g := s.gone
 	s.gone = nil
+	if s.fail != nil {
+		return nil, map[string]error{sourceError: s.fail}, g
+	}
 	return s.disks(time.Now()), nil, g
 }
 
@@ -248,5 +253,25 @@ func TestNoCleanPolicyReleasesNothing(t *testing.T) {
 	}
 	if !strings.Contains(st.Owned[0].Reason, "no policy that loaded cleanly") {
 		t.Fatalf("reason %q", st.Owned[0].Reason)
+	}
+}
+
+// A sample that fails as a whole says nothing about which VMs exist:
+// however long it lasts, no live change is forgotten.
+func TestFailedSampleForgetsNothing(t *testing.T) {
+	rule := "rule \"calm\" {\n  when = disk.write_iops > 1000\n  throttle { write_iops = 256 }\n}\n"
+	r := newReconRig(t, map[string]string{"calm.hcl": rule}, ownedThrottle("a", "calm", 256))
+	r.src.fail = errors.New("bulk stats: deadline exceeded")
+	for i := 0; i < 2*goneCycles; i++ {
+		if st := r.step(t); ownedState(st, "a") != OwnedOrphaned {
+			t.Fatalf("cycle %d: owned %+v, want a orphaned and kept", i, st.Owned)
+		}
+	}
+	r.src.fail = nil
+	for i := 0; i < goneCycles; i++ {
+		r.step(t)
+	}
+	if o, _ := r.a.store.Owned(tuning.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o != nil {
+		t.Fatalf("record %+v kept once the source answered without a", o)
 	}
 }

@@ -166,6 +166,10 @@ func (s *libvirtSource) DomainStates() map[string]vmState {
 	return s.states
 }
 
+// sourceError keys a sample's error that is the source's, not one VM's
+// (the bulk call failed): it says nothing about which VMs exist.
+const sourceError = "libvirt"
+
 func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]error, []string) {
 	errs := map[string]error{}
 	s.mu.Lock()
@@ -179,7 +183,7 @@ func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]e
 	cancel()
 	s.m.callDuration.WithLabelValues("libvirt", "get_all_domain_stats").Observe(time.Since(start).Seconds())
 	if err != nil {
-		errs["libvirt"] = err
+		errs[sourceError] = err
 		return nil, errs, nil
 	}
 	s.waitFacts(ctx, s.refreshFacts(ctx, byDom))
