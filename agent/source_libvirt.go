@@ -20,6 +20,7 @@ import (
 type libvirtAPI interface {
 	DomainStats(ctx context.Context, names ...string) (map[string]qmp.DomainStat, error)
 	DomainXML(ctx context.Context, domain string, inactive bool) (string, error)
+	DiskErrors(ctx context.Context, domain string) (map[string]string, error)
 }
 
 // factsSink is the backend's side of the facts: it answers throttle reads
@@ -70,10 +71,13 @@ type vmState struct{ State, Reason string }
 type domainFacts struct {
 	disks map[string]qmp.DomainDisk
 	qcow2 map[string]hoststat.Qcow2Header // by target, for local qcow2 images
-	ok    bool                            // a read has succeeded
-	err   error                           // the last read's error
-	due   time.Time                       // the slow re-read
-	stale bool                            // an event said it changed since the read began
+	// ioErrs is each disk's I/O error (nospace, failed) as of the read;
+	// nil when it could not be read: io-status is then unknown.
+	ioErrs map[string]string
+	ok     bool      // a read has succeeded
+	err    error     // the last read's error
+	due    time.Time // the slow re-read
+	stale  bool      // an event said it changed since the read began
 	// reading is closed when the read under way ends; nil when idle.
 	reading chan struct{}
 }
@@ -191,6 +195,7 @@ func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]e
 	states := make(map[string]vmState, len(byDom))
 	for dom, st := range byDom {
 		states[dom] = vmState{State: st.State, Reason: st.Reason}
+		s.rereadOnIOError(dom, st)
 		f, err := s.factsOf(dom)
 		if err != nil {
 			errs[dom] = err
@@ -304,7 +309,16 @@ func (s *libvirtSource) readFacts(ctx context.Context, dom string, f *domainFact
 		throttles[d.Target] = d.Throttle
 	}
 	s.sink.NoteThrottles(dom, gen, throttles)
-	s.readDone(f, factsFrom(disks), nil)
+	next := factsFrom(disks)
+	// Disk errors change as rarely as the XML and are read with it (and
+	// again while the domain is paused on one): io-status costs no call
+	// per cycle.
+	cctx, cancel = context.WithTimeout(ctx, s.timeout)
+	if errs, err := s.api.DiskErrors(cctx, dom); err == nil {
+		next.ioErrs = errs
+	}
+	cancel()
+	s.readDone(f, next, nil)
 }
 
 // factsRetry is how soon a failed XML read of a domain with earlier
@@ -317,7 +331,7 @@ func (s *libvirtSource) readDone(f *domainFacts, next domainFacts, err error) {
 	if err != nil {
 		f.err, f.due = err, time.Now().Add(factsRetry)
 	} else {
-		f.disks, f.qcow2, f.ok, f.err = next.disks, next.qcow2, true, nil
+		f.disks, f.qcow2, f.ioErrs, f.ok, f.err = next.disks, next.qcow2, next.ioErrs, true, nil
 		// Spread the safety-net re-reads so they do not all come at once.
 		f.due = time.Now().Add(factsMaxAge - time.Duration(rand.Int64N(int64(factsMaxAge/5))))
 	}
@@ -348,11 +362,25 @@ func (s *libvirtSource) factsOf(dom string) (domainFacts, error) {
 	case f == nil:
 		return domainFacts{}, fmt.Errorf("domain %s: no XML read yet", dom)
 	case f.ok:
-		return domainFacts{disks: f.disks, qcow2: f.qcow2}, nil
+		return domainFacts{disks: f.disks, qcow2: f.qcow2, ioErrs: f.ioErrs}, nil
 	case f.err != nil:
 		return domainFacts{}, f.err
 	}
 	return domainFacts{}, fmt.Errorf("domain %s: XML read still under way after %v", dom, min(factsWaitPerCall, s.interval/2))
+}
+
+// rereadOnIOError asks for the facts again while a domain is paused on
+// an I/O error its last read did not show, so that the failing disk's
+// io-status is seen within a cycle or two.
+func (s *libvirtSource) rereadOnIOError(dom string, st qmp.DomainStat) {
+	if st.Reason != "ioerror" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.facts[dom]; f != nil && f.ok && len(f.ioErrs) == 0 {
+		f.stale = true
+	}
 }
 
 // fill adds the XML's facts to a disk; false when the XML read has no
@@ -364,6 +392,12 @@ func fill(d *sample.Disk, f domainFacts) bool {
 	}
 	d.Format, d.BackingDepth, d.QOMPath, d.Throttle = x.Format, x.BackingDepth, x.QOMPath(), x.Throttle
 	d.CacheDirect, d.CacheNoFlush = x.CacheFlags()
+	if f.ioErrs != nil {
+		d.IOStatus = "ok"
+		if e := f.ioErrs[d.Name]; e != "" {
+			d.IOStatus = e
+		}
+	}
 	if h, ok := f.qcow2[d.Name]; ok {
 		d.ClusterSize, d.ExtendedL2 = h.ClusterSize, h.ExtendedL2
 		// <metadata_cache><max_size> becomes QEMU's cache-size, which the

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -23,6 +24,33 @@ type fakeLibvirt struct {
 	hang    map[string]bool
 	reads   map[string]int
 	release chan struct{} // ends hung reads early
+	ioErrs  map[string]map[string]string
+	ioFail  error
+}
+
+func (f *fakeLibvirt) DiskErrors(ctx context.Context, dom string) (map[string]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ioFail != nil {
+		return nil, f.ioFail
+	}
+	out := map[string]string{}
+	for k, v := range f.ioErrs[dom] {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (f *fakeLibvirt) setIOError(dom, disk, status, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ioErrs == nil {
+		f.ioErrs = map[string]map[string]string{}
+	}
+	f.ioErrs[dom] = map[string]string{disk: status}
+	st := f.stats[dom]
+	st.State, st.Reason = "paused", reason
+	f.stats[dom] = st
 }
 
 func (f *fakeLibvirt) DomainStats(ctx context.Context, names ...string) (map[string]qmp.DomainStat, error) {
@@ -231,4 +259,42 @@ func TestLibvirtSourceDiskWithoutFactsIsLeftOut(t *testing.T) {
 		}
 	}
 	t.Fatalf("vdb never sampled after the XML re-read (%d reads)", f.readsOf("a"))
+}
+
+// io-status under libvirt: read with the XML (no call per cycle), "ok"
+// when libvirt reports no error, the error once a domain pauses on one,
+// and unknown (empty) when the errors cannot be read.
+func TestLibvirtSourceIOStatus(t *testing.T) {
+	s, f, _ := newFakeSource(t, "a")
+	ctx := context.Background()
+	status := func() string {
+		disks, _, _ := s.Sample(ctx)
+		if len(disks) != 1 {
+			t.Fatalf("disks %+v", disks)
+		}
+		return disks[0].IOStatus
+	}
+	if got := status(); got != "ok" {
+		t.Fatalf("io-status %q, want ok", got)
+	}
+	f.setIOError("a", "vda", "nospace", "ioerror")
+	got := ""
+	for i := 0; i < 3 && got != "nospace"; i++ {
+		got = status()
+	}
+	if got != "nospace" {
+		t.Fatalf("io-status %q after the domain paused on ENOSPC, want nospace within 3 cycles", got)
+	}
+	reads := f.readsOf("a")
+	status()
+	status()
+	if f.readsOf("a") != reads {
+		t.Errorf("the XML read again once the error is known (%d -> %d)", reads, f.readsOf("a"))
+	}
+
+	s, f, _ = newFakeSource(t, "b")
+	f.ioFail = errors.New("libvirt: no disk errors for you")
+	if disks, _, _ := s.Sample(ctx); len(disks) != 1 || disks[0].IOStatus != "" {
+		t.Fatalf("io-status when the errors cannot be read: %+v, want unknown", disks)
+	}
 }

@@ -49,7 +49,7 @@ var (
 		},
 		set: func(p *sample.Point, v float64) { healthOf(p).Corrupt = v != 0 }}
 	diskIOStatus = Metric{Name: "disk.io_status", Type: cty.String,
-		Help: "QEMU's io-status of the disk: ok, failed or nospace; unknown where the backend does not report it (libvirt)",
+		Help: "QEMU's io-status of the disk: ok, failed or nospace (under libvirt read with the domain XML, and again while the domain is paused on an I/O error); unknown when it cannot be read",
 		get: func(in input) cty.Value {
 			if in.p.Disk.IOStatus == "" {
 				return cty.UnknownVal(cty.String)

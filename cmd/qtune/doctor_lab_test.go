@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"github.com/qtune/qtune/agent"
 	"net"
 	"os"
 	"os/exec"
@@ -284,6 +285,17 @@ func TestDoctorLibvirtDomainPausedOnFullFilesystem(t *testing.T) {
 	if f := got["io_status"]; f.Severity != doctor.Critical || f.Evidence["io_status"] != "nospace" {
 		t.Errorf("io_status: %+v", f)
 	}
+	// The agent sees it too: disk.io_status is "nospace" for its policies.
+	a := startAgentWith(t, buildQtune(t), "# no rules\n", "--libvirt-socket", d.SocketPath(),
+		"--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu"))
+	a.waitFor(t, 20*time.Second, "disk.io_status nospace in the agent's samples", func(agent.Status) bool {
+		h := a.history(t)
+		if len(h) == 0 {
+			return false
+		}
+		last := h[len(h)-1].Points
+		return len(last) == 1 && last[0].Disk.IOStatus == "nospace"
+	})
 }
 
 // --qmp-dir checks every VM whose socket is there; a socket that is not
