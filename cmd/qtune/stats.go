@@ -9,10 +9,10 @@ import (
 	"io"
 	"math"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/policy"
 )
 
 func init() {
@@ -239,7 +239,7 @@ func (p *statsPrinter) printTable(rows []statsRow) error {
 			fmt.Sprintf("%.0f", r.ReadIOPS), fmt.Sprintf("%.0f", r.WriteIOPS),
 			fmt.Sprintf("%.2f", r.ReadBPS/1e6), fmt.Sprintf("%.2f", r.WriteBPS/1e6),
 			latency(r.ReadLatencyMs), latency(r.WriteLatencyMs), latency(r.FlushLatencyMs),
-			fmt.Sprintf("%.2f", r.QueueDepth), cacheMode(r.Disk), throttleString(r.Throttle),
+			fmt.Sprintf("%.2f", r.QueueDepth), cacheMode(r.Disk), policy.ThrottleText(r.Throttle),
 			dash(r.Format), size(r.VirtualSize), fmt.Sprint(r.BackingDepth))
 		if err != nil {
 			return err
@@ -277,47 +277,10 @@ func cacheMode(d sample.Disk) string {
 	}
 }
 
-func throttleString(t sample.Throttle) string {
-	if !t.Active() {
-		return "-"
-	}
-	var parts []string
-	add := func(name string, v uint64, bytes bool) {
-		if v == 0 {
-			return
-		}
-		if bytes {
-			parts = append(parts, name+"="+size(v)+"/s")
-		} else {
-			parts = append(parts, fmt.Sprintf("%s=%d", name, v))
-		}
-	}
-	add("iops", t.IOPS, false)
-	add("r_iops", t.IOPSRead, false)
-	add("w_iops", t.IOPSWrite, false)
-	add("bps", t.BPS, true)
-	add("r_bps", t.BPSRead, true)
-	add("w_bps", t.BPSWrite, true)
-	if t.Group != "" {
-		parts = append(parts, "group="+t.Group)
-	}
-	return strings.Join(parts, ",")
-}
-
-// size prints a byte count in binary units, the way qemu-img does.
+// size prints a byte count in binary units, "-" for none.
 func size(b uint64) string {
 	if b == 0 {
 		return "-"
 	}
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
-	v := float64(b)
-	i := 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	if v == math.Trunc(v) {
-		return fmt.Sprintf("%.0f%s", v, units[i])
-	}
-	return fmt.Sprintf("%.1f%s", v, units[i])
+	return policy.SizeText(b)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/policy"
 )
 
 func init() {
@@ -88,7 +89,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 		for _, d := range vm.Disks {
 			fmt.Fprintf(w, "%-16s %-8s %8.0f %8.0f %9s %9s %-10s %s\n", vm.Name, d.Name, d.ReadIOPS, d.WriteIOPS,
-				ms(d.ReadLatency), ms(d.WriteLatency), d.Cache, throttleText(d.Throttle != nil, func() string { return throttleString(*d.Throttle) }))
+				ms(d.ReadLatency), ms(d.WriteLatency), d.Cache, throttleText(d.Throttle != nil, func() string { return policy.ThrottleText(*d.Throttle) }))
 		}
 	}
 	if len(st.Rules) > 0 {
