@@ -24,10 +24,26 @@ const (
 	OwnedSettled   = "settled"   // restored, handed over or forgotten this cycle; the record is gone
 )
 
-// goneCycles is how many cycles in a row a VM must be absent (no socket,
-// no running domain, the source connected) before the live changes qtune
-// made to it count as gone with its QEMU process.
+// goneCycles is how many cycles in a row a plain QEMU VM must be absent
+// (no socket, the source answering) before the live changes qtune made
+// to it count as gone with its QEMU process.
 const goneCycles = 3
+
+// forgetAbsentAfter is how long the records of a libvirt domain that is
+// not running are kept: a domain migrated away and back brings its live
+// throttles with it, and a stopped one comes back with its definition's.
+// Either way the knob is read and reconciled when it returns; only a
+// domain away this long is taken as gone for good, its budget freed.
+const forgetAbsentAfter = 24 * time.Hour
+
+// migratingSource is a source whose VMs may leave with their live
+// settings and return (libvirt).
+type migratingSource interface{ VMsMigrate() bool }
+
+type absence struct {
+	cycles int
+	since  time.Time
+}
 
 // OwnedStatus is an owned knob with its state this cycle.
 type OwnedStatus struct {
@@ -43,7 +59,7 @@ type OwnedStatus struct {
 // reconciler carries what reconciliation remembers between cycles.
 type reconciler struct {
 	checked  map[string]bool      // record checked against its backend since its VM was last reachable
-	absent   map[string]int       // VM: cycles in a row not present
+	absent   map[string]absence   // VM: away since, for how many cycles
 	orphan   map[string]time.Time // record: orphaned since
 	why      map[string]string    // record: why orphaned
 	retry    map[string]retryGate // record: when a failed release may be tried again
@@ -59,7 +75,7 @@ type retryGate struct {
 }
 
 func newReconciler() *reconciler {
-	return &reconciler{checked: map[string]bool{}, absent: map[string]int{}, orphan: map[string]time.Time{},
+	return &reconciler{checked: map[string]bool{}, absent: map[string]absence{}, orphan: map[string]time.Time{},
 		why: map[string]string{}, retry: map[string]retryGate{}}
 }
 
@@ -93,18 +109,34 @@ func (a *Agent) reconcileOwned(ctx context.Context, now time.Time, disks []sampl
 	for _, vm := range gone {
 		goneNow[vm] = true
 	}
+	ms, _ := a.src.(migratingSource)
+	migrates := ms != nil && ms.VMsMigrate()
 	counted := map[string]bool{}
 	for _, o := range owned {
 		if !counted[o.VM] {
 			counted[o.VM] = true
-			switch {
-			case present[o.VM]:
-				delete(r.absent, o.VM)
-			case answered:
-				r.absent[o.VM]++
-			}
+			r.noteAbsence(o.VM, present[o.VM], answered, now)
 		}
-		a.reconcileOne(ctx, now, o, goneNow[o.VM] || r.absent[o.VM] >= goneCycles)
+		away := r.absent[o.VM]
+		gone := goneNow[o.VM] || away.cycles >= goneCycles
+		if migrates {
+			gone = away.cycles > 0 && now.Sub(away.since) >= forgetAbsentAfter
+		}
+		a.reconcileOne(ctx, now, o, gone)
+	}
+}
+
+func (r *reconciler) noteAbsence(vm string, present, answered bool, now time.Time) {
+	switch {
+	case present:
+		delete(r.absent, vm)
+	case answered:
+		a := r.absent[vm]
+		if a.cycles == 0 {
+			a.since = now
+		}
+		a.cycles++
+		r.absent[vm] = a
 	}
 }
 
@@ -112,7 +144,7 @@ func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o tuning.Owned,
 	r, k := a.recon, ownedKey(o)
 	switch {
 	case vmGone && !o.Persist:
-		if err := a.exec.Forget(o, "its VM is gone, and the live change with its QEMU process"); err == nil {
+		if err := a.exec.Forget(o, "its VM is gone, and the live change with it"); err == nil {
 			a.settle(k)
 		}
 		return

@@ -50,7 +50,11 @@ type fakeSource struct {
 	b    *knobs
 	gone []string
 	fail error // the whole sample fails, as a bulk call that timed out
+	// migrates: VMs may leave with their live settings (libvirt)
+	migrates bool
 }
+
+func (s *fakeSource) VMsMigrate() bool { return s.migrates }
 
 func (s *fakeSource) Name() string              { return "fake" }
 func (s *fakeSource) Run(context.Context)       {}
@@ -273,5 +277,32 @@ func TestFailedSampleForgetsNothing(t *testing.T) {
 	}
 	if o, _ := r.a.store.Owned(tuning.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o != nil {
 		t.Fatalf("record %+v kept once the source answered without a", o)
+	}
+}
+
+// Under libvirt a domain that is not running may be away with its live
+// throttles (migrated) and come back: its records wait, orphaned, and
+// only a domain away for forgetAbsentAfter is taken as gone for good.
+func TestAbsentLibvirtDomainKeepsItsRecords(t *testing.T) {
+	rule := "rule \"calm\" {\n  when = disk.write_iops > 1000\n  throttle { write_iops = 256 }\n}\n"
+	r := newReconRig(t, map[string]string{"calm.hcl": rule}, ownedThrottle("m", "calm", 256))
+	r.src.migrates = true
+	for i := 0; i < 2*goneCycles; i++ {
+		if st := r.step(t); ownedState(st, "m") != OwnedOrphaned {
+			t.Fatalf("cycle %d: owned %+v, want m orphaned and kept", i, st.Owned)
+		}
+	}
+	// Back with qtune's throttle (migrated back): held again.
+	r.b.vms["m"] = true
+	r.b.state["m/disk0/throttle"] = wr(256)
+	if st := r.step(t); ownedState(st, "m") != OwnedHeld {
+		t.Fatalf("owned %+v after the domain came back, want held", st.Owned)
+	}
+	// Away for good.
+	delete(r.b.vms, "m")
+	r.step(t)
+	r.clk.Advance(forgetAbsentAfter)
+	if st := r.step(t); ownedState(st, "m") != "none" {
+		t.Fatalf("owned %+v after a day away, want forgotten", st.Owned)
 	}
 }

@@ -170,6 +170,10 @@ func (s *libvirtSource) DomainStates() map[string]vmState {
 	return s.states
 }
 
+// VMsMigrate: a domain that stops running here may be migrated away and
+// back with its live throttles, so owned records outlive its absence.
+func (s *libvirtSource) VMsMigrate() bool { return true }
+
 // sourceError keys a sample's error that is the source's, not one VM's
 // (the bulk call failed): it says nothing about which VMs exist.
 const sourceError = "libvirt"
