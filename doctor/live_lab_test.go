@@ -2,8 +2,6 @@ package doctor
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,7 +22,7 @@ func TestLiveWritethroughDisk(t *testing.T) {
 	// on a busy host. Preallocated: the guest's writes then change no
 	// metadata, so the force-shared qemu-img check reads a consistent
 	// image.
-	img := filepath.Join(tmpfsDir(t, "256m"), "wt.qcow2")
+	img := filepath.Join(lab.TmpfsT(t, "256m"), "wt.qcow2")
 	if err := lab.CreateImage(ctx, img, "qcow2", 128<<20, lab.ImageOpts{Preallocation: "falloc"}); err != nil {
 		t.Fatal(err)
 	}
@@ -69,21 +67,4 @@ func TestLiveWritethroughDisk(t *testing.T) {
 	if !facts.Shared || len(r.Notes) != 1 {
 		t.Errorf("the image a running VM holds is read with force-share: shared %v, notes %q", facts.Shared, r.Notes)
 	}
-}
-
-// tmpfsDir mounts a tmpfs of size on a new directory for the test.
-func tmpfsDir(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if lab.Required() {
-			t.Fatal("needs root to mount a tmpfs")
-		}
-		t.Skip("needs root to mount a tmpfs")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
-	return dir
 }

@@ -257,19 +257,9 @@ func TestRealJobConvertTo64KClusters(t *testing.T) {
 // and the VM stays on its source with its I/O going on.
 func TestRealJobTargetFull(t *testing.T) {
 	lab.NeedQEMU(t)
-	if os.Geteuid() != 0 {
-		if lab.Required() {
-			t.Fatal("needs root to mount a tmpfs")
-		}
-		t.Skip("needs root to mount a tmpfs")
-	}
+	small := lab.TmpfsT(t, "4m")
 	t.Parallel()
 	ctx := context.Background()
-	small := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", small).Run() })
 	src := filepath.Join(t.TempDir(), "full.qcow2")
 	if err := lab.CreateImage(ctx, src, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
 		t.Fatal(err)

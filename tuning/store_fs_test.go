@@ -12,29 +12,14 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/internal/clock"
+	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/policy"
 )
-
-// tinyTmpfs mounts a tmpfs of size bytes on a new directory and unmounts
-// it when the test ends (the tests run as root, like the agent).
-func tinyTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs on %s (needs root): %v %s", dir, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
 
 // A full state directory: the intent cannot be written, so the knob is
 // never touched and the outcome says why.
 func TestFullStateDirChangesNothing(t *testing.T) {
-	dir := tinyTmpfs(t, "64k")
+	dir := lab.TmpfsT(t, "64k")
 	s, err := OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +64,7 @@ func TestFullStateDirChangesNothing(t *testing.T) {
 // A read-only state directory: the store cannot be opened, with an error
 // that names it.
 func TestReadOnlyStateDirRefused(t *testing.T) {
-	dir := tinyTmpfs(t, "1m")
+	dir := lab.TmpfsT(t, "1m")
 	if out, err := exec.Command("mount", "-o", "remount,ro", dir).CombinedOutput(); err != nil {
 		t.Fatalf("remount ro: %v %s", err, out)
 	}

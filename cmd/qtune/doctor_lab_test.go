@@ -8,7 +8,6 @@ import (
 	"github.com/qtune/qtune/agent"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,23 +21,6 @@ import (
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite the golden files")
-
-// smallTmpfs mounts a tmpfs of size on a new directory for the test.
-func smallTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if lab.Required() {
-			t.Fatal("needs root to mount a tmpfs")
-		}
-		t.Skip("needs root to mount a tmpfs")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
-	return dir
-}
 
 // waitRunState polls QEMU until the VM reaches state (the socket is
 // closed again: it serves one client at a time).
@@ -73,7 +55,7 @@ func TestDoctorVMPausedOnFullFilesystem(t *testing.T) {
 	lab.NeedQEMU(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir := smallTmpfs(t, "16m")
+	dir := lab.TmpfsT(t, "16m")
 	img := filepath.Join(dir, "full.qcow2")
 	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
 		t.Fatal(err)
@@ -180,7 +162,7 @@ func TestDoctorThroughLibvirt(t *testing.T) {
 	// host's mounts then): a flush there costs nothing, so the guest
 	// keeps its rate on a busy host and the findings depend on the
 	// settings, not on the host's disk.
-	dir := smallTmpfs(t, "256m")
+	dir := lab.TmpfsT(t, "256m")
 	d := lab.StartLibvirtdT(t)
 	img := filepath.Join(dir, "wt.qcow2")
 	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
@@ -239,7 +221,7 @@ func TestDoctorLibvirtDomainPausedOnFullFilesystem(t *testing.T) {
 	defer cancel()
 	// Mounted before the daemon starts: its private mount namespace
 	// copies the host's mounts at that moment.
-	dir := smallTmpfs(t, "16m")
+	dir := lab.TmpfsT(t, "16m")
 	d := lab.StartLibvirtdT(t)
 	img := filepath.Join(dir, "full.qcow2")
 	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
