@@ -434,19 +434,29 @@ func (c *Conn) forget(id string) {
 	c.mu.Unlock()
 }
 
-// write sends one command line. A write that misses ctx's deadline may have
-// left half a command on the wire, so the connection is closed then.
+// write sends one command line. A write that misses ctx's deadline after
+// sending part of the command has left half a command on the wire, so
+// the connection is closed then; one whose deadline passed before any
+// byte went out (it waited behind other writers) fails alone.
 func (c *Conn) write(ctx context.Context, line []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("qmp socket %s: not sent: %w", c.path, err)
+	}
 	if d, ok := ctx.Deadline(); ok {
 		c.nc.SetWriteDeadline(d)
 		defer c.nc.SetWriteDeadline(time.Time{})
 	}
-	if _, err := c.nc.Write(line); err != nil {
-		why := fmt.Errorf("qmp socket %s: write: %v: %w", c.path, err, ErrClosed)
-		c.shutdown(why)
-		return why
+	n, err := c.nc.Write(line)
+	if err == nil {
+		return nil
 	}
-	return nil
+	var ne net.Error
+	if n == 0 && errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("qmp socket %s: not sent: %w", c.path, context.DeadlineExceeded)
+	}
+	why := fmt.Errorf("qmp socket %s: write: %v: %w", c.path, err, ErrClosed)
+	c.shutdown(why)
+	return why
 }

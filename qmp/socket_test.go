@@ -292,3 +292,25 @@ func TestGoQEMUAdapter(t *testing.T) {
 	for range evs {
 	}
 }
+
+// A call whose deadline has passed before its command is written (it
+// waited behind other writers on a busy host) fails alone: nothing went
+// on the wire, so the connection stays up for every other caller.
+func TestExpiredDeadlineBeforeWriteLeavesConnectionUsable(t *testing.T) {
+	s := qmpfake.New(t)
+	s.Reply("fast", "ok")
+	c := dial(t, s)
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := c.Execute(ctx, "fast", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+	select {
+	case <-c.Done():
+		t.Fatalf("the connection closed: %v", c.Err())
+	default:
+	}
+	if ret, err := c.Execute(context.Background(), "fast", nil); err != nil || string(ret) != `"ok"` {
+		t.Fatalf("next call: %s, %v", ret, err)
+	}
+}
