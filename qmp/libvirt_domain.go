@@ -74,6 +74,7 @@ func (v *Libvirt) BlockStats(ctx context.Context, names ...string) (map[string][
 
 // DomainStat is one domain as one bulk stats call saw it.
 type DomainStat struct {
+	UUID   string // tells this domain from a later one with the same name
 	State  string // running, paused, shutoff, ... (libvirt's state names)
 	Reason string // why it is in that state: ioerror, user, ...; "" when unknown
 	Disks  []sample.Disk
@@ -111,7 +112,9 @@ func (v *Libvirt) DomainStats(ctx context.Context, names ...string) (map[string]
 	at := time.Now()
 	out := make(map[string]DomainStat, len(recs))
 	for _, r := range recs {
-		out[r.Dom.Name] = DecodeDomainStats(r.Dom.Name, r.Params, at)
+		st := DecodeDomainStats(r.Dom.Name, r.Params, at)
+		st.UUID = uuidString(r.Dom.UUID)
+		out[r.Dom.Name] = st
 	}
 	return out, nil
 }

@@ -89,6 +89,8 @@ type Executor struct {
 
 	fail func(step string, k policy.Knob) // failpoint hook: tests only
 
+	identify func(vm string) VMIdentity
+
 	mu      sync.Mutex // serialises decisions: limits and budgets are shared
 	changes []change
 	// last is the latest audited outcome per knob: a firing rule is
@@ -108,6 +110,10 @@ type Options struct {
 	DryRun bool
 	Clock  clock.Clock
 	Log    hclog.Logger
+	// Identify is the identity of a VM as its source sees it now; it is
+	// kept in each record, so that a VM that comes back with the same
+	// name is known again (or known as another). Nil: unknown.
+	Identify func(vm string) VMIdentity
 }
 
 // NewExecutor returns an executor acting through b and recording in s.
@@ -118,8 +124,11 @@ func NewExecutor(b Backend, s *Store, o Options) *Executor {
 	if o.Log == nil {
 		o.Log = hclog.NewNullLogger()
 	}
+	if o.Identify == nil {
+		o.Identify = func(string) VMIdentity { return VMIdentity{} }
+	}
 	return &Executor{backend: b, store: s, clock: o.Clock, limits: o.Limits.withDefaults(), dryRun: o.DryRun, log: o.Log,
-		fail: armedFailpoint()}
+		fail: armedFailpoint(), identify: o.Identify}
 }
 
 // Outcome is the result of one decision with the knob before and after.
@@ -207,9 +216,12 @@ func (e *Executor) apply(ctx context.Context, t Target, d policy.Decision) (Outc
 		return Outcome{Result: ResultDryRun, Before: cur, After: want}, nil
 	}
 	rec := &Owned{Target: t, Knob: d.Knob, Rule: d.Rule, Original: original, Applied: want, Phase: PhaseIntent,
-		Since: now, LastChange: now, Cooldown: d.Cooldown, Persist: d.Persist}
+		Since: now, LastChange: now, Cooldown: d.Cooldown, Persist: d.Persist, VMID: e.identify(t.VM)}
 	if owned != nil {
 		rec.Since = owned.Since
+		if !rec.VMID.Known() {
+			rec.VMID = owned.VMID
+		}
 	}
 	// Intent first: if qtune dies between here and the apply, the next
 	// start knows what the knob was and what was meant.

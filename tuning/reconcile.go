@@ -86,3 +86,21 @@ func (e *Executor) Forget(o Owned, reason string) error {
 		Outcome{Result: ResultForgotten, Before: o.Applied, Reason: reason})
 	return nil
 }
+
+// AdoptIdentity gives a record that has no known identity (written before
+// qtune kept them, or while its process could not be read) the identity
+// its VM has now: from here on a VM that comes back under the same name
+// is told apart.
+func (e *Executor) AdoptIdentity(o Owned, id VMIdentity) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur, err := e.store.Owned(o.Target, o.Knob)
+	if err != nil || cur == nil || cur.VMID.Known() {
+		return err
+	}
+	cur.VMID = id
+	if err := e.store.PutOwned(cur); err != nil {
+		return fmt.Errorf("adopt identity of %s: %w", o.VM, err)
+	}
+	return nil
+}

@@ -50,6 +50,9 @@ type Owned struct {
 	LastChange time.Time     `json:"last_change"` // starts the cooldown
 	Cooldown   time.Duration `json:"cooldown"`
 	Persist    bool          `json:"persist,omitempty"`
+	// VMID is the VM the knob was taken on; zero in records written
+	// before qtune kept it (the first identity seen is adopted then).
+	VMID VMIdentity `json:"vm_identity,omitzero"`
 }
 
 // Record is one line of the action log.
