@@ -115,7 +115,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.exec = tuning.NewExecutor(a.src.Backend(), a.store, tuning.Options{
-		DryRun: a.cfg.DryRun || a.refusing(), Clock: a.clock, Log: a.log.Named("tuning"),
+		DryRun: a.cfg.DryRun || a.refusing(), Clock: a.clock, Log: a.log.Named("tuning"), Identify: a.vmIdentity,
 		Limits: tuning.Limits{PerVMPerHour: a.cfg.Limits.PerVMPerHour, PerHostPerMinute: a.cfg.Limits.PerHostPerMinute,
 			MinChange: a.cfg.Limits.MinChange, L2Budget: a.cfg.Limits.L2CacheBudget, CallTimeout: a.cfg.CallTimeout},
 	})

@@ -54,6 +54,9 @@ type OwnedStatus struct {
 	// NotReadBack: QEMU cannot report this knob (a qcow2 cache size):
 	// its value here is qtune's record, not a reading.
 	NotReadBack bool `json:"not_read_back,omitempty"`
+	// IdentityNote: why the VM's identity cannot be read now; it is
+	// then matched by its name alone.
+	IdentityNote string `json:"identity_note,omitempty"`
 }
 
 // reconciler carries what reconciliation remembers between cycles.
@@ -66,6 +69,7 @@ type reconciler struct {
 	settled  map[string]int       // knob kind: records settled this cycle
 	actions  []ActionStatus       // what reconciliation did this cycle, for status
 	sampled  map[string]bool      // VMs sampled this cycle; nil before the first
+	idNote   map[string]string    // VM: why its identity is unknown
 	ownedErr string
 }
 
@@ -76,7 +80,7 @@ type retryGate struct {
 
 func newReconciler() *reconciler {
 	return &reconciler{checked: map[string]bool{}, absent: map[string]absence{}, orphan: map[string]time.Time{},
-		why: map[string]string{}, retry: map[string]retryGate{}}
+		why: map[string]string{}, retry: map[string]retryGate{}, idNote: map[string]string{}}
 }
 
 func ownedKey(o tuning.Owned) string { return o.VM + "/" + o.Disk + "/" + string(o.Knob) }
@@ -151,6 +155,8 @@ func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o tuning.Owned,
 	case !r.sampled[o.VM]:
 		delete(r.checked, k)
 		r.orphaned(k, now, "its VM cannot be reached")
+		return
+	case a.otherVM(now, &o):
 		return
 	}
 	if !r.checked[k] && o.Phase != tuning.PhaseReleased {
@@ -254,7 +260,7 @@ func (a *Agent) ownedStates(now time.Time, owned []tuning.Owned) []OwnedStatus {
 	out := make([]OwnedStatus, 0, len(owned))
 	for _, o := range owned {
 		k := ownedKey(o)
-		s := OwnedStatus{Owned: o, NotReadBack: !tuning.ReadsBack(o.Knob)}
+		s := OwnedStatus{Owned: o, NotReadBack: !tuning.ReadsBack(o.Knob), IdentityNote: r.idNote[o.VM]}
 		switch since, orphan := r.orphan[k]; {
 		case o.Phase == tuning.PhaseReleased:
 			s.State, s.Reason = OwnedDrifted, "changed by someone else; left as they set it until rule "+o.Rule+" stops firing"

@@ -61,7 +61,8 @@ type libvirtSource struct {
 	known  map[string]bool
 	gone   []string
 	states map[string]vmState
-	disks  int // disks in the last bulk answer, for its deadline
+	uuids  map[string]string // domain: its UUID, as of the last cycle
+	disks  int               // disks in the last bulk answer, for its deadline
 }
 
 // vmState is a domain's state and its reason (libvirt's names).
@@ -170,6 +171,13 @@ func (s *libvirtSource) DomainStates() map[string]vmState {
 	return s.states
 }
 
+// Identity is a domain's UUID as the last cycle listed it.
+func (s *libvirtSource) Identity(vm string) (tuning.VMIdentity, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return tuning.VMIdentity{UUID: s.uuids[vm]}, ""
+}
+
 // VMsMigrate: a domain that stops running here may be migrated away and
 // back with its live throttles, so owned records outlive its absence.
 func (s *libvirtSource) VMsMigrate() bool { return true }
@@ -197,8 +205,10 @@ func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]e
 	s.waitFacts(ctx, s.refreshFacts(ctx, byDom))
 	var out []sample.Disk
 	states := make(map[string]vmState, len(byDom))
+	uuids := make(map[string]string, len(byDom))
 	for dom, st := range byDom {
 		states[dom] = vmState{State: st.State, Reason: st.Reason}
+		uuids[dom] = st.UUID
 		s.rereadOnIOError(dom, st)
 		f, err := s.factsOf(dom)
 		if err != nil {
@@ -217,6 +227,9 @@ func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]e
 			out = append(out, st.Disks[i])
 		}
 	}
+	s.mu.Lock()
+	s.uuids = uuids
+	s.mu.Unlock()
 	return out, errs, s.track(byDom, states, len(out))
 }
 

@@ -127,6 +127,19 @@ func (s *qmpSource) stopAll() {
 	}
 }
 
+// Identity is the QEMU process a VM's runner last connected to.
+func (s *qmpSource) Identity(vm string) (tuning.VMIdentity, string) {
+	s.mu.Lock()
+	r := s.runners[vm]
+	s.mu.Unlock()
+	if r == nil {
+		return tuning.VMIdentity{}, ""
+	}
+	r.idMu.Lock()
+	defer r.idMu.Unlock()
+	return r.id, r.idNote
+}
+
 // Sample asks every runner at once and waits at most the call timeout.
 func (s *qmpSource) Sample(ctx context.Context) ([]sample.Disk, map[string]error, []string) {
 	s.reconcile()
@@ -174,6 +187,10 @@ type qmpRunner struct {
 	busy       atomic.Bool // working on a request (false while it waits for one, or is still starting)
 	cancel     context.CancelFunc
 	done       chan struct{}
+
+	idMu   sync.Mutex // guards the identity of the QEMU last connected
+	id     tuning.VMIdentity
+	idNote string
 }
 
 type sampleResult struct {
@@ -341,6 +358,10 @@ func (r *qmpRunner) connect(ctx context.Context) (*qmp.Conn, *qmpVM, map[string]
 			l2 = qmp.L2CacheSizes(opts)
 		}
 	}
+	id, note := qemuIdentity(r.path, c.PeerPID())
+	r.idMu.Lock()
+	r.id, r.idNote = id, note
+	r.idMu.Unlock()
 	r.src.backend.AddVM(r.name, changeCounter{c, &vm.changes}, c.PeerPID())
 	if len(r.src.hists) > 0 {
 		r.enableHistograms(cctx, b)

@@ -112,6 +112,12 @@ func printStatus(w io.Writer, st agent.Status) {
 			if o.NotReadBack {
 				fmt.Fprintln(w, "            QEMU cannot report this knob: the value is qtune's record, not a reading")
 			}
+			switch {
+			case o.IdentityNote != "":
+				fmt.Fprintf(w, "            VM identity unknown, matched by name only: %s\n", o.IdentityNote)
+			case o.VMID.Known():
+				fmt.Fprintf(w, "            taken on %s\n", o.VMID)
+			}
 			if o.Reason != "" {
 				line := "            " + o.Reason
 				if o.State == agent.OwnedOrphaned {

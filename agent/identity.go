@@ -1,0 +1,88 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/tuning"
+)
+
+// identifier is a source that tells a VM from a later one with the same
+// name.
+type identifier interface {
+	// Identity is vm's identity as last connected or listed, and why it
+	// is unknown when it could not be read ("" when it could).
+	Identity(vm string) (tuning.VMIdentity, string)
+}
+
+func (a *Agent) identity(vm string) (tuning.VMIdentity, string) {
+	if s, ok := a.src.(identifier); ok {
+		return s.Identity(vm)
+	}
+	return tuning.VMIdentity{}, ""
+}
+
+// otherVM reports whether o's VM is another one than the one its knob
+// was taken on: a libvirt domain defined anew under the same name, or a
+// plain QEMU started again on the same socket. The new VM never had
+// qtune's change, so its record is forgotten (not drift: nobody changed
+// the knob) and the VM's rules start afresh. A record of unknown
+// identity adopts the VM's; a VM whose identity cannot be read is
+// matched by name, with a note in the log and in status.
+func (a *Agent) otherVM(now time.Time, o *tuning.Owned) bool {
+	cur, note := a.identity(o.VM)
+	a.noteIdentity(o.VM, note)
+	switch {
+	case !cur.Known():
+		return false
+	case !o.VMID.Known():
+		if err := a.exec.AdoptIdentity(*o, cur); err == nil {
+			o.VMID = cur
+		}
+		return false
+	case !o.VMID.Differs(cur):
+		return false
+	}
+	k := ownedKey(*o)
+	if err := a.exec.Forget(*o, tuning.DifferentVM(o.VM, o.VMID, cur)); err != nil {
+		a.recon.orphaned(k, now, "its VM is another one with the same name; the old record cannot be dropped: "+err.Error())
+		return true
+	}
+	a.eval.ForgetVM(o.VM)
+	a.settle(k)
+	return true
+}
+
+func (a *Agent) noteIdentity(vm, note string) {
+	r := a.recon
+	if note == "" {
+		delete(r.idNote, vm)
+		a.failLog.Recovered("identity/" + vm)
+		return
+	}
+	r.idNote[vm] = note
+	if log, n := a.failLog.Failed("identity/"+vm, note); log {
+		a.log.Warn("VM identity unknown: its owned knobs are matched by name only", "vm", vm, "reason", note, "repeats_since_last_line", n)
+	}
+}
+
+// qemuIdentity is the identity of the plain QEMU VM behind the socket at
+// path, served by process pid (0: unknown).
+func qemuIdentity(path string, pid int) (tuning.VMIdentity, string) {
+	id := tuning.VMIdentity{Socket: path}
+	if pid <= 0 {
+		return id, "the process serving the QMP socket is unknown (no SO_PEERCRED)"
+	}
+	st, err := qmp.StartOf(pid)
+	if err != nil {
+		return id, "the QEMU process's start cannot be read: " + err.Error()
+	}
+	id.PID, id.Boot, id.StartTicks, id.Started = pid, st.Boot, st.Ticks, st.Started
+	return id, ""
+}
+
+// vmIdentity is the identity the executor keeps in a record it writes.
+func (a *Agent) vmIdentity(vm string) tuning.VMIdentity {
+	id, _ := a.identity(vm)
+	return id
+}
