@@ -43,11 +43,12 @@ func (a *Agent) otherVM(now time.Time, o *tuning.Owned) bool {
 	case !o.VMID.Differs(cur):
 		return false
 	}
-	k := ownedKey(*o)
-	if err := a.exec.Forget(*o, tuning.DifferentVM(o.VM, o.VMID, cur)); err != nil {
+	k, why := ownedKey(*o), tuning.DifferentVM(o.VM, o.VMID, cur)
+	if err := a.exec.Forget(*o, why); err != nil {
 		a.recon.orphaned(k, now, "its VM is another one with the same name; the old record cannot be dropped: "+err.Error())
 		return true
 	}
+	a.noteReconciled(now, *o, tuning.Outcome{Result: tuning.ResultForgotten, Before: o.Applied, Reason: why}, nil)
 	a.eval.ForgetVM(o.VM)
 	a.settle(k)
 	return true

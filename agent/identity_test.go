@@ -60,6 +60,9 @@ func TestSameNameDifferentUUIDForgetsTheOldDomain(t *testing.T) {
 	if _, drift := logged(t, r, "m", tuning.ResultDrift); drift {
 		t.Fatal("the new domain was reported as drift")
 	}
+	if len(st.Actions) != 1 || st.Actions[0].Result != "forgotten" || st.Actions[0].Reason == "" {
+		t.Fatalf("cycle's actions %+v, want the forgotten record with its reason", st.Actions)
+	}
 }
 
 // A plain QEMU started again on the same socket lost qtune's live

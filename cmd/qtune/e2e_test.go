@@ -457,6 +457,9 @@ func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
 	if out, err := d.Virsh(ctx, "blkdeviotune", "t1", "vda"); err != nil || !regexp.MustCompile(`write_iops_sec\s*:\s*150\b`).MatchString(out) {
 		t.Errorf("blkdeviotune after the agent acted: %s %v", out, err)
 	}
+	// t1 is defined anew under its name (not in a subtest: the new
+	// domain lives on for the phases after it).
+	libvirtRedefined(t, ctx, a, d)
 	t.Run("drift seen through the tunable event", func(t *testing.T) { libvirtDriftByEvent(t, ctx, a, d) })
 	if err := d.Restart(ctx); err != nil {
 		t.Fatal(err)

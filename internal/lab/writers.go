@@ -19,8 +19,9 @@ func writer(rate int) *loadgen.Params {
 }
 
 // WriterVMT starts a VM named name whose guest writes at rate to disk0 (a
-// 64 MiB qcow2 image, cache=none), and waits for its first write.
-func WriterVMT(t testing.TB, name string, rate int) *VM {
+// 64 MiB qcow2 image, cache=none), and waits for its first write. Extra
+// QEMU arguments (another -qmp socket, say) go last.
+func WriterVMT(t testing.TB, name string, rate int, extra ...string) *VM {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -28,7 +29,7 @@ func WriterVMT(t testing.TB, name string, rate int) *VM {
 	if err := CreateImage(ctx, img, "qcow2", 64<<20, ImageOpts{}); err != nil {
 		t.Fatal(err)
 	}
-	vm := StartVMT(t, VMConfig{Name: name, Workload: writer(rate), Disks: []Disk{{ID: "disk0", Image: img, CacheDirect: true}}})
+	vm := StartVMT(t, VMConfig{Name: name, Workload: writer(rate), Disks: []Disk{{ID: "disk0", Image: img, CacheDirect: true}}, Extra: extra})
 	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
 		t.Fatal(err)
 	}
