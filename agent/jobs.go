@@ -62,7 +62,7 @@ func (a *Agent) setRuleNames(set *policy.Set) {
 type jobCollector struct{ m *tuning.JobManager }
 
 var (
-	jobStateDesc    = prometheus.NewDesc("qtune_job_state", "1 for the state each block job is in.", []string{"id", "kind", "vm", "disk", "state"}, nil)
+	jobStateDesc    = prometheus.NewDesc("qtune_job_state", "1 for the state each block job is in; reason names a failed job's cause (target_full, target_gone, job_error, vm_gone, ...).", []string{"id", "kind", "vm", "disk", "state", "reason"}, nil)
 	jobOffsetDesc   = prometheus.NewDesc("qtune_job_offset_bytes", "Bytes a block job has done.", []string{"id", "kind", "vm", "disk"}, nil)
 	jobLengthDesc   = prometheus.NewDesc("qtune_job_length_bytes", "Bytes a block job has to do in all (it can grow while the guest writes).", []string{"id", "kind", "vm", "disk"}, nil)
 	jobRateDesc     = prometheus.NewDesc("qtune_job_rate_bytes_per_second", "A block job's recent speed.", []string{"id", "kind", "vm", "disk"}, nil)
@@ -83,7 +83,11 @@ func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, j := range jobs {
 		l := []string{j.ID, string(j.Kind), j.VM, j.Disk}
-		ch <- prometheus.MustNewConstMetric(jobStateDesc, prometheus.GaugeValue, 1, append(l, string(j.State))...)
+		reason := "" // one series per job: the label does not change while it runs
+		if j.State == tuning.JobFailed {
+			reason = j.Cause
+		}
+		ch <- prometheus.MustNewConstMetric(jobStateDesc, prometheus.GaugeValue, 1, append(l, string(j.State), reason)...)
 		ch <- prometheus.MustNewConstMetric(jobAttemptsDesc, prometheus.GaugeValue, float64(j.Attempts), l...)
 		if j.State.Final() {
 			continue

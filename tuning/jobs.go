@@ -165,6 +165,8 @@ type Job struct {
 	// Waiting says why a planned job has not started yet.
 	Waiting string `json:"waiting,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Cause is the failure's short name (Cause* constants), for metrics.
+	Cause   string `json:"cause,omitempty"`
 	Pivoted bool   `json:"pivoted,omitempty"`
 }
 

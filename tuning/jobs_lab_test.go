@@ -285,8 +285,10 @@ func TestRealJobTargetFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	j := l.waitState(t, p.Job.ID, JobFailed, time.Minute)
-	if j.State != JobFailed || !strings.Contains(j.Error, "space") {
-		t.Fatalf("job %s: %s", j.State, j.Error)
+	t.Logf("job %s: %s", j.State, j.Error)
+	if j.State != JobFailed || j.Cause != CauseTargetFull || !strings.Contains(j.Error, "the job failed: No space left on device") ||
+		!strings.Contains(j.Error, "qtune found the target filesystem "+small+" full: ") {
+		t.Fatalf("job %s (cause %q): %s", j.State, j.Cause, j.Error)
 	}
 	if in, err := insertedOf(ctx, l.block, j.Target); err != nil || in.File != src {
 		t.Fatalf("the VM runs on %+v (%v), want its source", in, err)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/qtune/qtune/qmp"
 )
@@ -97,19 +98,20 @@ func (b *LibvirtBackend) BlockJobs(ctx context.Context, vm string) ([]HVJob, err
 		return nil, err
 	}
 	var out []HVJob
+	live := map[string]bool{}
+	defer func() { b.noteLive(vm, live) }()
 	for _, d := range disks {
 		j, err := b.v.BlockJobInfo(ctx, vm, d.Target)
 		if err != nil {
 			return nil, err
 		}
 		if !j.Found {
-			if b.jobFailed(vm, d.Source) {
-				// Gone, and libvirt's event said it failed: report it so,
-				// not as a job that vanished.
-				out = append(out, HVJob{Disk: d.Target, Status: "concluded", Error: "libvirt reports the block job failed (see libvirt's log for why)"})
+			if h, ok := b.endedJob(vm, d); ok {
+				out = append(out, h)
 			}
 			continue
 		}
+		live[d.Target] = true
 		h := HVJob{Disk: d.Target, Type: libvirtJobTypes[j.Type], Status: "running", Offset: j.Cur, Length: j.End}
 		// A copy is ready (mirroring) once it has caught up: libvirt
 		// reports it so, as virsh blockjob does.
@@ -121,14 +123,31 @@ func (b *LibvirtBackend) BlockJobs(ctx context.Context, vm string) ([]HVJob, err
 	return out, nil
 }
 
+// endedJob reports a disk whose job libvirt no longer lists but said
+// failed: with QEMU's reason when its event came, else as failed without
+// one. A failure just reported waits a moment for that event, as a job
+// still ending.
+func (b *LibvirtBackend) endedJob(vm string, d qmp.DomainDisk) (HVJob, bool) {
+	failed, msg, wait := b.failure(vm, d.Target, d.Source, time.Now())
+	switch {
+	case wait:
+		return HVJob{Disk: d.Target, Status: "aborting"}, true
+	case !failed:
+		return HVJob{}, false // gone: the manager judges it from the disk
+	case msg == "":
+		msg = libvirtNoReason
+	}
+	return HVJob{Disk: d.Target, Status: "concluded", Error: msg}, true
+}
+
 // NoteJobEvent records a libvirt block-job event (path based; the only
 // one go-libvirt delivers) and wakes the job manager.
 func (b *LibvirtBackend) NoteJobEvent(vm, path string, state int32) {
 	b.mu.Lock()
 	if b.jobEvents == nil {
-		b.jobEvents = map[string]int32{}
+		b.jobEvents = map[string]jobEvent{}
 	}
-	b.jobEvents[vm+"\x00"+path] = state
+	b.jobEvents[vm+"\x00"+path] = jobEvent{state: state, at: time.Now()}
 	notify := b.onJob
 	b.mu.Unlock()
 	if notify != nil {
@@ -146,13 +165,6 @@ func (b *LibvirtBackend) SetJobNotify(f func()) {
 // libvirtJobFailed is VIR_DOMAIN_BLOCK_JOB_FAILED.
 const libvirtJobFailed = 1
 
-func (b *LibvirtBackend) jobFailed(vm, path string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	st, ok := b.jobEvents[vm+"\x00"+path]
-	return ok && st == libvirtJobFailed
-}
-
 func (b *LibvirtBackend) forgetJobEvent(vm, path string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -166,6 +178,8 @@ func (b *LibvirtBackend) StartJob(ctx context.Context, j *Job, img DiskImage) er
 		return fmt.Errorf("unknown job kind %q", j.Kind)
 	}
 	b.forgetJobEvent(j.VM, img.Path)
+	b.forgetJobError(j.VM, j.Disk)
+	b.watchJobErrors(j.VM) // before the start: a job can fail within milliseconds
 	return spec.libvirtStart(ctx, b, j, img)
 }
 
@@ -183,6 +197,7 @@ func (b *LibvirtBackend) CancelJob(ctx context.Context, j *Job) error {
 // pivot the persistent definition follows the live one.
 func (b *LibvirtBackend) Finish(ctx context.Context, j *Job) error {
 	b.forgetJobEvent(j.VM, j.Source)
+	b.jobDone(j.VM, j.Disk)
 	if !j.Pivoted || j.Dest == "" {
 		return nil
 	}

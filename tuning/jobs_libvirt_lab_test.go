@@ -22,6 +22,9 @@ import (
 func TestRealLibvirtJobs(t *testing.T) {
 	lab.NeedLibvirt(t)
 	ctx := context.Background()
+	// Mounted before the daemon starts: its private mount namespace
+	// copies the host's mounts at that moment.
+	small := lab.TmpfsT(t, "4m")
 	d := lab.StartLibvirtdT(t)
 	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: d.SocketPath()})
 	if err != nil {
@@ -36,8 +39,15 @@ func TestRealLibvirtJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	m := NewJobManager(b, store, JobOptions{MirrorDirs: []string{fast}, PollInterval: 200 * time.Millisecond,
-		PivotGate: func(*Job) bool { return quiet.Load() }})
+	var lie atomic.Bool // the space check fooled, to reach ENOSPC
+	m := NewJobManager(b, store, JobOptions{MirrorDirs: []string{fast, small}, PollInterval: 200 * time.Millisecond, MaxAttempts: 1,
+		PivotGate: func(*Job) bool { return quiet.Load() },
+		FreeSpace: func(dir string) (uint64, error) {
+			if lie.Load() {
+				return 1 << 40, nil
+			}
+			return FreeSpace(dir)
+		}})
 	b.SetJobNotify(m.Notify)
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -208,5 +218,60 @@ func TestRealLibvirtJobs(t *testing.T) {
 		if frag, _ := strconv.ParseFloat(m[1], 64); frag > 20 {
 			t.Fatalf("the rewritten image is %.2f%% fragmented:\n%s", frag, out)
 		}
+	})
+
+	// libvirt says only "failed": the reason comes from QEMU's own event
+	// (followed without tainting the domain) and from what qtune finds at
+	// the target before removing it.
+	t.Run("copy onto a full filesystem fails with the reason", func(t *testing.T) {
+		src := filepath.Join(t.TempDir(), "lvfull.qcow2")
+		if err := lab.CreateImage(ctx, src, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := lab.WritePattern(ctx, src, "qcow2", 0x5a, 16<<20, 16<<20); err != nil {
+			t.Fatal(err)
+		}
+		w := lab.Stamper(loadgen.Phase{Pattern: loadgen.StampWrite, Rate: 100, Duration: time.Hour})
+		// tmpfs and O_DIRECT: the copy's target takes the disk's cache mode.
+		dom := d.DefineDomainT(t, lab.DomainSpec{Name: "lvfull", Workload: w, Disks: []lab.DomainDisk{{Target: "vda", Image: src, Cache: "writeback"}}})
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := dom.WaitSerial(wctx, "qtune-load ready"); err != nil {
+			t.Fatal(err)
+		}
+		req := JobRequest{Kind: JobMirror, Target: Target{VM: "lvfull", Disk: "vda"}, TargetDir: small}
+		if _, err := m.Plan(ctx, req, "hand", false); err == nil || !strings.Contains(err.Error(), "free") {
+			t.Fatalf("mirror onto a 4 MiB filesystem: %v", err)
+		}
+		lie.Store(true)
+		p, err := m.Plan(ctx, req, "hand", false)
+		lie.Store(false)
+		if err != nil || p.Result != ResultApplied {
+			t.Fatalf("plan: %v", err)
+		}
+		j := l.waitState(t, p.Job.ID, JobFailed, time.Minute)
+		t.Logf("job %s: %s", j.State, j.Error)
+		if j.State != JobFailed || j.Cause != CauseTargetFull || !strings.Contains(j.Error, "the job failed: No space left on device") ||
+			!strings.Contains(j.Error, "qtune found the target filesystem "+small+" full: ") {
+			t.Fatalf("job %s (cause %q): %s", j.State, j.Cause, j.Error)
+		}
+		live, _ := v.DomainXML(ctx, "lvfull", false)
+		if !strings.Contains(live, src) || strings.Contains(live, j.Dest) {
+			t.Fatalf("the domain left its source:\n%s", live)
+		}
+		if ents, _ := os.ReadDir(small); len(ents) != 0 {
+			t.Fatalf("left in the target directory: %v", ents)
+		}
+		if info, _ := d.Virsh(ctx, "dominfo", "lvfull"); strings.Contains(info, "custom-monitor") {
+			t.Fatalf("following QEMU's events tainted the domain:\n%s", info)
+		}
+		before := strings.Count(serial(dom), "qtune-load t=")
+		for strings.Count(serial(dom), "qtune-load t=") < before+2 && wctx.Err() == nil {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if s := serial(dom); regexp.MustCompile(`errors=[1-9]`).MatchString(s) || wctx.Err() != nil {
+			t.Fatalf("guest I/O after the failed copy:\n%s", s[max(0, len(s)-600):])
+		}
+		d.Virsh(ctx, "destroy", "lvfull")
 	})
 }

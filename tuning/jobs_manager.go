@@ -67,6 +67,9 @@ type JobOptions struct {
 	CreateImage func(ctx context.Context, path string, l policy.Layout, size uint64) error
 	// FreeSpace reports the bytes free to qtune in a directory (default statfs).
 	FreeSpace func(dir string) (uint64, error)
+	// StatFS reads a failed copy's target filesystem for its reason
+	// (default statfs; apart from FreeSpace, which plans).
+	StatFS func(dir string) (FSInfo, error)
 }
 
 func (o JobOptions) withDefaults() JobOptions {
@@ -99,6 +102,9 @@ func (o JobOptions) withDefaults() JobOptions {
 	}
 	if o.FreeSpace == nil {
 		o.FreeSpace = FreeSpace
+	}
+	if o.StatFS == nil {
+		o.StatFS = StatFS
 	}
 	return o
 }

@@ -175,11 +175,7 @@ func (m *JobManager) shapeCopy(j *Job, r JobRequest, img DiskImage) (string, err
 	}
 	j.Layout = l
 	j.Dest = destPath(r.Kind, img.Path, dir, l)
-	need := img.Allocated
-	if l.Preallocation == "full" || l.Preallocation == "falloc" || l.Format == "raw" {
-		need = img.VirtualSize
-	}
-	if err := m.checkSpace(dir, need); err != nil {
+	if err := m.checkSpace(dir, copyNeed(l, img)); err != nil {
 		return "", err
 	}
 	if _, err := os.Lstat(j.Dest); err == nil {
@@ -272,8 +268,10 @@ func bytesText(n uint64) string {
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KiB", n>>10)
 	}
-	return fmt.Sprintf("%d KiB", n>>10)
+	return fmt.Sprintf("%d B", n)
 }
 
 func (j *Job) describe() string {

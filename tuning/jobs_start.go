@@ -17,7 +17,7 @@ func (m *JobManager) stepPlanned(ctx context.Context, j *Job, hv []HVJob, hvErr 
 		return m.end(ctx, j, JobCancelled, "cancelled before it started")
 	}
 	if errors.Is(hvErr, ErrVMGone) {
-		return m.end(ctx, j, JobFailed, "the VM is gone")
+		return m.fail(ctx, j, CauseVMGone, "the VM is gone")
 	}
 	if hvErr != nil || now.Before(j.NextTry) {
 		return nil
@@ -30,7 +30,7 @@ func (m *JobManager) stepPlanned(ctx context.Context, j *Job, hv []HVJob, hvErr 
 	if ok, why := m.o.Budget.Acquire(j, now); !ok {
 		return m.wait(j, why)
 	}
-	j.State, j.Started, j.Waiting, j.Error = JobStarting, now, "", ""
+	j.State, j.Started, j.Waiting, j.Error, j.Cause = JobStarting, now, "", "", ""
 	j.Attempts++
 	j.Progress = Progress{At: now}
 	if err := m.save(j); err != nil {
@@ -42,7 +42,7 @@ func (m *JobManager) stepPlanned(ctx context.Context, j *Job, hv []HVJob, hvErr 
 	defer cancel()
 	img, err := m.driver.Image(cctx, j.Target)
 	if err == nil && img.Path != j.Source {
-		return m.end(ctx, j, JobFailed, "the disk runs on "+img.Path+" now, not on "+j.Source+" as planned")
+		return m.fail(ctx, j, CauseDiskMoved, "the disk runs on "+img.Path+" now, not on "+j.Source+" as planned")
 	}
 	if err == nil && j.Dest != "" {
 		err = m.createDest(cctx, j, img)
@@ -106,7 +106,7 @@ func sameOwner(dst, src string) error {
 func (m *JobManager) startFailed(ctx context.Context, j *Job, cause error) error {
 	m.callDriver(ctx, "finish", j, m.driver.Finish)
 	if j.Attempts >= m.o.MaxAttempts {
-		return m.end(ctx, j, JobFailed, fmt.Sprintf("start failed %d times, last: %v", j.Attempts, cause))
+		return m.fail(ctx, j, CauseStartFailed, fmt.Sprintf("start failed %d times, last: %v", j.Attempts, cause))
 	}
 	m.removeDest(j)
 	m.o.Budget.Release(j)

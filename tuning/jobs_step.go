@@ -76,7 +76,7 @@ func (m *JobManager) step(ctx context.Context, j *Job, hv []HVJob, hvErr error) 
 		// QEMU went away mid-job: the job died with it. Nothing is
 		// touched — the target may still be what a restarted VM needs.
 		j.DestCreated = false
-		return m.end(ctx, j, JobFailed, "the VM's QEMU went away during the job: "+hvErr.Error())
+		return m.fail(ctx, j, CauseVMGone, "the VM's QEMU went away during the job: "+hvErr.Error())
 	}
 	if hvErr != nil {
 		return nil // a hung or unreachable VM: looked at again next time
@@ -121,7 +121,7 @@ func (m *JobManager) stepLive(ctx context.Context, j *Job, h HVJob) error {
 	case JobReady:
 		if j.By != "hand" && m.o.Wanted != nil && !m.o.Wanted(j) {
 			j.CancelAsked = true
-			j.Error = "its rule no longer asks for it"
+			j.Error, j.Cause = "its rule no longer asks for it", CauseRuleGone
 			if err := m.save(j); err != nil {
 				return err
 			}
@@ -155,7 +155,7 @@ const (
 // not take, the copy is cancelled and the VM stays on its source.
 func (m *JobManager) pivot(ctx context.Context, j *Job) error {
 	if j.PivotTries >= maxPivotTries {
-		j.CancelAsked = true
+		j.CancelAsked, j.Cause = true, CausePivotFailed
 		j.Error = fmt.Sprintf("the pivot did not take after %d tries; cancelled, the VM stays on its source", j.PivotTries)
 		if err := m.save(j); err != nil {
 			return err
@@ -175,7 +175,7 @@ func (m *JobManager) pivot(ctx context.Context, j *Job) error {
 // and given up cleanly after that.
 func (m *JobManager) notConverging(ctx context.Context, j *Job) error {
 	if j.WriteBlocking {
-		j.CancelAsked = true
+		j.CancelAsked, j.Cause = true, CauseNotConverged
 		j.Error = fmt.Sprintf("not ready after %s even in write-blocking mode; given up", m.o.ConvergeTimeout)
 	} else {
 		j.Restart = true
@@ -199,7 +199,7 @@ func (m *JobManager) concluded(ctx context.Context, j *Job, h HVJob, found bool)
 	cancel()
 	if errors.Is(imgErr, ErrVMGone) {
 		j.DestCreated = false
-		return m.end(ctx, j, JobFailed, "the VM's QEMU went away during the job")
+		return m.fail(ctx, j, CauseVMGone, "the VM's QEMU went away during the job")
 	}
 	if imgErr != nil {
 		return imgErr // looked at again next step
@@ -215,23 +215,24 @@ func (m *JobManager) concluded(ctx context.Context, j *Job, h HVJob, found bool)
 	}
 	switch {
 	case h.Error != "":
-		return m.end(ctx, j, JobFailed, "the job failed: "+h.Error)
+		return m.failCopy(ctx, j, img, CauseJobError, "the job failed: "+h.Error)
 	case !j.pivots():
 		return jobKinds[j.Kind].ended(m, ctx, j, img)
 	case j.Pivoted:
 		return m.end(ctx, j, JobDone, "the VM runs on "+j.Dest+"; the source "+j.Source+" is kept")
 	case j.State == JobPivoting && j.CancelAsked:
-		return m.end(ctx, j, JobFailed, j.Error)
+		return m.fail(ctx, j, CausePivotFailed, j.Error)
 	case j.State == JobPivoting:
-		return m.end(ctx, j, JobFailed, "the pivot did not happen: the VM still runs on "+img.Path)
+		return m.fail(ctx, j, CausePivotFailed, "the pivot did not happen: the VM still runs on "+img.Path)
 	case j.Restart:
 		return m.restartWriteBlocking(ctx, j)
 	case j.CancelAsked && j.Error != "":
-		return m.end(ctx, j, JobFailed, j.Error)
+		return m.fail(ctx, j, j.Cause, j.Error)
 	case j.CancelAsked:
 		return m.end(ctx, j, JobCancelled, "cancelled; the VM stays on "+img.Path)
 	}
-	return m.end(ctx, j, JobFailed, "the job vanished before its pivot (cancelled by someone else, or QEMU restarted); the VM stays on "+img.Path)
+	return m.failCopy(ctx, j, img, CauseVanished,
+		"the job vanished before its pivot (cancelled by someone else, QEMU restarted, or it failed while qtune was away); the VM stays on "+img.Path)
 }
 
 func (m *JobManager) streamEnded(ctx context.Context, j *Job, img DiskImage) error {
@@ -242,7 +243,7 @@ func (m *JobManager) streamEnded(ctx context.Context, j *Job, img DiskImage) err
 	case j.CancelAsked:
 		return m.end(ctx, j, JobCancelled, "cancelled; the chain is partly streamed, which is harmless")
 	}
-	return m.end(ctx, j, JobFailed, fmt.Sprintf("the job vanished and the chain is still %d deep", len(img.Chain)))
+	return m.fail(ctx, j, CauseVanished, fmt.Sprintf("the job vanished and the chain is still %d deep", len(img.Chain)))
 }
 
 func (m *JobManager) restartWriteBlocking(ctx context.Context, j *Job) error {
@@ -251,6 +252,12 @@ func (m *JobManager) restartWriteBlocking(ctx context.Context, j *Job) error {
 	j.State, j.Restart, j.WriteBlocking, j.Waiting = JobPlanned, false, true, ""
 	m.audit(j, "planned again in write-blocking mode")
 	return m.save(j)
+}
+
+// fail ends a job failed, for the cause named.
+func (m *JobManager) fail(ctx context.Context, j *Job, cause, why string) error {
+	j.Cause = cause
+	return m.end(ctx, j, JobFailed, why)
 }
 
 // end writes a final state, then cleans up: the hypervisor's leftovers

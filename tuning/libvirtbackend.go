@@ -37,7 +37,8 @@ type LibvirtBackend struct {
 	mu        sync.Mutex
 	reopeners map[string]*reopener
 	tainted   map[string]bool
-	jobEvents map[string]int32 // last block-job event state by domain and disk path
+	jobEvents map[string]jobEvent  // last block-job event by domain and disk path
+	watches   map[string]*jobWatch // domains whose QEMU events are followed for job errors
 	throttles throttleCache
 	onJob     func()
 }
@@ -58,7 +59,7 @@ func NewLibvirtBackend(v *qmp.Libvirt, o LibvirtBackendOptions) *LibvirtBackend 
 		o.Log = hclog.NewNullLogger()
 	}
 	return &LibvirtBackend{v: v, allowPassthrough: o.AllowPassthrough, pidDir: o.PidDir, log: o.Log,
-		reopeners: map[string]*reopener{}, tainted: map[string]bool{}}
+		reopeners: map[string]*reopener{}, tainted: map[string]bool{}, watches: map[string]*jobWatch{}}
 }
 
 // Tainted lists the domains qtune sent QMP to through libvirt.

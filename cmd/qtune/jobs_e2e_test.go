@@ -85,7 +85,7 @@ func TestJobsEndToEndMirrorSurvivesAgentKill(t *testing.T) {
 	if !strings.Contains(b.log.String(), "adopting it") {
 		t.Errorf("the restarted agent did not report the adoption:\n%s", b.log.String())
 	}
-	if m := b.metrics(t); !strings.Contains(m, `qtune_job_state{disk="disk0",id="`+id+`",kind="mirror",state="done",vm="mover"} 1`) {
+	if m := b.metrics(t); !strings.Contains(m, `qtune_job_state{disk="disk0",id="`+id+`",kind="mirror",reason="",state="done",vm="mover"} 1`) {
 		t.Errorf("job metrics:\n%s", grepLines(m, "qtune_job_"))
 	}
 	if out, _ := qtuneCmd(t, bin, "status", "--addr", b.addr); !strings.Contains(out, "BLOCK JOBS") || !strings.Contains(out, "kept for you to remove") {
