@@ -94,6 +94,9 @@ func imageInfo(ctx context.Context, path string) (DiskImage, error) {
 // BlockJobs implements JobDriver: one job at most per disk, without id.
 func (b *LibvirtBackend) BlockJobs(ctx context.Context, vm string) ([]HVJob, error) {
 	disks, err := b.liveDisks(ctx, vm)
+	if errors.Is(err, ErrVMGone) {
+		b.stopWatch(vm) // its jobs end failed, without a Finish
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -118,6 +118,16 @@ func (b *LibvirtBackend) noteLive(vm string, live map[string]bool) {
 	}
 }
 
+// stopWatch stops following vm's events.
+func (b *LibvirtBackend) stopWatch(vm string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if w := b.watches[vm]; w != nil {
+		w.cancel()
+		delete(b.watches, vm)
+	}
+}
+
 // jobDone forgets a concluded job's error, and stops following the
 // domain's events when no other disk of it has a job.
 func (b *LibvirtBackend) jobDone(vm, disk string) {

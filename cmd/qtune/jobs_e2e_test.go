@@ -213,6 +213,13 @@ func TestJobsEndToEndPolicyStreamAndQEMUKilled(t *testing.T) {
 	if j := jobOf(s, mirror); j.State != tuning.JobFailed || !strings.Contains(j.Error, "went away") {
 		t.Fatalf("mirror on a killed QEMU: %s %q", j.State, j.Error)
 	}
+	// The reason where an SRE looks: qtune jobs, and the metric's label.
+	if out, err := qtuneCmd(t, bin, "jobs", "--socket", sock); err != nil || !strings.Contains(out, "went away") {
+		t.Errorf("qtune jobs (%v):\n%s", err, out)
+	}
+	if m := a.metrics(t); !strings.Contains(m, `id="`+mirror+`",kind="mirror",reason="vm_gone",state="failed"`) {
+		t.Errorf("no failed qtune_job_state with its reason:\n%s", m)
+	}
 	s = a.waitFor(t, 60*time.Second, "the rule's stream done", func(s agent.Status) bool {
 		for _, j := range s.Jobs {
 			if j.VM == "chained" && j.Kind == tuning.JobStream && j.State.Final() {
