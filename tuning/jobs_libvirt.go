@@ -102,7 +102,6 @@ func (b *LibvirtBackend) BlockJobs(ctx context.Context, vm string) ([]HVJob, err
 	}
 	var out []HVJob
 	live := map[string]bool{}
-	defer func() { b.noteLive(vm, live) }()
 	for _, d := range disks {
 		j, err := b.v.BlockJobInfo(ctx, vm, d.Target)
 		if err != nil {
@@ -123,6 +122,7 @@ func (b *LibvirtBackend) BlockJobs(ctx context.Context, vm string) ([]HVJob, err
 		}
 		out = append(out, h)
 	}
+	b.noteLive(vm, live)
 	return out, nil
 }
 
