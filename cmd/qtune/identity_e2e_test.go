@@ -32,12 +32,18 @@ func ownedOf(s agent.Status, vm, disk string) *agent.OwnedStatus {
 // agent knows the new process is another VM: the old record is
 // forgotten (said in the decision log), the new VM is not reported as
 // drift, and the rule, which still fires, throttles it afresh as a new
-// ownership whose original is the new VM's own (no limit).
+// ownership whose original is the new VM's own (no limit). The same
+// again with the agent running.
 func TestQEMURestartedWhileDownIsANewVM(t *testing.T) {
 	lab.NeedQEMU(t)
 	bin := buildQtune(t)
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "a.sock")
+	// The agent sees the socket through a link, so that a QEMU replacing
+	// it (unlink, bind) stirs nothing in the directory it watches: only
+	// the process behind the socket changes.
+	dir, sock := t.TempDir(), filepath.Join(t.TempDir(), "a.sock")
+	if err := os.Symlink(sock, filepath.Join(dir, "a.sock")); err != nil {
+		t.Fatal(err)
+	}
 	qmpArg := "unix:" + sock + ",server=on,wait=off"
 	first := lab.WriterVMT(t, "a", 0, "-qmp", qmpArg)
 	setWriteLimitByHand(t, sock, 5000)
@@ -73,14 +79,30 @@ func TestQEMURestartedWhileDownIsANewVM(t *testing.T) {
 	if lineWith(log, "vm=a", "result=drift") {
 		t.Fatalf("the new VM was reported as drift:\n%s", log)
 	}
-	for _, l := range strings.Split(log, "\n") {
-		if strings.Contains(l, "tuning action") {
-			t.Log(l)
-		}
-	}
 	out, _ := qtuneCmd(t, bin, "status", "--addr", ag.addr)
 	if !strings.Contains(out, fmt.Sprintf("taken on qemu pid %d started ", second.PID())) {
 		t.Fatalf("qtune status does not show the VM the knob was taken on:\n%s", out)
+	}
+
+	// The same with the agent running: QEMU killed (its socket file left
+	// behind) and started again on the same path. The runner reconnects
+	// to the new process, which is another VM.
+	second.Signal(syscall.SIGKILL)
+	second.Stop()
+	third := lab.WriterVMT(t, "a", 0, "-qmp", qmpArg)
+	ag.waitFor(t, 30*time.Second, "a throttled afresh on the third QEMU", func(s agent.Status) bool {
+		o := ownedOf(s, "a", "disk0")
+		return diskWriteLimit(s, "a", "disk0") == 256 && o != nil && o.VMID.PID == third.PID() && o.State == agent.OwnedHeld
+	})
+	forgotten = fmt.Sprintf("vm a is a new QEMU process (pid %d", third.PID())
+	if log := ag.log.String(); !lineWith(log, "vm=a", "result=forgotten", forgotten, fmt.Sprintf("was pid %d", second.PID())) ||
+		lineWith(log, "vm=a", "result=drift") {
+		t.Fatalf("the log does not say the second QEMU's record was forgotten, or says drift:\n%s", log)
+	}
+	for _, l := range strings.Split(ag.log.String(), "\n") {
+		if strings.Contains(l, "tuning action") {
+			t.Log(l)
+		}
 	}
 }
 
