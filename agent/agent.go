@@ -437,6 +437,11 @@ func (a *Agent) cycle(ctx context.Context) {
 		a.reconcileOwned(ctx, now, disks, errs, gone)
 		outcomes = a.recon.actions
 	}
+	// After reconciliation, which may have restored or released some:
+	// a knob QEMU cannot report is what the records say, from the first
+	// sample after a start or a reconnect on.
+	owned, _ := a.store.AllOwned() // a bad record is reported by reconcileOwned and publish
+	tuning.OverlayRecorded(disks, owned)
 	points := a.points(now, disks)
 	decisions := a.eval.Evaluate(now, points)
 	for _, d := range decisions {

@@ -73,18 +73,22 @@ type domainStater interface {
 
 // DiskStatus is one disk's latest figures.
 type DiskStatus struct {
-	Name         string           `json:"name"`
-	Format       string           `json:"format,omitempty"`
-	Cache        string           `json:"cache"`
-	Throttle     *sample.Throttle `json:"throttle,omitempty"`
-	ReadIOPS     float64          `json:"read_iops"`
-	WriteIOPS    float64          `json:"write_iops"`
-	ReadBPS      float64          `json:"read_bps"`
-	WriteBPS     float64          `json:"write_bps"`
-	ReadLatency  *float64         `json:"read_latency_ms"`
-	WriteLatency *float64         `json:"write_latency_ms"`
-	QueueDepth   float64          `json:"queue_depth"`
-	SampledAt    time.Time        `json:"sampled_at"`
+	Name        string           `json:"name"`
+	Format      string           `json:"format,omitempty"`
+	Cache       string           `json:"cache"`
+	Throttle    *sample.Throttle `json:"throttle,omitempty"`
+	L2CacheSize uint64           `json:"l2_cache_size,omitempty"` // qcow2; 0 when not known
+	// Recorded names the knobs whose figure here is qtune's record of
+	// what it set, not a reading (QEMU cannot report an L2 cache size).
+	Recorded     []string  `json:"recorded,omitempty"`
+	ReadIOPS     float64   `json:"read_iops"`
+	WriteIOPS    float64   `json:"write_iops"`
+	ReadBPS      float64   `json:"read_bps"`
+	WriteBPS     float64   `json:"write_bps"`
+	ReadLatency  *float64  `json:"read_latency_ms"`
+	WriteLatency *float64  `json:"write_latency_ms"`
+	QueueDepth   float64   `json:"queue_depth"`
+	SampledAt    time.Time `json:"sampled_at"`
 }
 
 // ActionStatus is one executor outcome.
@@ -124,7 +128,7 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 		ds := DiskStatus{Name: p.Disk.Name, Format: p.Disk.Format, Cache: policy.CacheModeName(p.Disk.CacheDirect, p.Disk.CacheNoFlush),
 			ReadIOPS: p.Rates.ReadIOPS, WriteIOPS: p.Rates.WriteIOPS, ReadBPS: p.Rates.ReadBPS, WriteBPS: p.Rates.WriteBPS,
 			ReadLatency: finite(p.Rates.ReadLatencyMs), WriteLatency: finite(p.Rates.WriteLatencyMs), QueueDepth: p.Rates.QueueDepth,
-			SampledAt: p.Disk.Time}
+			SampledAt: p.Disk.Time, L2CacheSize: p.Disk.L2CacheSize, Recorded: p.Disk.Recorded}
 		if p.Disk.Throttle.Active() {
 			t := p.Disk.Throttle
 			ds.Throttle = &t

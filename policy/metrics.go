@@ -92,7 +92,7 @@ var Metrics = []Metric{
 	u("disk.allocation", "bytes", "bytes the image occupies on the host", func(p *sample.Point) *uint64 { return &p.Disk.Allocation }),
 	u("disk.virtual_size", "bytes", "size of the disk as the guest sees it", func(p *sample.Point) *uint64 { return &p.Disk.VirtualSize }),
 	u("disk.cluster_size", "bytes", "qcow2 cluster size (0 for other formats)", func(p *sample.Point) *uint64 { return &p.Disk.ClusterSize }),
-	u("disk.l2_cache_size", "bytes", "qcow2 L2 cache in force", func(p *sample.Point) *uint64 { return &p.Disk.L2CacheSize }),
+	u("disk.l2_cache_size", "bytes", "qcow2 L2 cache in force (qtune's record while it holds the knob: QEMU cannot report it)", func(p *sample.Point) *uint64 { return &p.Disk.L2CacheSize }),
 	{Name: "disk.l2_coverage", Type: cty.Number, Unit: "ratio", Help: "L2 cache in force ÷ cache that covers the whole disk (1 = full); unknown for non-qcow2",
 		get: func(in input) cty.Value { return num(in.p.Disk.L2Coverage()) }},
 	{Name: "disk.backing_depth", Type: cty.Number, Unit: "layers", Help: "backing images below the active layer",

@@ -44,6 +44,13 @@ type knobKind struct {
 	// process set or the command line: the owned record is the truth,
 	// and a revert always sets the original.
 	notReadBack bool
+	// For a notReadBack kind, recorded is the knob's value given what
+	// the backend read and the applied record (the record's setting,
+	// the read's facts), and sampled puts the record's setting into a
+	// sampled disk (false when the disk has no such figure). See
+	// recorded.go.
+	recorded func(read, rec KnobState) KnobState
+	sampled  func(d *sample.Disk, rec KnobState) bool
 }
 
 var knobKinds struct {
@@ -55,6 +62,9 @@ var knobKinds struct {
 func registerKnob(k knobKind) {
 	if k.knob == "" || k.desired == nil || k.qmpRead == nil || k.qmpApply == nil {
 		panic(fmt.Sprintf("tuning: knob kind %q needs a name, desired and QMP read/apply", k.knob))
+	}
+	if k.notReadBack && k.recorded == nil {
+		panic(fmt.Sprintf("tuning: knob kind %q cannot be read back and needs recorded", k.knob))
 	}
 	knobKinds.Lock()
 	defer knobKinds.Unlock()

@@ -36,5 +36,20 @@ func init() {
 		persist: func(driver string, s KnobState) (string, error) {
 			return setMetadataCache(driver, s.L2.Size), nil
 		},
+		recorded: func(read, rec KnobState) KnobState {
+			if rec.L2 == nil || read.L2 == nil {
+				return rec
+			}
+			l2 := *rec.L2
+			l2.Needed = read.L2.Needed // a fact of the image, not part of the setting
+			return KnobState{L2: &l2}
+		},
+		sampled: func(d *sample.Disk, rec KnobState) bool {
+			if rec.L2 == nil || d.Format != "qcow2" {
+				return false
+			}
+			d.L2CacheSize = rec.L2.Size
+			return true
+		},
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -90,6 +91,9 @@ func printStatus(w io.Writer, st agent.Status) {
 		for _, d := range vm.Disks {
 			fmt.Fprintf(w, "%-16s %-8s %8.0f %8.0f %9s %9s %-10s %s\n", vm.Name, d.Name, d.ReadIOPS, d.WriteIOPS,
 				ms(d.ReadLatency), ms(d.WriteLatency), d.Cache, throttleText(d.Throttle != nil, func() string { return policy.ThrottleText(*d.Throttle) }))
+			if slices.Contains(d.Recorded, string(policy.KnobL2Cache)) {
+				fmt.Fprintf(w, "%-16s %-8s l2 cache %s: qtune's record of what it set (QEMU cannot report it)\n", "", "", policy.SizeText(d.L2CacheSize))
+			}
 		}
 	}
 	if len(st.Rules) > 0 {

@@ -82,11 +82,14 @@ type Disk struct {
 	Path    string    `json:"path,omitempty"` // image file
 	Time    time.Time `json:"time"`
 	Counters
-	VirtualSize  uint64   `json:"virtual_size,omitempty"`
-	Allocation   uint64   `json:"allocation,omitempty"`
-	ClusterSize  uint64   `json:"cluster_size,omitempty"`
-	ExtendedL2   bool     `json:"extended_l2,omitempty"`
-	L2CacheSize  uint64   `json:"l2_cache_size,omitempty"` // 0 when not known
+	VirtualSize uint64 `json:"virtual_size,omitempty"`
+	Allocation  uint64 `json:"allocation,omitempty"`
+	ClusterSize uint64 `json:"cluster_size,omitempty"`
+	ExtendedL2  bool   `json:"extended_l2,omitempty"`
+	L2CacheSize uint64 `json:"l2_cache_size,omitempty"` // 0 when not known
+	// Recorded names the knobs whose figure here is qtune's record of
+	// what it set, not a reading: QEMU cannot report them (l2_cache).
+	Recorded     []string `json:"recorded,omitempty"`
 	BackingDepth int      `json:"backing_depth"`
 	CacheDirect  bool     `json:"cache_direct"`
 	CacheNoFlush bool     `json:"cache_no_flush"`
