@@ -227,8 +227,9 @@ type benchAgent struct {
 }
 
 // startAgent runs qtune agent with the policy files given (name → text)
-// over the guests' QMP sockets, every second.
-func startAgent(ctx context.Context, o options, dir string, policy map[string]string, guests ...*guest) (*benchAgent, error) {
+// over the guests' QMP sockets, every second, with config as its agent
+// config file when it is not empty.
+func startAgent(ctx context.Context, o options, dir, config string, policy map[string]string, guests ...*guest) (*benchAgent, error) {
 	pol, socks := mkdir(dir, "policy"), mkdir(dir, "sockets")
 	for name, text := range policy {
 		if err := os.WriteFile(filepath.Join(pol, name), []byte(text), 0o644); err != nil {
@@ -248,6 +249,13 @@ func startAgent(ctx context.Context, o options, dir string, policy map[string]st
 	a.cmd = exec.CommandContext(ctx, o.qtune, "agent", "--qmp-dir", socks, "--interval", "1s",
 		"--policy", pol, "--state-dir", mkdir(dir, "state"), "--listen", addr,
 		"--control-socket", filepath.Join(dir, "control.sock"), "--log-level", "warn")
+	if config != "" {
+		path := filepath.Join(dir, "agent.hcl")
+		if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+			return nil, err
+		}
+		a.cmd.Args = append(a.cmd.Args, "--config", path)
+	}
 	a.cmd.Stderr = &a.log
 	if err := a.cmd.Start(); err != nil {
 		return nil, err

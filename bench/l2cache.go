@@ -115,7 +115,7 @@ func l2Guest(ctx context.Context, o options, dir, raw, qcow string, phase time.D
 	if _, _, r.guest.before, err = g.measure(ctx, phase); err != nil {
 		return err
 	}
-	a, err := startAgent(ctx, o, dir, map[string]string{"l2.hcl": l2Policy}, g)
+	a, err := startAgent(ctx, o, dir, "", map[string]string{"l2.hcl": l2Policy}, g)
 	if err != nil {
 		return err
 	}

@@ -101,7 +101,7 @@ func measureNeighbour(ctx context.Context, o options, dir, policy string, phase 
 		return n.r, err
 	}
 	defer n.victim.close()
-	if n.agent, err = startAgent(ctx, o, dir, nil, n.victim); err != nil {
+	if n.agent, err = startAgent(ctx, o, dir, "", nil, n.victim); err != nil {
 		return n.r, err
 	}
 	defer n.agent.stop()

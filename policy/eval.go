@@ -76,6 +76,10 @@ type Evaluator struct {
 	set     *Set
 	states  map[stateKey]*ruleState
 	history *history
+	// last is the previous evaluation's time: a sample's window counts
+	// toward `for` only from there, so a rate averaged over a gap in
+	// the samples is not taken for the condition holding all along.
+	last time.Time
 }
 
 // NewEvaluator starts evaluating set with no state.
@@ -119,6 +123,7 @@ func (e *Evaluator) Evaluate(now time.Time, points []sample.Point) []Decision {
 			}
 		}
 	}
+	e.last = now
 	return resolveConflicts(out)
 }
 
@@ -159,6 +164,7 @@ func (e *Evaluator) step(now time.Time, r *Rule, in input, stale bool) (Decision
 	if inputs != nil {
 		st.inputs = inputs
 	}
+	o.covers(in.p, e.last)
 	revert := st.advance(now, o)
 	if st.state == StateInactive {
 		delete(e.states, k)
@@ -180,6 +186,31 @@ func (e *Evaluator) step(now time.Time, r *Rule, in input, stale bool) (Decision
 type observation struct {
 	enter, enterKnown bool
 	leave, leaveKnown bool
+	// from and to are the time the sample covers: its rates are over
+	// the interval before it was taken. Zero when unknown.
+	from, to time.Time
+}
+
+// covers records the window of p's rates, from notBefore at the
+// earliest.
+func (o *observation) covers(p *sample.Point, notBefore time.Time) {
+	o.from, o.to = p.Disk.Time.Add(-p.Rates.Interval), p.Disk.Time
+	switch {
+	case notBefore.After(o.to):
+		o.from = o.to
+	case o.from.Before(notBefore):
+		o.from = notBefore
+	}
+}
+
+// heldFor reports whether the condition, true since since, has now held
+// for d: samples are windows, so the time counts from the start of the
+// first window that found it true to the end of this one. A quarter of
+// this window is allowed for the jitter of sample times on a busy host,
+// so that a `for` of two intervals takes two samples and not, now and
+// then, a third.
+func (o observation) heldFor(since time.Time, d time.Duration) bool {
+	return o.to.Sub(since)+o.to.Sub(o.from)/4 >= d
 }
 
 // advance applies one observation; it reports whether the rule just
@@ -191,7 +222,8 @@ func (st *ruleState) advance(now time.Time, o observation) bool {
 	case StateInactive:
 		if o.enterKnown && o.enter {
 			set(StatePending)
-			if r.For == 0 {
+			st.since = o.from
+			if r.For == 0 || o.heldFor(st.since, r.For) {
 				set(StateFiring)
 			}
 		}
@@ -199,7 +231,7 @@ func (st *ruleState) advance(now time.Time, o observation) bool {
 		switch {
 		case !o.enterKnown || !o.enter:
 			set(StateInactive)
-		case now.Sub(st.since) >= r.For:
+		case o.heldFor(st.since, r.For):
 			set(StateFiring)
 		}
 	case StateFiring:

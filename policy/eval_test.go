@@ -280,14 +280,14 @@ func TestPolicyTestReportsMismatch(t *testing.T) {
 	pt := PolicyTest{Name: "t", Interval: 10 * time.Second, Start: t0,
 		Disks: []testDisk{{vm: "vm1", disk: "vda", series: map[string][]float64{"write_iops": {2000, 2000, 2000, 2000, 2000}}}},
 		Expect: []Expectation{
-			{At: 20 * time.Second, Rule: "calm", VM: "vm1", Disk: "vda", Decision: "apply"},
+			{At: 10 * time.Second, Rule: "calm", VM: "vm1", Disk: "vda", Decision: "apply"},
 			{At: 30 * time.Second, Rule: "calm", VM: "vm1", Disk: "vda", Decision: "apply", Throttle: map[string]uint64{"write_iops": 999}},
 		}}
 	fails := pt.Run(set)
 	if len(fails) != 2 {
 		t.Fatalf("failures %v", fails)
 	}
-	if got := fails[0].String(); got != `test "t" at 20s: rule calm on vm1/vda: expected apply, got none (state pending since 12:00:00 (disk.write_iops=2000))` {
+	if got := fails[0].String(); got != `test "t" at 10s: rule calm on vm1/vda: expected apply, got none (state pending since 11:59:50 (disk.write_iops=2000))` {
 		t.Errorf("message: %s", got)
 	}
 	if got := fails[1].String(); got != `test "t" at 30s: rule calm on vm1/vda: throttle write_iops 300, expected 999` {

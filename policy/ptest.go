@@ -371,7 +371,7 @@ func (t PolicyTest) points(i int, now time.Time, applied map[[2]string]sample.Th
 	var out []sample.Point
 	for _, d := range t.Disks {
 		p := sample.Point{Disk: sample.Disk{VM: d.vm, Name: d.disk, Time: now, Format: d.facts["format"], Path: d.facts["path"], HostDevice: d.facts["device"], IOStatus: d.facts["io_status"]},
-			Rates: sample.Rates{ReadLatencyMs: math.NaN(), WriteLatencyMs: math.NaN(), FlushLatencyMs: math.NaN(),
+			Rates: sample.Rates{Interval: t.Interval, ReadLatencyMs: math.NaN(), WriteLatencyMs: math.NaN(), FlushLatencyMs: math.NaN(),
 				ReadP95Ms: math.NaN(), ReadP99Ms: math.NaN(), WriteP95Ms: math.NaN(), WriteP99Ms: math.NaN()},
 			Host: sample.Host{IOPressureSomeAvg10: math.NaN(), IOPressureSomeAvg60: math.NaN(), IOPressureFullAvg10: math.NaN(), IOPressureFullAvg60: math.NaN()}}
 		dk := &p.Disk

@@ -13,14 +13,15 @@ test "a flush-heavy writeback disk gets a recommendation" {
     write_iops = "900x12"
   }
   expect {
-    at       = "9m"
+    at       = "8m"
     rule     = "direct-io-for-flush-heavy-disks"
     vm       = "app-1"
     disk     = "vda"
     decision = "none"
   }
+  # Ten samples of a minute each: the 10 m of "for".
   expect {
-    at       = "10m"
+    at       = "9m"
     rule     = "direct-io-for-flush-heavy-disks"
     vm       = "app-1"
     disk     = "vda"

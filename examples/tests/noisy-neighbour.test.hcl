@@ -3,7 +3,7 @@ policies = ["../policy.d/noisy-neighbour.hcl"]
 test "a loud writer is throttled, then released" {
   interval = "5s"
   # 0-25s calm, 30-85s loud, from 90s calm again. The throttle applied
-  # at 45s holds writes at its limit (300) from 50s while the guest still
+  # at 40s holds writes at its limit (300) from 50s while the guest still
   # wants more, until 90s.
   disk "tenant-a" "vda" {
     format     = "qcow2"
@@ -15,17 +15,18 @@ test "a loud writer is throttled, then released" {
     write_iops = "200x30"
   }
 
-  # The 10 s average crosses 800 at 30s: pending, not yet acting.
+  # The 10 s average crosses 800 in the sample taken at 30s, which covers
+  # 25-30s: pending, not yet acting.
   expect {
-    at       = "40s"
+    at       = "35s"
     rule     = "calm-noisy-writers"
     vm       = "tenant-a"
     disk     = "vda"
     decision = "none"
   }
-  # Held for 15 s: throttled.
+  # The samples of 30s, 35s and 40s cover 15 s: throttled.
   expect {
-    at       = "45s"
+    at       = "40s"
     rule     = "calm-noisy-writers"
     vm       = "tenant-a"
     disk     = "vda"
@@ -77,10 +78,12 @@ test "a loud writer is throttled, then released" {
 test "a gap in the samples never throttles" {
   interval = "5s"
   disk "tenant-a" "vda" {
-    write_iops = "3000x3 _x2 3000x3"
+    write_iops = "3000x2 _x2 3000x2"
   }
+  # Two loud samples (10 s) on each side of the gap: neither run is the
+  # 15 s of "for", and the gap does not join them.
   expect {
-    at       = "35s"
+    at       = "25s"
     rule     = "calm-noisy-writers"
     vm       = "tenant-a"
     disk     = "vda"

@@ -23,14 +23,15 @@ test "the culprit is throttled when its neighbour suffers, never the victim" {
   }
 
   expect {
-    at       = "35s"
+    at       = "30s"
     rule     = "protect-neighbours"
     vm       = "tenant-a"
     disk     = "vda"
     decision = "none"
   }
+  # The samples of 20s to 35s cover 15-35s: the 20 s of "for".
   expect {
-    at       = "40s"
+    at       = "35s"
     rule     = "protect-neighbours"
     vm       = "tenant-a"
     disk     = "vda"
