@@ -76,6 +76,7 @@ type Evaluator struct {
 	set     *Set
 	states  map[stateKey]*ruleState
 	history *history
+	normals normals
 	// last is the previous evaluation's time: a sample's window counts
 	// toward `for` only from there, so a rate averaged over a gap in
 	// the samples is not taken for the condition holding all along.
@@ -84,7 +85,7 @@ type Evaluator struct {
 
 // NewEvaluator starts evaluating set with no state.
 func NewEvaluator(set *Set) *Evaluator {
-	e := &Evaluator{MaxAge: DefaultMaxAge, states: map[stateKey]*ruleState{}, history: newHistory()}
+	e := &Evaluator{MaxAge: DefaultMaxAge, states: map[stateKey]*ruleState{}, history: newHistory(), normals: normals{}}
 	e.Update(time.Time{}, set)
 	return e
 }
@@ -96,10 +97,12 @@ func (e *Evaluator) Set() *Set { return e.set }
 // decisions: the desired state of each knob a firing rule owns (every
 // evaluation, so the executor can keep it in place), and reverts.
 func (e *Evaluator) Evaluate(now time.Time, points []sample.Point) []Decision {
-	e.history.add(points, e.set)
-	e.history.trim(now)
 	aggs := vmAggregates(points)
-	nbs := neighbourhoods(points)
+	// Each sample is compared with the normals learnt before it.
+	nbs := neighbourhoods(points, e.normals)
+	e.normals.add(points)
+	e.history.add(points, e.set, aggs, nbs)
+	e.history.trim(now)
 	touched := map[stateKey]bool{}
 	var out []Decision
 	for i := range points {
@@ -395,6 +398,7 @@ func (e *Evaluator) ForgetVM(vm string) {
 		}
 	}
 	e.history.forget(vm)
+	e.normals.forget(vm)
 }
 
 // States lists every rule that is not inactive, for status pages.

@@ -207,7 +207,7 @@ rule "urgent" {
 func TestWindowFunctions(t *testing.T) {
 	ev := NewEvaluator(mustParse(t, `
 rule "w" {
-  when = p95_over(disk.write_iops, "50s") > 900 && min_over(disk.write_iops, "50s") >= 10
+  when = p95_over(disk.write_iops, "50s") > 900 && min_over(disk.write_iops, "50s") >= 10 && p50_over(disk.write_iops, "50s") < 100
   for  = "0s"
   throttle { write_iops = 1 }
 }`))
@@ -217,7 +217,8 @@ rule "w" {
 		now := t0.Add(time.Duration(i) * 10 * time.Second)
 		ds = ev.Evaluate(now, []sample.Point{point("vm1", "vda", now, v)})
 	}
-	if len(ds) != 1 || ds[0].Inputs["p95_over(disk.write_iops,50s)"] != 1000 || ds[0].Inputs["min_over(disk.write_iops,50s)"] != 10 {
+	if len(ds) != 1 || ds[0].Inputs["p95_over(disk.write_iops,50s)"] != 1000 || ds[0].Inputs["min_over(disk.write_iops,50s)"] != 10 ||
+		ds[0].Inputs["p50_over(disk.write_iops,50s)"] != 30 {
 		t.Fatalf("decisions %+v", ds)
 	}
 	// 60 s later the 1000 has left the window: with clear_after 0 (it

@@ -130,7 +130,7 @@ func editDistance(a, b string) int {
 // windowCall checks fn(metric, "duration") and returns its site.
 func windowCall(call *hclsyntax.FunctionCallExpr, n int) (windowSite, string) {
 	if _, ok := WindowFuncs[call.Name]; !ok {
-		return windowSite{}, fmt.Sprintf("unknown function %s (window functions: avg_over, max_over, min_over, p95_over)", call.Name)
+		return windowSite{}, fmt.Sprintf("unknown function %s (window functions: avg_over, max_over, min_over, p50_over, p95_over)", call.Name)
 	}
 	if len(call.Args) != 2 {
 		return windowSite{}, fmt.Sprintf("%s takes a metric and a duration, e.g. %s(disk.write_iops, \"1m\")", call.Name, call.Name)

@@ -38,7 +38,7 @@ func (h *history) configure(s *Set) {
 	}
 }
 
-func (h *history) add(points []sample.Point, s *Set) {
+func (h *history) add(points []sample.Point, s *Set, aggs map[string]vmAgg, nbs map[string]neighbourhood) {
 	if h.keep == 0 {
 		return
 	}
@@ -48,7 +48,6 @@ func (h *history) add(points []sample.Point, s *Set) {
 			needed[site.metric] = true
 		}
 	}
-	aggs, nbs := vmAggregates(points), neighbourhoods(points)
 	for i := range points {
 		p := &points[i]
 		in := input{p: p, vm: aggs[p.Disk.VM], nb: nbs[p.Disk.VM+"/"+p.Disk.Name]}
@@ -125,6 +124,12 @@ func (h *history) window(vm, disk string, s windowSite, now time.Time) float64 {
 			m = math.Min(m, v)
 		}
 		return m
+	case "p50_over":
+		sort.Float64s(vals)
+		if n := len(vals); n%2 == 0 {
+			return (vals[n/2-1] + vals[n/2]) / 2
+		}
+		return vals[len(vals)/2]
 	case "p95_over":
 		sort.Float64s(vals)
 		return vals[int(math.Ceil(0.95*float64(len(vals))))-1]
