@@ -6,7 +6,7 @@
 #               with their tests, and the example Prometheus rules with
 #               theirs (promtool, from Debian's prometheus package).
 #   make build  the qtune binary into ./bin
-#   make bench  quick benchmarks (a few minutes) into bench/RESULTS.md;
+#   make bench  quick benchmarks (under five minutes) into bench/RESULTS.md;
 #               make bench-full for every size and longer phases
 
 GO      ?= go

@@ -4,7 +4,7 @@
 // delimited by "<!-- bench:NAME -->" markers, so benchmarks add or
 // regenerate their section without touching the others'.
 //
-//	go run ./bench            quick mode (a few minutes)
+//	go run ./bench            quick mode (under five minutes)
 //	go run ./bench -full      every size, longer phases
 //	go run ./bench hold N DIR start N disks' VMs and keep them, for pprof
 package main
