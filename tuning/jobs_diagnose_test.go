@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/qtune/qtune/qmp"
 )
@@ -77,16 +78,21 @@ func TestJobFailedCopyReason(t *testing.T) {
 }
 
 // libvirt's failure as the backend reports it: QEMU's error when its
-// event came, a moment's wait for it, else failed without a reason.
+// event came (before or without libvirt's), a moment's wait for it, else
+// failed without a reason, or gone.
 func TestLibvirtJobFailureReason(t *testing.T) {
 	b := NewLibvirtBackend(nil, LibvirtBackendOptions{})
 	disk := func(dev, path string) (HVJob, bool) {
 		return b.endedJob("vm1", qmp.DomainDisk{Target: dev, Source: path})
 	}
 	if _, ok := disk("vda", "/a.qcow2"); ok {
-		t.Fatal("a disk without a failure event is reported")
+		t.Fatal("a disk never seen with a job, without a failure event, is reported")
 	}
-	b.watches["vm1"] = &jobWatch{cancel: func() {}, errs: map[string]string{}, live: map[string]bool{"vda": true}}
+	b.watches["vm1"] = &jobWatch{cancel: func() {}, errs: map[string]string{}, live: map[string]bool{"vda": true, "vdb": true}, gone: map[string]time.Time{}}
+	// libvirt dismissed the job and has not sent its event yet.
+	if h, ok := disk("vda", "/a.qcow2"); !ok || h.Status != "aborting" || h.Error != "" {
+		t.Fatalf("a job just gone: %+v %v", h, ok)
+	}
 	b.NoteJobEvent("vm1", "/a.qcow2", libvirtJobFailed)
 	if h, ok := disk("vda", "/a.qcow2"); !ok || h.Status != "aborting" || h.Error != "" {
 		t.Fatalf("a fresh failure, QEMU's event not yet in: %+v %v", h, ok)
@@ -95,13 +101,32 @@ func TestLibvirtJobFailureReason(t *testing.T) {
 	if h, ok := disk("vda", "/a.qcow2"); !ok || h.Status != "concluded" || h.Error != "No space left on device" {
 		t.Fatalf("with QEMU's event: %+v %v", h, ok)
 	}
-	b.jobDone("vm1", "vda")
+	// QEMU's event alone is enough.
+	b.noteJobError("vm1", "pull-vdb-libvirt-2-format", "Input/output error")
+	if h, ok := disk("vdb", "/b.qcow2"); !ok || h.Error != "Input/output error" {
+		t.Fatalf("QEMU's event before libvirt's: %+v %v", h, ok)
+	}
+	later := time.Now().Add(2 * errorGrace)
+	b.NoteJobEvent("vm1", "/c.qcow2", libvirtJobFailed)
+	b.watches["vm1"].live["vdc"] = true
+	b.failure("vm1", "vdc", "/c.qcow2", time.Now())
+	if failed, msg, wait := b.failure("vm1", "vdc", "/c.qcow2", later); !failed || msg != "" || wait {
+		t.Fatalf("failed without QEMU's event, after the grace: %v %q %v", failed, msg, wait)
+	}
+	b.watches["vm1"].live["vdd"] = true
+	b.failure("vm1", "vdd", "/d.qcow2", time.Now())
+	if failed, _, wait := b.failure("vm1", "vdd", "/d.qcow2", later); failed || wait {
+		t.Fatalf("gone without a word, after the grace: failed %v, wait %v", failed, wait)
+	}
+	for _, d := range []string{"vda", "vdb", "vdc", "vdd"} {
+		b.jobDone("vm1", d)
+	}
 	if _, watched := b.watches["vm1"]; watched {
 		t.Error("the domain's events are still followed after its last job")
 	}
-	b.NoteJobEvent("vm1", "/b.qcow2", libvirtJobFailed)
-	if h, _ := disk("vdb", "/b.qcow2"); h.Error != libvirtNoReason {
-		t.Fatalf("without QEMU's event: %+v", h)
+	b.NoteJobEvent("vm1", "/e.qcow2", libvirtJobFailed)
+	if h, _ := disk("vde", "/e.qcow2"); h.Error != libvirtNoReason {
+		t.Fatalf("not followed: %+v", h)
 	}
 	for id, want := range map[string]string{"copy-vda-libvirt-1-format": "vda", "pull-sdb-libvirt-3-format": "sdb",
 		"active-commit-vdc-libvirt-5-format": "vdc", "qtune-mirror-x": ""} {

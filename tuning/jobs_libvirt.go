@@ -133,7 +133,7 @@ func (b *LibvirtBackend) BlockJobs(ctx context.Context, vm string) ([]HVJob, err
 func (b *LibvirtBackend) endedJob(vm string, d qmp.DomainDisk) (HVJob, bool) {
 	failed, msg, wait := b.failure(vm, d.Target, d.Source, time.Now())
 	switch {
-	case wait:
+	case msg == "" && wait:
 		return HVJob{Disk: d.Target, Status: "aborting"}, true
 	case !failed:
 		return HVJob{}, false // gone: the manager judges it from the disk

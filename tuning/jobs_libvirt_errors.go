@@ -32,9 +32,10 @@ type jobEvent struct {
 // jobWatch follows one domain's QEMU events while it has a job.
 type jobWatch struct {
 	cancel context.CancelFunc
-	done   <-chan struct{}   // nil while the subscription is being made
-	errs   map[string]string // disk target -> QEMU's error of its failed job
-	live   map[string]bool   // disks with a job, as last listed
+	done   <-chan struct{}      // nil while the subscription is being made
+	errs   map[string]string    // disk target -> QEMU's error of its failed job
+	live   map[string]bool      // disks with a job, as last listed
+	gone   map[string]time.Time // disks whose job went, since when
 }
 
 // watchJobErrors makes sure vm's QEMU events are followed; a failure is
@@ -47,9 +48,9 @@ func (b *LibvirtBackend) watchJobErrors(vm string) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &jobWatch{cancel: cancel, errs: map[string]string{}, live: map[string]bool{}}
+	w := &jobWatch{cancel: cancel, errs: map[string]string{}, live: map[string]bool{}, gone: map[string]time.Time{}}
 	if old := b.watches[vm]; old != nil {
-		w.errs, w.live = old.errs, old.live // seen before the subscription dropped
+		w.errs, w.live, w.gone = old.errs, old.live, old.gone // seen before the subscription dropped
 	}
 	b.watches[vm] = w
 	b.mu.Unlock()
@@ -139,6 +140,7 @@ func (b *LibvirtBackend) jobDone(vm, disk string) {
 	}
 	delete(w.errs, disk)
 	delete(w.live, disk)
+	delete(w.gone, disk)
 	if len(w.live) == 0 && len(w.errs) == 0 {
 		w.cancel()
 		delete(b.watches, vm)
@@ -146,20 +148,27 @@ func (b *LibvirtBackend) jobDone(vm, disk string) {
 }
 
 // failure says what is known of a disk whose job libvirt no longer
-// lists: whether libvirt said it failed, QEMU's error if its event came,
-// and whether the reason is worth waiting a moment for.
+// lists: whether it failed, QEMU's error if its event came, and whether
+// the reason is worth waiting a moment for. libvirt dismisses a job
+// before it sends its own event, so a job that just went is given that
+// moment too before it counts as vanished.
 func (b *LibvirtBackend) failure(vm, disk, path string, now time.Time) (failed bool, msg string, wait bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	ev, ok := b.jobEvents[vm+"\x00"+path]
-	if !ok || ev.state != libvirtJobFailed {
-		return false, "", false
-	}
 	w := b.watches[vm]
 	if w != nil && w.errs[disk] != "" {
 		return true, w.errs[disk], false
 	}
-	return true, "", w != nil && now.Sub(ev.at) < errorGrace
+	fresh := false
+	if w != nil && (w.live[disk] || !w.gone[disk].IsZero()) {
+		if w.gone[disk].IsZero() {
+			w.gone[disk] = now
+		}
+		fresh = now.Sub(w.gone[disk]) < errorGrace
+	}
+	ev, ok := b.jobEvents[vm+"\x00"+path]
+	failed = ok && ev.state == libvirtJobFailed
+	return failed, "", fresh || (failed && w != nil && now.Sub(ev.at) < errorGrace)
 }
 
 // forgetJobError drops a disk's recorded failure (a new start, or the
@@ -169,5 +178,6 @@ func (b *LibvirtBackend) forgetJobError(vm, disk string) {
 	defer b.mu.Unlock()
 	if w := b.watches[vm]; w != nil {
 		delete(w.errs, disk)
+		delete(w.gone, disk)
 	}
 }

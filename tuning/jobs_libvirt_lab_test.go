@@ -3,6 +3,7 @@ package tuning
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -272,6 +273,91 @@ func TestRealLibvirtJobs(t *testing.T) {
 		if s := serial(dom); regexp.MustCompile(`errors=[1-9]`).MatchString(s) || wctx.Err() != nil {
 			t.Fatalf("guest I/O after the failed copy:\n%s", s[max(0, len(s)-600):])
 		}
+		adoptedFails(t, v, d, req, src, small)
 		d.Virsh(ctx, "destroy", "lvfull")
 	})
+}
+
+// adoptedFails: a copy started by one agent and adopted by the next
+// (a new backend, the same store) still fails with QEMU's reason: the
+// adopting backend follows the domain's events once it finds the job.
+// The tmpfs is grown for the copy to start, and filled once adopted.
+func adoptedFails(t *testing.T, v *qmp.Libvirt, d *lab.Libvirtd, req JobRequest, src, small string) {
+	ctx := context.Background()
+	if out, err := exec.Command("mount", "-o", "remount,size=64m", small).CombinedOutput(); err != nil {
+		t.Fatalf("grow the tmpfs: %v %s", err, out)
+	}
+	store, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	o := JobOptions{MirrorDirs: []string{small}, PollInterval: 200 * time.Millisecond, MaxAttempts: 1,
+		FreeSpace: func(string) (uint64, error) { return 1 << 40, nil }}
+	pidDir := filepath.Join(d.Dir, "run", "libvirt", "qemu")
+	before := NewLibvirtBackend(v, LibvirtBackendOptions{PidDir: pidDir})
+	req.Speed = 1 << 20 // still copying when the filesystem fills
+	m := NewJobManager(before, store, o)
+	p, err := m.Plan(ctx, req, "hand", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Step(ctx); p.Job.ID == "" {
+		t.Fatal("no job")
+	}
+	before.stopWatch(req.VM) // the first agent is gone, and its subscription with it
+	after := NewLibvirtBackend(v, LibvirtBackendOptions{PidDir: pidDir})
+	m = NewJobManager(after, store, o)
+	after.SetJobNotify(m.Notify)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	defer func() { stop(); <-done }()
+	events := v.SubscribeDomainEvents(rctx, 64)
+	go func() {
+		defer close(done)
+		for ev := range events {
+			if ev.Kind == "block-job" {
+				after.NoteJobEvent(ev.Domain, ev.Path, ev.JobState)
+			}
+		}
+	}()
+	go m.Run(rctx)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		after.mu.Lock()
+		w := after.watches[req.VM]
+		following := w != nil && w.done != nil
+		after.mu.Unlock()
+		if following {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the adopting backend never followed the domain's events")
+		}
+	}
+	fill(t, filepath.Join(small, "filler"))
+	j := (&labJobs{m: m, store: store}).waitState(t, p.Job.ID, JobFailed, time.Minute)
+	t.Logf("adopted job %s: %s", j.State, j.Error)
+	if j.Attempts != 1 || j.Cause != CauseTargetFull || !strings.Contains(j.Error, "the job failed: No space left on device") {
+		t.Fatalf("adopted job %s (cause %q, attempts %d): %s", j.State, j.Cause, j.Attempts, j.Error)
+	}
+	if live, _ := v.DomainXML(ctx, req.VM, false); !strings.Contains(live, src) {
+		t.Fatalf("the domain left its source:\n%s", live)
+	}
+	os.Remove(filepath.Join(small, "filler"))
+}
+
+// fill writes path until its filesystem is full.
+func fill(t *testing.T, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := 0; i < 1<<10; i++ {
+		if _, err := f.Write(buf); err != nil {
+			return
+		}
+	}
+	t.Fatal("the filesystem never filled")
 }

@@ -101,6 +101,9 @@ func (m *JobManager) step(ctx context.Context, j *Job, hv []HVJob, hvErr error) 
 // stepLive handles a job the hypervisor still runs.
 func (m *JobManager) stepLive(ctx context.Context, j *Job, h HVJob) error {
 	now := m.o.Clock.Now()
+	if h.Status == "aborting" {
+		return m.save(j) // ending already: its end is judged once it is over
+	}
 	if j.CancelAsked || j.Restart {
 		return m.callDriver(ctx, "cancel", j, m.driver.CancelJob)
 	}
