@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +58,7 @@ func TestDecodeBlockStats(t *testing.T) {
 	}
 	want := sample.Disk{VM: "t1", Name: "vda", Path: "/img/a.qcow2", Time: at, VirtualSize: 64 << 20, Allocation: 1 << 20,
 		Counters: sample.Counters{ReadOps: 10, ReadBytes: 40960, ReadTimeNs: 5000, WriteOps: 20, WriteBytes: 81920, WriteTimeNs: 9000, FlushOps: 3, FlushTimeNs: 700}}
-	if disks[0] != want {
+	if !reflect.DeepEqual(disks[0], want) {
 		t.Errorf("vda:\n got %+v\nwant %+v", disks[0], want)
 	}
 	if disks[1].Name != "vdb" || disks[1].WriteOps != 0 {
