@@ -115,6 +115,9 @@ func crashAndRestart(t *testing.T, bin string, read func() string, k policy.Knob
 		if st.Owned[0].Applied.String() == original || st.Owned[0].Original.String() != original {
 			t.Fatalf("held %+v; want a change from %s", st.Owned[0], original)
 		}
+		if !readable {
+			waitRecordedL2(t, a, "loud", 2<<20)
+		}
 		removeRule(t, a)
 		a.cmd.Process.Signal(syscall.SIGHUP)
 	}
@@ -139,37 +142,6 @@ func removeRule(t *testing.T, a *runningAgent) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(a.policy, "noisy.hcl"), []byte("# the rule is gone\n"), 0o644); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// The same for a throttle under libvirt (its <iotune>), read through
-// libvirt with the agent down; the rule removed at restart.
-func TestFailpointsThrottleLibvirt(t *testing.T) {
-	lab.NeedLibvirt(t)
-	bin := buildFailpointQtune(t)
-	d := lab.StartLibvirtdT(t)
-	d.WriterDomainT(t, "loud", 0)
-	read := func() string {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: d.SocketPath()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
-		th, err := v.BlockIOTune(ctx, "loud", "vda", false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		th.Group = ""
-		return tuning.KnobState{Throttle: &th}.String()
-	}
-	original := read()
-	backend := []string{"--libvirt-socket", d.SocketPath(), "--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu")}
-	for _, step := range tuning.Failpoints {
-		t.Run(step, func(t *testing.T) {
-			crashAndRestart(t, bin, read, policy.KnobThrottle, step, failpointRule(policy.KnobThrottle), original, true, backend...)
-		})
 	}
 }
 

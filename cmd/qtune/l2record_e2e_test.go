@@ -23,18 +23,28 @@ rule "l2" {
 }
 `
 
-// statusL2 is the L2 figure status shows for vm's disk0 and whether it
-// says the figure is qtune's record; ok is false while the disk is not
-// in status.
+// statusL2 is the L2 figure status shows for vm's disk (its only one)
+// and whether it says the figure is qtune's record; ok is false while
+// the disk is not in status.
 func statusL2(st agent.Status, vm string) (size uint64, recorded, ok bool) {
 	for _, v := range st.VMs {
 		for _, d := range v.Disks {
-			if v.Name == vm && d.Name == "disk0" {
+			if v.Name == vm {
 				return d.L2CacheSize, slices.Contains(d.Recorded, string(policy.KnobL2Cache)), true
 			}
 		}
 	}
 	return 0, false, false
+}
+
+// waitRecordedL2 waits until the agent reports vm's L2 cache as its
+// record of want (the cycle that sets it reports the size before).
+func waitRecordedL2(t *testing.T, a *runningAgent, vm string, want uint64) {
+	t.Helper()
+	a.waitFor(t, 10*time.Second, "the record's L2 cache in status", func(s agent.Status) bool {
+		size, recorded, _ := statusL2(s, vm)
+		return size == want && recorded
+	})
 }
 
 // historyL2 checks that every point of vm's disk0 in the agent's history
