@@ -56,7 +56,7 @@ var failpointRules = map[policy.Knob]string{
 }
 
 func failpointRule(k policy.Knob) string {
-	return "rule \"change\" {\n  when = disk.write_iops > 100\n  for = \"2s\"\n  clear_after = \"2s\"\n  " + failpointRules[k] + "\n}\n"
+	return "rule \"change\" {\n  when = disk.write_iops > 100\n  for = \"1s\"\n  clear_after = \"2s\"\n  " + failpointRules[k] + "\n}\n"
 }
 
 // The agent kills itself (SIGKILL) at each failpoint of a change of each
