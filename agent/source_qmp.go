@@ -152,25 +152,27 @@ func (s *qmpSource) Sample(ctx context.Context) ([]sample.Disk, map[string]error
 	s.gone = nil
 	s.mu.Unlock()
 	sort.Slice(rs, func(i, j int) bool { return rs[i].name < rs[j].name })
-	type result struct {
-		name  string
-		disks []sample.Disk
-		err   error
-	}
-	results := make(chan result, len(rs))
-	for _, r := range rs {
-		r := r
+	// Each runner's disks in its own slot, joined in VM order once all
+	// are in: one allocation of the whole sample, and a stable order.
+	results := make([]sampleResult, len(rs))
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Add(1)
 		go func() {
-			d, err := r.sample(ctx, s.timeout)
-			results <- result{r.name, d, err}
+			defer wg.Done()
+			results[i].disks, results[i].err = r.sample(ctx, s.timeout)
 		}()
 	}
-	var disks []sample.Disk
+	wg.Wait()
+	n := 0
+	for _, res := range results {
+		n += len(res.disks)
+	}
+	disks := make([]sample.Disk, 0, n)
 	errs := map[string]error{}
-	for range rs {
-		res := <-results
+	for i, res := range results {
 		if res.err != nil {
-			errs[res.name] = res.err
+			errs[rs[i].name] = res.err
 			continue
 		}
 		disks = append(disks, res.disks...)

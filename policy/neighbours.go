@@ -61,49 +61,90 @@ func neighbourhoods(points []sample.Point, ns normals) map[string]neighbourhood 
 }
 
 // devices computes what every point's device neighbours look like, own
-// being each point's read latency ratios.
+// being each point's read latency ratios. A host with hundreds of disks
+// on one device is common (every image in /var/lib/libvirt/images): the
+// work is a sort per device and a pass over its disks, not a pass over
+// the others for each disk.
 func devices(points []sample.Point, own map[*sample.Point][2]float64) map[string]neighbourhood {
 	byDev := map[string][]*sample.Point{}
+	out := make(map[string]neighbourhood, len(points))
 	for i := range points {
 		if dev := points[i].Disk.HostDevice; dev != "" {
 			byDev[dev] = append(byDev[dev], &points[i])
 		}
-	}
-	out := map[string]neighbourhood{}
-	for i := range points {
 		out[points[i].Disk.VM+"/"+points[i].Disk.Name] = noNeighbours
 	}
 	for _, ps := range byDev {
-		var rsum, wsum float64
-		for _, p := range ps {
-			rsum += finite(p.Rates.ReadBPS)
-			wsum += finite(p.Rates.WriteBPS)
-		}
-		ranked := append([]*sample.Point(nil), ps...)
-		sort.SliceStable(ranked, func(i, j int) bool { return finite(ranked[i].Rates.WriteBPS) > finite(ranked[j].Rates.WriteBPS) })
-		for _, p := range ps {
-			nb := neighbourhood{disks: len(ps), writeShare: ratio(p.Rates.WriteBPS, wsum), readShare: ratio(p.Rates.ReadBPS, rsum),
-				readLatMs: math.NaN(), writeLatMs: math.NaN(), readP99Ms: math.NaN(), writeP99Ms: math.NaN(),
-				nbReadRatio: math.NaN(), nbReadP99Ratio: math.NaN()}
-			for i, q := range ranked {
-				if q == p && wsum > 0 {
-					nb.writeRank = i + 1
-				}
-			}
-			for _, q := range ps {
-				if q != p {
-					nb.readLatMs = worst(nb.readLatMs, q.Rates.ReadLatencyMs)
-					nb.writeLatMs = worst(nb.writeLatMs, q.Rates.WriteLatencyMs)
-					nb.readP99Ms = worst(nb.readP99Ms, q.Rates.ReadP99Ms)
-					nb.writeP99Ms = worst(nb.writeP99Ms, q.Rates.WriteP99Ms)
-					nb.nbReadRatio = worst(nb.nbReadRatio, own[q][0])
-					nb.nbReadP99Ratio = worst(nb.nbReadP99Ratio, own[q][1])
-				}
-			}
-			out[p.Disk.VM+"/"+p.Disk.Name] = nb
-		}
+		device(ps, own, out)
 	}
 	return out
+}
+
+// device fills in the neighbourhoods of the disks of one device.
+func device(ps []*sample.Point, own map[*sample.Point][2]float64, out map[string]neighbourhood) {
+	var rsum, wsum float64
+	var readLat, writeLat, readP99, writeP99, readRatio, readP99Ratio top2
+	for i, p := range ps {
+		rsum += finite(p.Rates.ReadBPS)
+		wsum += finite(p.Rates.WriteBPS)
+		readLat.add(i, p.Rates.ReadLatencyMs)
+		writeLat.add(i, p.Rates.WriteLatencyMs)
+		readP99.add(i, p.Rates.ReadP99Ms)
+		writeP99.add(i, p.Rates.WriteP99Ms)
+		readRatio.add(i, own[p][0])
+		readP99Ratio.add(i, own[p][1])
+	}
+	rank := make([]int, len(ps)) // rank[i]: ps[i]'s place by bytes written, from 1
+	if wsum > 0 {
+		order := make([]int, len(ps))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(a, b int) bool {
+			return finite(ps[order[a]].Rates.WriteBPS) > finite(ps[order[b]].Rates.WriteBPS)
+		})
+		for place, i := range order {
+			rank[i] = place + 1
+		}
+	}
+	for i, p := range ps {
+		out[p.Disk.VM+"/"+p.Disk.Name] = neighbourhood{disks: len(ps), writeRank: rank[i],
+			writeShare: ratio(p.Rates.WriteBPS, wsum), readShare: ratio(p.Rates.ReadBPS, rsum),
+			readLatMs: readLat.others(i), writeLatMs: writeLat.others(i),
+			readP99Ms: readP99.others(i), writeP99Ms: writeP99.others(i),
+			nbReadRatio: readRatio.others(i), nbReadP99Ratio: readP99Ratio.others(i)}
+	}
+}
+
+// top2 keeps the two worst values among a device's disks, so that the
+// worst among the others of any one disk is known without a pass over
+// them.
+type top2 struct {
+	first, second float64 // NaN while unknown
+	firstAt       int     // index of the disk with first
+	seen          bool
+}
+
+func (t *top2) add(i int, v float64) {
+	if !t.seen {
+		t.first, t.second, t.firstAt, t.seen = math.NaN(), math.NaN(), -1, true
+	}
+	if math.IsNaN(v) {
+		return
+	}
+	if math.IsNaN(t.first) || v > t.first {
+		t.second, t.first, t.firstAt = t.first, v, i
+		return
+	}
+	t.second = worst(t.second, v)
+}
+
+// others is the worst value among every disk but the i-th.
+func (t *top2) others(i int) float64 {
+	if i == t.firstAt {
+		return t.second
+	}
+	return t.first
 }
 
 func finite(v float64) float64 {

@@ -2,6 +2,7 @@ package qmp
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/qtune/qtune/internal/sample"
@@ -19,13 +20,28 @@ type DiskSampler struct {
 	MaxAge time.Duration // default 30s
 	Now    func() time.Time
 
-	disks []cachedDisk    // from the last query-block, with a medium
-	all   map[string]bool // every device it listed, empty ones too
-	at    time.Time       // when it was read; zero: read it again
+	disks []cachedDisk     // from the last query-block, with a medium
+	all   map[statsKey]int // every device it listed: its index in disks, -1 for one without a medium
+	at    time.Time        // when it was read; zero: read it again
+
+	// Reused from one sample to the next: the decoded counters and, per
+	// cached disk, its entry in them.
+	stats []sampledStats
+	slots []*sampledStats
+}
+
+// statsKey is diskKey without building a string: the QOM path when
+// there is one, else the device name.
+type statsKey struct{ qdev, device string }
+
+func keyOf(qdev, device string) statsKey {
+	if qdev != "" {
+		return statsKey{qdev: qdev}
+	}
+	return statsKey{device: device}
 }
 
 type cachedDisk struct {
-	key    string
 	disk   sample.Disk // everything but Time and Counters
 	health DiskHealth  // Failed and Invalid come from the counters
 }
@@ -53,26 +69,26 @@ func (s *DiskSampler) Sample(ctx context.Context, vm string, o SampleOptions) ([
 		}
 		fresh = true
 	}
-	var stats []sampledStats
-	if err := s.b.call(ctx, "query-blockstats", nil, &stats); err != nil {
+	ret, err := s.b.ex.Execute(ctx, "query-blockstats", nil)
+	if err != nil {
 		return nil, nil, err
 	}
+	if s.stats, err = decodeSampledStats(ret, s.stats); err != nil {
+		return nil, nil, fmt.Errorf("qmp query-blockstats: decode reply: %w", err)
+	}
 	at := now()
-	if !fresh && !s.covers(stats) {
+	if !s.match() && !fresh {
 		// A disk came or went since query-block was read.
 		if err := s.refresh(ctx, vm, o, at); err != nil {
 			return nil, nil, err
 		}
-	}
-	byKey := make(map[string]*sampledStats, len(stats))
-	for i := range stats {
-		byKey[diskKey(stats[i].QDev, stats[i].Device)] = &stats[i]
+		s.match()
 	}
 	out := make([]sample.Disk, 0, len(s.disks))
 	health := make(map[string]DiskHealth, len(s.disks))
-	for _, c := range s.disks {
-		st, ok := byKey[c.key]
-		if !ok {
+	for j, c := range s.disks {
+		st := s.slots[j]
+		if st == nil {
 			continue
 		}
 		d := c.disk
@@ -92,37 +108,48 @@ func (s *DiskSampler) refresh(ctx context.Context, vm string, o SampleOptions, a
 		return err
 	}
 	s.disks = s.disks[:0]
-	s.all = make(map[string]bool, len(infos))
+	s.all = make(map[statsKey]int, len(infos))
 	for _, bi := range infos {
-		s.all[diskKey(bi.QDev, bi.Device)] = true
+		k := keyOf(bi.QDev, bi.Device)
+		s.all[k] = -1
 		if bi.Inserted == nil {
 			continue
 		}
-		s.disks = append(s.disks, cachedDisk{key: diskKey(bi.QDev, bi.Device), disk: diskFromInfo(vm, bi, o.L2CacheSize),
+		s.all[k] = len(s.disks)
+		s.disks = append(s.disks, cachedDisk{disk: diskFromInfo(vm, bi, o.L2CacheSize),
 			health: DiskHealth{IOStatus: bi.IOStatus, Writeback: bi.Inserted.Cache.Writeback, DetectZeroes: bi.Inserted.DetectZeroes}})
 	}
 	s.at = at
 	return nil
 }
 
-// covers says whether query-blockstats lists the devices query-block
-// did: one it did not list was hot-plugged (or got a medium) since, and a
-// disk with a medium that has no counters now went away.
-func (s *DiskSampler) covers(stats []sampledStats) bool {
-	listed := make(map[string]bool, len(stats))
-	for _, st := range stats {
-		k := diskKey(st.QDev, st.Device)
-		if !s.all[k] {
-			return false
-		}
-		listed[k] = true
+// match points each cached disk's slot at its counters and says whether
+// query-blockstats lists the devices query-block did: one it did not list
+// was hot-plugged (or got a medium) since, and a disk with a medium that
+// has no counters now went away.
+func (s *DiskSampler) match() bool {
+	if cap(s.slots) < len(s.disks) {
+		s.slots = make([]*sampledStats, len(s.disks))
 	}
-	for _, c := range s.disks {
-		if !listed[c.key] {
-			return false
+	s.slots = s.slots[:len(s.disks)]
+	clear(s.slots)
+	ok := true
+	for i := range s.stats {
+		st := &s.stats[i]
+		j, listed := s.all[keyOf(st.QDev, st.Device)]
+		switch {
+		case !listed:
+			ok = false
+		case j >= 0:
+			s.slots[j] = st
 		}
 	}
-	return true
+	for _, st := range s.slots {
+		if st == nil {
+			ok = false
+		}
+	}
+	return ok
 }
 
 // sampledStats is the part of a query-blockstats entry a sample uses.

@@ -1,7 +1,6 @@
 package qmp
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -117,46 +116,6 @@ type reply struct {
 	err error
 }
 
-// message is any one line QEMU sends: a greeting, a reply or an event.
-type message struct {
-	QMP *struct {
-		Version struct {
-			QEMU    Version `json:"qemu"`
-			Package string  `json:"package"`
-		} `json:"version"`
-		Capabilities []string `json:"capabilities"`
-	} `json:"QMP"`
-	ID     json.RawMessage `json:"id"`
-	Return json.RawMessage `json:"return"`
-	Error  *struct {
-		Class string `json:"class"`
-		Desc  string `json:"desc"`
-	} `json:"error"`
-	Event     string          `json:"event"`
-	Data      json.RawMessage `json:"data"`
-	Timestamp *struct {
-		Seconds      int64 `json:"seconds"`
-		Microseconds int64 `json:"microseconds"`
-	} `json:"timestamp"`
-}
-
-// decodeMessage parses one QMP message. It is the parser of untrusted
-// input and is fuzzed.
-func decodeMessage(b []byte) (message, error) {
-	var m message
-	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("qmp: malformed message: %w", err)
-	}
-	return m, m.check()
-}
-
-func (m *message) check() error {
-	if m.QMP == nil && m.ID == nil && m.Return == nil && m.Error == nil && m.Event == "" {
-		return errors.New("qmp: message is neither greeting, reply nor event")
-	}
-	return nil
-}
-
 // Dial connects to the QMP socket at path, reads the greeting and
 // negotiates capabilities.
 func Dial(ctx context.Context, path string, opt ...Option) (*Conn, error) {
@@ -171,12 +130,12 @@ func Dial(ctx context.Context, path string, opt ...Option) (*Conn, error) {
 	}
 	c := &Conn{path: path, opts: o, nc: nc, hub: NewHub(), pending: map[string]chan reply{}, done: make(chan struct{})}
 	c.peerPID = peerPID(nc)
-	dec := json.NewDecoder(bufio.NewReaderSize(nc, 64<<10))
-	if err := c.readGreeting(ctx, dec); err != nil {
+	fr := newFrameReader(nc, 64<<10)
+	if err := c.readGreeting(ctx, fr); err != nil {
 		nc.Close()
 		return nil, err
 	}
-	go c.readLoop(dec)
+	go c.readLoop(fr)
 	if _, err := c.Execute(ctx, "qmp_capabilities", nil); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("qmp %s: negotiate capabilities: %w", path, err)
@@ -197,15 +156,15 @@ func dialError(path string, err error) error {
 	return fmt.Errorf("qmp socket %s: %w", path, err)
 }
 
-func (c *Conn) readGreeting(ctx context.Context, dec *json.Decoder) error {
+func (c *Conn) readGreeting(ctx context.Context, fr *frameReader) error {
 	deadline := time.Now().Add(c.opts.greetingTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	c.nc.SetReadDeadline(deadline)
 	defer c.nc.SetReadDeadline(time.Time{})
-	var raw json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
+	raw, err := fr.next()
+	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			return fmt.Errorf("qmp socket %s: no greeting within %v; the monitor is probably held by another client (libvirt, another qtune, socat): %w",
@@ -290,26 +249,25 @@ func (c *Conn) shutdown(why error) {
 	})
 }
 
-// readLoop decodes each message once, straight from the stream: a
-// reply of a few dozen disks' stats comes every second from every VM, and
-// decoding it into a raw value first and then again cost a third of the
-// agent's CPU.
-func (c *Conn) readLoop(dec *json.Decoder) {
+// readLoop reads each message, checks it and hands it on. A reply of a
+// few dozen disks' stats comes every second from every VM: see
+// jsonscan.go for why this is not encoding/json's stream decoder.
+func (c *Conn) readLoop(fr *frameReader) {
 	for {
-		var m message
-		err := dec.Decode(&m)
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			// Well-formed JSON of the wrong shape: the decoder has read
-			// all of it, so the stream is still in step.
-			c.opts.log.Warn("ignoring unexpected qmp message", "path", c.path, "error", err.Error())
-			continue
-		}
+		b, err := fr.next()
 		if err != nil {
 			c.readFailed(err)
 			return
 		}
-		if err := m.check(); err != nil {
+		m, err := decodeMessage(b)
+		var se *syntaxError
+		if errors.As(err, &se) {
+			c.readFailed(err)
+			return
+		}
+		if err != nil {
+			// Well-formed JSON of the wrong shape: the stream is still
+			// in step.
 			c.opts.log.Warn("ignoring unexpected qmp message", "path", c.path, "error", err.Error())
 			continue
 		}
@@ -328,10 +286,10 @@ func (c *Conn) readFailed(err error) {
 	if errors.Is(err, io.EOF) {
 		why = fmt.Errorf("qmp socket %s: QEMU closed the connection: %w", c.path, ErrClosed)
 	}
-	var se *json.SyntaxError
+	var se *syntaxError
 	if errors.As(err, &se) {
-		// A stream decoder cannot resynchronise after bad JSON.
-		why = fmt.Errorf("qmp socket %s: malformed JSON from QEMU at offset %d: %v: %w", c.path, se.Offset, err, ErrClosed)
+		// Past bad JSON, where the next message starts is a guess.
+		why = fmt.Errorf("qmp socket %s: malformed JSON from QEMU at offset %d: %v: %w", c.path, se.Off, err, ErrClosed)
 	}
 	c.opts.log.Warn("qmp connection ended", "path", c.path, "error", why.Error())
 	c.shutdown(why)

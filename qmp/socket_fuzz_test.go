@@ -1,6 +1,9 @@
 package qmp
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+)
 
 func FuzzDecodeMessage(f *testing.F) {
 	for _, s := range []string{
@@ -14,6 +17,9 @@ func FuzzDecodeMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMessage(b)
+		if err == nil && !json.Valid(b) {
+			t.Fatalf("accepted malformed JSON: %q", b)
+		}
 		if err == nil && m.QMP == nil && m.ID == nil && m.Return == nil && m.Error == nil && m.Event == "" {
 			t.Fatalf("accepted an empty message: %q", b)
 		}
