@@ -6,6 +6,8 @@
 //
 //	go run ./bench            quick mode (under five minutes)
 //	go run ./bench -full      every size, longer phases
+//	go run ./bench -only sampling-qmp -full -disks 400 -qtune OLD -results /tmp/old.md
+//	                          one size, e.g. to compare two builds
 //	go run ./bench hold N DIR start N disks' VMs and keep them, for pprof
 package main
 
@@ -17,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +37,20 @@ type options struct {
 	self  string // this program, re-executed for baselines
 	// resultsDir is where the results file is, and the plots beside it.
 	resultsDir string
+	// disks, when set, are the only sizes the sampling benchmarks run.
+	disks []int
+}
+
+// sampleSizes are the sizes a sampling benchmark runs: o.disks, or its
+// own choice for the mode.
+func (o options) sampleSizes(quick, full []int) []int {
+	switch {
+	case len(o.disks) > 0:
+		return o.disks
+	case o.full:
+		return full
+	}
+	return quick
 }
 
 var benchmarks = []benchmark{
@@ -59,6 +76,7 @@ func main() {
 	qtune := flag.String("qtune", "bin/qtune", "qtune binary to measure")
 	results := flag.String("results", "bench/RESULTS.md", "results file to update")
 	only := flag.String("only", "", "run only these benchmark sections (comma-separated)")
+	disks := flag.String("disks", "", "sampling benchmarks: only these sizes (comma-separated multiples of 20), e.g. to compare two builds at 400")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -67,6 +85,9 @@ func main() {
 		fatal(err)
 	}
 	o := options{full: *full, qtune: *qtune, self: self, resultsDir: filepath.Dir(*results)}
+	if o.disks, err = parseSizes(*disks); err != nil {
+		fatal(err)
+	}
 	sections := map[string]string{}
 	if *only == "" {
 		// A partial run leaves the machine section to the full run it
@@ -90,6 +111,19 @@ func main() {
 	if err := updateResults(*results, sections); err != nil {
 		fatal(err)
 	}
+}
+
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' }) {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < disksPerVM || n%disksPerVM != 0 {
+			return nil, fmt.Errorf("-disks %q: each size must be a multiple of %d", s, disksPerVM)
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 func fatal(err error) {

@@ -50,9 +50,10 @@ func (f libvirtFigures) ratio() float64 {
 }
 
 func samplingLibvirt(ctx context.Context, o options) (string, error) {
-	sizes, phase := []int{100}, 20*time.Second // quick: a glimpse, under five minutes in all
+	// quick: a glimpse, under five minutes in all
+	sizes, phase := o.sampleSizes([]int{100}, []int{100, 200, 400}), 20*time.Second
 	if o.full {
-		sizes, phase = []int{100, 200, 400}, 60*time.Second
+		phase = 60 * time.Second
 	}
 	d, err := lab.StartLibvirtd(ctx)
 	if err != nil {
