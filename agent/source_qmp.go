@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -88,7 +87,7 @@ func (s *qmpSource) Run(ctx context.Context) {
 
 // reconcile makes the runners match the sockets present.
 func (s *qmpSource) reconcile() {
-	socks, _ := filepath.Glob(filepath.Join(s.dir, "*.sock"))
+	socks, _ := qmp.Sockets(s.dir)
 	want := map[string]string{}
 	for _, p := range socks {
 		want[qmp.VMName(p)] = p
@@ -342,14 +341,8 @@ func (c changeCounter) Execute(ctx context.Context, command string, args any) (j
 func (r *qmpRunner) connect(ctx context.Context) (*qmp.Conn, *qmpVM, map[string]uint64, error) {
 	cctx, cancel := context.WithTimeout(ctx, r.src.timeout)
 	defer cancel()
-	c, err := qmp.Dial(cctx, r.path, qmp.WithLogger(r.src.log), qmp.WithCallTimeout(r.src.timeout))
+	c, err := qmp.DialVM(cctx, r.path, qmp.WithLogger(r.src.log), qmp.WithCallTimeout(r.src.timeout))
 	if err != nil {
-		return nil, nil, nil, err
-	}
-	// The same check as qtune stats: an older QEMU's counters cannot be
-	// matched to -blockdev disks.
-	if err := c.Greeting().Version.Supported(r.path); err != nil {
-		c.Close()
 		return nil, nil, nil, err
 	}
 	b := qmp.NewBlock(c)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/qtune/qtune/internal/hoststat"
@@ -40,15 +38,13 @@ type qmpVM struct {
 }
 
 func openQMPVM(ctx context.Context, path string) (*qmpVM, error) {
-	c, err := qmp.Dial(ctx, path)
+	// Found, checked and named as the agent and qtune stats do, so that
+	// a report names a VM the way the agent's metrics and status do.
+	c, err := qmp.DialVM(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	vm := &qmpVM{path: path, conn: c, block: qmp.NewBlock(c)}
-	vm.name, err = vm.block.QueryName(ctx)
-	if err != nil || vm.name == "" {
-		vm.name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	}
+	vm := &qmpVM{path: path, conn: c, block: qmp.NewBlock(c), name: qmp.VMName(path)}
 	if pid := c.PeerPID(); pid > 0 {
 		if opts, err := qmp.CommandLineBlockdevs(pid); err == nil || len(opts) > 0 {
 			vm.opts, vm.l2 = opts, qmp.L2CacheSizes(opts)

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,12 +35,17 @@ func TestLiveWritethroughDisk(t *testing.T) {
 	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
 		t.Fatal(err)
 	}
-	disks, errs := LiveQMP(ctx, []string{vm.QMPPath()}, LiveOptions{Interval: time.Second, CallTimeout: 5 * time.Second})
+	// Named by its socket, as the agent names it, whatever its -name.
+	sock := filepath.Join(t.TempDir(), "web-1.sock")
+	if err := os.Symlink(vm.QMPPath(), sock); err != nil {
+		t.Fatal(err)
+	}
+	disks, errs := LiveQMP(ctx, []string{sock}, LiveOptions{Interval: time.Second, CallTimeout: 5 * time.Second})
 	if len(errs) > 0 || len(disks) != 1 {
 		t.Fatalf("%d disks, errors %v", len(disks), errs)
 	}
 	l := disks[0]
-	if l.VM != "wt" || l.Disk != "disk0" || l.Image != img || l.RunState != "running" || l.IOStatus != "ok" || l.AIO != "threads" {
+	if l.VM != "web-1" || l.Disk != "disk0" || l.Image != img || l.RunState != "running" || l.IOStatus != "ok" || l.AIO != "threads" {
 		t.Fatalf("live disk: %+v", l)
 	}
 	facts, err := QemuImg{}.Gather(ctx, img, l.L2Cache, false)

@@ -100,15 +100,6 @@ func (b *Block) QueryVersion(ctx context.Context) (VersionInfo, error) {
 	return v, err
 }
 
-// QueryName returns the VM's -name, empty when it has none.
-func (b *Block) QueryName(ctx context.Context) (string, error) {
-	var n struct {
-		Name string `json:"name"`
-	}
-	err := b.call(ctx, "query-name", nil, &n)
-	return n.Name, err
-}
-
 // QueryBlock lists the block devices.
 func (b *Block) QueryBlock(ctx context.Context) ([]BlockInfo, error) {
 	var out []BlockInfo

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,33 @@ func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Min
 func VMName(socketPath string) string {
 	base := filepath.Base(socketPath)
 	return strings.TrimSuffix(base, filepath.Ext(base))
+}
+
+// Sockets lists the plain QEMU VMs' QMP sockets in dir: its *.sock
+// files, sorted. The agent's --qmp-dir and qtune doctor --qmp-dir find
+// VMs with it, and VMName names them.
+func Sockets(dir string) ([]string, error) {
+	found, err := filepath.Glob(filepath.Join(dir, "*.sock"))
+	if err != nil {
+		return nil, fmt.Errorf("list QMP sockets in %s: %w", dir, err)
+	}
+	sort.Strings(found)
+	return found, nil
+}
+
+// DialVM connects to a plain QEMU VM's QMP socket as every qtune command
+// does: Dial, then refuse a QEMU whose counters qtune cannot match to
+// its disks (see MinVersion).
+func DialVM(ctx context.Context, path string, opt ...Option) (*Conn, error) {
+	c, err := Dial(ctx, path, opt...)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Greeting().Version.Supported(path); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // MinVersion is the oldest QEMU qtune reads: its query-blockstats names

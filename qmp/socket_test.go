@@ -314,3 +314,31 @@ func TestExpiredDeadlineBeforeWriteLeavesConnectionUsable(t *testing.T) {
 		t.Fatalf("next call: %s, %v", ret, err)
 	}
 }
+
+func TestSocketsAndNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"web-2.sock", "notes.txt", "web-1.sock"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := qmp.Sockets(dir)
+	if err != nil || len(got) != 2 || qmp.VMName(got[0]) != "web-1" || qmp.VMName(got[1]) != "web-2" {
+		t.Fatalf("Sockets(%s) = %v, %v; want web-1.sock and web-2.sock in order", dir, got, err)
+	}
+}
+
+func TestDialVMRefusesOldQEMU(t *testing.T) {
+	s := qmpfake.New(t)
+	s.SetVersion(2, 11, 0)
+	_, err := qmp.DialVM(context.Background(), s.Path)
+	if !errors.Is(err, qmp.ErrTooOld) || !strings.Contains(err.Error(), s.Path) {
+		t.Fatalf("err = %v, want ErrTooOld naming the socket", err)
+	}
+	s.SetVersion(7, 2, 22)
+	c, err := qmp.DialVM(context.Background(), s.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}

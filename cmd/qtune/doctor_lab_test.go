@@ -66,9 +66,13 @@ func TestDoctorVMPausedOnFullFilesystem(t *testing.T) {
 	vm := lab.StartVMT(t, lab.VMConfig{Name: "full", Workload: &w,
 		Disks: []lab.Disk{{ID: "disk0", Image: img, WError: "stop"}}})
 	waitRunState(ctx, t, vm.QMPPath(), "io-error")
+	sock := filepath.Join(t.TempDir(), "full.sock") // the VM's name in the reports
+	if err := os.Symlink(vm.QMPPath(), sock); err != nil {
+		t.Fatal(err)
+	}
 
 	var out, errb bytes.Buffer
-	code := run(ctx, []string{"doctor", "--qmp", vm.QMPPath(), "--json", "--interval", "500ms"}, &out, &errb)
+	code := run(ctx, []string{"doctor", "--qmp", sock, "--json", "--interval", "500ms"}, &out, &errb)
 	if code != 2 {
 		t.Fatalf("exit %d, want 2 (critical)\n%s%s", code, out.String(), errb.String())
 	}
@@ -94,7 +98,7 @@ func TestDoctorVMPausedOnFullFilesystem(t *testing.T) {
 	// The text output, and both outputs as goldens over the checks whose
 	// result this scenario fixes.
 	out.Reset()
-	if code := run(ctx, []string{"doctor", "--qmp", vm.QMPPath(), "--interval", "500ms", "--no-check"}, &out, &errb); code != 2 {
+	if code := run(ctx, []string{"doctor", "--qmp", sock, "--interval", "500ms", "--no-check"}, &out, &errb); code != 2 {
 		t.Fatalf("text: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 	if !regexp.MustCompile(`(?m)^  vm_io_error +critical +VM is paused on an I/O error$`).MatchString(out.String()) {
@@ -291,7 +295,9 @@ func TestDoctorQMPDir(t *testing.T) {
 	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
 		t.Fatal(err)
 	}
-	vm := lab.StartVMT(t, lab.VMConfig{Name: "calm", Paused: true, Disks: []lab.Disk{{ID: "disk0", Image: img, CacheDirect: true}}})
+	// -name differs from the socket's name: the report names the VM by its
+	// socket, as the agent does.
+	vm := lab.StartVMT(t, lab.VMConfig{Name: "qemu-name", Paused: true, Disks: []lab.Disk{{ID: "disk0", Image: img, CacheDirect: true}}})
 	dir := t.TempDir()
 	if err := os.Symlink(vm.QMPPath(), filepath.Join(dir, "calm.sock")); err != nil {
 		t.Fatal(err)

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"sort"
 
 	"github.com/qtune/qtune/doctor"
 	"github.com/qtune/qtune/qmp"
@@ -57,11 +55,10 @@ func (f *doctorFlags) sampleLive(ctx context.Context) ([]doctor.LiveDisk, []erro
 	if !f.libvirt {
 		socks := []string(f.qmp)
 		if f.qmpDir != "" {
-			found, err := filepath.Glob(filepath.Join(f.qmpDir, "*.sock"))
+			found, err := qmp.Sockets(f.qmpDir)
 			if err != nil || len(found) == 0 {
 				return nil, []error{fmt.Errorf("--qmp-dir %s: no *.sock QMP socket in it", f.qmpDir)}
 			}
-			sort.Strings(found)
 			socks = found
 		}
 		return doctor.LiveQMP(ctx, socks, o)

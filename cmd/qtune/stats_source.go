@@ -25,12 +25,8 @@ type qmpSource struct {
 func openQMPSource(ctx context.Context, f statsFlags) (*qmpSource, error) {
 	cctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	c, err := qmp.Dial(cctx, f.qmpPath)
+	c, err := qmp.DialVM(cctx, f.qmpPath)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.Greeting().Version.Supported(f.qmpPath); err != nil {
-		c.Close()
 		return nil, err
 	}
 	s := &qmpSource{conn: c, block: qmp.NewBlock(c), name: qmp.VMName(f.qmpPath)}
