@@ -441,7 +441,7 @@ func (a *Agent) cycle(ctx context.Context) {
 	// a knob QEMU cannot report is what the records say, from the first
 	// sample after a start or a reconnect on.
 	owned, _ := a.store.AllOwned() // a bad record is reported by reconcileOwned and publish
-	tuning.OverlayRecorded(disks, owned)
+	tuning.OverlayRecorded(disks, owned, a.vmIdentity)
 	points := a.points(now, disks)
 	decisions := a.eval.Evaluate(now, points)
 	for _, d := range decisions {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +58,7 @@ type libvirtSource struct {
 	log      hclog.Logger
 	m        *metrics
 	sem      chan struct{} // bounds concurrent XML reads
+	pidDir   string        // libvirt's QEMU pid files, for the process part of an identity
 
 	mu     sync.Mutex
 	facts  map[string]*domainFacts
@@ -115,7 +119,7 @@ type liveThrottles struct{ factsSink }
 func (liveThrottles) NoteThrottles(string, uint64, map[string]sample.Throttle) {}
 
 func newLibvirtSourceWith(api libvirtAPI, sink factsSink, cfg Config, log hclog.Logger, m *metrics) *libvirtSource {
-	return &libvirtSource{api: api, sink: sink, timeout: cfg.CallTimeout, interval: cfg.Interval, log: log, m: m,
+	return &libvirtSource{api: api, sink: sink, timeout: cfg.CallTimeout, interval: cfg.Interval, log: log, m: m, pidDir: cfg.LibvirtPidDir,
 		sem: make(chan struct{}, factsReaders), facts: map[string]*domainFacts{}, known: map[string]bool{}, states: map[string]vmState{}}
 }
 
@@ -171,11 +175,27 @@ func (s *libvirtSource) DomainStates() map[string]vmState {
 	return s.states
 }
 
-// Identity is a domain's UUID as the last cycle listed it.
+// Identity is a domain's UUID as the last cycle listed it, which tells
+// domains apart, and its QEMU process when libvirt's pid file and the
+// process can be read (a local libvirtd): a domain started again or
+// migrated back is the same domain in a new process, which lost the live
+// changes libvirt does not know of (passthrough).
 func (s *libvirtSource) Identity(vm string) (tuning.VMIdentity, string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return tuning.VMIdentity{UUID: s.uuids[vm]}, ""
+	id := tuning.VMIdentity{UUID: s.uuids[vm]}
+	s.mu.Unlock()
+	if id.UUID == "" || s.pidDir == "" {
+		return id, ""
+	}
+	raw, err := os.ReadFile(filepath.Join(s.pidDir, vm+".pid"))
+	if err != nil {
+		return id, ""
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if st, err := qmp.StartOf(pid); pid > 0 && err == nil {
+		id.PID, id.Boot, id.StartTicks, id.Started = pid, st.Boot, st.Ticks, st.Started
+	}
+	return id, ""
 }
 
 // VMsMigrate: a domain that stops running here may be migrated away and

@@ -16,10 +16,13 @@ import (
 
 // Recorded returns the value o says its knob holds, when that value is
 // the truth: a knob QEMU cannot report, whose change was verified
-// (applied). A record in any other phase says nothing sure: the
-// change may or may not have reached QEMU.
-func Recorded(o Owned) (KnobState, bool) {
-	if ReadsBack(o.Knob) || o.Phase != PhaseApplied {
+// (applied) on the QEMU process that runs the VM now (cur). A record in
+// any other phase says nothing sure: the change may or may not have
+// reached QEMU. A libvirt domain started again or migrated keeps its
+// UUID, and so its records, but its new QEMU process starts from the
+// definition: a live change is gone unless it was persisted into it.
+func Recorded(o Owned, cur VMIdentity) (KnobState, bool) {
+	if ReadsBack(o.Knob) || o.Phase != PhaseApplied || !o.Persist && o.VMID.otherProcess(cur) {
 		return KnobState{}, false
 	}
 	kind, err := knobKindOf(o.Knob)
@@ -32,7 +35,7 @@ func Recorded(o Owned) (KnobState, bool) {
 // OverlayRecorded puts into sampled disks the recorded value of every
 // owned knob QEMU cannot report, and names the knob in the disk's
 // Recorded list, so that status can say the figure is a record.
-func OverlayRecorded(disks []sample.Disk, owned []Owned) {
+func OverlayRecorded(disks []sample.Disk, owned []Owned, identify func(vm string) VMIdentity) {
 	by := map[Target][]Owned{}
 	for _, o := range owned {
 		by[o.Target] = append(by[o.Target], o)
@@ -40,7 +43,7 @@ func OverlayRecorded(disks []sample.Disk, owned []Owned) {
 	for i := range disks {
 		d := &disks[i]
 		for _, o := range by[Target{VM: d.VM, Disk: d.Name}] {
-			s, ok := Recorded(o)
+			s, ok := Recorded(o, identify(o.VM))
 			if !ok {
 				continue
 			}
@@ -63,10 +66,17 @@ func (e *Executor) recordedRead(t Target, k policy.Knob, read KnobState) KnobSta
 	if err != nil || o == nil {
 		return read
 	}
-	rec, ok := Recorded(*o)
+	rec, ok := Recorded(*o, e.identify(t.VM))
 	if !ok {
 		return read
 	}
 	kind, _ := knobKindOf(k)
 	return kind.recorded(read, rec)
+}
+
+// otherProcess reports whether cur is provably another QEMU process
+// than id (both known), whatever its domain.
+func (id VMIdentity) otherProcess(cur VMIdentity) bool {
+	return id.processKnown() && cur.processKnown() &&
+		(id.Boot != cur.Boot || id.PID != cur.PID || id.StartTicks != cur.StartTicks)
 }

@@ -11,26 +11,34 @@ import (
 
 // A sampled disk takes the figure of an applied record of a knob QEMU
 // cannot report, and says so; a record in any other phase, a knob QEMU
-// reports and a disk without the figure keep what was sampled.
+// reports, a disk without the figure and a live change made on a QEMU
+// process the domain no longer runs in keep what was sampled.
 func TestOverlayRecorded(t *testing.T) {
 	qcow := func(name string) sample.Disk {
 		return sample.Disk{VM: "vm1", Name: name, Format: "qcow2", L2CacheSize: 1 << 20}
 	}
-	disks := []sample.Disk{qcow("vda"), qcow("vdb"), qcow("vdc"), {VM: "vm1", Name: "vdd", Format: "raw"}, qcow("vde")}
+	disks := []sample.Disk{qcow("vda"), qcow("vdb"), qcow("vdc"), {VM: "vm1", Name: "vdd", Format: "raw"}, qcow("vde"),
+		qcow("vdf"), qcow("vdg"), qcow("vdh")}
+	proc := func(pid int) VMIdentity { return VMIdentity{UUID: "u1", PID: pid, Boot: "b", StartTicks: 7} }
 	own := func(disk string, k policy.Knob, phase string, s KnobState) Owned {
-		return Owned{Target: Target{VM: "vm1", Disk: disk}, Knob: k, Phase: phase, Applied: s}
+		return Owned{Target: Target{VM: "vm1", Disk: disk}, Knob: k, Phase: phase, Applied: s, VMID: proc(10)}
 	}
+	restarted, persisted, unknown := own("vdf", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)),
+		own("vdg", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)), own("vdh", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20))
+	restarted.VMID, persisted.VMID, persisted.Persist, unknown.VMID = proc(9), proc(9), true, VMIdentity{UUID: "u1"}
 	OverlayRecorded(disks, []Owned{
 		own("vda", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)),
 		own("vda", policy.KnobThrottle, PhaseApplied, KnobState{Throttle: &sample.Throttle{IOPSWrite: 10}}),
 		own("vdb", policy.KnobL2Cache, PhaseIntent, l2Size(8<<20)),
 		own("vdc", policy.KnobL2Cache, PhaseFailed, l2Size(8<<20)),
 		own("vdd", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)),
-	})
+		restarted, persisted, unknown,
+	}, func(string) VMIdentity { return proc(10) })
 	want := []struct {
 		size     uint64
 		recorded bool
-	}{{8 << 20, true}, {1 << 20, false}, {1 << 20, false}, {0, false}, {1 << 20, false}}
+	}{{8 << 20, true}, {1 << 20, false}, {1 << 20, false}, {0, false}, {1 << 20, false},
+		{1 << 20, false}, {8 << 20, true}, {8 << 20, true}}
 	for i, d := range disks {
 		rec := slices.Equal(d.Recorded, []string{string(policy.KnobL2Cache)})
 		if d.L2CacheSize != want[i].size || rec != want[i].recorded || (!rec && len(d.Recorded) > 0) {

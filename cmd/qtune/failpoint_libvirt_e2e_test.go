@@ -11,6 +11,7 @@ import (
 
 	"github.com/qtune/qtune/agent"
 	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
 	"github.com/qtune/qtune/tuning"
@@ -72,7 +73,59 @@ func TestFailpointsLibvirt(t *testing.T) {
 			}
 		}
 	}
+	t.Run("l2_cache/domain-restarted", func(t *testing.T) { l2DomainRestartedLibvirt(t, bin, d, backend) })
+	// Last: its revert writes the original size into the definition.
 	t.Run("l2_cache/persisted-killed-while-held", func(t *testing.T) { l2KilledWhileHeldLibvirt(t, bin, backend) })
+}
+
+// A live L2 cache change is gone with the QEMU process that had it: the
+// domain started again keeps its UUID, and so qtune's record, but the
+// record no longer says what is in force. The agent reports the new
+// process's size and its rule, true all along, sets the size again.
+func l2DomainRestartedLibvirt(t *testing.T, bin string, d *lab.Libvirtd, backend []string) {
+	rule := "rule \"change\" {\n  when = disk.virtual_size > 0\n  for = \"1s\"\n  cooldown = \"1s\"\n  l2_cache { size = \"2MiB\" }\n}\n"
+	a := startAgentWith(t, bin, rule, backend...)
+	a.waitFor(t, 30*time.Second, "the L2 cache set and recorded", func(s agent.Status) bool {
+		return len(s.Owned) == 1 && s.Owned[0].Phase == tuning.PhaseApplied
+	})
+	waitRecordedL2(t, a, "loud", 2<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var destroyed time.Time
+	for _, cmd := range []string{"destroy", "start"} {
+		if out, err := d.Virsh(ctx, cmd, "loud"); err != nil {
+			t.Fatalf("virsh %s: %v\n%s", cmd, err, out)
+		}
+		if destroyed.IsZero() {
+			destroyed = time.Now() // a cycle after this sees the new QEMU or none
+		}
+	}
+	applied := func() int { return strings.Count(grepLines(a.log.String(), "knob=l2_cache"), "result=applied") }
+	deadline := time.Now().Add(30 * time.Second)
+	for applied() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rule did not set the L2 cache of the new QEMU again:\n%s", grepLines(a.log.String(), "tuning action"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	waitRecordedL2(t, a, "loud", 2<<20)
+	// The new QEMU's first points, before the rule set it again, had its
+	// own size, not the record's.
+	var first *sample.Point
+	for _, c := range a.history(t) {
+		for i, p := range c.Points {
+			if p.Disk.VM == "loud" && c.At.After(destroyed) && first == nil {
+				first = &c.Points[i]
+			}
+		}
+	}
+	if first == nil || first.Disk.L2CacheSize == 2<<20 || len(first.Disk.Recorded) > 0 {
+		t.Fatalf("first point after the domain started again: %+v; want the new QEMU's size, not the record", first)
+	}
+	removeRule(t, a)
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	a.waitFor(t, 20*time.Second, "nothing owned", func(s agent.Status) bool { return len(s.Owned) == 0 })
+	t.Logf("first L2 figure after the restart %d; decisions:\n%s", first.Disk.L2CacheSize, grepLines(a.log.String(), "tuning action"))
 }
 
 // An L2 cache set with persist (the definition's rewrite makes libvirt
