@@ -223,7 +223,9 @@ func DiffNodes(before, after []BlockDeviceInfo, allow ...string) []string {
 }
 
 // flatten turns a node description into dotted keys. The image's
-// allocation is left out: it moves with guest writes.
+// allocation is left out: it moves with guest writes. So is the size of
+// a protocol node's file, which is the file's length and grows as the
+// guest writes new clusters of the format above it.
 func flatten(n BlockDeviceInfo) map[string]any {
 	raw, _ := json.Marshal(n)
 	var m map[string]any
@@ -244,8 +246,15 @@ func flatten(n BlockDeviceInfo) map[string]any {
 		out[key] = v
 	}
 	walk("", m)
+	if protocolDrivers[n.Driver] {
+		delete(out, "image.virtual-size")
+	}
 	return out
 }
+
+// protocolDrivers are the drivers of nodes whose virtual size is the
+// length of what they hold, not a size the guest sees.
+var protocolDrivers = map[string]bool{"file": true, "host_device": true}
 
 // L2CacheSizes returns the l2-cache-size of every qcow2 node whose options
 // set it, for SampleOptions.L2CacheSize.

@@ -102,4 +102,13 @@ func TestDiffNodes(t *testing.T) {
 	if d := DiffNodes(before, after); len(d) != 3 || !strings.Contains(d[0], "a.cache.direct: true -> false") {
 		t.Errorf("unallowed change not reported: %q", d)
 	}
+	// A qcow2 file grows while the guest writes: its file node's size
+	// moves, a format node's size is the guest's and does not.
+	before = []BlockDeviceInfo{{NodeName: "f", Driver: "file", Image: &ImageInfo{VirtualSize: 1 << 20}},
+		{NodeName: "q", Driver: "qcow2", Image: &ImageInfo{VirtualSize: 64 << 20}}}
+	after = []BlockDeviceInfo{{NodeName: "f", Driver: "file", Image: &ImageInfo{VirtualSize: 2 << 20}},
+		{NodeName: "q", Driver: "qcow2", Image: &ImageInfo{VirtualSize: 128 << 20}}}
+	if d := DiffNodes(before, after); len(d) != 1 || !strings.HasPrefix(d[0], "q.image.virtual-size") {
+		t.Errorf("sizes: %q; want only the format node's resize", d)
+	}
 }
