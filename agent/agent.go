@@ -73,6 +73,9 @@ type Agent struct {
 
 	failLog *logonce.Limiter // repeated failures: logged at start, change, reminder
 	recon   *reconciler      // owned knobs, reconciled every cycle
+	// reloadActions are the reverts a policy reload executed (a removed
+	// rule lets go of its knob), published with the next cycle's actions.
+	reloadActions []ActionStatus
 
 	ruleNames atomic.Pointer[map[string]bool] // the rules in force, for the job manager
 
@@ -373,7 +376,7 @@ func (a *Agent) reload(ctx context.Context) {
 	reverts := a.eval.Update(a.clock.Now(), set)
 	a.log.Info("policy reloaded", "rules", len(set.Rules))
 	for _, d := range reverts {
-		a.execute(ctx, d)
+		a.reloadActions = append(a.reloadActions, a.execute(ctx, d))
 	}
 	// Knobs of removed rules the evaluator did not hold (owned since
 	// before a restart, or while its VM was away) are released by the
@@ -432,10 +435,12 @@ func (a *Agent) cycle(ctx context.Context) {
 			}
 		}
 	}
-	var outcomes []ActionStatus
+	// What a reload did since the last cycle is news of this one.
+	outcomes := a.reloadActions
+	a.reloadActions = nil
 	if !a.refusing() {
 		a.reconcileOwned(ctx, now, disks, errs, gone)
-		outcomes = a.recon.actions
+		outcomes = append(outcomes, a.recon.actions...)
 	}
 	// After reconciliation, which may have restored or released some:
 	// a knob QEMU cannot report is what the records say, from the first
