@@ -136,7 +136,7 @@ var Metrics = []Metric{
 		get: func(in input) cty.Value { return num(in.nb.readP99Ms) }},
 	{Name: "disk.neighbour_write_latency_p99_ms", Type: cty.Number, Unit: "ms", Help: "worst 99th percentile write latency among the other disks on the device (needs latency histograms)",
 		get: func(in input) cty.Value { return num(in.nb.writeP99Ms) }},
-	{Name: "disk.read_latency_normal_ms", Type: cty.Number, Unit: "ms", Help: "this disk's normal average read latency, learnt from its own samples: the 25th percentile of the last ones, weighted to halve every 10 minutes, of samples with at least 20 reads; unknown before 10 such samples",
+	{Name: "disk.read_latency_normal_ms", Type: cty.Number, Unit: "ms", Help: "this disk's normal average read latency, learnt from its own samples: the median of the last ones, weighted to halve every 10 minutes, of samples with at least 20 reads; unknown before 10 such samples",
 		get: func(in input) cty.Value { return num(in.nb.readNormal) }},
 	{Name: "disk.read_latency_p99_normal_ms", Type: cty.Number, Unit: "ms", Help: "the same for its p99 read latency, from samples with at least 100 reads (needs latency histograms)",
 		get: func(in input) cty.Value { return num(in.nb.readP99Normal) }},

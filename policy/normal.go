@@ -16,16 +16,19 @@ import (
 //
 // Each disk keeps, for its average and its p99 read latency, a histogram
 // of its per-sample values whose weights halve every NormalHalfLife. Its
-// normal is the NormalQuantile of that histogram. A low quantile keeps the
-// normal where it was while something makes the disk slow for a minority
-// of the recent past, which a rule that acts within its `for` ensures; a
-// slowdown that lasts for most of it becomes the new normal. The normal is
-// unknown until the disk has NormalMinSamples samples with enough reads to
-// mean something.
+// normal is the NormalQuantile (the median) of that histogram. A sample's
+// p99 of a second's reads is a noisy figure that varies threefold from one
+// second to the next on a busy host: against a lower quantile an ordinary
+// second would already look slow, while against the median a ratio of 3
+// is a real change. The median stays where it was while something makes
+// the disk slow for less than half of the recent past, which a rule that
+// acts within its `for` ensures; a slowdown that lasts longer becomes the
+// new normal. The normal is unknown until the disk has NormalMinSamples
+// samples with enough reads to mean something.
 
 const (
 	NormalHalfLife   = 10 * time.Minute
-	NormalQuantile   = 0.25
+	NormalQuantile   = 0.5
 	NormalMinSamples = 10
 	// A sample's average needs this many reads to count, its p99 more.
 	normalMinReads    = 20
