@@ -90,9 +90,10 @@ type neighbourRun struct {
 	r               neighbourResult
 }
 
-// measureNeighbour runs the victim alone, then beside the loud culprit,
-// then with the shipped policy as it is. The agent runs from the start
-// with no rule, seeing the victim's latency and learning its normal.
+// measureNeighbour runs the victim alone, then beside the loud culprit
+// with the shipped policy as it is, then beside the loud culprit with no
+// policy. The agent runs from the start with no rule, seeing the victim's
+// latency and learning its normal.
 func measureNeighbour(ctx context.Context, o options, dir, policy string, phase time.Duration) (neighbourResult, error) {
 	n := &neighbourRun{phase: phase}
 	victimImg, culpritImg := filepath.Join(dir, "victim.qcow2"), filepath.Join(dir, "culprit.qcow2")
@@ -128,17 +129,27 @@ func measureNeighbour(ctx context.Context, o options, dir, policy string, phase 
 	if err := os.Symlink(n.culprit.vm.QMPPath(), filepath.Join(dir, "sockets", "culprit.sock")); err != nil {
 		return n.r, err
 	}
-	if err := n.measure(ctx, "loud neighbour", "", 0); err != nil {
-		return n.r, err
-	}
-	// The rule's 10 s median and its 10 s "for": give it those, a few
+	// The policy first, as the culprit turns loud: the victim's normal is
+	// then what it was alone, as on a host where qtune runs all along. The
+	// rule's 10 s median and its 10 s "for": give it those, a few
 	// intervals and slack.
-	if err := n.measure(ctx, "loud neighbour, shipped policy", policy, 35*time.Second); err != nil {
+	if err := n.measure(ctx, "loud neighbour, shipped policy", policy, 45*time.Second); err != nil {
 		return n.r, err
 	}
 	if s, err := n.agent.status(); err == nil {
 		n.r.victimHit = lastAction(s, "victim", "applied") != nil
 	}
+	// Then the policy removed (the throttle goes back) and the culprit
+	// loud beside the victim.
+	if err := n.release(ctx); err != nil {
+		return n.r, err
+	}
+	if err := n.measure(ctx, "loud neighbour", "", 0); err != nil {
+		return n.r, err
+	}
+	// In the table: alone, loud, with the policy.
+	ph := n.r.phases
+	ph[1], ph[2] = ph[2], ph[1]
 	return n.r, nil
 }
 
@@ -230,7 +241,7 @@ func (n *neighbourRun) agentLatency(from time.Time) (mean, p99, util float64) {
 func neighbourTable(r neighbourResult, phase time.Duration) string {
 	var b bytes.Buffer
 	b.WriteString("## Noisy neighbour\n\n")
-	fmt.Fprintf(&b, "Two guests with qcow2 images (preallocated, cache.direct) on the same host filesystem. The victim reads 4 KiB at random 200 times a second; its load generator times each read and the figures come from the merged histograms (buckets about 19%% wide) of %s per phase. The culprit writes 1 MiB blocks at random, 8 in flight, as fast as it can. The agent runs throughout, every second with QEMU's latency histograms on, first with no rule (it learns the victim's normal read latency from its own samples). Then the shipped `%s` as it is: the 10 s median of a neighbour's p99 (or average) read latency over its normal above 3 (2.5) for 10 s, with the disk doing more than half of the device's writes, throttles that disk to 10 MiB/s. Nothing in it is set for this host. Baseline: the victim alone, measured first in the same run. The agent's view is the median over the phase of the victim's per-second average and p99 read latency (QEMU's accounting and histograms), and of the busy share of the images' host device.\n\n", phase, neighbourPolicyFile)
+	fmt.Fprintf(&b, "Two guests with qcow2 images (preallocated, cache.direct) on the same host filesystem. The victim reads 4 KiB at random 200 times a second; its load generator times each read and the figures come from the merged histograms (buckets about 19%% wide) of %s per phase. The culprit writes 1 MiB blocks at random, 8 in flight, as fast as it can. The agent runs throughout, every second with QEMU's latency histograms on, first with no rule (it learns the victim's normal read latency from its own samples). As the culprit starts, the shipped `%s` is loaded as it is: the 10 s median of a neighbour's p99 (or average) read latency over its normal (the median of its recent samples) above 3 (2.5) for 10 s, with the disk doing more than half of the device's writes, throttles that disk to 10 MiB/s. Nothing in it is set for this host. Then the policy is removed, the throttle goes back, and the victim is measured beside the loud culprit (the table shows it second). Baseline: the victim alone, measured first in the same run. The agent's view is the median over the phase of the victim's per-second average and p99 read latency (QEMU's accounting and histograms), and of the busy share of the images' host device.\n\n", phase, neighbourPolicyFile)
 	b.WriteString("| phase | victim reads | read p50 | read p99 | p99 / alone | agent's view: average / p99 | device busy | culprit IOPS | culprit throttled |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	alone := r.phases[0].p99
 	for _, p := range r.phases {
@@ -261,7 +272,7 @@ func neighbourReading(r neighbourResult) string {
 		if p.throttled == nil {
 			fmt.Fprintf(&b, "With %s the culprit was not throttled within %s. ", strings.TrimPrefix(p.name, "loud neighbour, "), p.waited.Round(time.Second))
 		} else {
-			fmt.Fprintf(&b, "With %s the culprit was throttled %s after the policy loaded (%s). ", strings.TrimPrefix(p.name, "loud neighbour, "), p.waited.Round(time.Second), p.throttled.Reason)
+			fmt.Fprintf(&b, "With %s the culprit was throttled %s after the policy loaded (%s). ", strings.TrimPrefix(p.name, "loud neighbour, "), p.waited.Round(time.Second), strings.Join(strings.Fields(p.throttled.Reason), " "))
 		}
 	}
 	switch {
