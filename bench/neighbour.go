@@ -57,10 +57,11 @@ type neighbourResult struct {
 }
 
 func neighbour(ctx context.Context, o options) (string, error) {
-	// The agent learns the victim's normal from ten samples at least.
-	phase := 10 * time.Second
+	// The agent learns the victim's normal from ten samples at least:
+	// quick mode gives the victim alone more than its other phases.
+	phase, learn := 6*time.Second, 10*time.Second
 	if o.full {
-		phase = 40 * time.Second
+		phase, learn = 40*time.Second, 40*time.Second
 	}
 	policy, err := os.ReadFile(neighbourPolicyFile)
 	if err != nil {
@@ -71,14 +72,14 @@ func neighbour(ctx context.Context, o options) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(dir)
-	r, err := measureNeighbour(ctx, o, dir, string(policy), phase)
+	r, err := measureNeighbour(ctx, o, dir, string(policy), phase, learn)
 	if err != nil {
 		return "", err
 	}
 	if err := writePlot(o, "neighbour.png", neighbourChart(r)); err != nil {
 		return "", err
 	}
-	return neighbourTable(r, phase), nil
+	return neighbourTable(r, phase, learn), nil
 }
 
 // neighbourRun is the state of one neighbour measurement.
@@ -86,7 +87,7 @@ type neighbourRun struct {
 	victim, culprit *guest
 	agent           *benchAgent
 	policyDir       string
-	phase           time.Duration
+	phase, learn    time.Duration // each phase; the first, alone
 	r               neighbourResult
 }
 
@@ -94,8 +95,8 @@ type neighbourRun struct {
 // with the shipped policy as it is, then beside the loud culprit with no
 // policy. The agent runs from the start with no rule, seeing the victim's
 // latency and learning its normal.
-func measureNeighbour(ctx context.Context, o options, dir, policy string, phase time.Duration) (neighbourResult, error) {
-	n := &neighbourRun{phase: phase}
+func measureNeighbour(ctx context.Context, o options, dir, policy string, phase, learn time.Duration) (neighbourResult, error) {
+	n := &neighbourRun{phase: phase, learn: learn}
 	victimImg, culpritImg := filepath.Join(dir, "victim.qcow2"), filepath.Join(dir, "culprit.qcow2")
 	for img, size := range map[string]uint64{victimImg: 32 << 20, culpritImg: 256 << 20} {
 		// Allocated data: reads of unallocated clusters never reach the device.
@@ -176,7 +177,11 @@ func (n *neighbourRun) measure(ctx context.Context, name, policy string, wait ti
 		p.waited = time.Since(start)
 	}
 	from := time.Now()
-	read, _, _, err := n.victim.measure(ctx, n.phase)
+	d := n.phase
+	if n.culprit == nil {
+		d = n.learn // alone: the agent learns the victim's normal
+	}
+	read, _, _, err := n.victim.measure(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -238,10 +243,10 @@ func (n *neighbourRun) agentLatency(from time.Time) (mean, p99, util float64) {
 	return median(lat), median(tail), median(busy)
 }
 
-func neighbourTable(r neighbourResult, phase time.Duration) string {
+func neighbourTable(r neighbourResult, phase, learn time.Duration) string {
 	var b bytes.Buffer
 	b.WriteString("## Noisy neighbour\n\n")
-	fmt.Fprintf(&b, "Two guests with qcow2 images (preallocated, cache.direct) on the same host filesystem. The victim reads 4 KiB at random 200 times a second; its load generator times each read and the figures come from the merged histograms (buckets about 19%% wide) of %s per phase. The culprit writes 1 MiB blocks at random, 8 in flight, as fast as it can. The agent runs throughout, every second with QEMU's latency histograms on, first with no rule (it learns the victim's normal read latency from its own samples). As the culprit starts, the shipped `%s` is loaded as it is: the 10 s median of a neighbour's p99 (or average) read latency over its normal (the median of its recent samples) above 3 (2.5) for 10 s, with the disk doing more than half of the device's writes, throttles that disk to 10 MiB/s. Nothing in it is set for this host. Then the policy is removed, the throttle goes back, and the victim is measured beside the loud culprit (the table shows it second). Baseline: the victim alone, measured first in the same run. The agent's view is the median over the phase of the victim's per-second average and p99 read latency (QEMU's accounting and histograms), and of the busy share of the images' host device.\n\n", phase, neighbourPolicyFile)
+	fmt.Fprintf(&b, "Two guests with qcow2 images (preallocated, cache.direct) on the same host filesystem. The victim reads 4 KiB at random 200 times a second; its load generator times each read and the figures come from the merged histograms (buckets about 19%% wide) of %s per phase%s. The culprit writes 1 MiB blocks at random, 8 in flight, as fast as it can. The agent runs throughout, every second with QEMU's latency histograms on, first with no rule (it learns the victim's normal read latency from its own samples). As the culprit starts, the shipped `%s` is loaded as it is: the 10 s median of a neighbour's p99 (or average) read latency over its normal (the median of its recent samples) above 3 (2.5) for 10 s, with the disk doing more than half of the device's writes, throttles that disk to 10 MiB/s. Nothing in it is set for this host. Then the policy is removed, the throttle goes back, and the victim is measured beside the loud culprit (the table shows it second). Baseline: the victim alone, measured first in the same run. The agent's view is the median over the phase of the victim's per-second average and p99 read latency (QEMU's accounting and histograms), and of the busy share of the images' host device.\n\n", phase, aloneNote(phase, learn), neighbourPolicyFile)
 	b.WriteString("| phase | victim reads | read p50 | read p99 | p99 / alone | agent's view: average / p99 | device busy | culprit IOPS | culprit throttled |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	alone := r.phases[0].p99
 	for _, p := range r.phases {
@@ -261,6 +266,14 @@ func neighbourTable(r neighbourResult, phase time.Duration) string {
 	b.WriteString("Plot: victim read p50 (blue) and p99 (orange) per phase, left to right as in the table; the grey line is the goal, 1.5× the p99 alone.\n\n")
 	b.WriteString(neighbourReading(r))
 	return b.String()
+}
+
+// aloneNote says when the first phase is longer than the others.
+func aloneNote(phase, learn time.Duration) string {
+	if learn == phase {
+		return ""
+	}
+	return fmt.Sprintf(" (%s alone, long enough for the agent to learn the victim's normal)", learn)
 }
 
 func neighbourReading(r neighbourResult) string {

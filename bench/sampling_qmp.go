@@ -33,7 +33,7 @@ type qmpFigures struct {
 
 func samplingQMP(ctx context.Context, o options) (string, error) {
 	// quick: a glimpse, under five minutes in all
-	sizes, phase := o.sampleSizes([]int{100}, []int{100, 200, 400}), 20*time.Second
+	sizes, phase := o.sampleSizes([]int{100}, []int{100, 200, 400}), 10*time.Second
 	if o.full {
 		phase = 60 * time.Second
 	}
