@@ -19,9 +19,12 @@ import (
 // neighbour here, well below what it sees beside a loud one (both logged).
 const neighbourLatencyMs = 0.6
 
+// The ratio term is unknown, so the rule cannot fire, until the agent has
+// learnt the victim's normal read latency from its real samples during
+// the culprit's quiet phase.
 var neighbourPolicy = fmt.Sprintf(`
 rule "protect-neighbours" {
-  when         = disk.neighbour_read_latency_ms > %g && disk.device_write_share > 0.5
+  when         = disk.neighbour_read_latency_ms > %g && disk.device_write_share > 0.5 && disk.neighbour_read_latency_ratio > 0
   for          = "3s" # a lone slow second on a shared machine is not a neighbour
   release_when = disk.write_bps < 200000
   clear_after  = "3s"
@@ -114,8 +117,8 @@ func TestNeighbourVictimTriggersCulpritThrottle(t *testing.T) {
 	if loudAt.IsZero() || applied.At.Before(loudAt) {
 		t.Errorf("the culprit was throttled before it was loud (loud at %s, throttled at %s)", loudAt, applied.At)
 	}
-	if !strings.Contains(applied.Reason, "disk.neighbour_read_latency_ms=") {
-		t.Errorf("the throttle's reason does not name the neighbour's latency: %s", applied.Reason)
+	if !strings.Contains(applied.Reason, "disk.neighbour_read_latency_ms=") || !strings.Contains(applied.Reason, "disk.neighbour_read_latency_ratio=") {
+		t.Errorf("the throttle's reason does not name the neighbour's latency and its ratio to normal: %s", applied.Reason)
 	}
 	// The victim keeps reading for a while beside the throttled culprit.
 	time.Sleep(5 * time.Second)
