@@ -20,3 +20,16 @@ func TestStatusPrintsDiskFindings(t *testing.T) {
 		t.Fatalf("status output:\n%s", out)
 	}
 }
+
+// A disk's L2 cache that is qtune's record, not a reading, says so.
+func TestStatusPrintsRecordedL2(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, agent.Status{VMs: []agent.VMStatus{{Name: "web-1", Disks: []agent.DiskStatus{
+		{Name: "vda", L2CacheSize: 2 << 20, Recorded: []string{"l2_cache"}},
+		{Name: "vdb", L2CacheSize: 8 << 10},
+	}}}})
+	out := b.String()
+	if !strings.Contains(out, "l2 cache 2MiB: qtune's record of what it set (QEMU cannot report it)") || strings.Count(out, "l2 cache") != 1 {
+		t.Fatalf("status output:\n%s", out)
+	}
+}
