@@ -46,15 +46,16 @@ type timestamp struct {
 // members are decoded with encoding/json.
 func decodeMessage(b []byte) (message, error) {
 	var m message
-	start, _, err := wholeValue(b)
-	if err != nil {
-		return m, fmt.Errorf("qmp: malformed message: %w", err)
-	}
-	if b[start] != '{' {
+	start := skipSpace(b, 0)
+	if start < len(b) && b[start] != '{' {
+		if _, _, err := wholeValue(b); err != nil {
+			return m, fmt.Errorf("qmp: malformed message: %w", err)
+		}
 		return m, errors.New("qmp: message is not a JSON object")
 	}
+	// One pass: walkObject checks the object as it goes.
 	var shapeErr error
-	_, err = walkObject(b, start, func(key []byte, at int) (int, error) {
+	end, err := walkObject(b, start, func(key []byte, at int) (int, error) {
 		end, err := skipValue(b, at)
 		if err != nil {
 			return end, err
@@ -64,6 +65,11 @@ func decodeMessage(b []byte) (message, error) {
 		}
 		return end, nil
 	})
+	if err == nil {
+		if i := skipSpace(b, end); i != len(b) {
+			err = badJSON(b, i, "after the message")
+		}
+	}
 	if err != nil {
 		return m, fmt.Errorf("qmp: malformed message: %w", err)
 	}
