@@ -13,10 +13,11 @@ type frameReader struct {
 	buf      []byte
 	off, end int    // buf[off:end] is read and not yet returned
 	stack    []byte // the brackets open in the message being read
+	size     int    // buf's usual size, to go back to after a large message
 }
 
 func newFrameReader(r io.Reader, size int) *frameReader {
-	return &frameReader{r: r, buf: make([]byte, size)}
+	return &frameReader{r: r, buf: make([]byte, size), size: size}
 }
 
 // next returns the next message. It is valid until the next call.
@@ -101,11 +102,17 @@ func (f *frameReader) next() ([]byte, error) {
 // kept fills most of it.
 func (f *frameReader) compact(from int) {
 	kept := f.end - from
-	if kept > len(f.buf)/2 {
+	switch {
+	case kept > len(f.buf)/2:
 		grown := make([]byte, 2*len(f.buf))
 		copy(grown, f.buf[from:f.end])
 		f.buf = grown
-	} else {
+	case len(f.buf) > f.size && kept <= f.size/2:
+		// A large reply (query-qmp-schema) is over: do not keep its room.
+		usual := make([]byte, f.size)
+		copy(usual, f.buf[from:f.end])
+		f.buf = usual
+	default:
 		copy(f.buf, f.buf[from:f.end])
 	}
 	f.off, f.end = f.off-from, kept

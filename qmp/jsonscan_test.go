@@ -201,3 +201,21 @@ func BenchmarkReplyEncodingJSON(b *testing.B) {
 		}
 	}
 }
+
+func TestFrameReaderGivesBackTheRoomOfALargeMessage(t *testing.T) {
+	big := `{"return": "` + strings.Repeat("x", 1000) + `"}`
+	stream := big + strings.Repeat(`{"return": {}}`, 10)
+	fr := newFrameReader(iotest.OneByteReader(strings.NewReader(stream)), 64)
+	if m, err := fr.next(); err != nil || string(m) != big {
+		t.Fatalf("large message: %v", err)
+	}
+	grown := len(fr.buf)
+	for i := 0; i < 10; i++ {
+		if _, err := fr.next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if grown < 1000 || len(fr.buf) != 64 {
+		t.Errorf("buffer %d bytes for the large message, %d after: want it back to 64", grown, len(fr.buf))
+	}
+}
