@@ -12,11 +12,13 @@ import (
 // stream decoder's scan, the skip of the raw "return", its copy, the
 // validity check of Unmarshal and the decode, which skipped the unused
 // "parent" counters byte by byte through its state machine); this
-// scanner walks a reply once to frame it and once to validate and
-// decode it, with a plain loop per byte. It accepts exactly what
-// json.Valid accepts (fuzzed against it); everything else, and every
-// reply that is not read field by field, still goes through
-// encoding/json.
+// scanner walks a reply three times with plain loops: to frame it, to
+// check it as the message is taken apart, and to decode the counters.
+// On a 20-disk reply that is about a fifth of the CPU
+// (BenchmarkReplyScanner against BenchmarkReplyEncodingJSON). It accepts
+// exactly what json.Valid accepts (fuzzed against it); the small members
+// of a message, and every reply that is not read field by field, still go
+// through encoding/json.
 
 // maxDepth bounds nesting, as encoding/json does, so a hostile peer
 // cannot exhaust the stack.
