@@ -46,7 +46,8 @@ import (
 //	  host_budget      = 2                    # jobs at once on the host
 //	  dir_budget       = 1                    # jobs at once writing into one directory
 //	  windows          = ["01:00-05:00"]      # start jobs only then (local time)
-//	  converge_timeout = "30m"                # then write-blocking, then give up
+//	  converge_timeout = "30m"                # then give up (write-blocking first, if allowed)
+//	  allow_write_blocking = false            # QEMU can crash ending such a copy early
 //	  max_attempts     = 3
 //	  space_margin     = "1GiB"
 //	}

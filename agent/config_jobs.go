@@ -21,6 +21,9 @@ type JobsConfig struct {
 	ConvergeTimeout time.Duration
 	MaxAttempts     int
 	SpaceMargin     uint64
+	// AllowWriteBlocking lets copies run write-blocking (off: QEMU can
+	// crash when such a copy ends before it is ready; see docs/jobs.md).
+	AllowWriteBlocking bool
 }
 
 func defaultJobsConfig() JobsConfig {
@@ -35,6 +38,8 @@ type fileJobs struct {
 	ConvergeTimeout *string  `hcl:"converge_timeout,optional"`
 	MaxAttempts     *int     `hcl:"max_attempts,optional"`
 	SpaceMargin     *string  `hcl:"space_margin,optional"`
+
+	AllowWriteBlocking *bool `hcl:"allow_write_blocking,optional"`
 }
 
 func (c *JobsConfig) load(fc *fileConfig, path string) []string {
@@ -58,6 +63,9 @@ func (c *JobsConfig) load(fc *fileConfig, path string) []string {
 	setInt(&c.HostBudget, j.HostBudget)
 	setInt(&c.DirBudget, j.DirBudget)
 	setInt(&c.MaxAttempts, j.MaxAttempts)
+	if j.AllowWriteBlocking != nil {
+		c.AllowWriteBlocking = *j.AllowWriteBlocking
+	}
 	for _, w := range j.Windows {
 		win, err := policy.ParseWindow(w)
 		if err != nil {

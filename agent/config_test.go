@@ -16,7 +16,7 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 	def := Defaults()
 	if cfg.Interval != def.Interval || cfg.CallTimeout != def.CallTimeout || cfg.PolicyDir != def.PolicyDir ||
 		cfg.StateDir != def.StateDir || cfg.Listen != def.Listen || cfg.Limits != def.Limits || cfg.LibvirtSocket != def.LibvirtSocket ||
-		cfg.AllowPassthrough || cfg.DryRun || cfg.Histograms != nil {
+		cfg.AllowPassthrough || cfg.DryRun || cfg.Histograms != nil || cfg.JobsConfig.AllowWriteBlocking != def.JobsConfig.AllowWriteBlocking {
 		t.Errorf("examples/agent.hcl drifted from Defaults():\n%+v\n%+v", cfg, def)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -57,6 +57,18 @@ func TestValidate(t *testing.T) {
 	for _, want := range []string{"exclude each other", "too short", "log_level"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate lacks %q: %v", want, err)
+		}
+	}
+}
+
+// Write-blocking copies stay off unless the file turns them on.
+func TestConfigAllowWriteBlocking(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.hcl")
+	for body, want := range map[string]bool{"": false, "jobs {\n  allow_write_blocking = true\n}\n": true, "jobs {\n  max_attempts = 2\n}\n": false} {
+		os.WriteFile(path, []byte(body), 0o644)
+		cfg, err := LoadConfig(path)
+		if err != nil || cfg.JobsConfig.AllowWriteBlocking != want {
+			t.Errorf("%q: allow=%v %v, want %v", body, cfg.JobsConfig.AllowWriteBlocking, err, want)
 		}
 	}
 }

@@ -26,7 +26,8 @@ func (a *Agent) startJobs(ctx context.Context, wg *sync.WaitGroup) {
 		MirrorDirs:      c.MirrorDirs,
 		Budget:          &tuning.LocalBudget{Host: c.HostBudget, PerDir: c.DirBudget, Windows: c.Windows},
 		ConvergeTimeout: c.ConvergeTimeout, MaxAttempts: c.MaxAttempts, SpaceMargin: c.SpaceMargin,
-		CallTimeout: a.cfg.CallTimeout, Clock: a.clock, Log: a.log.Named("jobs"),
+		AllowWriteBlocking: c.AllowWriteBlocking,
+		CallTimeout:        a.cfg.CallTimeout, Clock: a.clock, Log: a.log.Named("jobs"),
 		Wanted: a.ruleStillWants,
 	})
 	a.mu.Lock() // Snapshot may run already (it is public)

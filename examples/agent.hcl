@@ -57,7 +57,11 @@ jobs {
   host_budget      = 2        # jobs at once on the host
   dir_budget       = 1        # jobs at once writing into one directory
   windows          = []       # e.g. ["01:00-05:00"]: start jobs only then (local time)
-  converge_timeout = "30m"    # a copy not ready by then restarts write-blocking, then gives up
+  converge_timeout = "30m"    # a copy not ready by then is given up (see allow_write_blocking)
+  # Write-blocking copies (asked for, or tried once before giving up):
+  # off, since QEMU can crash when such a copy is cancelled or fails
+  # before it is ready while the guest writes (docs/jobs.md).
+  allow_write_blocking = false
   max_attempts     = 3        # starts tried, with backoff, before a job fails
   space_margin     = "1GiB"   # free space asked beyond what a copy needs
 }

@@ -30,7 +30,7 @@ const (
 
 // Refusal is a decision a safety limit stopped. Callers branch on Code.
 type Refusal struct {
-	Code   string // cooldown, rate-limit-vm, rate-limit-host, bounds, min-change, budget, incompatible, unsupported, passthrough
+	Code   string // cooldown, rate-limit-vm, rate-limit-host, bounds, min-change, budget, incompatible, unsupported, passthrough, unsafe
 	Reason string
 }
 

@@ -32,9 +32,10 @@ import (
 //
 // stream has no ready or pivoting: running goes to done when the job
 // concludes without error and the chain is gone. A mirror or convert that
-// does not reach ready within the converge time is cancelled and started
-// again in write-blocking copy mode (QEMU 7.2 cannot switch a running
-// job's mode); if that does not converge either, it is given up cleanly.
+// does not reach ready within the converge time is given up cleanly; only
+// where the operator allowed write-blocking copies (which can crash QEMU,
+// see jobs_wblock.go) is it first cancelled and started again in that
+// mode (QEMU 7.2 cannot switch a running job's mode).
 //
 // Whatever happens, the VM stays on its source until a pivot of a ready
 // job, the source is never deleted, and a target qtune created is removed

@@ -375,7 +375,7 @@ func TestRealJobStreamDownToBase(t *testing.T) {
 	}
 }
 
-// A copy that does not converge is restarted in write-blocking mode: QEMU
+// A write-blocking copy, where the operator allowed the mode, pivots: QEMU
 // 7.2 takes that mode when a mirror starts (it cannot switch it later).
 func TestRealJobWriteBlockingMirror(t *testing.T) {
 	lab.NeedQEMU(t)
@@ -390,7 +390,7 @@ func TestRealJobWriteBlockingMirror(t *testing.T) {
 	}
 	vm := lab.StartVMT(t, lab.VMConfig{Name: "wb", Paused: true, Disks: []lab.Disk{{ID: "disk0", Image: src}}})
 	fast := t.TempDir()
-	l := startLabJobs(t, vm, JobOptions{MirrorDirs: []string{fast}})
+	l := startLabJobs(t, vm, JobOptions{MirrorDirs: []string{fast}, AllowWriteBlocking: true})
 	p, err := l.m.Plan(ctx, JobRequest{Kind: JobMirror, Target: Target{VM: "wb", Disk: "disk0"}, TargetDir: fast, CopyMode: "write-blocking"}, "hand", false)
 	if err != nil || p.Result != ResultApplied || !p.Job.WriteBlocking {
 		t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)

@@ -48,7 +48,7 @@ type JobOptions struct {
 	MirrorDirs      []string      // the only directories a mirror may write into
 	Budget          Budget        // default: a LocalBudget with its defaults
 	PollInterval    time.Duration // default 1s
-	ConvergeTimeout time.Duration // a copy not ready by then goes write-blocking, then gives up (default 30m)
+	ConvergeTimeout time.Duration // a copy not ready by then is given up (or goes write-blocking first, where allowed) (default 30m)
 	MaxAttempts     int           // starts tried before a job fails (default 3)
 	Backoff         time.Duration // wait before the second attempt, doubled after (default 1m)
 	FailedHold      time.Duration // a failed job's disk is not tried again by a rule before then (default 6h)
@@ -70,6 +70,10 @@ type JobOptions struct {
 	// StatFS reads a failed copy's target filesystem for its reason
 	// (default statfs; apart from FreeSpace, which plans).
 	StatFS func(dir string) (FSInfo, error)
+	// AllowWriteBlocking lets copies run in write-blocking mode, asked for
+	// or after ConvergeTimeout. Off by default: QEMU can crash when such
+	// a copy ends before it is ready (jobs_wblock.go).
+	AllowWriteBlocking bool
 }
 
 func (o JobOptions) withDefaults() JobOptions {

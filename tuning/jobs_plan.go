@@ -120,6 +120,9 @@ func (m *JobManager) shape(r JobRequest, img DiskImage) (*Job, string, error) {
 	if noop, err := spec.shape(m, j, r, img); err != nil || noop != "" {
 		return nil, noop, err
 	}
+	if err := m.refuseWriteBlocking(j); err != nil {
+		return nil, "", err
+	}
 	j.ID = JobID(j.Kind, j.Target, j.Source, j.Dest)
 	return j, "", nil
 }

@@ -174,12 +174,12 @@ func (m *JobManager) pivot(ctx context.Context, j *Job) error {
 }
 
 // notConverging: a copy that is not ready in time is restarted once in
-// write-blocking mode (QEMU 7.2 cannot change a running mirror's mode),
-// and given up cleanly after that.
+// write-blocking mode (QEMU 7.2 cannot change a running mirror's mode)
+// where the operator allowed that mode, and given up cleanly after that,
+// or at once where not (see jobs_wblock.go).
 func (m *JobManager) notConverging(ctx context.Context, j *Job) error {
-	if j.WriteBlocking {
-		j.CancelAsked, j.Cause = true, CauseNotConverged
-		j.Error = fmt.Sprintf("not ready after %s even in write-blocking mode; given up", m.o.ConvergeTimeout)
+	if why := notConvergingWhy(j, m.o.AllowWriteBlocking, m.o.ConvergeTimeout); why != "" {
+		j.CancelAsked, j.Cause, j.Error = true, CauseNotConverged, why
 	} else {
 		j.Restart = true
 		m.audit(j, fmt.Sprintf("not ready after %s; restarting in write-blocking mode", m.o.ConvergeTimeout))

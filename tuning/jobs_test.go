@@ -24,6 +24,7 @@ type fakeJobs struct {
 	calls   []string
 	failOn  map[string]error
 	foreign []HVJob
+	wb      []bool // the copy mode of each start: write-blocking or not
 }
 
 func newFakeJobs() *fakeJobs {
@@ -67,6 +68,7 @@ func (f *fakeJobs) StartJob(_ context.Context, j *Job, img DiskImage) error {
 	if err := f.call("start"); err != nil {
 		return err
 	}
+	f.wb = append(f.wb, j.WriteBlocking)
 	f.jobs[j.ID] = &HVJob{ID: j.ID, Type: string(j.Kind), Status: "running", Length: img.VirtualSize}
 	return nil
 }
@@ -342,7 +344,7 @@ func TestJobCancelLeavesVMOnSource(t *testing.T) {
 }
 
 func TestJobNotConvergingGoesWriteBlockingThenGivesUp(t *testing.T) {
-	r := newJobRig(t, JobOptions{ConvergeTimeout: time.Minute})
+	r := newJobRig(t, JobOptions{ConvergeTimeout: time.Minute, AllowWriteBlocking: true})
 	j := r.mustPlan(mirrorReq(r.fast()))
 	j = r.step(j.ID)
 	r.clk.Advance(2 * time.Minute)

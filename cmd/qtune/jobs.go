@@ -152,7 +152,7 @@ func runJobsStart(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	prealloc := fs.String("preallocation", "", "mirror, convert: off, metadata, falloc or full")
 	extL2 := fs.String("extended-l2", "", "mirror, convert: on or off")
 	compression := fs.String("compression-type", "", "mirror, convert: zlib or zstd")
-	copyMode := fs.String("copy-mode", "background", "mirror, convert: background or write-blocking")
+	copyMode := fs.String("copy-mode", "background", "mirror, convert: background or write-blocking (refused unless the agent sets jobs.allow_write_blocking)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: qtune jobs start stream|mirror|convert VM DISK [flags]")
 		fs.PrintDefaults()
