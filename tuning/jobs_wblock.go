@@ -8,16 +8,16 @@ import (
 // Write-blocking copies and a QEMU crash.
 //
 // In write-blocking copy mode (QEMU's "active mirror") every guest write
-// also goes to the target before the guest sees it done. When such a
-// mirror ends before it is ready — cancelled, or failed on a target error
-// — QEMU's mirror_run frees the job's in-flight bitmap and only then
-// drains the guest writes still under way; each of those, as it settles,
-// clears its bits in the freed bitmap. QEMU 7.2.22 dies of it with
-// "malloc(): unaligned tcache chunk detected" (or silently): in the lab,
-// the cancel of a not-ready write-blocking mirror under guest writes
-// killed QEMU in about half the runs on a loaded host. The same order is
-// in upstream block/mirror.c as late as its 2025 sources, so no QEMU
-// release is known to be free of it, and the guest dies with its QEMU.
+// also goes to the target before the guest sees it done. The cancel of
+// such a mirror before it is ready, while the guest writes, kills QEMU
+// 7.2.22 with "malloc(): unaligned tcache chunk detected" (or silently):
+// 5 of 21 bare cancels over QMP on a loaded lab host, none of 16 cancels
+// of background copies. Reading QEMU's block/mirror.c, a job that leaves
+// mirror_run early (cancelled, or failed on a target error) frees its
+// in-flight bitmap and only then drains the guest writes still under way,
+// which clear their bits in it as they settle. The same order is in
+// upstream sources of 2025, so no QEMU release is known to be free of it,
+// and the guest dies with its QEMU. docs/jobs.md has the details.
 //
 // So qtune starts no write-blocking copy unless the operator says the
 // hypervisor's QEMU is safe (JobOptions.AllowWriteBlocking, the agent's
@@ -29,7 +29,7 @@ import (
 // not-ready end.
 
 // writeBlockingOff says why write-blocking copies are not used.
-const writeBlockingOff = "write-blocking copies are off: QEMU can crash (use after free in block/mirror.c) " +
+const writeBlockingOff = "write-blocking copies are off: QEMU can crash (heap corruption in its mirror job) " +
 	"when one is cancelled or fails before it is ready while the guest writes; " +
 	"jobs.allow_write_blocking turns them on for a QEMU known to be fixed"
 
