@@ -278,6 +278,9 @@ func (a *Agent) recordReload(set *policy.Set, problems policy.Problems, err erro
 // setInForce records which set runs, where it came from and when it loaded.
 func (a *Agent) setInForce(set *policy.Set, source string, loadedAt time.Time) {
 	a.setRuleNames(set)
+	if a.src != nil {
+		a.applyHistograms(set)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.status.Policy.Dir = a.cfg.PolicyDir

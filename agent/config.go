@@ -36,7 +36,7 @@ import (
 //	  l2_cache_budget     = "1GiB"
 //	}
 //	histograms {
-//	  enabled       = false
+//	  enabled       = true                  # unset: on while a rule reads a p95/p99 metric
 //	  boundaries_ms = [1, 5, 10, 50, 100, 500]
 //	}
 //	mirror_dirs    = ["/srv/fast"]           # the only places a mirror may write
@@ -75,7 +75,10 @@ type Config struct {
 	LogLevel         string
 	LogFormat        string
 	Limits           LimitsConfig
-	Histograms       []uint64 // boundaries in ns; nil = off
+	Histograms       []uint64 // boundaries in ns
+	// HistogramsEnabled is histograms.enabled: nil (unset) turns latency
+	// histograms on while a rule in force reads a metric that needs them.
+	HistogramsEnabled *bool
 	JobsConfig
 	Doctor DoctorConfig
 }
@@ -96,6 +99,7 @@ func Defaults() Config {
 		PolicyDir: "/etc/qtune/policy.d", StateDir: "/var/lib/qtune", Listen: "127.0.0.1:9477",
 		LogLevel: "info", LogFormat: "json",
 		Limits:     LimitsConfig{PerVMPerHour: 12, PerHostPerMinute: 30, MinChange: 0.05, L2CacheBudget: 1 << 30},
+		Histograms: []uint64{1e6, 5e6, 10e6, 50e6, 100e6, 500e6},
 		JobsConfig: defaultJobsConfig(),
 		Doctor:     defaultDoctorConfig(),
 	}
@@ -135,7 +139,7 @@ type fileLimits struct {
 }
 
 type fileHistograms struct {
-	Enabled      bool      `hcl:"enabled,optional"`
+	Enabled      *bool     `hcl:"enabled,optional"`
 	BoundariesMs []float64 `hcl:"boundaries_ms,optional"`
 }
 
@@ -213,12 +217,13 @@ func LoadConfig(path string) (Config, error) {
 			c.Limits.L2CacheBudget = n
 		}
 	}
-	if h := fc.Histograms; h != nil && h.Enabled {
+	if h := fc.Histograms; h != nil {
+		c.HistogramsEnabled = h.Enabled
+		if len(h.BoundariesMs) > 0 {
+			c.Histograms = nil
+		}
 		for _, ms := range h.BoundariesMs {
 			c.Histograms = append(c.Histograms, uint64(ms*1e6))
-		}
-		if len(c.Histograms) == 0 {
-			c.Histograms = []uint64{1e6, 5e6, 10e6, 50e6, 100e6, 500e6}
 		}
 	}
 	errs = append(errs, c.JobsConfig.load(&fc, path)...)

@@ -3,6 +3,7 @@ package agent
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 	def := Defaults()
 	if cfg.Interval != def.Interval || cfg.CallTimeout != def.CallTimeout || cfg.PolicyDir != def.PolicyDir ||
 		cfg.StateDir != def.StateDir || cfg.Listen != def.Listen || cfg.Limits != def.Limits || cfg.LibvirtSocket != def.LibvirtSocket ||
-		cfg.AllowPassthrough || cfg.DryRun || cfg.Histograms != nil || cfg.JobsConfig.AllowWriteBlocking != def.JobsConfig.AllowWriteBlocking {
+		cfg.AllowPassthrough || cfg.DryRun || cfg.HistogramsEnabled != nil || !slices.Equal(cfg.Histograms, def.Histograms) || cfg.JobsConfig.AllowWriteBlocking != def.JobsConfig.AllowWriteBlocking {
 		t.Errorf("examples/agent.hcl drifted from Defaults():\n%+v\n%+v", cfg, def)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -43,7 +44,8 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 	}
 	os.WriteFile(path, []byte("qmp_dir = \"/run/q\"\ninterval = \"2s\"\nhistograms {\n  enabled = true\n}\n"), 0o644)
 	cfg, err := LoadConfig(path)
-	if err != nil || cfg.QMPDir != "/run/q" || cfg.Interval != 2*time.Second || len(cfg.Histograms) != 6 || cfg.Histograms[0] != 1e6 {
+	if err != nil || cfg.QMPDir != "/run/q" || cfg.Interval != 2*time.Second || len(cfg.Histograms) != 6 || cfg.Histograms[0] != 1e6 ||
+		cfg.HistogramsEnabled == nil || !*cfg.HistogramsEnabled {
 		t.Errorf("%+v %v", cfg, err)
 	}
 }
@@ -69,6 +71,23 @@ func TestConfigAllowWriteBlocking(t *testing.T) {
 		cfg, err := LoadConfig(path)
 		if err != nil || cfg.JobsConfig.AllowWriteBlocking != want {
 			t.Errorf("%q: allow=%v %v, want %v", body, cfg.JobsConfig.AllowWriteBlocking, err, want)
+		}
+	}
+}
+
+// histograms.enabled distinguishes unset (nil: rules decide) from false.
+func TestConfigHistogramsEnabled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.hcl")
+	for body, want := range map[string]string{"": "unset", "histograms {\n  boundaries_ms = [2, 20]\n}\n": "unset",
+		"histograms {\n  enabled = false\n}\n": "false", "histograms {\n  enabled = true\n}\n": "true"} {
+		os.WriteFile(path, []byte(body), 0o644)
+		cfg, err := LoadConfig(path)
+		got := "unset"
+		if cfg.HistogramsEnabled != nil {
+			got = map[bool]string{true: "true", false: "false"}[*cfg.HistogramsEnabled]
+		}
+		if err != nil || got != want || len(cfg.Histograms) == 0 {
+			t.Errorf("%q: enabled %s, boundaries %v, %v; want %s", body, got, cfg.Histograms, err, want)
 		}
 	}
 }

@@ -26,12 +26,13 @@ var errBusy = errors.New("previous sample still running (VM hung or slow)")
 // qmpSource watches a directory of QMP sockets (*.sock; other files are
 // ignored) and keeps one runner per socket.
 type qmpSource struct {
-	dir     string
-	timeout time.Duration
-	hists   []uint64
-	log     hclog.Logger
-	backend *tuning.QMPBackend
-	m       *metrics
+	dir      string
+	timeout  time.Duration
+	hists    []uint64    // histogram boundaries, ns
+	histWant atomic.Bool // latency histograms wanted on every disk
+	log      hclog.Logger
+	backend  *tuning.QMPBackend
+	m        *metrics
 
 	mu      sync.Mutex
 	runners map[string]*qmpRunner
@@ -278,6 +279,7 @@ func (r *qmpRunner) loop(ctx context.Context) {
 			}
 			cctx, cancel := context.WithTimeout(ctx, r.src.timeout)
 			start := time.Now()
+			r.syncHistograms(cctx, vm)
 			if vm.changed() {
 				vm.sampler.Invalidate()
 			}
@@ -297,10 +299,15 @@ func (r *qmpRunner) loop(ctx context.Context) {
 // qmpVM is what a runner keeps of its VM while connected: the sampler
 // with its cached query-block, and what says that cache is out of date.
 type qmpVM struct {
+	block   *qmp.Block
 	sampler *qmp.DiskSampler
 	events  *qmp.Subscription
 	changes atomic.Uint64 // commands sent by the backend that were not queries
 	seen    uint64
+	// histSynced is whether histograms were last wanted (and set);
+	// histOwned the disks qtune turned them on for on this connection.
+	histSynced bool
+	histOwned  []qmp.DiskID
 }
 
 // changed reports whether anything may have changed the disks since the
@@ -346,7 +353,7 @@ func (r *qmpRunner) connect(ctx context.Context) (*qmp.Conn, *qmpVM, map[string]
 		return nil, nil, nil, err
 	}
 	b := qmp.NewBlock(c)
-	vm := &qmpVM{sampler: qmp.NewDiskSampler(b), events: c.Subscribe(64)}
+	vm := &qmpVM{block: b, sampler: qmp.NewDiskSampler(b), events: c.Subscribe(64)}
 	var l2 map[string]uint64
 	if pid := c.PeerPID(); pid > 0 {
 		if opts, err := qmp.CommandLineBlockdevs(pid); len(opts) > 0 || err == nil {
@@ -358,27 +365,6 @@ func (r *qmpRunner) connect(ctx context.Context) (*qmp.Conn, *qmpVM, map[string]
 	r.id, r.idNote = id, note
 	r.idMu.Unlock()
 	r.src.backend.AddVM(r.name, changeCounter{c, &vm.changes}, c.PeerPID())
-	if len(r.src.hists) > 0 {
-		r.enableHistograms(cctx, b)
-	}
 	r.src.log.Info("connected", "vm", r.name, "qemu", c.Greeting().Version.String())
 	return c, vm, l2, nil
-}
-
-// enableHistograms turns latency histograms on for every disk, so tail
-// latency rules have data.
-func (r *qmpRunner) enableHistograms(ctx context.Context, b *qmp.Block) {
-	infos, err := b.QueryBlock(ctx)
-	if err != nil {
-		return
-	}
-	for _, bi := range infos {
-		if bi.Inserted == nil {
-			continue
-		}
-		id := qmp.DiskID{QOMPath: bi.QDev, Device: bi.Device}
-		if err := b.SetLatencyHistogram(ctx, id, qmp.HistogramBoundaries{All: r.src.hists}); err != nil {
-			r.src.log.Warn("cannot enable latency histograms", "vm", r.name, "disk", id.String(), "error", err.Error())
-		}
-	}
 }

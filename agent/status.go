@@ -25,6 +25,7 @@ type Status struct {
 	LastCycle     time.Time          `json:"last_cycle"`
 	CycleDuration string             `json:"cycle_duration"`
 	Policy        PolicyStatus       `json:"policy"`
+	Histograms    HistogramStatus    `json:"histograms"`
 	VMs           []VMStatus         `json:"vms"`
 	Rules         []policy.StateInfo `json:"rules"`
 	Owned         []OwnedStatus      `json:"owned"`

@@ -39,8 +39,13 @@ limits {
   l2_cache_budget     = "1GiB"  # memory for qcow2 L2 caches qtune sets, all VMs together
 }
 
+# Latency histograms (plain QEMU VMs; libvirt does not offer them) feed the
+# p95/p99 metrics. Unset, qtune turns them on while a rule in force reads
+# such a metric and off again (only where it turned them on) once none
+# does; true keeps them on, false never turns them on (those rules' p99
+# conditions are then unknown, and the log says so).
 histograms {
-  enabled       = false   # QMP VMs: enable latency histograms for p95/p99 rules
+  # enabled     = true
   boundaries_ms = [1, 5, 10, 50, 100, 500]
 }
 

@@ -169,3 +169,29 @@ func TestSelfDefeatGolden(t *testing.T) {
 	}
 	golden(t, "selfdefeat.golden", problems.Error()+"\n")
 }
+
+func TestHistogramRules(t *testing.T) {
+	set, problems, err := Parse(map[string][]byte{"p.hcl": []byte(`
+rule "avg" {
+  when = disk.read_latency_ms > 20
+  throttle { write_iops = 100 }
+}
+rule "tail" {
+  when = disk.read_iops > 1 && p50_over(disk.read_latency_p99_ms, "10s") > 50
+  throttle { read_iops = 100 }
+}
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := set.HistogramRules()
+	if len(got) != 1 || got[0].Rule != "tail" || got[0].Metric != "disk.read_latency_p99_ms" {
+		t.Errorf("histogram rules %+v", got)
+	}
+	if m := set.Rules[1].Metrics(); len(m) != 2 {
+		t.Errorf("metrics of tail: %q", m)
+	}
+	if n := problems.Notes().Error(); !strings.Contains(n, `rule "tail": disk.read_latency_p99_ms needs QEMU latency histograms`) || strings.Contains(n, `"avg"`) {
+		t.Errorf("notes:\n%s", n)
+	}
+}

@@ -83,6 +83,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "STATE STORE REFUSED, nothing is changed until it is repaired or restored (qtune state check):\n  %s\n", st.StoreError)
 	}
 	printPolicyStatus(w, st.Policy)
+	printHistogramStatus(w, st.Histograms)
 	fmt.Fprintf(w, "\n%-16s %-8s %8s %8s %9s %9s %-10s %s\n", "VM", "DISK", "R_IOPS", "W_IOPS", "R_LAT_ms", "W_LAT_ms", "CACHE", "THROTTLE")
 	for _, vm := range st.VMs {
 		if vm.State != "" && vm.State != "running" {
@@ -192,5 +193,13 @@ func printPolicyStatus(w io.Writer, p agent.PolicyStatus) {
 	}
 	if p.Error != "" {
 		fmt.Fprintf(w, "  LAST LOAD FAILED, the policy above stays in force:\n    %s\n", strings.ReplaceAll(p.Error, "\n", "\n    "))
+	}
+}
+
+func printHistogramStatus(w io.Writer, h agent.HistogramStatus) {
+	state := map[bool]string{true: "on", false: "off"}[h.On]
+	fmt.Fprintf(w, "latency histograms %s (%s)\n", state, h.Why)
+	if len(h.Unknown) > 0 {
+		fmt.Fprintf(w, "  p95/p99 metrics stay unknown for rules: %s\n", strings.Join(h.Unknown, ", "))
 	}
 }

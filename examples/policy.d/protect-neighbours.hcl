@@ -8,8 +8,9 @@
 # learns from its samples (docs/policy.md, "Latency relative to normal"),
 # so the rule needs no threshold in milliseconds and means the same on an
 # NVMe drive where 2 ms is slow as on spinning disks where 20 ms is usual.
-# With latency histograms on (agent config: histograms { enabled = true })
-# it watches the victims' p99; without them (or under libvirt) the p99 is
+# It reads a p99 metric, so the agent turns QEMU's latency histograms on
+# for it (unless its config says histograms { enabled = false }) and it
+# watches the victims' p99; without them (or under libvirt) the p99 is
 # unknown and their average read latency decides alone. The median over
 # 10 s keeps one odd sample from starting or breaking the `for`.
 rule "protect-neighbours" {

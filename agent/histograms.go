@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"fmt"
+
+	"github.com/qtune/qtune/policy"
+)
+
+// HistogramStatus says whether qtune keeps QEMU latency histograms on the
+// disks it samples, and why.
+type HistogramStatus struct {
+	On bool `json:"on"`
+	// Why is "config" (histograms { enabled = true }), "rule NAME" (a
+	// rule reads a p95/p99 metric and the config leaves enabled unset),
+	// "disabled by config", "no rule needs them", or why the backend
+	// cannot have them.
+	Why string `json:"why"`
+	// Unknown are the rules whose p95/p99 metrics stay unknown because
+	// histograms are off.
+	Unknown []string `json:"unknown,omitempty"`
+}
+
+// histogramSetter is a source that can turn latency histograms on and
+// off (plain QEMU; libvirt does not let qtune set them).
+type histogramSetter interface{ SetHistograms(on bool) }
+
+// decideHistograms applies the config to the rules that need histograms:
+// true keeps them on, false keeps them off, unset turns them on exactly
+// while some rule needs them.
+func decideHistograms(enabled *bool, rules []policy.HistogramRule, canSet bool) HistogramStatus {
+	var names []string
+	for _, r := range rules {
+		names = append(names, r.Rule)
+	}
+	switch {
+	case !canSet:
+		return HistogramStatus{Why: "not available under libvirt", Unknown: names}
+	case enabled != nil && *enabled:
+		return HistogramStatus{On: true, Why: "config"}
+	case enabled != nil:
+		return HistogramStatus{Why: "disabled by config", Unknown: names}
+	case len(rules) > 0:
+		return HistogramStatus{On: true, Why: "rule " + rules[0].Rule}
+	}
+	return HistogramStatus{Why: "no rule needs them"}
+}
+
+// applyHistograms decides for a set coming into force, tells the source,
+// and logs what changed: once when histograms go on or off, and a warning
+// per rule whose tail-latency condition they leave unknown.
+func (a *Agent) applyHistograms(set *policy.Set) {
+	hs, canSet := a.src.(histogramSetter)
+	rules := set.HistogramRules()
+	st := decideHistograms(a.cfg.HistogramsEnabled, rules, canSet)
+	a.mu.Lock()
+	prev := a.status.Histograms
+	a.status.Histograms = st
+	a.mu.Unlock()
+	if canSet {
+		hs.SetHistograms(st.On)
+	}
+	if st.On != prev.On || (st.On && st.Why != prev.Why) {
+		a.logHistograms(st, rules)
+	}
+	if st.Unknown != nil && fmt.Sprint(st.Unknown) != fmt.Sprint(prev.Unknown) {
+		// Off by config is a choice the operator may not know defeats a
+		// rule: a warning. Under libvirt it is how things are: info.
+		logf := a.log.Warn
+		if !canSet {
+			logf = a.log.Info
+		}
+		for _, r := range rules {
+			logf(fmt.Sprintf("rule %s reads %s, which will be unknown: latency histograms are off (%s)", r.Rule, r.Metric, st.Why),
+				"rule", r.Rule, "metric", r.Metric)
+		}
+	}
+}
+
+func (a *Agent) logHistograms(st HistogramStatus, rules []policy.HistogramRule) {
+	switch {
+	case st.Why == "config":
+		a.log.Info("latency histograms enabled on every disk by the config")
+	case st.On:
+		a.log.Info(fmt.Sprintf("latency histograms enabled on every disk: rule %s reads %s", rules[0].Rule, rules[0].Metric),
+			"rule", rules[0].Rule, "metric", rules[0].Metric)
+	default:
+		a.log.Info("latency histograms disabled where qtune enabled them: no rule in force needs them")
+	}
+}
