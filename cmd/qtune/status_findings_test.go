@@ -33,3 +33,15 @@ func TestStatusPrintsRecordedL2(t *testing.T) {
 		t.Fatalf("status output:\n%s", out)
 	}
 }
+
+// Status says whether latency histograms are on, why, and which rules'
+// p95/p99 metrics stay unknown.
+func TestStatusPrintsHistograms(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, agent.Status{Histograms: agent.HistogramStatus{Why: "disabled by config", Unknown: []string{"protect-neighbours"}}})
+	for _, want := range []string{"latency histograms off (disabled by config)", "p95/p99 metrics stay unknown for rules: protect-neighbours"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+}
