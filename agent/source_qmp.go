@@ -40,7 +40,11 @@ type qmpSource struct {
 }
 
 func newQMPSource(cfg Config, log hclog.Logger, m *metrics) *qmpSource {
-	return &qmpSource{dir: cfg.QMPDir, timeout: cfg.CallTimeout, hists: cfg.Histograms, log: log.Named("qmp"),
+	hists := cfg.Histograms
+	if len(hists) == 0 { // no boundaries would make the set a removal
+		hists = Defaults().Histograms
+	}
+	return &qmpSource{dir: cfg.QMPDir, timeout: cfg.CallTimeout, hists: hists, log: log.Named("qmp"),
 		backend: tuning.NewQMPBackend(), m: m, runners: map[string]*qmpRunner{}}
 }
 
