@@ -70,16 +70,23 @@ func FuzzDecodeSampledStats(f *testing.F) {
 		`[{"stats":{"rd_bytes":-1}}]`, `[{"stats":{"rd_bytes":1.5}}]`, `[{"stats":{"rd_bytes":18446744073709551616}}]`,
 		`[{"stats":{"rd_bytes":18446744073709551615,"rd_latency_histogram":{"boundaries":[10],"bins":[1,2]}}}]`,
 		`[{"qdev":"a","stats":{"wr_bytes":1}},{"qdev":"a","stats":{"wr_bytes":2},"stats":{"rd_bytes":3}}]`,
-		"[{\"device\":\"\xff\"}]", `[{"device":"\u00e9x"}]`} {
+		"[{\"device\":\"\xff\"}]", `[{"device":"\u00e9x"}]`, `[{"stAts":{"rd_BYtes":{}}}]`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// A member name that only encoding/json's case folding matches
+		// (upper case, an escape, or a non-ASCII letter such as the
+		// Kelvin sign) makes it decode, or fail on, a member the decoder
+		// rightly takes for another: such inputs are not compared at all.
+		if bytes.ContainsAny(b, `ABCDEFGHIJKLMNOPQRSTUVWXYZ\`) || !isASCII(b) {
+			return
+		}
 		want, wantErr := decodeStdlib(b)
 		got, err := decodeSampledStats(b, nil)
 		if (err == nil) != (wantErr == nil) {
 			t.Fatalf("%q: encoding/json error %v, decoder error %v", b, wantErr, err)
 		}
-		if err != nil || bytes.ContainsAny(b, `ABCDEFGHIJKLMNOPQRSTUVWXYZ\`) || !isASCII(b) {
+		if err != nil {
 			return
 		}
 		if !sameStats(got, want) {
