@@ -264,18 +264,27 @@ func L2CacheSizes(opts map[string]NodeOptions) map[string]uint64 {
 		if o["driver"] != "qcow2" {
 			continue
 		}
-		switch n := o["l2-cache-size"].(type) {
-		case json.Number:
-			if v, err := strconv.ParseUint(n.String(), 10, 64); err == nil {
-				out[name] = v
-			}
-		case uint64:
-			out[name] = n
-		case int:
-			out[name] = uint64(n)
-		case float64:
-			out[name] = uint64(n)
+		if v, ok := OptionUint(o, "l2-cache-size"); ok {
+			out[name] = v
 		}
 	}
 	return out
+}
+
+// OptionUint is a node's numeric option key, as the command line or a
+// reopen left it.
+func OptionUint(o NodeOptions, key string) (uint64, bool) {
+	switch n := o[key].(type) {
+	case json.Number:
+		if v, err := strconv.ParseUint(n.String(), 10, 64); err == nil {
+			return v, true
+		}
+	case uint64:
+		return n, true
+	case int:
+		return uint64(n), true
+	case float64:
+		return uint64(n), true
+	}
+	return 0, false
 }

@@ -47,7 +47,26 @@ func (e *Executor) desiredL2(d policy.Decision, cur KnobState, t Target) (KnobSt
 		}
 		size = left
 	}
+	if err := l2WithinLimit(size, cur.L2.Limit); err != nil {
+		return KnobState{}, err
+	}
 	return KnobState{L2: &L2State{Size: size, Needed: cur.L2.Needed}}, nil
+}
+
+// l2WithinLimit refuses an L2 cache above the node's cache-size, which
+// QEMU refuses ("l2-cache-size may not exceed cache-size") on every
+// reopen. qtune does not raise the cap itself: it bounds the node's whole
+// metadata cache, it is the operator's setting (under libvirt, part of
+// the domain's definition), and a refusal that says so is safer than a
+// cap lifted behind the operator's back.
+func l2WithinLimit(size, limit uint64) error {
+	if limit == 0 || size <= limit {
+		return nil
+	}
+	return &Refusal{Code: "bounds", Reason: fmt.Sprintf(
+		"the node's cache-size is %d bytes (under libvirt: the disk's <driver><metadata_cache><max_size>), below the wanted "+
+			"l2-cache-size of %d, and QEMU refuses an L2 cache above it: raise max_size to %d or more (virsh edit) and restart "+
+			"the domain, or give the rule a max of %d or less", limit, size, size, limit)}
 }
 
 // l2Used is the L2 cache qtune gave every other disk.

@@ -75,14 +75,27 @@ func setMetadataCache(el string, size uint64) string {
 	if size > 0 {
 		inner = fmt.Sprintf("<metadata_cache><max_size unit='bytes'>%d</max_size></metadata_cache>", size)
 	}
+	return restoreMetadataCache(el, inner)
+}
+
+// restoreMetadataCache makes a <driver> element's <metadata_cache> the
+// text elem, as it stands ("" removes it). A <driver> left with nothing
+// inside closes itself again, as libvirt writes it.
+func restoreMetadataCache(el, elem string) string {
 	if strings.HasSuffix(el, "/>") {
-		if inner == "" {
+		if elem == "" {
 			return el
 		}
-		return strings.TrimSuffix(el, "/>") + ">" + inner + "</driver>"
+		return strings.TrimSuffix(el, "/>") + ">" + elem + "</driver>"
 	}
 	if metaCache.MatchString(el) {
-		return metaCache.ReplaceAllString(el, inner)
+		el = metaCache.ReplaceAllLiteralString(el, elem)
+	} else {
+		el = strings.TrimSuffix(el, "</driver>") + elem + "</driver>"
 	}
-	return strings.TrimSuffix(el, "</driver>") + inner + "</driver>"
+	start := strings.Index(el, ">") + 1
+	if strings.TrimSpace(strings.TrimSuffix(el[start:], "</driver>")) == "" {
+		return el[:start-1] + "/>"
+	}
+	return el
 }

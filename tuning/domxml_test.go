@@ -36,7 +36,7 @@ func TestEditDiskDriver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, `<driver name="qemu" type="qcow2" cache='none'></driver>`) {
+	if !strings.Contains(out, `<driver name="qemu" type="qcow2" cache='none'/>`) {
 		t.Errorf("vdb:\n%s", out)
 	}
 	if _, err := editDiskDriver(domDoc, "vdz", func(d string) string { return d }); err == nil {

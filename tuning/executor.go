@@ -327,7 +327,7 @@ func (e *Executor) revert(ctx context.Context, t Target, d policy.Decision) (Out
 	if err := e.store.PutOwned(owned); err != nil {
 		return Outcome{Result: ResultFailed, Before: cur}, err
 	}
-	out, err := e.applyAndVerify(ctx, t, d.Knob, owned, cur, owned.Original, owned.Persist, ResultReverted)
+	out, err := e.applyAndVerify(ctx, t, d.Knob, owned, cur, restoring(owned), owned.Persist, ResultReverted)
 	if err != nil {
 		return out, err
 	}

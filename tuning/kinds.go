@@ -37,8 +37,16 @@ type knobKind struct {
 	libvirtApply func(ctx context.Context, b *LibvirtBackend, t Target, s KnobState, persist bool) error
 	// persist edits a disk's <driver> element of the persistent
 	// definition so that a passthrough change outlives the domain's
-	// restart; nil leaves the definition as it is.
-	persist func(driver string, s KnobState) (string, error)
+	// restart; nil leaves the definition as it is. A note is logged as a
+	// warning: the edit did something the SRE should know of.
+	persist func(driver string, s KnobState) (edited, note string, err error)
+	// defined adds to a state read from a libvirt domain what the disk's
+	// <driver> element of the persistent definition holds of the knob,
+	// so that the revert of a persisted change can put it back.
+	defined func(driver string, s KnobState) KnobState
+	// restoring is the state a revert sets, from the record's original
+	// (nil: the original as it is).
+	restoring func(original KnobState) KnobState
 	// notReadBack: QEMU cannot report the knob's value (QEMU 7.2 reports
 	// no l2-cache-size), so what the backend says is only what this
 	// process set or the command line: the owned record is the truth,
@@ -89,6 +97,16 @@ func unregisterKnob(k policy.Knob) {
 func ReadsBack(k policy.Knob) bool {
 	kind, err := knobKindOf(k)
 	return err != nil || !kind.notReadBack
+}
+
+// restoring is the state the revert of o sets: its original, as the
+// knob's kind completes it.
+func restoring(o *Owned) KnobState {
+	kind, err := knobKindOf(o.Knob)
+	if err != nil || kind.restoring == nil {
+		return o.Original
+	}
+	return kind.restoring(o.Original)
 }
 
 func knobKindOf(k policy.Knob) (knobKind, error) {

@@ -42,6 +42,25 @@ type CacheState struct {
 type L2State struct {
 	Size   uint64 `json:"size"`
 	Needed uint64 `json:"needed,omitempty"` // from the image; not part of the setting
+	// Limit is the node's cache-size (under libvirt: the disk's
+	// <metadata_cache><max_size>), 0 when unset: QEMU refuses an
+	// l2-cache-size above it. A fact of the node, not part of the setting.
+	Limit uint64 `json:"limit,omitempty"`
+	// Defined is what a libvirt domain's persistent definition held for
+	// the disk when the state was read, so that the revert of a
+	// persisted change puts the definition back as it was. Nil where
+	// there is no definition (plain QEMU) and in records written before
+	// qtune kept it. Not part of the setting.
+	Defined *L2Definition `json:"defined,omitempty"`
+}
+
+// L2Definition is a disk's <metadata_cache> element of a persistent
+// domain definition, exactly as written there; "" when it had none.
+type L2Definition struct {
+	MetadataCache string `json:"metadata_cache"`
+	// Unknown marks the revert of a record that predates Defined: what
+	// the definition held before is not known (see restoring).
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // KnobState is the value of one knob; exactly one field is set. A knob

@@ -24,12 +24,12 @@ func init() {
 		},
 		qmpRead:  qmpReadCache,
 		qmpApply: qmpApplyCache,
-		persist: func(driver string, s KnobState) (string, error) {
+		persist: func(driver string, s KnobState) (string, string, error) {
 			mode, err := libvirtCacheMode(*s.Cache)
 			if err != nil {
-				return "", err
+				return "", "", err
 			}
-			return setAttr(driver, "cache", mode), nil
+			return setAttr(driver, "cache", mode), "", nil
 		},
 	})
 }

@@ -21,11 +21,12 @@ func init() {
 			}
 			return rel(a.L2.Size, b.L2.Size)
 		},
-		qmpRead: func(_ context.Context, _ *reopener, d sample.Disk) (KnobState, error) {
+		qmpRead: func(_ context.Context, r *reopener, d sample.Disk) (KnobState, error) {
 			if d.Format != "qcow2" {
 				return KnobState{}, nil
 			}
-			return KnobState{L2: &L2State{Size: d.L2CacheSize, Needed: d.L2Needed()}}, nil
+			limit, _ := r.nodeOption(d.Node, "cache-size")
+			return KnobState{L2: &L2State{Size: d.L2CacheSize, Needed: d.L2Needed(), Limit: limit}}, nil
 		},
 		qmpApply: func(ctx context.Context, r *reopener, d sample.Disk, s KnobState) error {
 			if s.L2 == nil {
@@ -33,15 +34,16 @@ func init() {
 			}
 			return r.reopen(ctx, d.Node, map[string]any{"l2-cache-size": s.L2.Size})
 		},
-		persist: func(driver string, s KnobState) (string, error) {
-			return setMetadataCache(driver, s.L2.Size), nil
-		},
+		persist:   persistL2,
+		defined:   definedL2,
+		restoring: restoringL2,
 		recorded: func(read, rec KnobState) KnobState {
 			if rec.L2 == nil || read.L2 == nil {
 				return rec
 			}
 			l2 := *rec.L2
-			l2.Needed = read.L2.Needed // a fact of the image, not part of the setting
+			// Facts of the image, the node and the definition, not part of the setting.
+			l2.Needed, l2.Limit, l2.Defined = read.L2.Needed, read.L2.Limit, read.L2.Defined
 			return KnobState{L2: &l2}
 		},
 		sampled: func(d *sample.Disk, rec KnobState) bool {
@@ -52,4 +54,46 @@ func init() {
 			return true
 		},
 	})
+}
+
+// persistL2 writes an L2 cache size into the definition as
+// <metadata_cache><max_size>, which libvirt passes to QEMU as cache-size.
+// A revert puts back what the definition held before (Defined): writing
+// the original effective size instead would give the next QEMU process
+// a cache-size cap the operator never set, and every later larger L2
+// change would fail. A record from before qtune kept Defined says
+// nothing of it: the element goes, so that no such cap is invented.
+func persistL2(driver string, s KnobState) (string, string, error) {
+	if s.L2 == nil {
+		return "", "", errNothingToApply(policy.KnobL2Cache)
+	}
+	switch def := s.L2.Defined; {
+	case def == nil:
+		return setMetadataCache(driver, s.L2.Size), "", nil
+	case def.Unknown:
+		return setMetadataCache(driver, 0), "what the definition held before qtune's change was not recorded: " +
+			"its <metadata_cache> is removed (QEMU's default cache size on the next start)", nil
+	}
+	return restoreMetadataCache(driver, s.L2.Defined.MetadataCache), "", nil
+}
+
+// definedL2 notes the <metadata_cache> element the definition holds.
+func definedL2(driver string, s KnobState) KnobState {
+	if s.L2 == nil {
+		return s
+	}
+	l2 := *s.L2
+	l2.Defined = &L2Definition{MetadataCache: metaCache.FindString(driver)}
+	return KnobState{L2: &l2}
+}
+
+// restoringL2: a persisted change recorded before qtune kept what the
+// definition held is reverted as unknown (see persistL2).
+func restoringL2(o KnobState) KnobState {
+	if o.L2 == nil || o.L2.Defined != nil {
+		return o
+	}
+	l2 := *o.L2
+	l2.Defined = &L2Definition{Unknown: true}
+	return KnobState{L2: &l2}
 }

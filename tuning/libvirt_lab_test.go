@@ -114,5 +114,31 @@ func TestRealLibvirtTuning(t *testing.T) {
 		if st, _ := d.Virsh(ctx, "domstate", "t1"); !strings.Contains(st, "running") {
 			t.Errorf("domain state after reopen: %s", st)
 		}
+
+		// The revert puts the definition back as it was (it had no
+		// metadata_cache), so that the next QEMU gets no cache-size cap
+		// and a later, larger L2 change is accepted.
+		rev := dec
+		rev.Revert, rev.Action = true, policy.Action{}
+		if out, err := e.Execute(ctx, rev); err != nil || out.Result != ResultReverted {
+			t.Fatalf("revert %+v %v", out, err)
+		}
+		inactive, _ = d.Virsh(ctx, "dumpxml", "--inactive", "t1")
+		if strings.Contains(inactive, "metadata_cache") {
+			t.Errorf("revert left metadata_cache in the inactive XML:\n%s", inactive)
+		}
+		if out, err := d.Virsh(ctx, "destroy", "t1"); err != nil {
+			t.Fatalf("destroy: %v %s", err, out)
+		}
+		if out, err := d.Virsh(ctx, "start", "t1"); err != nil {
+			t.Fatalf("start: %v %s", err, out)
+		}
+		b.Forget("t1")
+		dec.Action.L2Cache.Size = 4 << 20
+		out, err = e.Execute(ctx, dec)
+		if err != nil || out.Result != ResultApplied || out.After.L2.Size != 4<<20 {
+			t.Fatalf("L2 change after the restart: %+v %v", out, err)
+		}
+		t.Logf("after revert and restart: %s applied", out.After)
 	})
 }

@@ -30,6 +30,7 @@ const DefaultLibvirtPidDir = "/run/libvirt/qemu"
 // survives a restart of the domain.
 type LibvirtBackend struct {
 	v                *qmp.Libvirt
+	defs             domainDefs // b.v; a fake in tests
 	allowPassthrough bool
 	pidDir           string
 	log              hclog.Logger
@@ -41,6 +42,12 @@ type LibvirtBackend struct {
 	watches   map[string]*jobWatch // domains whose QEMU events are followed for job errors
 	throttles throttleCache
 	onJob     func()
+}
+
+// domainDefs reads and writes domain definitions.
+type domainDefs interface {
+	DomainXML(ctx context.Context, domain string, inactive bool) (string, error)
+	DefineXML(ctx context.Context, doc string) error
 }
 
 // LibvirtBackendOptions configure a LibvirtBackend.
@@ -58,7 +65,7 @@ func NewLibvirtBackend(v *qmp.Libvirt, o LibvirtBackendOptions) *LibvirtBackend 
 	if o.Log == nil {
 		o.Log = hclog.NewNullLogger()
 	}
-	return &LibvirtBackend{v: v, allowPassthrough: o.AllowPassthrough, pidDir: o.PidDir, log: o.Log,
+	return &LibvirtBackend{v: v, defs: v, allowPassthrough: o.AllowPassthrough, pidDir: o.PidDir, log: o.Log,
 		reopeners: map[string]*reopener{}, tainted: map[string]bool{}, watches: map[string]*jobWatch{}}
 }
 
@@ -96,7 +103,30 @@ func (b *LibvirtBackend) Read(ctx context.Context, t Target, k policy.Knob) (Kno
 	if err != nil {
 		return KnobState{}, err
 	}
-	return r.read(ctx, qname, k)
+	s, err := r.read(ctx, qname, k)
+	if err != nil || kind.defined == nil {
+		return s, err
+	}
+	return b.defined(ctx, t, s, kind.defined)
+}
+
+// defined adds to s what the persistent definition holds of the knob. A
+// disk the definition does not have (hot-plugged) adds nothing: no
+// change of it can be persisted either.
+func (b *LibvirtBackend) defined(ctx context.Context, t Target, s KnobState, add func(string, KnobState) KnobState) (KnobState, error) {
+	doc, err := b.defs.DomainXML(ctx, t.VM, true)
+	if err != nil {
+		return KnobState{}, fmt.Errorf("read the persistent definition of %s: %w", t.VM, err)
+	}
+	out := s
+	_, err = editDiskDriver(doc, t.Disk, func(d string) string {
+		out = add(d, s)
+		return d
+	})
+	if err != nil {
+		return s, nil
+	}
+	return out, nil
 }
 
 // Apply implements Backend.
@@ -173,18 +203,20 @@ func (b *LibvirtBackend) qemuPID(domain string) int {
 
 // persist writes a passthrough change into the persistent definition,
 // by the kind's edit of the disk's <driver> element.
-func (b *LibvirtBackend) persist(ctx context.Context, t Target, s KnobState, edit func(string, KnobState) (string, error)) error {
-	doc, err := b.v.DomainXML(ctx, t.VM, true)
+func (b *LibvirtBackend) persist(ctx context.Context, t Target, s KnobState, edit func(string, KnobState) (string, string, error)) error {
+	doc, err := b.defs.DomainXML(ctx, t.VM, true)
 	if err != nil {
 		return err
 	}
 	var editErr error
+	note := ""
 	out, err := editDiskDriver(doc, t.Disk, func(d string) string {
-		e, err := edit(d, s)
+		e, n, err := edit(d, s)
 		if err != nil {
 			editErr = err
 			return d
 		}
+		note = n
 		return e
 	})
 	if err == nil {
@@ -193,5 +225,8 @@ func (b *LibvirtBackend) persist(ctx context.Context, t Target, s KnobState, edi
 	if err != nil {
 		return fmt.Errorf("persist %s: %w", t, err)
 	}
-	return b.v.DefineXML(ctx, out)
+	if note != "" {
+		b.log.Warn("persist: "+note, "vm", t.VM, "disk", t.Disk)
+	}
+	return b.defs.DefineXML(ctx, out)
 }

@@ -139,6 +139,14 @@ func (r *reopener) read(ctx context.Context, name string, k policy.Knob) (KnobSt
 	return kind.qmpRead(ctx, r, d)
 }
 
+// nodeOption is a numeric option of a node as QEMU holds it (command
+// line, then qtune's reopens).
+func (r *reopener) nodeOption(node, key string) (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return qmp.OptionUint(r.opts[node], key)
+}
+
 // fileNode is the protocol node under a disk's format node, named in the
 // format node's options.
 func (r *reopener) fileNode(d sample.Disk) (string, error) {

@@ -65,7 +65,7 @@ func (e *Executor) reconcileUnreadable(ctx context.Context, o Owned, d policy.De
 	if o.Phase == PhaseApplied || e.dryRun {
 		return Outcome{Result: ResultNoOp, Before: o.Applied, After: o.Applied}, nil
 	}
-	out, err := e.applyAndVerify(ctx, o.Target, o.Knob, &o, o.Applied, o.Original, o.Persist, ResultResolved)
+	out, err := e.applyAndVerify(ctx, o.Target, o.Knob, &o, o.Applied, restoring(&o), o.Persist, ResultResolved)
 	if err == nil {
 		out.Reason = "interrupted change of a knob QEMU cannot report: the original set again"
 		err = e.store.Release(o.Target, o.Knob)
