@@ -79,7 +79,7 @@ type Agent struct {
 
 	ruleNames atomic.Pointer[map[string]bool] // the rules in force, for the job manager
 
-	prev map[string]sample.Disk // last sample per vm/disk, for rates
+	rates *sample.Rater // last sample per disk, for rates
 
 	mu       sync.Mutex // guards what the HTTP handlers read
 	status   Status
@@ -97,7 +97,7 @@ type Cycle struct {
 // read again on SIGHUP for the log level.
 func New(cfg Config, cfgPath string, log hclog.InterceptLogger) *Agent {
 	return &Agent{cfg: cfg, cfgPath: cfgPath, log: log, clock: clock.Real{}, notify: func(string) {},
-		host: hoststat.NewReader(), m: newMetrics(), prev: map[string]sample.Disk{},
+		host: hoststat.NewReader(), m: newMetrics(), rates: sample.NewRater(),
 		failLog: logonce.New(clock.Real{}, failureReminder), recon: newReconciler()}
 }
 
@@ -162,15 +162,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) openSource(ctx context.Context) (source, error) {
-	if a.cfg.QMPDir != "" {
-		if st, err := os.Stat(a.cfg.QMPDir); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("qmp_dir %s is not a directory", a.cfg.QMPDir)
-		}
-		return newQMPSource(a.cfg, a.log, a.m), nil
-	}
-	cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
-	defer cancel()
-	return newLibvirtSource(cctx, a.cfg, a.log, a.m)
+	return openSource(ctx, SamplerOptions{Config: a.cfg}, a.log, a.m)
 }
 
 // loadInitialPolicy loads the policy directory. When it does not load,
@@ -432,11 +424,7 @@ func (a *Agent) cycle(ctx context.Context) {
 	disks, errs, gone := a.src.Sample(ctx)
 	for _, vm := range gone {
 		a.eval.ForgetVM(vm)
-		for k := range a.prev {
-			if strings.HasPrefix(k, vm+"/") {
-				delete(a.prev, k)
-			}
-		}
+		a.rates.ForgetVM(vm)
 	}
 	// What a reload did since the last cycle is news of this one.
 	outcomes := a.reloadActions
@@ -473,14 +461,8 @@ func (a *Agent) points(now time.Time, disks []sample.Disk) []sample.Point {
 	}
 	out := make([]sample.Point, 0, len(disks))
 	for _, d := range disks {
-		key := d.VM + "/" + d.Name
-		prev, ok := a.prev[key]
-		a.prev[key] = d
+		r, ok := a.rates.Next(d)
 		if !ok {
-			continue
-		}
-		r, err := sample.Derive(prev, d)
-		if err != nil {
 			continue
 		}
 		d.HostDevUtil, d.HostDevReadBPS, d.HostDevWriteBPS, d.HostDevReadLatencyMs, d.HostDevWriteLatencyMs, d.HostDevQueueDepth = nan, nan, nan, nan, nan, nan
@@ -491,9 +473,10 @@ func (a *Agent) points(now time.Time, disks []sample.Disk) []sample.Point {
 				d.HostDevReadLatencyMs, d.HostDevWriteLatencyMs = img.Dev.ReadLatencyMs, img.Dev.WriteLatencyMs
 			}
 		}
-		d.Health = a.checks.health(key)
+		d.Health = a.checks.health(d.VM + "/" + d.Name)
 		out = append(out, sample.Point{Disk: d, Rates: r, Host: host})
 	}
+	a.rates.Sweep()
 	// By VM/disk, without building that string for each comparison.
 	slices.SortFunc(out, func(p, q sample.Point) int {
 		return cmpVMDisk(p.Disk.VM, p.Disk.Name, q.Disk.VM, q.Disk.Name)

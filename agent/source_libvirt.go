@@ -59,6 +59,7 @@ type libvirtSource struct {
 	m        *metrics
 	sem      chan struct{} // bounds concurrent XML reads
 	pidDir   string        // libvirt's QEMU pid files, for the process part of an identity
+	only     []string      // when set, the only domains read (qtune stats --domain)
 
 	mu     sync.Mutex
 	facts  map[string]*domainFacts
@@ -215,7 +216,7 @@ func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]e
 	s.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	start := time.Now()
-	byDom, err := s.api.DomainStats(cctx)
+	byDom, err := s.api.DomainStats(cctx, s.only...)
 	cancel()
 	s.m.callDuration.WithLabelValues("libvirt", "get_all_domain_stats").Observe(time.Since(start).Seconds())
 	if err != nil {

@@ -24,9 +24,11 @@ import (
 var errBusy = errors.New("previous sample still running (VM hung or slow)")
 
 // qmpSource watches a directory of QMP sockets (*.sock; other files are
-// ignored) and keeps one runner per socket.
+// ignored) and keeps one runner per socket; or, given sockets, reads just
+// those, whatever their names (qtune stats --qmp).
 type qmpSource struct {
 	dir      string
+	sockets  []string // when set, these instead of dir's
 	timeout  time.Duration
 	hists    []uint64    // histogram boundaries, ns
 	histWant atomic.Bool // latency histograms wanted on every disk
@@ -48,7 +50,12 @@ func newQMPSource(cfg Config, log hclog.Logger, m *metrics) *qmpSource {
 		backend: tuning.NewQMPBackend(), m: m, runners: map[string]*qmpRunner{}}
 }
 
-func (s *qmpSource) Name() string              { return "qmp:" + s.dir }
+func (s *qmpSource) Name() string {
+	if len(s.sockets) > 0 {
+		return "qmp:" + strings.Join(s.sockets, ",")
+	}
+	return "qmp:" + s.dir
+}
 func (s *qmpSource) Backend() tuning.Backend   { return s.backend }
 func (s *qmpSource) Tainted() []string         { return nil }
 func (s *qmpSource) Connected() (bool, uint64) { return true, 0 }
@@ -56,6 +63,12 @@ func (s *qmpSource) Connected() (bool, uint64) { return true, 0 }
 // Run watches the directory until ctx ends; Sample also reconciles, so a
 // missed notification costs at most one interval.
 func (s *qmpSource) Run(ctx context.Context) {
+	if len(s.sockets) > 0 { // nothing to watch
+		s.reconcile()
+		<-ctx.Done()
+		s.stopAll()
+		return
+	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		s.log.Error("cannot watch the QMP socket directory; relying on rescans", "dir", s.dir, "error", err.Error())
@@ -92,7 +105,10 @@ func (s *qmpSource) Run(ctx context.Context) {
 
 // reconcile makes the runners match the sockets present.
 func (s *qmpSource) reconcile() {
-	socks, _ := qmp.Sockets(s.dir)
+	socks := s.sockets
+	if len(socks) == 0 {
+		socks, _ = qmp.Sockets(s.dir)
+	}
 	want := map[string]string{}
 	for _, p := range socks {
 		want[qmp.VMName(p)] = p

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -172,6 +173,17 @@ func Dial(ctx context.Context, path string, opt ...Option) (*Conn, error) {
 	return c, nil
 }
 
+// fileKind names what a path that should be a socket is instead.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m.IsRegular():
+		return "a regular file"
+	}
+	return "a " + m.Type().String() + " file"
+}
+
 func dialError(path string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOENT):
@@ -179,6 +191,9 @@ func dialError(path string, err error) error {
 	case errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EACCES):
 		return fmt.Errorf("qmp socket %s: permission denied (run as the VM's owner or root): %w", path, fs.ErrPermission)
 	case errors.Is(err, syscall.ECONNREFUSED):
+		if st, serr := os.Stat(path); serr == nil && st.Mode()&fs.ModeSocket == 0 {
+			return fmt.Errorf("qmp socket %s is not a socket (%s): %w", path, fileKind(st.Mode()), err)
+		}
 		return fmt.Errorf("qmp socket %s: connection refused (QEMU is not listening; the VM may have exited): %w", path, err)
 	}
 	return fmt.Errorf("qmp socket %s: %w", path, err)

@@ -236,8 +236,11 @@ func TestDialErrors(t *testing.T) {
 	}
 	notQMP := filepath.Join(dir, "plain")
 	os.WriteFile(notQMP, nil, 0o600)
-	if _, err := qmp.Dial(context.Background(), notQMP); err == nil || !strings.Contains(err.Error(), notQMP) {
+	if _, err := qmp.Dial(context.Background(), notQMP); err == nil || !strings.Contains(err.Error(), notQMP+" is not a socket (a regular file)") {
 		t.Errorf("not a socket: %v", err)
+	}
+	if _, err := qmp.Dial(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "is not a socket (a directory)") {
+		t.Errorf("a directory: %v", err)
 	}
 	if os.Geteuid() == 0 {
 		return // root is never denied

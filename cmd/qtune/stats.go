@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/qtune/qtune/agent"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
@@ -23,15 +24,16 @@ func init() {
 	})
 }
 
-// diskSource is one way of reading the disks of one or more VMs: a QMP
-// socket, or a libvirt connection.
+// diskSource is where the disks come from: the agent's own sampling
+// (agent.Sampler), or a fake in tests.
 type diskSource interface {
-	Sample(ctx context.Context) ([]sample.Disk, error)
-	Close() error
+	Sample(ctx context.Context) (disks []sample.Disk, errs map[string]error, gone []string)
+	Close()
 }
 
 type statsFlags struct {
 	qmpPath  string
+	qmpDir   string
 	libvirt  bool
 	uri      string
 	socket   string
@@ -47,7 +49,8 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("qtune stats", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.qmpPath, "qmp", "", "QMP unix socket of a plain QEMU VM")
-	fs.BoolVar(&f.libvirt, "libvirt", false, "read every running libvirt domain (or --domain)")
+	fs.StringVar(&f.qmpDir, "qmp-dir", "", "every plain QEMU VM whose QMP socket (*.sock) is in this directory, as the agent finds them")
+	fs.BoolVar(&f.libvirt, "libvirt", false, "read every active libvirt domain (or --domain)")
 	fs.StringVar(&f.uri, "uri", "", "libvirt URI (qemu:///system, qemu+ssh://host/system, qemu+tls://host/system)")
 	fs.StringVar(&f.socket, "socket", "", "libvirt socket path (default /run/libvirt/libvirt-sock)")
 	fs.StringVar(&f.domain, "domain", "", "only this libvirt domain")
@@ -56,7 +59,7 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&f.json, "json", false, "print one JSON object per disk and sample")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "deadline of each call to QEMU or libvirt")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: qtune stats --qmp SOCKET | --libvirt [--uri URI] [--domain NAME] [flags]")
+		fmt.Fprintln(stderr, "usage: qtune stats --qmp SOCKET | --qmp-dir DIR | --libvirt [--uri URI] [--domain NAME] [flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -66,14 +69,14 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "qtune stats: %v\n", err)
 		return exitUsage
 	}
-	src, err := openSource(ctx, f)
+	src, err := agent.OpenSampler(ctx, f.samplerOptions(), nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "qtune stats: %v\n", err)
 		return exitFailure
 	}
 	defer src.Close()
 	p := &statsPrinter{w: stdout, json: f.json}
-	if err := statsLoop(ctx, src, f, p); err != nil {
+	if err := statsLoop(ctx, src, f, p, stderr); err != nil {
 		fmt.Fprintf(stderr, "qtune stats: %v\n", err)
 		return exitFailure
 	}
@@ -81,12 +84,18 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 func (f statsFlags) validate() error {
+	where := 0
+	for _, set := range []bool{f.qmpPath != "", f.qmpDir != "", f.libvirt} {
+		if set {
+			where++
+		}
+	}
 	switch {
-	case f.qmpPath == "" && !f.libvirt:
-		return errors.New("say where the VMs are: --qmp SOCKET or --libvirt")
-	case f.qmpPath != "" && f.libvirt:
-		return errors.New("--qmp and --libvirt exclude each other")
-	case f.qmpPath != "" && (f.uri != "" || f.domain != "" || f.socket != ""):
+	case where == 0:
+		return errors.New("say where the VMs are: --qmp SOCKET, --qmp-dir DIR or --libvirt")
+	case where > 1:
+		return errors.New("--qmp, --qmp-dir and --libvirt exclude each other")
+	case !f.libvirt && (f.uri != "" || f.domain != "" || f.socket != ""):
 		return errors.New("--uri, --socket and --domain go with --libvirt")
 	case f.interval < 100*time.Millisecond:
 		return fmt.Errorf("--interval %v is too short (at least 100ms)", f.interval)
@@ -98,34 +107,62 @@ func (f statsFlags) validate() error {
 	return nil
 }
 
+// samplerOptions are the flags as the agent's sampling takes them.
+func (f statsFlags) samplerOptions() agent.SamplerOptions {
+	cfg := agent.Defaults()
+	cfg.Interval, cfg.CallTimeout = f.interval, f.timeout
+	o := agent.SamplerOptions{Config: cfg}
+	switch {
+	case f.qmpPath != "":
+		o.QMPSockets = []string{f.qmpPath}
+	case f.qmpDir != "":
+		o.QMPDir = f.qmpDir
+	default:
+		o.LibvirtURI = f.uri
+		if f.socket != "" {
+			o.LibvirtSocket = f.socket
+		}
+		if f.domain != "" {
+			o.Domains = []string{f.domain}
+		}
+	}
+	return o
+}
+
 // statsLoop samples every interval and prints rates from the second sample
-// on; --count counts printed samples.
-func statsLoop(ctx context.Context, src diskSource, f statsFlags, p *statsPrinter) error {
-	prev := map[string]sample.Disk{}
-	printed := 0
+// on; --count counts printed samples. With --qmp, the one VM failing ends
+// the run; otherwise a VM that cannot be read is said once on stderr (and
+// again when its error changes) while the others go on, and a failure of
+// the whole source (libvirt unreachable) ends the run only before anything
+// was printed: the connection comes back by itself.
+func statsLoop(ctx context.Context, src diskSource, f statsFlags, p *statsPrinter, stderr io.Writer) error {
+	rates := sample.NewRater()
+	said := map[string]string{} // VM: the error last said of it
+	printed, seen := 0, 0
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
 	for {
-		cctx, cancel := context.WithTimeout(ctx, f.timeout)
-		disks, err := src.Sample(cctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		disks, errs, gone := src.Sample(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		for _, vm := range gone {
+			rates.ForgetVM(vm)
+		}
+		if err := statsFatal(f, errs, printed); err != nil {
 			return err
 		}
+		sayErrors(stderr, errs, said)
 		rows := make([]statsRow, 0, len(disks))
 		for _, d := range disks {
-			key := d.VM + "\x00" + d.Name
-			if old, ok := prev[key]; ok {
-				if r, err := sample.Derive(old, d); err == nil {
-					rows = append(rows, statsRow{Disk: d, Rates: r})
-				}
+			if r, ok := rates.Next(d); ok {
+				rows = append(rows, statsRow{Disk: d, Rates: r})
 			}
-			prev[key] = d
 		}
-		if len(rows) > 0 || (len(prev) > 0 && len(disks) == 0) {
+		rates.Sweep()
+		// From the second sample on, every sample is printed, even one
+		// with no disks (every VM gone): the output keeps its pace.
+		if len(rows) > 0 || (seen > 0 && len(disks) == 0) {
 			if err := p.print(rows); err != nil {
 				return err
 			}
@@ -134,10 +171,52 @@ func statsLoop(ctx context.Context, src diskSource, f statsFlags, p *statsPrinte
 				return nil
 			}
 		}
+		if len(disks) > 0 {
+			seen++
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		}
+	}
+}
+
+// statsFatal is the error that ends the run, if any.
+func statsFatal(f statsFlags, errs map[string]error, printed int) error {
+	if f.qmpPath != "" {
+		for _, err := range errs {
+			return err
+		}
+	}
+	if err := errs[agent.SourceError]; err != nil && printed == 0 {
+		return err
+	}
+	return nil
+}
+
+// sayErrors writes each VM's error once, and again when it changes.
+func sayErrors(w io.Writer, errs map[string]error, said map[string]string) {
+	vms := make([]string, 0, len(errs))
+	for vm := range errs {
+		vms = append(vms, vm)
+	}
+	sort.Strings(vms)
+	for _, vm := range vms {
+		text := errs[vm].Error()
+		if said[vm] == text {
+			continue
+		}
+		said[vm] = text
+		if vm == agent.SourceError {
+			fmt.Fprintf(w, "qtune stats: %s\n", text)
+			continue
+		}
+		fmt.Fprintf(w, "qtune stats: %s: %s\n", vm, text)
+	}
+	for vm := range said {
+		if _, ok := errs[vm]; !ok {
+			delete(said, vm) // it answered again
 		}
 	}
 }

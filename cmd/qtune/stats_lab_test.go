@@ -85,6 +85,52 @@ func TestStatsAgainstRealGuest(t *testing.T) {
 	}
 }
 
+// --qmp-dir reads every VM of a directory as the agent finds them: named
+// by their sockets, each on its own, and one socket that is not QEMU
+// said on stderr while the others are printed.
+func TestStatsQMPDir(t *testing.T) {
+	lab.NeedQEMU(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	for _, vm := range []struct{ name, disk string }{{"web-1", "root"}, {"db-1", "data"}} {
+		img := filepath.Join(t.TempDir(), vm.disk+".qcow2")
+		if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+			t.Fatal(err)
+		}
+		v := lab.StartVMT(t, lab.VMConfig{Name: vm.name + "-qemu", Paused: true, Disks: []lab.Disk{{ID: vm.disk, Image: img}}})
+		if err := os.Symlink(v.QMPPath(), filepath.Join(dir, vm.name+".sock")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "junk.sock"), []byte("not a socket"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"stats", "--qmp-dir", dir, "--json", "--count", "2", "--interval", "500ms"}, &out, &errOut)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	seen := map[string]int{}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var r jsonRow
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%q: %v", sc.Text(), err)
+		}
+		seen[r.VM+"/"+r.Disk]++
+		if r.Format != "qcow2" || r.VirtualSize != 64<<20 {
+			t.Errorf("row %+v", r)
+		}
+	}
+	if seen["web-1/root"] != 2 || seen["db-1/data"] != 2 || len(seen) != 2 {
+		t.Errorf("rows per disk %v, want web-1/root and db-1/data twice each:\n%s", seen, out.String())
+	}
+	if n := strings.Count(errOut.String(), "qtune stats: junk: "); n != 1 || !strings.Contains(errOut.String(), "junk.sock is not a socket (a regular file)") {
+		t.Errorf("stderr should say once what is wrong with junk.sock:\n%s", errOut.String())
+	}
+}
+
 func TestStatsErrors(t *testing.T) {
 	busy := qmpfake.New(t)
 	ctx := context.Background()
@@ -127,6 +173,11 @@ func TestStatsThroughLibvirt(t *testing.T) {
 	defer cancel()
 	d := lab.StartLibvirtdT(t)
 	d.WriterDomainT(t, "t1", 200)
+	img := filepath.Join(t.TempDir(), "t2.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	d.DefineDomainT(t, lab.DomainSpec{Name: "t2", Paused: true, Disks: []lab.DomainDisk{{Target: "vdb", Image: img}}})
 	if _, err := d.Virsh(ctx, "blkdeviotune", "t1", "vda", "--write-iops-sec", "150", "--live"); err != nil {
 		t.Fatal(err)
 	}
@@ -135,19 +186,35 @@ func TestStatsThroughLibvirt(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
+	// Two samples of two domains, the paused one included, in VM order.
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want 2 lines:\n%s", out.String())
+	if len(lines) != 4 {
+		t.Fatalf("want 4 lines:\n%s\nstderr:\n%s", out.String(), errOut.String())
 	}
-	var r jsonRow
-	if err := json.Unmarshal([]byte(lines[1]), &r); err != nil {
+	var r, paused jsonRow
+	if err := json.Unmarshal([]byte(lines[2]), &r); err != nil {
 		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(lines[3]), &paused); err != nil {
+		t.Fatal(err)
+	}
+	if paused.VM != "t2" || paused.Disk != "vdb" || paused.Format != "qcow2" || paused.VirtualSize != 64<<20 || paused.WriteIOPS != 0 {
+		t.Errorf("paused domain's row %+v", paused)
 	}
 	if r.VM != "t1" || r.Disk != "vda" || r.Format != "qcow2" || r.Cache != "none" || r.Throttle == nil || r.Throttle.IOPSWrite != 150 {
 		t.Errorf("row %+v (throttle %+v)", r, r.Throttle)
 	}
 	if r.WriteIOPS < 130 || r.WriteIOPS > 170 {
 		t.Errorf("write IOPS %.0f, guest runs at 200 under a limit of 150", r.WriteIOPS)
+	}
+
+	// --domain reads that domain only.
+	out.Reset()
+	if code := run(ctx, []string{"stats", "--libvirt", "--socket", d.SocketPath(), "--domain", "t2", "--json", "--count", "1"}, &out, &errOut); code != exitOK {
+		t.Fatalf("--domain t2: exit %d: %s", code, errOut.String())
+	}
+	if rows := strings.Split(strings.TrimSpace(out.String()), "\n"); len(rows) != 1 || !strings.Contains(rows[0], `"vm":"t2"`) {
+		t.Errorf("--domain t2 printed:\n%s", out.String())
 	}
 
 	for _, tc := range []struct {

@@ -6,30 +6,37 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/qtune/qtune/agent"
 	"github.com/qtune/qtune/internal/sample"
 )
 
 // fakeSource returns one scripted sample per call, its clock one second
-// apart, and fails when the script runs out.
+// apart, and fails as a whole source when the script runs out.
 type fakeSource struct {
 	samples [][]sample.Disk
+	errs    []map[string]error // per call, when set
 	calls   int
 }
 
-func (f *fakeSource) Sample(context.Context) ([]sample.Disk, error) {
+func (f *fakeSource) Sample(context.Context) ([]sample.Disk, map[string]error, []string) {
 	if f.calls >= len(f.samples) {
-		return nil, errors.New("script exhausted")
+		return nil, map[string]error{agent.SourceError: errors.New("script exhausted")}, nil
 	}
 	s := f.samples[f.calls]
+	var errs map[string]error
+	if f.calls < len(f.errs) {
+		errs = f.errs[f.calls]
+	}
 	f.calls++
-	return s, nil
+	return s, errs, nil
 }
 
-func (f *fakeSource) Close() error { return nil }
+func (f *fakeSource) Close() {}
 
 func disk(at time.Time, rdOps, wrOps, wrBytes, wrNs uint64) sample.Disk {
 	return sample.Disk{
@@ -49,7 +56,7 @@ func TestStatsLoopJSONRatesMatchCounterDeltas(t *testing.T) {
 	}}
 	var out bytes.Buffer
 	f := statsFlags{interval: time.Millisecond, count: 2, json: true, timeout: time.Second}
-	if err := statsLoop(context.Background(), src, f, &statsPrinter{w: &out, json: true}); err != nil {
+	if err := statsLoop(context.Background(), src, f, &statsPrinter{w: &out, json: true}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	var rows []jsonRow
@@ -89,7 +96,7 @@ func TestStatsTable(t *testing.T) {
 	}}
 	var out bytes.Buffer
 	f := statsFlags{interval: time.Millisecond, count: 1, timeout: time.Second}
-	if err := statsLoop(context.Background(), src, f, &statsPrinter{w: &out}); err != nil {
+	if err := statsLoop(context.Background(), src, f, &statsPrinter{w: &out}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -114,12 +121,59 @@ func TestStatsTable(t *testing.T) {
 	}
 }
 
-func TestStatsLoopStopsOnSourceError(t *testing.T) {
+func TestStatsLoopStopsOnSourceErrorBeforeAnythingPrinted(t *testing.T) {
 	src := &fakeSource{}
-	f := statsFlags{interval: time.Millisecond, timeout: time.Second}
-	err := statsLoop(context.Background(), src, f, &statsPrinter{w: &bytes.Buffer{}})
+	f := statsFlags{libvirt: true, interval: time.Millisecond, timeout: time.Second}
+	err := statsLoop(context.Background(), src, f, &statsPrinter{w: &bytes.Buffer{}}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "script exhausted") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// Under libvirt or --qmp-dir one VM that cannot be read is said once on
+// stderr (again when its error changes) and the others go on; a source
+// that fails after rows were printed is said and waited out.
+func TestStatsLoopGoesOnPastOneVMsError(t *testing.T) {
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	broken := errors.New("domain vm2 XML: connection reset")
+	var samples [][]sample.Disk
+	var errs []map[string]error
+	for i := range 5 {
+		samples = append(samples, []sample.Disk{disk(t0.Add(time.Duration(i)*time.Second), 0, uint64(100*i), 0, 0)})
+		errs = append(errs, map[string]error{"vm2": broken})
+	}
+	errs[3] = map[string]error{agent.SourceError: errors.New("libvirt: connection lost"), "vm2": broken}
+	samples[3] = nil
+	errs[4] = map[string]error{"vm2": errors.New("domain vm2 XML: timeout")}
+	src := &fakeSource{samples: samples, errs: errs}
+	var out, stderr bytes.Buffer
+	f := statsFlags{libvirt: true, interval: time.Millisecond, count: 4, json: true, timeout: time.Second}
+	if err := statsLoop(context.Background(), src, f, &statsPrinter{w: &out, json: true}, &stderr); err != nil {
+		t.Fatalf("loop ended with %v; stderr:\n%s", err, stderr.String())
+	}
+	want := "qtune stats: vm2: domain vm2 XML: connection reset\n" +
+		"qtune stats: libvirt: connection lost\n" +
+		"qtune stats: vm2: domain vm2 XML: timeout\n"
+	if stderr.String() != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
+	}
+	// Rows at samples 2 and 3, the empty sample 4 (no disk: printed to
+	// keep the pace), and sample 5 rated against sample 3.
+	if lines := strings.Count(out.String(), "\n"); lines != 3 {
+		t.Errorf("%d rows printed, want 3:\n%s", lines, out.String())
+	}
+}
+
+func TestStatsLoopEndsWhenTheOneQMPVMFails(t *testing.T) {
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	src := &fakeSource{
+		samples: [][]sample.Disk{{disk(t0, 0, 0, 0, 0)}, {disk(t0.Add(time.Second), 0, 10, 0, 0)}, nil},
+		errs:    []map[string]error{nil, nil, {"vm1": errors.New("QMP socket /run/vm1.sock: connection refused")}},
+	}
+	f := statsFlags{qmpPath: "/run/vm1.sock", interval: time.Millisecond, timeout: time.Second}
+	err := statsLoop(context.Background(), src, f, &statsPrinter{w: &bytes.Buffer{}}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("err = %v, want the VM's error", err)
 	}
 }
 
@@ -128,8 +182,10 @@ func TestStatsFlagValidation(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "--qmp SOCKET or --libvirt"},
+		{nil, "--qmp SOCKET, --qmp-dir DIR or --libvirt"},
 		{[]string{"--qmp", "x", "--libvirt"}, "exclude each other"},
+		{[]string{"--qmp", "x", "--qmp-dir", "d"}, "exclude each other"},
+		{[]string{"--qmp-dir", "d", "--uri", "qemu:///system"}, "go with --libvirt"},
 		{[]string{"--qmp", "x", "--domain", "d"}, "go with --libvirt"},
 		{[]string{"--qmp", "x", "--interval", "1ms"}, "too short"},
 	}
