@@ -84,6 +84,30 @@ func TestRealLibvirt(t *testing.T) {
 		}
 	})
 
+	t.Run("per-disk stats", func(t *testing.T) {
+		// The guest keeps writing: the per-disk call's count falls
+		// between two bulk reads around it.
+		bulk := func() uint64 {
+			s, err := v.BlockStats(ctx, "t1")
+			if err != nil || len(s["t1"]) != 1 {
+				t.Fatalf("bulk stats: %+v, %v", s, err)
+			}
+			return s["t1"][0].WriteOps
+		}
+		before := bulk()
+		disks, err := v.DiskStats(ctx, "t1", []string{"vda"})
+		after := bulk()
+		if err != nil || len(disks) != 1 || disks[0].Name != "vda" {
+			t.Fatalf("per-disk stats: %+v, %v", disks, err)
+		}
+		if w := disks[0].WriteOps; w == 0 || w < before || w > after {
+			t.Errorf("per-disk write ops %d, bulk %d before and %d after", w, before, after)
+		}
+		if _, err := v.DiskStats(ctx, "t1", []string{"vdz"}); err == nil {
+			t.Error("no error for a disk the domain does not have")
+		}
+	})
+
 	t.Run("passthrough", func(t *testing.T) {
 		m := v.Monitor("t1")
 		defer m.Close()

@@ -36,6 +36,8 @@ func param(name string, v any) libvirt.TypedParam {
 		return libvirt.TypedParam{Field: name, Value: *libvirt.NewTypedParamValueString(x)}
 	case uint32:
 		return libvirt.TypedParam{Field: name, Value: *libvirt.NewTypedParamValueUint(x)}
+	case int64:
+		return libvirt.TypedParam{Field: name, Value: *libvirt.NewTypedParamValueLlong(x)}
 	default:
 		return libvirt.TypedParam{Field: name, Value: *libvirt.NewTypedParamValueUllong(v.(uint64))}
 	}
@@ -63,6 +65,23 @@ func TestDecodeBlockStats(t *testing.T) {
 	}
 	if disks[1].Name != "vdb" || disks[1].WriteOps != 0 {
 		t.Errorf("vdb: %+v", disks[1])
+	}
+}
+
+// DomainBlockStatsFlags sends llong values under its own names, -1 for
+// a counter the hypervisor does not keep.
+func TestDecodeDiskStats(t *testing.T) {
+	at := time.Unix(100, 0)
+	params := []libvirt.TypedParam{
+		param("rd_operations", int64(10)), param("rd_bytes", int64(40960)), param("rd_total_times", int64(5000)),
+		param("wr_operations", int64(20)), param("wr_bytes", int64(81920)), param("wr_total_times", int64(9000)),
+		param("flush_operations", int64(3)), param("flush_total_times", int64(-1)), param("errs", int64(-1)),
+	}
+	got := DecodeDiskStats("t1", "vda", params, at)
+	want := sample.Disk{VM: "t1", Name: "vda", Time: at,
+		Counters: sample.Counters{ReadOps: 10, ReadBytes: 40960, ReadTimeNs: 5000, WriteOps: 20, WriteBytes: 81920, WriteTimeNs: 9000, FlushOps: 3}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("\n got %+v\nwant %+v", got, want)
 	}
 }
 
