@@ -66,6 +66,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "naive-poll" {
 		os.Exit(naivePoll(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "floor-poll" {
+		os.Exit(floorPoll(os.Args[2:]))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "hold" {
 		os.Exit(holdVMs(os.Args[2:]))
 	}

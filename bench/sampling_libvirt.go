@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +20,9 @@ import (
 // running `virsh domstats --block --list-active` every second. The loop
 // and then the agent run on the same domains, each with the same
 // libvirtd, whose CPU is counted with theirs: the cost of sampling is
-// what the sampler spends plus what it makes libvirtd spend.
+// what the sampler spends plus what it makes libvirtd spend. After them
+// the floor clients (floor.go) run the same way: what reading the
+// counters alone costs through libvirt's API.
 
 type libvirtFigures struct {
 	disks                 int
@@ -34,6 +35,22 @@ type libvirtFigures struct {
 	// Samples per minute each took: the loop sleeps 1 s after each virsh
 	// run, so when a run takes long it samples less often than the agent.
 	virshSamples, agentSamples float64
+	// bulk reads the counters with the agent's call alone, perDisk with
+	// one call per disk.
+	bulk, perDisk floorFigures
+}
+
+func (f libvirtFigures) loop() float64 { return f.virshCPU + f.virshDaemon }
+
+// floorRatio is a floor client's CPU (with libvirtd) to the loop's.
+func (f libvirtFigures) floorRatio(c floorFigures) float64 { return ratio(c.total(), f.loop()) }
+
+// floorPerSample is floorRatio per sample taken.
+func (f libvirtFigures) floorPerSample(c floorFigures) float64 {
+	if c.samples <= 0 || f.virshSamples <= 0 {
+		return 0
+	}
+	return ratio(c.total()/c.samples, f.loop()/f.virshSamples)
 }
 
 // perSample is the ratio of the CPU each sampler (with libvirtd) spends
@@ -199,7 +216,11 @@ func measureLibvirt(ctx context.Context, o options, d *lab.Libvirtd, dir string,
 	if f.agentCPU, f.agentDaemon, f.agentRSS, err = measurePhaseMarked(ctx, agent, daemon, phase, markAgent, scrape, cpuSeconds); err != nil {
 		return f, fmt.Errorf("agent: %w", err)
 	}
-	return f, nil
+	if f.bulk, err = measureFloor(ctx, o, d, dir, disks, phase, floorBulk); err != nil {
+		return f, err
+	}
+	f.perDisk, err = measureFloor(ctx, o, d, dir, disks, phase, floorPerDisk)
+	return f, err
 }
 
 func countLines(path string) float64 {
@@ -225,33 +246,4 @@ func cpuWithChildren(pid int) (float64, error) {
 		total += v
 	}
 	return total / clockTick, nil
-}
-
-func libvirtTable(rows []libvirtFigures) string {
-	sort.Slice(rows, func(i, j int) bool { return rows[i].disks < rows[j].disks })
-	var b bytes.Buffer
-	b.WriteString("## Sampling overhead, libvirt\n\n")
-	b.WriteString("Domains of 20 qcow2 disks under a lab libvirtd, paused (no guest work), sampled every 1 s. Baseline: a shell loop of `virsh domstats --block --list-active` every second, run on the same domains and daemon just before the agent. CPU in CPU-seconds per minute from /proc/<pid>/stat (the loop's with its finished virsh children); libvirtd's CPU over each phase is counted with its sampler.\n\n")
-	b.WriteString("| disks | phase | agent CPU | agent + libvirtd | virsh loop CPU | virsh loop + libvirtd | ratio | samples/min agent / loop | ratio per sample | agent RSS MiB | cycle p50 / p99 | late cycles | reconnects | disks seen |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, r := range rows {
-		fmt.Fprintf(&b, "| %d | %s | %.2f | %.2f | %.2f | %.2f | %.2f× | %.0f / %.0f | %.2f× | %.1f | %s / %s | %g | %g | %d |\n",
-			r.disks, r.phase, r.agentCPU, r.agentCPU+r.agentDaemon, r.virshCPU, r.virshCPU+r.virshDaemon, r.ratio(),
-			r.agentSamples, r.virshSamples, r.perSample(),
-			r.agentRSS, secs(r.agent.p50), secs(r.agent.p99), r.agent.late, r.reconnects, r.agent.disks)
-	}
-	b.WriteString("\nTarget at 400 disks: agent + libvirtd ≤ 0.25× the virsh loop + libvirtd, every cycle within its interval, no reconnects, every disk seen (paused domains included).\n\n")
-	r := rows[len(rows)-1]
-	note := ""
-	if r.disks < 400 {
-		note = " (the target is for 400 disks: run make bench-full)"
-	}
-	verdict := "over"
-	if r.ratio() <= 0.25 {
-		verdict = "within"
-	}
-	fmt.Fprintf(&b, "Reading: at %d disks the agent and libvirtd used %.2f CPU-s per minute against %.2f for the virsh loop and libvirtd, %.2f×, %s the 0.25× target%s; %d of %d disks seen, %g late cycles, %g reconnects. "+
-		"The agent itself used %.2f CPU-s per minute; the rest is libvirtd answering one ConnectGetAllDomainStats a second (it asks every QEMU for query-blockstats and query-named-block-nodes), which any sampler at that rate pays: per sample taken the two cost %.2f× each other.\n",
-		r.disks, r.agentCPU+r.agentDaemon, r.virshCPU+r.virshDaemon, r.ratio(), verdict, note, r.agent.disks, r.disks, r.agent.late, r.reconnects,
-		r.agentCPU, r.perSample())
-	return b.String()
 }
