@@ -9,6 +9,10 @@
 //	go run ./bench -only sampling-qmp -full -disks 400 -qtune OLD -results /tmp/old.md
 //	                          one size, e.g. to compare two builds
 //	go run ./bench hold N DIR start N disks' VMs and keep them, for pprof
+//
+// The benchmarks re-execute this program for their own clients:
+// naive-poll (sampling-qmp's baseline) and floor-poll (sampling-libvirt's
+// floor: bulk or per-disk reads of libvirt's counters, nothing else).
 package main
 
 import (
