@@ -17,11 +17,12 @@ import (
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
 	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/virt"
 )
 
 // libvirtAPI is what the libvirt source asks of the daemon.
 type libvirtAPI interface {
-	DomainStats(ctx context.Context, names ...string) (map[string]qmp.DomainStat, error)
+	DomainStats(ctx context.Context, names ...string) (map[string]virt.DomainStat, error)
 	DomainXML(ctx context.Context, domain string, inactive bool) (string, error)
 	DiskErrors(ctx context.Context, domain string) (map[string]string, error)
 }
@@ -49,7 +50,7 @@ type factsSink interface {
 // deadline; a cycle waits for them only a short while, so a domain whose
 // QEMU hangs costs itself, not the others.
 type libvirtSource struct {
-	v        *qmp.Libvirt // nil in tests
+	v        *virt.Libvirt // nil in tests
 	api      libvirtAPI
 	sink     factsSink
 	backend  *tuning.LibvirtBackend // nil in tests
@@ -75,7 +76,7 @@ type vmState struct{ State, Reason string }
 
 // domainFacts is what one domain's XML said.
 type domainFacts struct {
-	disks map[string]qmp.DomainDisk
+	disks map[string]virt.DomainDisk
 	qcow2 map[string]hoststat.Qcow2Header // by target, for local qcow2 images
 	// ioErrs is each disk's I/O error (nospace, failed) as of the read;
 	// nil when it could not be read: io-status is then unknown.
@@ -97,7 +98,7 @@ const (
 
 func newLibvirtSource(ctx context.Context, cfg Config, log hclog.Logger, m *metrics) (*libvirtSource, error) {
 	log = log.Named("libvirt")
-	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{URI: cfg.LibvirtURI, Socket: cfg.LibvirtSocket, CallTimeout: cfg.CallTimeout, Log: log})
+	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{URI: cfg.LibvirtURI, Socket: cfg.LibvirtSocket, CallTimeout: cfg.CallTimeout, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +141,7 @@ func (s *libvirtSource) Run(ctx context.Context) {
 }
 
 // event marks what an event may have changed for the next XML read.
-func (s *libvirtSource) event(ev qmp.DomainEvent) {
+func (s *libvirtSource) event(ev virt.DomainEvent) {
 	s.log.Debug("domain event", "vm", ev.Domain, "kind", ev.Kind, "disk", ev.Disk)
 	switch ev.Kind {
 	case "reconnected": // events may have been missed while down
@@ -242,7 +243,7 @@ func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]e
 			// re-read, so that no policy sees a zero throttle or a
 			// default cache mode for what is unknown.
 			if !fill(&st.Disks[i], f) {
-				s.event(qmp.DomainEvent{Domain: dom, Kind: "unknown-disk"})
+				s.event(virt.DomainEvent{Domain: dom, Kind: "unknown-disk"})
 				continue
 			}
 			out = append(out, st.Disks[i])
@@ -256,7 +257,7 @@ func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]e
 
 // track notes which domains exist now and returns the ones gone since
 // the last cycle.
-func (s *libvirtSource) track(byDom map[string]qmp.DomainStat, states map[string]vmState, disks int) []string {
+func (s *libvirtSource) track(byDom map[string]virt.DomainStat, states map[string]vmState, disks int) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.states, s.disks = states, disks
@@ -279,7 +280,7 @@ func (s *libvirtSource) track(byDom map[string]qmp.DomainStat, states map[string
 // refreshFacts starts an XML read for every domain that has none, whose
 // facts an event made stale, or whose slow re-read is due; it returns the
 // reads under way that this cycle needs.
-func (s *libvirtSource) refreshFacts(ctx context.Context, byDom map[string]qmp.DomainStat) []chan struct{} {
+func (s *libvirtSource) refreshFacts(ctx context.Context, byDom map[string]virt.DomainStat) []chan struct{} {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -334,9 +335,9 @@ func (s *libvirtSource) readFacts(ctx context.Context, dom string, f *domainFact
 	doc, err := s.api.DomainXML(cctx, dom, false)
 	cancel()
 	s.m.callDuration.WithLabelValues("libvirt", "get_domain_xml").Observe(time.Since(start).Seconds())
-	var disks []qmp.DomainDisk
+	var disks []virt.DomainDisk
 	if err == nil {
-		disks, err = qmp.ParseDomainDisks(doc)
+		disks, err = virt.ParseDomainDisks(doc)
 	}
 	if err != nil {
 		s.readDone(f, domainFacts{}, fmt.Errorf("domain %s XML: %w", dom, err))
@@ -377,8 +378,8 @@ func (s *libvirtSource) readDone(f *domainFacts, next domainFacts, err error) {
 	f.reading = nil
 }
 
-func factsFrom(disks []qmp.DomainDisk) domainFacts {
-	f := domainFacts{disks: map[string]qmp.DomainDisk{}, qcow2: map[string]hoststat.Qcow2Header{}}
+func factsFrom(disks []virt.DomainDisk) domainFacts {
+	f := domainFacts{disks: map[string]virt.DomainDisk{}, qcow2: map[string]hoststat.Qcow2Header{}}
 	for _, d := range disks {
 		f.disks[d.Target] = d
 		if d.Format == "qcow2" && strings.HasPrefix(d.Source, "/") {
@@ -410,7 +411,7 @@ func (s *libvirtSource) factsOf(dom string) (domainFacts, error) {
 // rereadOnIOError asks for the facts again while a domain is paused on
 // an I/O error its last read did not show, so that the failing disk's
 // io-status is seen within a cycle or two.
-func (s *libvirtSource) rereadOnIOError(dom string, st qmp.DomainStat) {
+func (s *libvirtSource) rereadOnIOError(dom string, st virt.DomainStat) {
 	if st.Reason != "ioerror" {
 		return
 	}

@@ -12,14 +12,14 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/internal/sample"
-	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/virt"
 )
 
 // fakeLibvirt answers bulk stats and domain XML from maps, counts XML
 // reads, and hangs the XML of domains in hang until the call's deadline.
 type fakeLibvirt struct {
 	mu      sync.Mutex
-	stats   map[string]qmp.DomainStat
+	stats   map[string]virt.DomainStat
 	xml     map[string]string
 	hang    map[string]bool
 	reads   map[string]int
@@ -53,10 +53,10 @@ func (f *fakeLibvirt) setIOError(dom, disk, status, reason string) {
 	f.stats[dom] = st
 }
 
-func (f *fakeLibvirt) DomainStats(ctx context.Context, names ...string) (map[string]qmp.DomainStat, error) {
+func (f *fakeLibvirt) DomainStats(ctx context.Context, names ...string) (map[string]virt.DomainStat, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := map[string]qmp.DomainStat{}
+	out := map[string]virt.DomainStat{}
 	for k, v := range f.stats {
 		v.Disks = append([]sample.Disk(nil), v.Disks...)
 		for i := range v.Disks {
@@ -129,10 +129,10 @@ func domXML(iops int) string {
 }
 
 func newFakeSource(t *testing.T, doms ...string) (*libvirtSource, *fakeLibvirt, *fakeSink) {
-	f := &fakeLibvirt{stats: map[string]qmp.DomainStat{}, xml: map[string]string{}, hang: map[string]bool{}, reads: map[string]int{},
+	f := &fakeLibvirt{stats: map[string]virt.DomainStat{}, xml: map[string]string{}, hang: map[string]bool{}, reads: map[string]int{},
 		release: make(chan struct{})}
 	for _, d := range doms {
-		f.stats[d] = qmp.DomainStat{State: "running", Reason: "booted", Disks: []sample.Disk{{VM: d, Name: "vda"}}}
+		f.stats[d] = virt.DomainStat{State: "running", Reason: "booted", Disks: []sample.Disk{{VM: d, Name: "vda"}}}
 		f.xml[d] = domXML(100)
 	}
 	sink := &fakeSink{gen: map[string]uint64{}, throttles: map[string]map[string]sample.Throttle{}}
@@ -160,7 +160,7 @@ func TestLibvirtSourceReadsXMLOnceAndOnEvents(t *testing.T) {
 	// blkdeviotune behind qtune's back: the tunable event, then the next
 	// cycle shows the new value, and the backend's view was dropped at once.
 	f.setXML("a", domXML(300))
-	s.event(qmp.DomainEvent{Domain: "a", Kind: "tunable", Disk: "vda"})
+	s.event(virt.DomainEvent{Domain: "a", Kind: "tunable", Disk: "vda"})
 	if _, ok := sink.throttles["a"]; ok {
 		t.Error("the backend still answers throttle reads of a from before the event")
 	}
@@ -178,7 +178,7 @@ func TestLibvirtSourceReadsXMLOnceAndOnEvents(t *testing.T) {
 		t.Errorf("XML reads after one event on a: a %d, b %d", f.readsOf("a"), f.readsOf("b"))
 	}
 	// A reconnect may have lost events: everything is read again.
-	s.event(qmp.DomainEvent{Kind: "reconnected"})
+	s.event(virt.DomainEvent{Kind: "reconnected"})
 	s.Sample(ctx)
 	if f.readsOf("a") != 3 || f.readsOf("b") != 2 {
 		t.Errorf("XML reads after a reconnect: a %d, b %d", f.readsOf("a"), f.readsOf("b"))
@@ -219,7 +219,7 @@ func TestLibvirtSourceHungDomainCostsOnlyItself(t *testing.T) {
 
 func TestLibvirtSourceDomainStates(t *testing.T) {
 	s, f, _ := newFakeSource(t, "run", "paused")
-	f.stats["paused"] = qmp.DomainStat{State: "paused", Reason: "ioerror", Disks: f.stats["paused"].Disks}
+	f.stats["paused"] = virt.DomainStat{State: "paused", Reason: "ioerror", Disks: f.stats["paused"].Disks}
 	disks, _, _ := s.Sample(context.Background())
 	if len(disks) != 2 {
 		t.Fatalf("a paused domain's disks are sampled too: %+v", disks)
@@ -238,7 +238,7 @@ func TestLibvirtSourceDiskWithoutFactsIsLeftOut(t *testing.T) {
 	ctx := context.Background()
 	s.Sample(ctx)
 	f.mu.Lock()
-	f.stats["a"] = qmp.DomainStat{State: "running", Disks: []sample.Disk{{VM: "a", Name: "vda"}, {VM: "a", Name: "vdb"}}}
+	f.stats["a"] = virt.DomainStat{State: "running", Disks: []sample.Disk{{VM: "a", Name: "vda"}, {VM: "a", Name: "vdb"}}}
 	f.mu.Unlock()
 	disks, _, _ := s.Sample(ctx)
 	if len(disks) != 1 || disks[0].Name != "vda" {

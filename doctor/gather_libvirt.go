@@ -8,6 +8,7 @@ import (
 	"github.com/qtune/qtune/internal/hoststat"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/virt"
 )
 
 // LiveLibvirt samples libvirt domains (the named ones, or every active
@@ -15,7 +16,7 @@ import (
 // is tainted, so QEMU's failed and invalid operation counters are not
 // known (no libvirt API reports them). A domain that cannot be read is an
 // error of its own.
-func LiveLibvirt(ctx context.Context, v *qmp.Libvirt, domains []string, o LiveOptions) ([]LiveDisk, []error) {
+func LiveLibvirt(ctx context.Context, v *virt.Libvirt, domains []string, o LiveOptions) ([]LiveDisk, []error) {
 	hr := hoststat.NewReader()
 	read := func() (map[string][]sample.Disk, map[string]map[string]hoststat.Image, error) {
 		cctx, cancel := context.WithTimeout(ctx, o.CallTimeout)
@@ -63,7 +64,7 @@ func LiveLibvirt(ctx context.Context, v *qmp.Libvirt, domains []string, o LiveOp
 
 // libvirtDomain adds to a domain's samples what its state, disk errors,
 // live XML and throttles say.
-func libvirtDomain(ctx context.Context, v *qmp.Libvirt, dom string, a, b []sample.Disk, host map[string]hoststat.Image) ([]LiveDisk, error) {
+func libvirtDomain(ctx context.Context, v *virt.Libvirt, dom string, a, b []sample.Disk, host map[string]hoststat.Image) ([]LiveDisk, error) {
 	st, err := v.DomainState(ctx, dom)
 	if err != nil {
 		return nil, err
@@ -76,11 +77,11 @@ func libvirtDomain(ctx context.Context, v *qmp.Libvirt, dom string, a, b []sampl
 	if err != nil {
 		return nil, err
 	}
-	xdisks, err := qmp.ParseDomainDisks(doc)
+	xdisks, err := virt.ParseDomainDisks(doc)
 	if err != nil {
 		return nil, err
 	}
-	byTarget := map[string]qmp.DomainDisk{}
+	byTarget := map[string]virt.DomainDisk{}
 	for _, x := range xdisks {
 		byTarget[x.Target] = x
 	}

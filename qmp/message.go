@@ -120,3 +120,20 @@ func (m *message) check() error {
 	}
 	return nil
 }
+
+// DecodeReply decodes one QMP reply to command that came by another way
+// than a socket (libvirt's qemu-monitor-command): its "return" ("{}" when
+// it has none), or its error as *Error.
+func DecodeReply(command string, body []byte) (json.RawMessage, error) {
+	m, err := decodeMessage(body)
+	if err != nil {
+		return nil, err
+	}
+	if m.Error != nil {
+		return nil, &Error{Command: command, Class: m.Error.Class, Desc: m.Error.Desc}
+	}
+	if m.Return == nil {
+		return json.RawMessage("{}"), nil
+	}
+	return m.Return, nil
+}

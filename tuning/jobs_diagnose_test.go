@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/virt"
 )
 
 // A failed copy's reason: the hypervisor's words, and what qtune finds at
@@ -83,7 +83,7 @@ func TestJobFailedCopyReason(t *testing.T) {
 func TestLibvirtJobFailureReason(t *testing.T) {
 	b := NewLibvirtBackend(nil, LibvirtBackendOptions{})
 	disk := func(dev, path string) (HVJob, bool) {
-		return b.endedJob("vm1", qmp.DomainDisk{Target: dev, Source: path})
+		return b.endedJob("vm1", virt.DomainDisk{Target: dev, Source: path})
 	}
 	if _, ok := disk("vda", "/a.qcow2"); ok {
 		t.Fatal("a disk never seen with a job, without a failure event, is reported")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/virt"
 )
 
 // The LibvirtBackend runs block jobs through libvirt's own API, so the
@@ -27,7 +28,7 @@ var libvirtJobTypes = map[int32]string{1: "pull", 2: "copy", 3: "commit", 4: "ac
 func (b *LibvirtBackend) running(ctx context.Context, vm string) error {
 	d, err := b.v.LookupDomain(ctx, vm)
 	switch {
-	case errors.Is(err, qmp.ErrDomainNotFound):
+	case errors.Is(err, virt.ErrDomainNotFound):
 		return fmt.Errorf("%s: %w", vm, ErrVMGone)
 	case err != nil:
 		return err
@@ -37,7 +38,7 @@ func (b *LibvirtBackend) running(ctx context.Context, vm string) error {
 	return nil
 }
 
-func (b *LibvirtBackend) liveDisks(ctx context.Context, vm string) ([]qmp.DomainDisk, error) {
+func (b *LibvirtBackend) liveDisks(ctx context.Context, vm string) ([]virt.DomainDisk, error) {
 	if err := b.running(ctx, vm); err != nil {
 		return nil, err
 	}
@@ -45,7 +46,7 @@ func (b *LibvirtBackend) liveDisks(ctx context.Context, vm string) ([]qmp.Domain
 	if err != nil {
 		return nil, err
 	}
-	return qmp.ParseDomainDisks(doc)
+	return virt.ParseDomainDisks(doc)
 }
 
 // Image implements JobDriver: the path from the live XML, the layout
@@ -130,7 +131,7 @@ func (b *LibvirtBackend) BlockJobs(ctx context.Context, vm string) ([]HVJob, err
 // failed: with QEMU's reason when its event came, else as failed without
 // one. A failure just reported waits a moment for that event, as a job
 // still ending.
-func (b *LibvirtBackend) endedJob(vm string, d qmp.DomainDisk) (HVJob, bool) {
+func (b *LibvirtBackend) endedJob(vm string, d virt.DomainDisk) (HVJob, bool) {
 	failed, msg, wait := b.failure(vm, d.Target, d.Source, time.Now())
 	switch {
 	case msg == "" && wait:

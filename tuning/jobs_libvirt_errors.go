@@ -13,7 +13,7 @@ import (
 // copy's target, and libvirt logs nothing. QEMU's BLOCK_JOB_COMPLETED
 // event has the error, and libvirt passes QEMU's events on to a
 // subscriber without tainting the domain: while qtune runs a job on a
-// domain it follows them (qmp.Libvirt.BlockJobErrors).
+// domain it follows them (virt.Libvirt.BlockJobErrors).
 
 // libvirtNoReason is the failure when QEMU's event did not reach qtune
 // (the agent was down, or libvirtd reconnected at that moment).

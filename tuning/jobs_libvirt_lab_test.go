@@ -15,7 +15,7 @@ import (
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/loadgen"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/virt"
 )
 
 // Stream and copy through a real libvirtd, the guest writing stamped
@@ -27,7 +27,7 @@ func TestRealLibvirtJobs(t *testing.T) {
 	// copies the host's mounts at that moment.
 	small := lab.TmpfsT(t, "4m")
 	d := lab.StartLibvirtdT(t)
-	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: d.SocketPath()})
+	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: d.SocketPath()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestRealLibvirtJobs(t *testing.T) {
 // (a new backend, the same store) still fails with QEMU's reason: the
 // adopting backend follows the domain's events once it finds the job.
 // The tmpfs is grown for the copy to start, and filled once adopted.
-func adoptedFails(t *testing.T, v *qmp.Libvirt, d *lab.Libvirtd, req JobRequest, src, small string) {
+func adoptedFails(t *testing.T, v *virt.Libvirt, d *lab.Libvirtd, req JobRequest, src, small string) {
 	ctx := context.Background()
 	if out, err := exec.Command("mount", "-o", "remount,size=64m", small).CombinedOutput(); err != nil {
 		t.Fatalf("grow the tmpfs: %v %s", err, out)

@@ -12,7 +12,7 @@ import (
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/virt"
 )
 
 func TestRealLibvirtTuning(t *testing.T) {
@@ -21,7 +21,7 @@ func TestRealLibvirtTuning(t *testing.T) {
 	defer cancel()
 	d := lab.StartLibvirtdT(t)
 	d.WriterDomainT(t, "t1", 0)
-	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: d.SocketPath()})
+	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: d.SocketPath()})
 	if err != nil {
 		t.Fatal(err)
 	}

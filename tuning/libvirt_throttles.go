@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/qtune/qtune/internal/sample"
-	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/virt"
 )
 
 // throttleCache holds each disk's throttle as the domain XML last said,
@@ -76,6 +76,6 @@ func (b *LibvirtBackend) readThrottle(ctx context.Context, t Target) (KnobState,
 	if err != nil {
 		return KnobState{}, err
 	}
-	th.Group = qmp.OwnGroup(th.Group)
+	th.Group = virt.OwnGroup(th.Group)
 	return KnobState{Throttle: &th}, nil
 }

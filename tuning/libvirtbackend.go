@@ -14,6 +14,7 @@ import (
 
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/virt"
 )
 
 // DefaultLibvirtPidDir is where libvirt keeps its QEMU pid files.
@@ -29,7 +30,7 @@ const DefaultLibvirtPidDir = "/run/libvirt/qemu"
 // definition (<iotune>, <driver cache=...>, <metadata_cache>) so that it
 // survives a restart of the domain.
 type LibvirtBackend struct {
-	v                *qmp.Libvirt
+	v                *virt.Libvirt
 	defs             domainDefs // b.v; a fake in tests
 	allowPassthrough bool
 	pidDir           string
@@ -58,7 +59,7 @@ type LibvirtBackendOptions struct {
 }
 
 // NewLibvirtBackend returns a backend over v.
-func NewLibvirtBackend(v *qmp.Libvirt, o LibvirtBackendOptions) *LibvirtBackend {
+func NewLibvirtBackend(v *virt.Libvirt, o LibvirtBackendOptions) *LibvirtBackend {
 	if o.PidDir == "" {
 		o.PidDir = DefaultLibvirtPidDir
 	}
@@ -169,7 +170,7 @@ func (b *LibvirtBackend) reopener(ctx context.Context, t Target) (*reopener, str
 	if err != nil {
 		return nil, "", err
 	}
-	disks, err := qmp.ParseDomainDisks(doc)
+	disks, err := virt.ParseDomainDisks(doc)
 	if err != nil {
 		return nil, "", err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/qtune/qtune/doctor"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/virt"
 )
 
 // live samples the VMs, then checks each disk and its image (read with
@@ -63,7 +64,7 @@ func (f *doctorFlags) sampleLive(ctx context.Context) ([]doctor.LiveDisk, []erro
 		}
 		return doctor.LiveQMP(ctx, socks, o)
 	}
-	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{URI: f.uri, Socket: f.socket, CallTimeout: f.callTO})
+	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{URI: f.uri, Socket: f.socket, CallTimeout: f.callTO})
 	if err != nil {
 		return nil, []error{err}
 	}

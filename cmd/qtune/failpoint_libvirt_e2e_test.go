@@ -13,8 +13,8 @@ import (
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/qmp"
 	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/virt"
 )
 
 // libvirtKnob reads the domain's vda knob with the agent down: the
@@ -25,7 +25,7 @@ func libvirtKnob(t *testing.T, d *lab.Libvirtd, k policy.Knob) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: d.SocketPath()})
+	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: d.SocketPath()})
 	if err != nil {
 		t.Fatal(err)
 	}

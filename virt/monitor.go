@@ -1,14 +1,17 @@
-package qmp
+package virt
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
+
+	"github.com/qtune/qtune/qmp"
 )
 
 // Passthrough is a QMP monitor for one libvirt domain, through libvirt's
@@ -20,18 +23,18 @@ import (
 type Passthrough struct {
 	v      *Libvirt
 	domain string
-	hub    *Hub
+	hub    *qmp.Hub
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc // of the event pump, nil until Subscribe
 	stopped bool
 }
 
-var _ Monitor = (*Passthrough)(nil)
+var _ qmp.Monitor = (*Passthrough)(nil)
 
 // Monitor returns a passthrough QMP monitor for domain.
 func (v *Libvirt) Monitor(domain string) *Passthrough {
-	return &Passthrough{v: v, domain: domain, hub: NewHub()}
+	return &Passthrough{v: v, domain: domain, hub: qmp.NewHub()}
 }
 
 // Execute runs a QMP command through libvirt. libvirt returns a QMP error
@@ -63,22 +66,16 @@ func (p *Passthrough) Execute(ctx context.Context, command string, args any) (js
 }
 
 func decodePassthroughReply(command string, body []byte) (json.RawMessage, error) {
-	m, err := decodeMessage(body)
-	if err != nil {
+	ret, err := qmp.DecodeReply(command, body)
+	if err != nil && !errors.As(err, new(*qmp.Error)) {
 		return nil, fmt.Errorf("qmp %s through libvirt: %w", command, err)
 	}
-	if m.Error != nil {
-		return nil, &Error{Command: command, Class: m.Error.Class, Desc: m.Error.Desc}
-	}
-	if m.Return == nil {
-		return json.RawMessage("{}"), nil
-	}
-	return m.Return, nil
+	return ret, err
 }
 
 // Subscribe returns QEMU's events for the domain; the first call starts
 // the subscription, which is renewed after libvirtd reconnects.
-func (p *Passthrough) Subscribe(buf int) *Subscription {
+func (p *Passthrough) Subscribe(buf int) *qmp.Subscription {
 	s := p.hub.Subscribe(buf)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -110,7 +107,7 @@ func (p *Passthrough) pump(ctx context.Context, l *libvirt.Libvirt) {
 		if data == nil {
 			data = ev.Details
 		}
-		p.hub.Publish(Event{Name: ev.Event, Data: data,
+		p.hub.Publish(qmp.Event{Name: ev.Event, Data: data,
 			Time: time.Unix(int64(ev.Seconds), int64(ev.Microseconds)*1000)})
 	}
 }
@@ -193,7 +190,7 @@ func (v *Libvirt) SubscribeDomainEvents(ctx context.Context, buf int) <-chan Dom
 			send(DomainEvent{Kind: "reconnected"})
 		}
 	})
-	// go-libvirt drops tunable events (see libvirt_tap.go); the tapped
+	// go-libvirt drops tunable events (see tap.go); the tapped
 	// connection delivers them here. The subscription above still asks
 	// libvirtd to send them.
 	v.onTunable(func(domain, disk string) { send(DomainEvent{Domain: domain, Kind: "tunable", Disk: disk}) })

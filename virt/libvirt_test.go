@@ -1,4 +1,4 @@
-package qmp
+package virt
 
 import (
 	"context"
@@ -13,11 +13,12 @@ import (
 	"github.com/digitalocean/go-libvirt"
 
 	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/qmp"
 )
 
 func TestPassthroughReplyErrorInBody(t *testing.T) {
 	_, err := decodePassthroughReply("blockdev-reopen", []byte(`{"id":"libvirt-42","error":{"class":"GenericError","desc":"Cannot change the option 'aio'"}}`))
-	var qe *Error
+	var qe *qmp.Error
 	if !errors.As(err, &qe) || qe.Class != "GenericError" || qe.Command != "blockdev-reopen" || !strings.Contains(qe.Desc, "aio") {
 		t.Fatalf("err = %#v", err)
 	}

@@ -1,4 +1,4 @@
-package qmp_test
+package virt_test
 
 import (
 	"context"
@@ -10,9 +10,10 @@ import (
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/virt"
 )
 
-func libvirtWriteRate(t *testing.T, v *qmp.Libvirt, dom string, d time.Duration) float64 {
+func libvirtWriteRate(t *testing.T, v *virt.Libvirt, dom string, d time.Duration) float64 {
 	t.Helper()
 	ctx := context.Background()
 	read := func() sample.Disk {
@@ -41,7 +42,7 @@ func TestRealLibvirt(t *testing.T) {
 	defer cancel()
 	d := lab.StartLibvirtdT(t)
 	d.WriterDomainT(t, "t1", 0)
-	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: d.SocketPath(), MaxBackoff: time.Second})
+	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: d.SocketPath(), MaxBackoff: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestRealLibvirt(t *testing.T) {
 	if err != nil || len(doms) != 1 || doms[0].Name != "t1" || doms[0].UUID == "" {
 		t.Fatalf("domains %+v, %v", doms, err)
 	}
-	if _, err := v.LookupDomain(ctx, "no-such-domain"); !errors.Is(err, qmp.ErrDomainNotFound) {
+	if _, err := v.LookupDomain(ctx, "no-such-domain"); !errors.Is(err, virt.ErrDomainNotFound) {
 		t.Errorf("unknown domain: %v", err)
 	}
 
@@ -157,9 +158,9 @@ func TestRealLibvirt(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					disks, err := qmp.ParseDomainDisks(doc)
+					disks, err := virt.ParseDomainDisks(doc)
 					live, err2 := v.BlockIOTune(ctx, "t1", "vda", false)
-					live.Group = qmp.OwnGroup(live.Group)
+					live.Group = virt.OwnGroup(live.Group)
 					if err != nil || err2 != nil || len(disks) != 1 || disks[0].Throttle != live || live.IOPSWrite != 400 {
 						t.Errorf("XML throttle %+v, BlockIOTune %+v (%v %v)", disks, live, err, err2)
 					}

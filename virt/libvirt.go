@@ -1,4 +1,4 @@
-package qmp
+package virt
 
 import (
 	"context"
@@ -63,7 +63,7 @@ type Libvirt struct {
 	lastErr error
 	onUp    []func(*libvirt.Libvirt) // resubscribers
 	onTune  []func(domain, disk string)
-	tapped  bool // tunable events are seen (see libvirt_tap.go)
+	tapped  bool // tunable events are seen (see tap.go)
 	probing bool // a probe of conn is under way
 
 	// probe asks the daemon something that touches no domain; drop
