@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/internal/lab"
-	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/virt"
 )
 
 // The floor of sampling through libvirt: a client that does nothing but
@@ -47,7 +47,7 @@ func floorPoll(args []string) int {
 		return 2
 	}
 	ctx := context.Background()
-	v, err := qmp.DialLibvirt(ctx, qmp.LibvirtOptions{Socket: args[1]})
+	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: args[1]})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "floor-poll:", err)
 		return 1
@@ -87,7 +87,7 @@ func floorPoll(args []string) int {
 // perDiskReader learns the active domains and their disks once (as the
 // agent reads its facts once, not every cycle) and returns a read of
 // every disk's counters with one call per disk.
-func perDiskReader(ctx context.Context, v *qmp.Libvirt) (func(context.Context) error, error) {
+func perDiskReader(ctx context.Context, v *virt.Libvirt) (func(context.Context) error, error) {
 	st, err := v.DomainStats(ctx)
 	if err != nil {
 		return nil, err

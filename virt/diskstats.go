@@ -1,4 +1,4 @@
-package qmp
+package virt
 
 import (
 	"context"
