@@ -22,7 +22,7 @@ import (
 
 // Floor clients, by how they read the counters.
 const (
-	// floorBulk makes the agent's call: qmp's DomainStats, one
+	// floorBulk makes the agent's call: virt's DomainStats, one
 	// ConnectGetAllDomainStats(BLOCK|STATE) for every active domain.
 	floorBulk = "bulk"
 	// floorPerDisk makes one DomainBlockStatsFlags call per disk,
