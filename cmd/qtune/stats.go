@@ -134,14 +134,16 @@ func (f statsFlags) samplerOptions() agent.SamplerOptions {
 // the run; otherwise a VM that cannot be read is said once on stderr (and
 // again when its error changes) while the others go on, and a failure of
 // the whole source (libvirt unreachable) ends the run only before anything
-// was printed: the connection comes back by itself.
+// was printed: the connection comes back by itself. When there is nothing
+// to read (no active domain, no socket), stderr says so once.
 func statsLoop(ctx context.Context, src diskSource, f statsFlags, p *statsPrinter, stderr io.Writer) error {
 	rates := sample.NewRater()
 	said := map[string]string{} // VM: the error last said of it
+	saidNone := false
 	printed, seen := 0, 0
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
-	for {
+	for n := 0; ; n++ {
 		disks, errs, gone := src.Sample(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -152,7 +154,18 @@ func statsLoop(ctx context.Context, src diskSource, f statsFlags, p *statsPrinte
 		if err := statsFatal(f, errs, printed); err != nil {
 			return err
 		}
-		sayErrors(stderr, errs, said)
+		// The first sample's errors wait for the second: a domain whose
+		// XML is still being read then has not failed.
+		if n > 0 {
+			sayErrors(stderr, errs, said)
+		}
+		switch {
+		case len(disks) > 0:
+			saidNone = false
+		case len(errs) == 0 && !saidNone:
+			fmt.Fprintf(stderr, "qtune stats: %s\n", f.nothingToRead())
+			saidNone = true
+		}
 		rows := make([]statsRow, 0, len(disks))
 		for _, d := range disks {
 			if r, ok := rates.Next(d); ok {
@@ -180,6 +193,19 @@ func statsLoop(ctx context.Context, src diskSource, f statsFlags, p *statsPrinte
 		case <-tick.C:
 		}
 	}
+}
+
+// nothingToRead says why a sample had no disk and no error.
+func (f statsFlags) nothingToRead() string {
+	switch {
+	case f.qmpDir != "":
+		return fmt.Sprintf("no QMP socket (*.sock) in %s yet; waiting for a VM", f.qmpDir)
+	case f.domain != "":
+		return fmt.Sprintf("domain %s has no disk to read (is it running?); waiting", f.domain)
+	case f.libvirt:
+		return "no active libvirt domain yet; waiting for one"
+	}
+	return "the VM has no disk to read; waiting"
 }
 
 // statsFatal is the error that ends the run, if any.

@@ -142,6 +142,7 @@ func TestStatsLoopGoesOnPastOneVMsError(t *testing.T) {
 		samples = append(samples, []sample.Disk{disk(t0.Add(time.Duration(i)*time.Second), 0, uint64(100*i), 0, 0)})
 		errs = append(errs, map[string]error{"vm2": broken})
 	}
+	errs[0] = map[string]error{"vm2": errors.New("domain vm2: XML read still under way after 500ms")}
 	errs[3] = map[string]error{agent.SourceError: errors.New("libvirt: connection lost"), "vm2": broken}
 	samples[3] = nil
 	errs[4] = map[string]error{"vm2": errors.New("domain vm2 XML: timeout")}
@@ -161,6 +162,32 @@ func TestStatsLoopGoesOnPastOneVMsError(t *testing.T) {
 	// keep the pace), and sample 5 rated against sample 3.
 	if lines := strings.Count(out.String(), "\n"); lines != 3 {
 		t.Errorf("%d rows printed, want 3:\n%s", lines, out.String())
+	}
+}
+
+// Nothing to read is said once, and again only after disks came and went.
+func TestStatsLoopSaysWhenThereIsNothingToRead(t *testing.T) {
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	src := &fakeSource{samples: [][]sample.Disk{nil, nil, {disk(t0, 0, 0, 0, 0)}, {disk(t0.Add(time.Second), 0, 5, 0, 0)}, nil, nil}}
+	var stderr bytes.Buffer
+	f := statsFlags{qmpDir: "/run/qemu", interval: time.Millisecond, count: 3, timeout: time.Second}
+	if err := statsLoop(context.Background(), src, f, &statsPrinter{w: io.Discard}, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	line := "qtune stats: no QMP socket (*.sock) in /run/qemu yet; waiting for a VM\n"
+	if stderr.String() != line+line {
+		t.Errorf("stderr:\n%s\nwant that line twice (before the VM came and after it went)", stderr.String())
+	}
+	for _, c := range []struct {
+		f    statsFlags
+		want string
+	}{
+		{statsFlags{libvirt: true}, "no active libvirt domain"},
+		{statsFlags{libvirt: true, domain: "web-1"}, "domain web-1 has no disk to read (is it running?)"},
+	} {
+		if got := c.f.nothingToRead(); !strings.Contains(got, c.want) {
+			t.Errorf("%+v: %q, want %q", c.f, got, c.want)
+		}
 	}
 }
 
