@@ -3,6 +3,7 @@ package agent
 import (
 	"time"
 
+	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
 	"github.com/qtune/qtune/tuning"
 )
@@ -12,14 +13,14 @@ import (
 type identifier interface {
 	// Identity is vm's identity as last connected or listed, and why it
 	// is unknown when it could not be read ("" when it could).
-	Identity(vm string) (tuning.VMIdentity, string)
+	Identity(vm string) (sample.VMIdentity, string)
 }
 
-func (a *Agent) identity(vm string) (tuning.VMIdentity, string) {
+func (a *Agent) identity(vm string) (sample.VMIdentity, string) {
 	if s, ok := a.src.(identifier); ok {
 		return s.Identity(vm)
 	}
-	return tuning.VMIdentity{}, ""
+	return sample.VMIdentity{}, ""
 }
 
 // otherVM reports whether o's VM is another one than the one its knob
@@ -43,7 +44,7 @@ func (a *Agent) otherVM(now time.Time, o *tuning.Owned) bool {
 	case !o.VMID.Differs(cur):
 		return false
 	}
-	k, why := ownedKey(*o), tuning.DifferentVM(o.VM, o.VMID, cur)
+	k, why := ownedKey(*o), sample.DifferentVM(o.VM, o.VMID, cur)
 	if err := a.exec.Forget(*o, why); err != nil {
 		a.recon.orphaned(k, now, "its VM is another one with the same name; the old record cannot be dropped: "+err.Error())
 		return true
@@ -69,8 +70,8 @@ func (a *Agent) noteIdentity(vm, note string) {
 
 // qemuIdentity is the identity of the plain QEMU VM behind the socket at
 // path, served by process pid (0: unknown).
-func qemuIdentity(path string, pid int) (tuning.VMIdentity, string) {
-	id := tuning.VMIdentity{Socket: path}
+func qemuIdentity(path string, pid int) (sample.VMIdentity, string) {
+	id := sample.VMIdentity{Socket: path}
 	if pid <= 0 {
 		return id, "the process serving the QMP socket is unknown (no SO_PEERCRED)"
 	}
@@ -83,7 +84,7 @@ func qemuIdentity(path string, pid int) (tuning.VMIdentity, string) {
 }
 
 // vmIdentity is the identity the executor keeps in a record it writes.
-func (a *Agent) vmIdentity(vm string) tuning.VMIdentity {
+func (a *Agent) vmIdentity(vm string) sample.VMIdentity {
 	id, _ := a.identity(vm)
 	return id
 }

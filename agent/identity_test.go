@@ -6,16 +6,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/tuning"
 )
 
-func qemuProcess(pid int, ticks uint64) tuning.VMIdentity {
-	return tuning.VMIdentity{Socket: "/run/qtune/a.sock", PID: pid, Boot: "boot-1", StartTicks: ticks,
+func qemuProcess(pid int, ticks uint64) sample.VMIdentity {
+	return sample.VMIdentity{Socket: "/run/qtune/a.sock", PID: pid, Boot: "boot-1", StartTicks: ticks,
 		Started: time.Date(2026, 1, 1, 11, 0, 0, 0, time.UTC).Add(time.Duration(ticks) * 10 * time.Millisecond)}
 }
 
-func withID(o tuning.Owned, id tuning.VMIdentity) tuning.Owned {
+func withID(o tuning.Owned, id sample.VMIdentity) tuning.Owned {
 	o.VMID = id
 	return o
 }
@@ -41,12 +42,12 @@ func logged(t *testing.T, r *reconRig, vm string, result tuning.Result) (string,
 // defined it) is not qtune's drift, and nothing is changed.
 func TestSameNameDifferentUUIDForgetsTheOldDomain(t *testing.T) {
 	r := newReconRig(t, map[string]string{"calm.hcl": calmRule},
-		withID(ownedThrottle("m", "calm", 256), tuning.VMIdentity{UUID: "uuid-old"}))
+		withID(ownedThrottle("m", "calm", 256), sample.VMIdentity{UUID: "uuid-old"}))
 	r.src.migrates = true
 	r.step(t) // away: orphaned, kept
 	r.b.vms["m"] = true
 	r.b.state["m/disk0/throttle"] = wr(999)
-	r.src.ids["m"] = tuning.VMIdentity{UUID: "uuid-new"}
+	r.src.ids["m"] = sample.VMIdentity{UUID: "uuid-new"}
 	st := r.step(t)
 	if ownedState(st, "m") != "none" || st.OwnedSettled["throttle"] != 1 {
 		t.Fatalf("owned %+v settled %v: want the old domain's record forgotten", st.Owned, st.OwnedSettled)
@@ -95,14 +96,14 @@ func TestQEMURestartedOnTheSameSocketForgetsItsRecords(t *testing.T) {
 // as before, its throttle held again.
 func TestSameIdentityReturnsIsHeld(t *testing.T) {
 	r := newReconRig(t, map[string]string{"calm.hcl": calmRule},
-		withID(ownedThrottle("m", "calm", 256), tuning.VMIdentity{UUID: "uuid-1"}))
+		withID(ownedThrottle("m", "calm", 256), sample.VMIdentity{UUID: "uuid-1"}))
 	r.src.migrates = true
 	for i := 0; i < 2*goneCycles; i++ {
 		r.step(t)
 	}
 	r.b.vms["m"] = true
 	r.b.state["m/disk0/throttle"] = wr(256)
-	r.src.ids["m"] = tuning.VMIdentity{UUID: "uuid-1"}
+	r.src.ids["m"] = sample.VMIdentity{UUID: "uuid-1"}
 	st := r.step(t)
 	if ownedState(st, "m") != OwnedHeld || st.Owned[0].VMID.UUID != "uuid-1" {
 		t.Fatalf("owned %+v, want held, identity uuid-1", st.Owned)
@@ -133,7 +134,7 @@ func TestUnreadableIdentityMatchesByName(t *testing.T) {
 		withID(ownedThrottle("a", "calm", 256), qemuProcess(100, 5000)))
 	r.b.vms["a"] = true
 	r.b.state["a/disk0/throttle"] = wr(256)
-	r.src.ids["a"] = tuning.VMIdentity{Socket: "/run/qtune/a.sock"}
+	r.src.ids["a"] = sample.VMIdentity{Socket: "/run/qtune/a.sock"}
 	r.src.idNotes["a"] = "the QEMU process's start cannot be read: permission denied"
 	st := r.step(t)
 	if ownedState(st, "a") != OwnedHeld || !strings.Contains(st.Owned[0].IdentityNote, "permission denied") {

@@ -52,11 +52,11 @@ type fakeSource struct {
 	fail error // the whole sample fails, as a bulk call that timed out
 	// migrates: VMs may leave with their live settings (libvirt)
 	migrates bool
-	ids      map[string]tuning.VMIdentity // VM: its identity now
+	ids      map[string]sample.VMIdentity // VM: its identity now
 	idNotes  map[string]string            // VM: why its identity is unknown
 }
 
-func (s *fakeSource) Identity(vm string) (tuning.VMIdentity, string) { return s.ids[vm], s.idNotes[vm] }
+func (s *fakeSource) Identity(vm string) (sample.VMIdentity, string) { return s.ids[vm], s.idNotes[vm] }
 
 func (s *fakeSource) VMsMigrate() bool { return s.migrates }
 
@@ -114,7 +114,7 @@ func newReconRig(t *testing.T, files map[string]string, owned ...tuning.Owned) *
 		}
 	}
 	b := &knobs{vms: map[string]bool{}, state: map[string]tuning.KnobState{}}
-	src := &fakeSource{b: b, ids: map[string]tuning.VMIdentity{}, idNotes: map[string]string{}}
+	src := &fakeSource{b: b, ids: map[string]sample.VMIdentity{}, idNotes: map[string]string{}}
 	a.src = src
 	a.exec = tuning.NewExecutor(b, s, tuning.Options{Clock: clk, Log: hclog.NewNullLogger(), Identify: a.vmIdentity})
 	a.loadInitialPolicy()

@@ -182,9 +182,9 @@ func (s *libvirtSource) DomainStates() map[string]vmState {
 // process can be read (a local libvirtd): a domain started again or
 // migrated back is the same domain in a new process, which lost the live
 // changes libvirt does not know of (passthrough).
-func (s *libvirtSource) Identity(vm string) (tuning.VMIdentity, string) {
+func (s *libvirtSource) Identity(vm string) (sample.VMIdentity, string) {
 	s.mu.Lock()
-	id := tuning.VMIdentity{UUID: s.uuids[vm]}
+	id := sample.VMIdentity{UUID: s.uuids[vm]}
 	s.mu.Unlock()
 	if id.UUID == "" || s.pidDir == "" {
 		return id, ""

@@ -148,12 +148,12 @@ func (s *qmpSource) stopAll() {
 }
 
 // Identity is the QEMU process a VM's runner last connected to.
-func (s *qmpSource) Identity(vm string) (tuning.VMIdentity, string) {
+func (s *qmpSource) Identity(vm string) (sample.VMIdentity, string) {
 	s.mu.Lock()
 	r := s.runners[vm]
 	s.mu.Unlock()
 	if r == nil {
-		return tuning.VMIdentity{}, ""
+		return sample.VMIdentity{}, ""
 	}
 	r.idMu.Lock()
 	defer r.idMu.Unlock()
@@ -211,7 +211,7 @@ type qmpRunner struct {
 	done       chan struct{}
 
 	idMu   sync.Mutex // guards the identity of the QEMU last connected
-	id     tuning.VMIdentity
+	id     sample.VMIdentity
 	idNote string
 }
 

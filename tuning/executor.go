@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/internal/clock"
+	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
 
@@ -89,7 +90,7 @@ type Executor struct {
 
 	fail func(step string, k policy.Knob) // failpoint hook: tests only
 
-	identify func(vm string) VMIdentity
+	identify func(vm string) sample.VMIdentity
 
 	mu      sync.Mutex // serialises decisions: limits and budgets are shared
 	changes []change
@@ -113,7 +114,7 @@ type Options struct {
 	// Identify is the identity of a VM as its source sees it now; it is
 	// kept in each record, so that a VM that comes back with the same
 	// name is known again (or known as another). Nil: unknown.
-	Identify func(vm string) VMIdentity
+	Identify func(vm string) sample.VMIdentity
 }
 
 // NewExecutor returns an executor acting through b and recording in s.
@@ -125,7 +126,7 @@ func NewExecutor(b Backend, s *Store, o Options) *Executor {
 		o.Log = hclog.NewNullLogger()
 	}
 	if o.Identify == nil {
-		o.Identify = func(string) VMIdentity { return VMIdentity{} }
+		o.Identify = func(string) sample.VMIdentity { return sample.VMIdentity{} }
 	}
 	return &Executor{backend: b, store: s, clock: o.Clock, limits: o.Limits.withDefaults(), dryRun: o.DryRun, log: o.Log,
 		fail: armedFailpoint(), identify: o.Identify}

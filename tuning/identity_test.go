@@ -3,49 +3,22 @@ package tuning
 import (
 	"context"
 	"testing"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
-
-func qemuID(pid int, ticks uint64) VMIdentity {
-	return VMIdentity{Socket: "/run/qtune/a.sock", PID: pid, Boot: "b1", StartTicks: ticks,
-		Started: time.Date(2026, 1, 1, 12, 0, 0, int(ticks), time.UTC)}
-}
-
-func TestIdentityDiffers(t *testing.T) {
-	for _, c := range []struct {
-		name     string
-		was, now VMIdentity
-		want     bool
-	}{
-		{"same domain", VMIdentity{UUID: "u1"}, VMIdentity{UUID: "u1"}, false},
-		{"domain redefined", VMIdentity{UUID: "u1"}, VMIdentity{UUID: "u2"}, true},
-		{"same process", qemuID(10, 500), qemuID(10, 500), false},
-		{"process restarted", qemuID(10, 500), qemuID(11, 900), true},
-		{"pid reused", qemuID(10, 500), qemuID(10, 900), true},
-		{"host rebooted", qemuID(10, 500), func() VMIdentity { id := qemuID(10, 500); id.Boot = "b2"; return id }(), true},
-		{"record without identity", VMIdentity{}, qemuID(10, 500), false},
-		{"start unreadable now", qemuID(10, 500), VMIdentity{Socket: "/run/qtune/a.sock"}, false},
-		{"kinds differ", VMIdentity{UUID: "u1"}, qemuID(10, 500), false},
-	} {
-		if got := c.was.Differs(c.now); got != c.want {
-			t.Errorf("%s: Differs = %v, want %v", c.name, got, c.want)
-		}
-	}
-}
 
 // A knob taken is recorded with its VM's identity; a later change keeps
 // it, and a record without one adopts the first seen.
 func TestRecordKeepsTheVMIdentity(t *testing.T) {
-	id := VMIdentity{UUID: "u1"}
-	r := newRig(t, Options{Identify: func(vm string) VMIdentity {
+	id := sample.VMIdentity{UUID: "u1"}
+	r := newRig(t, Options{Identify: func(vm string) sample.VMIdentity {
 		if vm == "vm1" {
 			return id
 		}
-		return VMIdentity{}
+		return sample.VMIdentity{}
 	}})
 	if _, err := r.e.Execute(context.Background(), throttle(300)); err != nil {
 		t.Fatal(err)
@@ -54,14 +27,14 @@ func TestRecordKeepsTheVMIdentity(t *testing.T) {
 	if o == nil || o.VMID != id {
 		t.Fatalf("record %+v, want identity %v", o, id)
 	}
-	o.VMID = VMIdentity{}
+	o.VMID = sample.VMIdentity{}
 	if err := r.s.PutOwned(o); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.e.AdoptIdentity(*o, VMIdentity{UUID: "u2"}); err != nil {
+	if err := r.e.AdoptIdentity(*o, sample.VMIdentity{UUID: "u2"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.e.AdoptIdentity(*o, VMIdentity{UUID: "u3"}); err != nil {
+	if err := r.e.AdoptIdentity(*o, sample.VMIdentity{UUID: "u3"}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := r.s.Owned(vda, policy.KnobThrottle); got.VMID.UUID != "u2" {

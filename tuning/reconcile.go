@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
 
@@ -91,7 +92,7 @@ func (e *Executor) Forget(o Owned, reason string) error {
 // qtune kept them, or while its process could not be read) the identity
 // its VM has now: from here on a VM that comes back under the same name
 // is told apart.
-func (e *Executor) AdoptIdentity(o Owned, id VMIdentity) error {
+func (e *Executor) AdoptIdentity(o Owned, id sample.VMIdentity) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cur, err := e.store.Owned(o.Target, o.Knob)

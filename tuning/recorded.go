@@ -21,8 +21,8 @@ import (
 // reached QEMU. A libvirt domain started again or migrated keeps its
 // UUID, and so its records, but its new QEMU process starts from the
 // definition: a live change is gone unless it was persisted into it.
-func Recorded(o Owned, cur VMIdentity) (KnobState, bool) {
-	if ReadsBack(o.Knob) || o.Phase != PhaseApplied || !o.Persist && o.VMID.otherProcess(cur) {
+func Recorded(o Owned, cur sample.VMIdentity) (KnobState, bool) {
+	if ReadsBack(o.Knob) || o.Phase != PhaseApplied || !o.Persist && o.VMID.OtherProcess(cur) {
 		return KnobState{}, false
 	}
 	kind, err := knobKindOf(o.Knob)
@@ -35,7 +35,7 @@ func Recorded(o Owned, cur VMIdentity) (KnobState, bool) {
 // OverlayRecorded puts into sampled disks the recorded value of every
 // owned knob QEMU cannot report, and names the knob in the disk's
 // Recorded list, so that status can say the figure is a record.
-func OverlayRecorded(disks []sample.Disk, owned []Owned, identify func(vm string) VMIdentity) {
+func OverlayRecorded(disks []sample.Disk, owned []Owned, identify func(vm string) sample.VMIdentity) {
 	by := map[Target][]Owned{}
 	for _, o := range owned {
 		by[o.Target] = append(by[o.Target], o)
@@ -72,11 +72,4 @@ func (e *Executor) recordedRead(t Target, k policy.Knob, read KnobState) KnobSta
 	}
 	kind, _ := knobKindOf(k)
 	return kind.recorded(read, rec)
-}
-
-// otherProcess reports whether cur is provably another QEMU process
-// than id (both known), whatever its domain.
-func (id VMIdentity) otherProcess(cur VMIdentity) bool {
-	return id.processKnown() && cur.processKnown() &&
-		(id.Boot != cur.Boot || id.PID != cur.PID || id.StartTicks != cur.StartTicks)
 }

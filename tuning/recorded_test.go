@@ -19,13 +19,15 @@ func TestOverlayRecorded(t *testing.T) {
 	}
 	disks := []sample.Disk{qcow("vda"), qcow("vdb"), qcow("vdc"), {VM: "vm1", Name: "vdd", Format: "raw"}, qcow("vde"),
 		qcow("vdf"), qcow("vdg"), qcow("vdh")}
-	proc := func(pid int) VMIdentity { return VMIdentity{UUID: "u1", PID: pid, Boot: "b", StartTicks: 7} }
+	proc := func(pid int) sample.VMIdentity {
+		return sample.VMIdentity{UUID: "u1", PID: pid, Boot: "b", StartTicks: 7}
+	}
 	own := func(disk string, k policy.Knob, phase string, s KnobState) Owned {
 		return Owned{Target: Target{VM: "vm1", Disk: disk}, Knob: k, Phase: phase, Applied: s, VMID: proc(10)}
 	}
 	restarted, persisted, unknown := own("vdf", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)),
 		own("vdg", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)), own("vdh", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20))
-	restarted.VMID, persisted.VMID, persisted.Persist, unknown.VMID = proc(9), proc(9), true, VMIdentity{UUID: "u1"}
+	restarted.VMID, persisted.VMID, persisted.Persist, unknown.VMID = proc(9), proc(9), true, sample.VMIdentity{UUID: "u1"}
 	OverlayRecorded(disks, []Owned{
 		own("vda", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)),
 		own("vda", policy.KnobThrottle, PhaseApplied, KnobState{Throttle: &sample.Throttle{IOPSWrite: 10}}),
@@ -33,7 +35,7 @@ func TestOverlayRecorded(t *testing.T) {
 		own("vdc", policy.KnobL2Cache, PhaseFailed, l2Size(8<<20)),
 		own("vdd", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)),
 		restarted, persisted, unknown,
-	}, func(string) VMIdentity { return proc(10) })
+	}, func(string) sample.VMIdentity { return proc(10) })
 	want := []struct {
 		size     uint64
 		recorded bool

@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
 
@@ -52,7 +53,7 @@ type Owned struct {
 	Persist    bool          `json:"persist,omitempty"`
 	// VMID is the VM the knob was taken on; zero in records written
 	// before qtune kept it (the first identity seen is adopted then).
-	VMID VMIdentity `json:"vm_identity,omitzero"`
+	VMID sample.VMIdentity `json:"vm_identity,omitzero"`
 }
 
 // Record is one line of the action log.

@@ -12,7 +12,8 @@ import (
 
 // Required reports whether integration tests must run: QTUNE_LAB=require
 // (set by "make test" and so by CI) turns a missing tool into a failure
-// instead of a skip.
+// instead of a skip. QTUNE_LAB=off skips every integration test, for a
+// quick run of the unit tests alone.
 func Required() bool { return os.Getenv("QTUNE_LAB") == "require" }
 
 // NeedQEMU skips the test when qemu-system-x86_64 or qemu-img is missing,
@@ -31,6 +32,9 @@ func NeedLibvirt(t testing.TB) {
 
 func need(t testing.TB, tools ...string) {
 	t.Helper()
+	if os.Getenv("QTUNE_LAB") == "off" {
+		t.Skip("QTUNE_LAB=off: unit tests only")
+	}
 	var missing []string
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -1,4 +1,4 @@
-package tuning
+package sample
 
 import (
 	"fmt"
@@ -65,4 +65,11 @@ func DifferentVM(vm string, was, now VMIdentity) string {
 	}
 	return fmt.Sprintf("vm %s is a new QEMU process (pid %d started %s, was pid %d started %s): its live changes went with the old one; records forgotten",
 		vm, now.PID, now.Started.UTC().Format(time.RFC3339), was.PID, was.Started.UTC().Format(time.RFC3339))
+}
+
+// OtherProcess reports whether cur is provably another QEMU process
+// than id (both known), whatever its domain.
+func (id VMIdentity) OtherProcess(cur VMIdentity) bool {
+	return id.processKnown() && cur.processKnown() &&
+		(id.Boot != cur.Boot || id.PID != cur.PID || id.StartTicks != cur.StartTicks)
 }
