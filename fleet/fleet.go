@@ -86,7 +86,8 @@ type Fleet struct {
 	mu        sync.Mutex
 	lease     clientv3.LeaseID // 0 while there is none
 	leaseOK   bool
-	leaseErr  error // why there is no lease
+	ttl       time.Duration // as granted
+	leaseErr  error         // why there is no lease
 	lostTotal uint64
 	jobs      map[string]*entry
 	releases  map[string]bool // jobs whose release did not reach etcd yet
@@ -164,6 +165,17 @@ func (f *Fleet) LeaseOK() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.leaseOK
+}
+
+// TTL is the lease's time to live as etcd granted it (it may raise what
+// was asked), or the configured one before the first grant.
+func (f *Fleet) TTL() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ttl == 0 {
+		return f.cfg.LeaseTTL
+	}
+	return f.ttl
 }
 
 // State is where the job stands now.

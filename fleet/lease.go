@@ -15,7 +15,7 @@ func (f *Fleet) run(ctx context.Context) {
 	defer close(f.done)
 	retry := f.cfg.LeaseTTL / 4
 	for ctx.Err() == nil {
-		id, ch, err := f.grant(ctx)
+		id, ttl, ch, err := f.grant(ctx)
 		if err != nil {
 			f.mu.Lock()
 			f.leaseErr = err
@@ -24,24 +24,26 @@ func (f *Fleet) run(ctx context.Context) {
 			sleep(ctx, retry)
 			continue
 		}
-		f.leaseUp(id)
-		f.keep(ctx, id, ch)
+		f.leaseUp(id, ttl)
+		f.keep(ctx, id, ttl, ch)
 		f.leaseDown(id, "lease expired or etcd unreachable")
 	}
 }
 
-func (f *Fleet) grant(ctx context.Context) (clientv3.LeaseID, <-chan *clientv3.LeaseKeepAliveResponse, error) {
+// grant asks for a lease. etcd may grant a longer TTL than asked (never
+// under 1.5 election timeouts): what it grants is what counts.
+func (f *Fleet) grant(ctx context.Context) (clientv3.LeaseID, time.Duration, <-chan *clientv3.LeaseKeepAliveResponse, error) {
 	rctx, cancel := f.reqCtx(ctx)
 	defer cancel()
 	g, err := f.cli.Grant(rctx, int64(f.cfg.LeaseTTL/time.Second))
 	if err != nil {
-		return 0, nil, fmt.Errorf("grant lease: %w", err)
+		return 0, 0, nil, fmt.Errorf("grant lease: %w", err)
 	}
 	ch, err := f.cli.KeepAlive(ctx, g.ID)
 	if err != nil {
-		return 0, nil, fmt.Errorf("keep lease %x alive: %w", g.ID, err)
+		return 0, 0, nil, fmt.Errorf("keep lease %x alive: %w", g.ID, err)
 	}
-	return g.ID, ch, nil
+	return g.ID, time.Duration(g.TTL) * time.Second, ch, nil
 }
 
 // keep returns when the lease is gone for good. The client gives up on a
@@ -50,8 +52,7 @@ func (f *Fleet) grant(ctx context.Context) (clientv3.LeaseID, <-chan *clientv3.L
 // renewed for two thirds of the TTL counts as lost here already (the
 // copies slow down before another host can start), and as found again
 // when an answer comes back in time.
-func (f *Fleet) keep(ctx context.Context, id clientv3.LeaseID, ch <-chan *clientv3.LeaseKeepAliveResponse) {
-	ttl := f.cfg.LeaseTTL
+func (f *Fleet) keep(ctx context.Context, id clientv3.LeaseID, ttl time.Duration, ch <-chan *clientv3.LeaseKeepAliveResponse) {
 	last, stale := time.Now(), false
 	tick := time.NewTicker(ttl / 8)
 	defer tick.Stop()
@@ -66,7 +67,7 @@ func (f *Fleet) keep(ctx context.Context, id clientv3.LeaseID, ch <-chan *client
 			last = time.Now()
 			if stale {
 				stale = false
-				f.leaseUp(id)
+				f.leaseUp(id, ttl)
 			}
 		case <-tick.C:
 			if !stale && time.Since(last) > ttl*2/3 {
@@ -82,11 +83,11 @@ func (f *Fleet) keep(ctx context.Context, id clientv3.LeaseID, ch <-chan *client
 }
 
 // leaseUp makes id the lease and takes back the slots lost meanwhile.
-func (f *Fleet) leaseUp(id clientv3.LeaseID) {
+func (f *Fleet) leaseUp(id clientv3.LeaseID, ttl time.Duration) {
 	f.mu.Lock()
-	f.lease, f.leaseOK, f.leaseErr = id, true, nil
+	f.lease, f.leaseOK, f.leaseErr, f.ttl = id, true, nil, ttl
 	f.mu.Unlock()
-	f.log.Info("fleet lease held", "lease", fmt.Sprintf("%x", id), "ttl", f.cfg.LeaseTTL.String())
+	f.log.Info("fleet lease held", "lease", fmt.Sprintf("%x", id), "ttl", ttl.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*f.cfg.RequestTimeout)
 	defer cancel()
 	f.catchUp(ctx)
