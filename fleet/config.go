@@ -90,7 +90,7 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, b := range c.Budgets {
-		if err := b.validate(); err != nil {
+		if err := b.Validate(); err != nil {
 			errs = append(errs, err)
 		}
 		if seen[b.Name] {
@@ -101,7 +101,8 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (b Budget) validate() error {
+// Validate reports every problem of b at once.
+func (b Budget) Validate() error {
 	var errs []error
 	switch {
 	case b.Name == "":
