@@ -18,13 +18,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// NeedEtcd skips the test when Debian's etcd-server (/usr/bin/etcd) is
-// missing, or fails it when the lab is required.
-func NeedEtcd(t testing.TB) {
-	t.Helper()
-	need(t, "etcd")
-}
-
 // Etcd is a cluster of etcd members on loopback ports, each in a
 // directory of the lab's and stopped by its PID.
 type Etcd struct {
@@ -203,7 +196,9 @@ func (m *EtcdMember) start() error {
 	}
 	cmd := exec.Command("etcd", m.args...)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary killed by -timeout (no cleanup runs)
+	// leaves no etcd behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return fmt.Errorf("start etcd %s: %w", m.Name, err)

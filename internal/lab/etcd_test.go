@@ -53,3 +53,9 @@ func TestEtcdCluster(t *testing.T) {
 		t.Fatalf("after restart: %v %v", r, err)
 	}
 }
+
+func TestPackagesOf(t *testing.T) {
+	if got := packagesOf([]string{"etcd", "virsh", "virtlogd", "libvirtd", "frob"}); got != "etcd-server libvirt-clients libvirt-daemon-system frob" {
+		t.Errorf("packagesOf = %q", got)
+	}
+}
