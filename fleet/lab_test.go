@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/qtune/qtune/internal/lab"
+	"go.uber.org/goleak"
 )
 
 // One three-member cluster serves every test of the package (each test
@@ -34,6 +35,7 @@ func TestMain(m *testing.M) {
 		cluster, clusterErr = lab.StartEtcd(ctx, dir, 3)
 		cancel()
 	}
+	before := goleak.IgnoreCurrent()
 	code := m.Run()
 	if cluster != nil {
 		if err := cluster.StopAll(); err != nil {
@@ -43,6 +45,14 @@ func TestMain(m *testing.M) {
 	}
 	if dir != "" {
 		os.RemoveAll(dir)
+	}
+	// Every Fleet is closed by its test and every member stopped: nothing
+	// of the lease loops, the etcd clients or the lab may outlive them.
+	if code == 0 {
+		if err := goleak.Find(before); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
