@@ -75,7 +75,12 @@ func (f *Fleet) take(ctx context.Context, c Copy, running bool) (bool, string, e
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.jobs[c.JobID] != e {
-		return false, "released meanwhile", nil // Release won the race
+		// Released while asking (the background retake of a lost
+		// slot races the job's end): what was taken goes back.
+		if granted {
+			f.releases[c.JobID] = true
+		}
+		return false, "released meanwhile", nil
 	}
 	switch {
 	case granted:

@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -82,6 +83,9 @@ type Fleet struct {
 	changed chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
+
+	catchingUp atomic.Bool    // a catch-up runs
+	catching   sync.WaitGroup // it, for Close
 
 	mu        sync.Mutex
 	lease     clientv3.LeaseID // 0 while there is none

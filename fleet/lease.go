@@ -13,6 +13,7 @@ import (
 // or a partition), mark the held slots lost and grant a new one.
 func (f *Fleet) run(ctx context.Context) {
 	defer close(f.done)
+	defer f.catching.Wait()
 	retry := f.cfg.LeaseTTL / 4
 	for ctx.Err() == nil {
 		id, ttl, ch, err := f.grant(ctx)
@@ -24,7 +25,7 @@ func (f *Fleet) run(ctx context.Context) {
 			sleep(ctx, retry)
 			continue
 		}
-		f.leaseUp(id, ttl)
+		f.leaseUp(ctx, id, ttl)
 		f.keep(ctx, id, ttl, ch)
 		f.leaseDown(id, "lease expired or etcd unreachable")
 	}
@@ -67,7 +68,7 @@ func (f *Fleet) keep(ctx context.Context, id clientv3.LeaseID, ttl time.Duration
 			last = time.Now()
 			if stale {
 				stale = false
-				f.leaseUp(id, ttl)
+				f.leaseUp(ctx, id, ttl)
 			}
 		case <-tick.C:
 			if !stale && time.Since(last) > ttl*2/3 {
@@ -76,21 +77,33 @@ func (f *Fleet) keep(ctx context.Context, id clientv3.LeaseID, ttl time.Duration
 				continue
 			}
 			if !stale {
-				f.catchUp(ctx)
+				f.catchUpAsync(ctx)
 			}
 		}
 	}
 }
 
 // leaseUp makes id the lease and takes back the slots lost meanwhile.
-func (f *Fleet) leaseUp(id clientv3.LeaseID, ttl time.Duration) {
+func (f *Fleet) leaseUp(ctx context.Context, id clientv3.LeaseID, ttl time.Duration) {
 	f.mu.Lock()
 	f.lease, f.leaseOK, f.leaseErr, f.ttl = id, true, nil, ttl
 	f.mu.Unlock()
 	f.log.Info("fleet lease held", "lease", fmt.Sprintf("%x", id), "ttl", ttl.String())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*f.cfg.RequestTimeout)
-	defer cancel()
-	f.catchUp(ctx)
+	f.catchUpAsync(ctx)
+}
+
+// catchUpAsync runs catchUp beside the keepalive loop, one at a time: a
+// catch-up that waits on etcd must not delay noticing the lease's answers.
+func (f *Fleet) catchUpAsync(ctx context.Context) {
+	if !f.catchingUp.CompareAndSwap(false, true) {
+		return
+	}
+	f.catching.Add(1)
+	go func() {
+		defer f.catching.Done()
+		defer f.catchingUp.Store(false)
+		f.catchUp(ctx)
+	}()
 }
 
 // leaseDown marks every held slot lost: its key may expire, and another
