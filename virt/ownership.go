@@ -34,7 +34,7 @@ import (
 
 const (
 	// OwnershipNamespace is the XML namespace of qtune's domain metadata.
-	// The tags of xmlOwnership and xmlDomainMetadata repeat it.
+	// The tag of xmlDomainMetadata.Ownership repeats it.
 	OwnershipNamespace = "https://github.com/qtune/qtune/xmlns/ownership"
 	// OwnershipKey is the prefix libvirt gives the namespace.
 	OwnershipKey = "qtune"
@@ -82,7 +82,9 @@ type CopyJob struct {
 }
 
 type xmlOwnership struct {
-	XMLName xml.Name   `xml:"https://github.com/qtune/qtune/xmlns/ownership ownership"`
+	// No tag: DomainGetMetadata hands the element back without its
+	// namespace, the domain XML with it; decode checks the name.
+	XMLName xml.Name
 	Version string     `xml:"version,attr"`
 	Attrs   []xml.Attr `xml:",any,attr"`
 	Knobs   []xmlKnob  `xml:"knob"`
@@ -112,11 +114,28 @@ type xmlJob struct {
 	Since  string `xml:"since,attr,omitempty"`
 }
 
-// xmlRaw is an element kept as it was read.
+// xmlRaw is an element kept as it was read, as a tree rather than as
+// its text: written back, every element names its own namespace, so no
+// prefix declared on an ancestor goes missing (libvirt refuses an
+// undeclared prefix, and adds qtune's own on the root itself). Text
+// between child elements is not kept.
 type xmlRaw struct {
-	XMLName xml.Name
-	Attrs   []xml.Attr `xml:",any,attr"`
-	Inner   string     `xml:",innerxml"`
+	XMLName  xml.Name
+	Attrs    []xml.Attr `xml:",any,attr"`
+	Children []xmlRaw   `xml:",any"`
+	Text     string     `xml:",chardata"`
+}
+
+// kept readies an element read for writing back.
+func (r xmlRaw) kept() xmlRaw {
+	r.Attrs = keptAttrs(r.Attrs)
+	if len(r.Children) > 0 {
+		r.Text = strings.TrimSpace(r.Text)
+	}
+	for i, c := range r.Children {
+		r.Children[i] = c.kept()
+	}
+	return r
 }
 
 // DecodeOwnership reads the metadata element of domain; "" (no metadata)
@@ -134,6 +153,9 @@ func DecodeOwnership(domain, doc string) (Ownership, error) {
 
 func (x xmlOwnership) decode(domain string) (Ownership, error) {
 	where := "domain " + domain + ": qtune metadata"
+	if x.XMLName.Local != "ownership" || (x.XMLName.Space != "" && x.XMLName.Space != OwnershipNamespace) {
+		return Ownership{}, fmt.Errorf("%s: element <%s> in namespace %q, want <ownership> in %q", where, x.XMLName.Local, x.XMLName.Space, OwnershipNamespace)
+	}
 	ver, err := strconv.Atoi(x.Version)
 	switch {
 	case err != nil:
@@ -143,15 +165,9 @@ func (x xmlOwnership) decode(domain string) (Ownership, error) {
 	case ver < 1:
 		return Ownership{}, fmt.Errorf("%s: version %d", where, ver)
 	}
-	o := Ownership{}
-	for _, a := range keptAttrs(x.Attrs) {
-		if a.Name.Local != "xmlns:"+OwnershipKey { // rootAttrs writes it
-			o.unknownAttrs = append(o.unknownAttrs, a)
-		}
-	}
+	o := Ownership{unknownAttrs: keptAttrs(x.Attrs)}
 	for _, r := range x.Other {
-		r.Attrs = keptAttrs(r.Attrs)
-		o.unknown = append(o.unknown, r)
+		o.unknown = append(o.unknown, r.kept())
 	}
 	for i, k := range x.Knobs {
 		knob, err := k.decode()
@@ -214,30 +230,17 @@ func parseTime(s string) (time.Time, error) {
 	return time.Parse(time.RFC3339Nano, s)
 }
 
-// keptAttrs readies attributes read from an element for writing back:
-// the default namespace declaration goes (the encoder writes it from the
-// element's name), and a prefix declaration is kept under its literal
-// name (encoding/xml would take "xmlns" for a namespace URL), so that
-// kept inner XML still finds its prefixes.
+// keptAttrs drops namespace declarations from attributes read: the
+// encoder declares what each element and attribute needs.
 func keptAttrs(as []xml.Attr) []xml.Attr {
 	var out []xml.Attr
 	for _, a := range as {
-		switch {
-		case a.Name.Space == "" && a.Name.Local == "xmlns":
+		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
 			continue
-		case a.Name.Space == "xmlns":
-			a.Name = xml.Name{Local: "xmlns:" + a.Name.Local}
 		}
 		out = append(out, a)
 	}
 	return out
-}
-
-// rootAttrs are the root's kept attributes (without a declaration of
-// qtune's prefix) with that prefix declared: libvirt hands the element
-// back under it, and kept elements may use it.
-func rootAttrs(kept []xml.Attr) []xml.Attr {
-	return append([]xml.Attr{{Name: xml.Name{Local: "xmlns:" + OwnershipKey}, Value: OwnershipNamespace}}, kept...)
 }
 
 // Encode writes the metadata element. Records that could not be read
@@ -246,7 +249,7 @@ func (o Ownership) Encode() (string, error) {
 	x := xmlOwnership{
 		XMLName: xml.Name{Space: OwnershipNamespace, Local: "ownership"},
 		Version: strconv.Itoa(OwnershipVersion),
-		Attrs:   rootAttrs(o.unknownAttrs),
+		Attrs:   o.unknownAttrs,
 		Other:   o.unknown,
 	}
 	for i, k := range o.Knobs {
