@@ -2,6 +2,9 @@ package virt_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +40,12 @@ func TestRealMigrationCarriesOwnership(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkHolds(t, ctx, a, name, throttle, live)
+	// Metadata goes through libvirt's own API: no custom-monitor taint.
+	if log, err := os.ReadFile(filepath.Join(a.d.Dir, "log", "qemu", name+".log")); err != nil {
+		t.Errorf("QEMU's log: %v", err)
+	} else if strings.Contains(string(log), "custom-monitor") {
+		t.Errorf("writing metadata tainted the domain:\n%s", log)
+	}
 
 	hosts := map[*lab.Libvirtd]*labHost{a.d: a, b.d: b}
 	var took []time.Duration
