@@ -3,7 +3,6 @@ package virt
 import (
 	"context"
 	"encoding/xml"
-	"errors"
 	"fmt"
 
 	"github.com/digitalocean/go-libvirt"
@@ -32,10 +31,7 @@ func (v *Libvirt) Metadata(ctx context.Context, domain string, inactive bool) (s
 	return doc, err
 }
 
-func isNoMetadata(err error) bool {
-	var e libvirt.Error
-	return errors.As(err, &e) && e.Code == uint32(libvirt.ErrNoDomainMetadata)
-}
+func isNoMetadata(err error) bool { return libvirtCode(err) == libvirt.ErrNoDomainMetadata }
 
 // SetMetadata writes qtune's metadata element on the running domain,
 // and with persist on its persistent definition too; "" removes it.

@@ -2,6 +2,7 @@ package virt
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -94,7 +95,9 @@ var jobOperations = map[libvirt.DomainJobOperation]string{
 	libvirt.DomainJobOperationStrBackup: "backup", libvirt.DomainJobOperationStrSnapshotDelete: "snapshot-delete",
 }
 
-// Job reads the domain's current job (DomainGetJobStats).
+// Job reads the domain's current job (DomainGetJobStats). On the
+// destination of a migration libvirt has no statistics: the job is then
+// reported as a running migration-in with no figures.
 func (v *Libvirt) Job(ctx context.Context, domain string) (DomainJob, error) {
 	d, err := v.lookup(ctx, domain)
 	if err != nil {
@@ -102,12 +105,32 @@ func (v *Libvirt) Job(ctx context.Context, domain string) (DomainJob, error) {
 	}
 	var typ int32
 	var params []libvirt.TypedParam
+	incoming := false
 	err = v.call(ctx, "get job of "+domain, func(l *libvirt.Libvirt) error {
 		var err error
 		typ, params, err = l.DomainGetJobStats(d, 0)
+		// libvirt (9.0's qemuDomainGetJobStats) answers "migration
+		// statistics are available only on the source host" with this
+		// code while the domain's job is an incoming migration, and
+		// for nothing else.
+		if libvirtCode(err) == libvirt.ErrOperationUnsupported {
+			incoming, err = true, nil
+		}
 		return err
 	})
+	if incoming {
+		return DomainJob{Type: "unbounded", Operation: "migration-in"}, nil
+	}
 	return DecodeJobStats(typ, params), err
+}
+
+// libvirtCode is the error code of a libvirt error, ErrOk for none.
+func libvirtCode(err error) libvirt.ErrorNumber {
+	var e libvirt.Error
+	if errors.As(err, &e) {
+		return libvirt.ErrorNumber(e.Code)
+	}
+	return libvirt.ErrOk
 }
 
 // DecodeJobStats turns DomainGetJobStats' answer into a DomainJob.

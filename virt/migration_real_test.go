@@ -70,6 +70,9 @@ func TestRealMigrationCarriesOwnership(t *testing.T) {
 			t.Errorf("hop %d: the source's job never showed a migration out (%+v)", hop, job)
 		}
 		checkHolds(t, ctx, to, name, throttle, live)
+		if j, err := to.v.Job(ctx, name); err != nil || j.Migrating() {
+			t.Errorf("hop %d: arrived on %s, its job is %+v (%v)", hop, to.name, j, err)
+		}
 		checkGone(t, ctx, from, name)
 		if !from.ev.wait(name, virt.MigrationOut, 10*time.Second) || from.ev.count(name, virt.MigrationOut) != outBefore+1 {
 			t.Errorf("hop %d: source %s saw %v", hop, from.name, from.ev.phases(name))
@@ -128,7 +131,20 @@ func TestRealMigrationFails(t *testing.T) {
 	if err := a.v.SetBlockIOTune(ctx, name, "vda", throttle, false); err != nil {
 		t.Fatal(err)
 	}
+	// A domain qtune never wrote on has no metadata, which reads as
+	// empty; writing an empty Ownership removes it again.
+	if o, err := a.v.Ownership(ctx, name, false); err != nil || !o.Empty() {
+		t.Fatalf("fresh domain: %+v, %v", o, err)
+	}
 	owned := virt.Ownership{Knobs: []virt.OwnedKnob{ownedThrottle(1, "A", "calm-loud", false)}}
+	for _, o := range []virt.Ownership{owned, {}} {
+		if err := a.v.SetOwnership(ctx, name, o, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if doc, err := a.v.Metadata(ctx, name, false); err != nil || doc != "" {
+		t.Fatalf("after removing: %q, %v", doc, err)
+	}
 	if err := a.v.SetOwnership(ctx, name, owned, false); err != nil {
 		t.Fatal(err)
 	}
@@ -179,8 +195,16 @@ func TestRealMigrationFails(t *testing.T) {
 			t.Fatalf("a migration at 1 MiB/s ended before it was seen: %v", err)
 		}
 		t.Logf("A during the migration: %+v", job)
-		if in, err := b.v.Job(ctx, name); err == nil {
+		// The destination knows the incoming domain by then, and says
+		// it is migrating too.
+		select {
+		case in, ok := <-watchJob(ctx, b, name, stop):
+			if !ok || in.Operation != "migration-in" {
+				t.Errorf("B during the migration: %+v", in)
+			}
 			t.Logf("B during the migration: %+v", in)
+		case <-time.After(30 * time.Second):
+			t.Error("B never showed an incoming migration")
 		}
 		if _, err := a.d.Virsh(ctx, "domjobabort", name); err != nil {
 			t.Fatal(err)
