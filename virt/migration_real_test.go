@@ -219,3 +219,35 @@ func TestRealMigrationFails(t *testing.T) {
 		t.Logf("phases seen on A: %v; on B: %v", a.ev.phases(name), b.ev.phases(name))
 	})
 }
+
+// A domain with a block copy running cannot be migrated: libvirt refuses
+// before anything moves, and the copy goes on.
+func TestRealMigrationRefusedDuringCopy(t *testing.T) {
+	lab.NeedLibvirt(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	a, b := twoHosts(t, ctx)
+	a.d.WriterDomainT(t, "copying", 0)
+	const name = "copying"
+	target := filepath.Join(t.TempDir(), "copy.qcow2")
+	dest := "<disk type='file'><source file='" + target + "'/><driver type='qcow2'/></disk>"
+	if err := a.v.BlockCopy(ctx, name, "vda", dest, 256<<10, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer a.v.BlockJobAbort(ctx, name, "vda", false)
+	_, err := lab.Migrate(ctx, a.d, b.d, name)
+	if err == nil {
+		t.Fatal("a domain with a block copy running was migrated")
+	}
+	t.Logf("refused: %v", err)
+	if !strings.Contains(err.Error(), "block job") && !strings.Contains(err.Error(), "blockjob") {
+		t.Errorf("the refusal does not name the block job: %v", err)
+	}
+	if j, err := a.v.BlockJobInfo(ctx, name, "vda"); err != nil || !j.Found {
+		t.Errorf("the copy is gone after the refused migration: %+v %v", j, err)
+	}
+	checkGone(t, ctx, b, name)
+	if n := a.ev.count(name, virt.MigrationOut); n != 0 {
+		t.Errorf("A saw %d migrated-out events", n)
+	}
+}
