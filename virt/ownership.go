@@ -64,13 +64,14 @@ type OwnedKnob struct {
 	Disk string // target, e.g. vda
 	Kind string // throttle, cache_mode, l2_cache, ...
 	Rule string // the rule that set it
-	// Original is the value before qtune changed it and Set the value
-	// qtune set, both as the owner's JSON.
-	Original, Set json.RawMessage
-	Persisted     bool // the change is in the persistent definition too
-	Host          string
-	SetAt         time.Time
-	Seq           uint64 // orders the records of one domain
+	// Original is the value before qtune changed it, as the owner's JSON.
+	Original json.RawMessage
+	// Set is the value qtune set, as the owner's JSON.
+	Set       json.RawMessage
+	Persisted bool // the change is in the persistent definition too
+	Host      string
+	SetAt     time.Time
+	Seq       uint64 // orders the records of one domain
 }
 
 // CopyJob is a block job qtune runs on the domain.
