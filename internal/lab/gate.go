@@ -1,5 +1,6 @@
 // Package lab runs real QEMU VMs, guests that do real disk I/O, and an
-// isolated libvirtd, for qtune's integration tests, demo and benchmarks.
+// isolated libvirtd (or several, with live migration between them; see
+// docs/lab.md), for qtune's integration tests, demo and benchmarks.
 // Everything it starts lives in its own temporary directory and is stopped
 // by PID.
 package lab
