@@ -94,6 +94,16 @@ type ImageFacts struct {
 	// QueueErr when there is none (tmpfs, overlay, NFS).
 	Queue    hoststat.Queue
 	QueueErr error
+	// FileSize is the image file's length.
+	FileSize uint64
+	// OpenErr is why qemu-img could not open an image the doctor could
+	// read: the image is damaged, not unreadable.
+	OpenErr error
+	// Header is the doctor's own reading of a qcow2 image: when qemu-img
+	// cannot open it, or its check finds it corrupt.
+	Header *Qcow2Diag
+	// CheckUnsupported is set when qemu-img has no check for the format.
+	CheckUnsupported bool
 }
 
 // QemuImg runs qemu-img; Path empty means "qemu-img" from PATH.
@@ -172,21 +182,90 @@ func (q QemuImg) Gather(ctx context.Context, path string, l2Cache uint64, skipCh
 		info, err = q.Info(ctx, path, true)
 	}
 	if err != nil {
-		return f, fmt.Errorf("image %s: %w", path, err)
+		if err := q.damaged(ctx, &f, err); err != nil {
+			return f, fmt.Errorf("image %s: %w", path, err)
+		}
+		f.hostFacts()
+		return f, nil
 	}
 	f.Info = info
+	f.hostFacts()
+	f.Chain = q.chain(ctx, path, info, f.Shared)
+	// qemu-img check opens the whole chain: with a link missing it can
+	// only fail, and backing_missing already says why.
+	if !skipCheck && info.Format != "raw" && !chainBroken(f.Chain) {
+		f.Check, f.CheckErr = q.Check(ctx, path, f.Shared)
+		if f.CheckErr != nil && strings.Contains(f.CheckErr.Error(), "does not support checks") {
+			f.Check, f.CheckErr, f.CheckUnsupported = nil, nil, true
+		}
+	}
+	if info.Format == "raw" {
+		f.CheckUnsupported = true
+	}
+	if info.Format == "qcow2" && !f.Shared && checkFoundDamage(f) {
+		// Say where: the header and L1 walk name what qemu-img check
+		// only counts. Not on an image in use, whose metadata moves.
+		f.Header, _ = diagnoseFile(path, false)
+	}
+	return f, nil
+}
+
+func checkFoundDamage(f ImageFacts) bool {
+	return f.CheckErr != nil || (f.Check != nil && (f.Check.Corruptions > 0 || f.Check.CheckErrors > 0))
+}
+
+// hostFacts reads what the file and filesystem under the image say.
+func (f *ImageFacts) hostFacts() {
+	path := f.Path
+	if st, err := os.Stat(path); err == nil {
+		f.FileSize = uint64(st.Size())
+	}
 	if abs, err := filepath.Abs(path); err == nil {
 		f.FS, f.FSErr = StatFS(abs)
 		f.Queue, f.QueueErr = hoststat.NewReader().QueueFor(abs)
 	}
 	f.Extents, f.ExtentsErr = Extents(path)
-	f.Chain = q.chain(ctx, path, info, f.Shared)
-	// qemu-img check opens the whole chain: with a link missing it can
-	// only fail, and backing_missing already says why.
-	if !skipCheck && info.Format == "qcow2" && !chainBroken(f.Chain) {
-		f.Check, f.CheckErr = q.Check(ctx, path, f.Shared)
+}
+
+// damaged decides what a failed qemu-img info means. A file that cannot
+// be opened, or a qemu-img that cannot run, leaves the image unread (the
+// error is returned); a file that reads but that qemu-img cannot open is
+// damaged: the doctor reads a qcow2 header itself and reports it.
+func (q QemuImg) damaged(ctx context.Context, f *ImageFacts, infoErr error) error {
+	if errors.Is(infoErr, errLocked) || ctx.Err() != nil {
+		return infoErr
 	}
-	return f, nil
+	if _, err := exec.LookPath(q.bin()); err != nil {
+		return infoErr
+	}
+	file, err := os.Open(f.Path)
+	if err != nil {
+		return err
+	}
+	file.Close()
+	f.OpenErr = infoErr
+	d, err := diagnoseFile(f.Path, true)
+	if err != nil {
+		return err
+	}
+	if d != nil && d.Header.Magic == qcow2Magic {
+		f.Header = d
+	}
+	return nil
+}
+
+// diagnoseFile reads a qcow2 image's header and tables read-only.
+func diagnoseFile(path string, salvage bool) (*Qcow2Diag, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return DiagnoseQcow2(file, uint64(st.Size()), salvage)
 }
 
 func (q QemuImg) chain(ctx context.Context, top string, info ImageInfo, share bool) []ChainLink {

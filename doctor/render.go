@@ -38,6 +38,9 @@ func WriteText(w io.Writer, rs []Report) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		for _, n := range r.NotRun {
+			fmt.Fprintf(w, "  not run: %s (%s)\n", strings.Join(n.Checks, ", "), n.Why)
+		}
 		for _, f := range r.Findings {
 			if f.Severity > OK {
 				writeDetail(w, f)
@@ -52,6 +55,13 @@ func writeDetail(w io.Writer, f Finding) {
 	if len(f.Evidence) > 0 {
 		fmt.Fprintf(w, "    seen:     %s\n", evidence(f.Evidence))
 	}
+	for _, p := range f.Fields {
+		where := ""
+		if p.Bytes != "" {
+			where = " (bytes " + p.Bytes + ")"
+		}
+		fmt.Fprintf(w, "    field:    %s%s = %s: %s [%s]\n", p.Field, where, p.Value, p.Why, p.Severity)
+	}
 	if f.Fix != "" {
 		fmt.Fprintf(w, "    fix:      %s\n", f.Fix)
 	}
@@ -60,6 +70,9 @@ func writeDetail(w io.Writer, f Finding) {
 	}
 	if f.Automate != "" {
 		fmt.Fprintf(w, "    automate: %s\n", strings.ReplaceAll(f.Automate, "\n", "\n              "))
+	}
+	if len(f.Salvage) > 0 {
+		fmt.Fprintf(w, "    salvage:  %s\n", strings.Join(f.Salvage, "\n              "))
 	}
 }
 
