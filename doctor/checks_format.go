@@ -38,7 +38,7 @@ func gate(name string, f ImageFacts) string {
 	case strings.HasPrefix(name, "qcow2_"):
 		if f.Header == nil {
 			if format == "qcow2" {
-				return "qemu-img opened the image: the doctor reads a qcow2 header itself only when qemu-img cannot, or its check finds damage"
+				return "the doctor reads a qcow2 itself when qemu-img cannot open it or beside qemu-img check, which was skipped (--no-check, not due, or the image is in use)"
 			}
 			return "qcow2 header checks, the image is " + formatName(f)
 		}
@@ -69,7 +69,7 @@ func headerGate(name string, f ImageFacts) string {
 	h := d.Header
 	switch {
 	case name == "qcow2_salvage":
-		if f.OpenErr == nil {
+		if f.OpenErr == nil && f.Info.Format == "qcow2" {
 			return "qemu-img opens the image: qemu-img convert copies what it can"
 		}
 		return ""
@@ -77,8 +77,6 @@ func headerGate(name string, f ImageFacts) string {
 		return ""
 	case name == "qcow2_cluster_bits" && h.Magic == qcow2Magic:
 		return ""
-	case h.Magic != qcow2Magic:
-		return "no qcow2 magic: the rest of the header means nothing"
 	case name == "qcow2_features" && h.Version != 3:
 		return "feature bits are a version 3 field"
 	case d.FileSize < headerNeeds[name]:
@@ -188,6 +186,8 @@ var formatChecks = []Check{{
 		format := f.Info.Format
 		ev := map[string]string{"format": format, "virtual_size": u(f.Info.VirtualSize)}
 		switch {
+		case format == "raw" && f.Header != nil:
+			return &Finding{Severity: Critical, Summary: "probed as raw, but the rest of its header is a qcow2's: the magic was overwritten (diagnosed below)", Evidence: ev}
 		case format == "raw":
 			if want, ok := formatExtensions[strings.ToLower(filepath.Ext(f.Path))]; ok {
 				return &Finding{Severity: Warn, Summary: fmt.Sprintf("named like %s but probed as raw: there is no %s header at its start", want, want), Evidence: ev}

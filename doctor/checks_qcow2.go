@@ -11,8 +11,7 @@ import (
 const keepImage = " Never repair the image itself (qemu-img check -r, amend, or editing its bytes): keep it as it is, copy it (cp --sparse=always IMAGE COPY) and work on the copy; qcow2_salvage says which guest data can still be copied out and how."
 
 // headerChecks judge a qcow2 image the doctor read itself (ImageFacts.
-// Header): when qemu-img cannot open it, or when qemu-img check finds it
-// corrupt and the doctor looks for where.
+// Header): when qemu-img cannot open it, and beside qemu-img check.
 var headerChecks = []Check{
 	{
 		Name:     "qcow2_header",
@@ -89,7 +88,7 @@ var headerChecks = []Check{
 	{
 		Name:     "qcow2_l1_entries",
 		Title:    "qcow2 L1 entries",
-		Means:    "Each entry of the active L1 table points at an L2 table: reserved bits clear, cluster-aligned, not into the header, the L1 or the refcount table, the whole table inside the file, no two entries at the same table.",
+		Means:    "Each entry of the active L1 table points at an L2 table: reserved bits clear, cluster-aligned, not into the header, the L1 or the refcount table, the whole table inside the file, no two entries at the same table; and each L2 entry's data cluster lies inside the file (qemu-img check misses an image cut short: QEMU reads the missing part as zeros).",
 		Matters:  "A bad entry loses the guest range it maps (512 MiB with 64 KiB clusters); a truncated file loses every table past its end.",
 		Fix:      "The ranges of the good entries can still be copied out (qcow2_salvage)." + keepImage,
 		Severity: "critical for each kind of bad entry.",
@@ -109,7 +108,14 @@ var headerChecks = []Check{
 // fieldCheck reports the problems the diagnosis filed under name.
 func fieldCheck(name, fine string) func(ImageFacts) *Finding {
 	return func(f ImageFacts) *Finding {
-		ps := f.Header.Problems[name]
+		var ps []FieldProblem
+		for _, p := range f.Header.Problems[name] {
+			// One cause, one finding: corrupt_bit and dirty_bit say it
+			// when qemu-img could read the header.
+			if p.coveredBy == "" || f.OpenErr != nil || f.Info.Format != "qcow2" {
+				ps = append(ps, p)
+			}
+		}
 		if len(ps) == 0 {
 			return &Finding{Severity: OK, Summary: fine}
 		}
@@ -131,12 +137,19 @@ func salvageFinding(f ImageFacts) *Finding {
 	h := d.Header
 	ev := map[string]string{"file_size": u(d.FileSize)}
 	if d.L1From == "" || d.Salvage == nil {
-		why := "no L1 table could be read, and the search for one found none or several"
-		if !h.clusterOK() {
+		why := "no L1 table could be read, and the search of the file's first 64 MiB found none"
+		switch {
+		case !h.clusterOK():
 			why = "with no valid cluster size no table can be located"
+		case len(d.L1Candidates) > 1:
+			why = fmt.Sprintf("no L1 table could be read, and the search found %d that could be it, at %v", len(d.L1Candidates), d.L1Candidates)
 		}
-		return &Finding{Severity: Critical, Summary: why + ": the guest data cannot be located from this file", Evidence: ev,
+		fd := &Finding{Severity: Critical, Summary: why + ": the guest data cannot be located from this file", Evidence: ev,
 			Fix: "Restore from a backup; the qcow2_* findings name what is broken, for a specialist to rebuild a copy."}
+		if len(d.Patches) > 0 {
+			fd.Salvage = salvageCommands(f)
+		}
+		return fd
 	}
 	s := d.Salvage
 	ev["l1_table_offset"] = u(d.L1Offset)
@@ -166,10 +179,17 @@ func salvageCommands(f ImageFacts) []string {
 	img := shellQuote(f.Path)
 	cs := h.clusterSize()
 	var cmds []string
-	if d.L1From == "scan" && h.Version <= 3 {
-		cmds = append(cmds,
-			"# the L1 table is at "+u(d.L1Offset)+": a copy with that offset in its header may open in qemu-img",
-			fmt.Sprintf("cp --sparse=always %s COPY.qcow2 && printf '%s' | dd of=COPY.qcow2 bs=1 seek=40 count=8 conv=notrunc status=none && qemu-img check COPY.qcow2", img, octal64(d.L1Offset)))
+	if len(d.Patches) > 0 {
+		cmds = append(cmds, "# a copy with these header bytes restored may open in qemu-img (then qemu-img convert it); the image stays as it is",
+			fmt.Sprintf("cp --sparse=always %s COPY.qcow2", img))
+		for _, p := range d.Patches {
+			cmds = append(cmds, fmt.Sprintf("printf '%s' | dd of=COPY.qcow2 bs=1 seek=%d count=%d conv=notrunc status=none  # %s",
+				octal(p.Bytes), p.Off, len(p.Bytes), p.What))
+		}
+		cmds = append(cmds, "qemu-img check COPY.qcow2")
+	}
+	if s == nil {
+		return cmds
 	}
 	if len(s.Runs) == 0 {
 		return append(cmds, "# no guest range maps to data inside the file: nothing to copy out")
@@ -189,12 +209,12 @@ func salvageCommands(f ImageFacts) []string {
 	return cmds
 }
 
-// octal64 is v big-endian as printf(1) octal escapes (POSIX printf has
-// no \x).
-func octal64(v uint64) string {
+// octal writes bytes as printf(1) octal escapes (POSIX printf has no
+// \x).
+func octal(bs []byte) string {
 	var b strings.Builder
-	for i := 7; i >= 0; i-- {
-		fmt.Fprintf(&b, "\\%03o", byte(v>>(8*i)))
+	for _, c := range bs {
+		fmt.Fprintf(&b, "\\%03o", c)
 	}
 	return b.String()
 }

@@ -100,7 +100,8 @@ type ImageFacts struct {
 	// read: the image is damaged, not unreadable.
 	OpenErr error
 	// Header is the doctor's own reading of a qcow2 image: when qemu-img
-	// cannot open it, or its check finds it corrupt.
+	// cannot open it, and beside every qemu-img check of an image not in
+	// use.
 	Header *Qcow2Diag
 	// CheckUnsupported is set when qemu-img has no check for the format.
 	CheckUnsupported bool
@@ -132,7 +133,10 @@ func (q QemuImg) run(ctx context.Context, share bool, args ...string) ([]byte, i
 		code = ee.ExitCode()
 	}
 	msg := strings.TrimSpace(errb.String())
-	if strings.Contains(msg, "Failed to get shared") || strings.Contains(msg, "lock") {
+	// QEMU's lock errors: `Failed to get "write" lock` and `Failed to get
+	// shared "write" lock`; a bare "lock" would match check's reports
+	// about refcount blocks.
+	if strings.Contains(msg, "Failed to get shared") || strings.Contains(msg, `" lock`) {
 		return nil, code, fmt.Errorf("%s: %w", msg, errLocked)
 	}
 	if err != nil && out.Len() == 0 {
@@ -201,17 +205,55 @@ func (q QemuImg) Gather(ctx context.Context, path string, l2Cache uint64, skipCh
 	}
 	if info.Format == "raw" {
 		f.CheckUnsupported = true
+		if rawLooksQcow2(path) {
+			if d, err := diagnoseFile(path, true); err == nil && qcow2WithoutMagic(d) {
+				f.Header = d
+			}
+		}
 	}
-	if info.Format == "qcow2" && !f.Shared && checkFoundDamage(f) {
-		// Say where: the header and L1 walk name what qemu-img check
-		// only counts. Not on an image in use, whose metadata moves.
-		f.Header, _ = diagnoseFile(path, false)
+	if info.Format == "qcow2" && !f.Shared && !skipCheck {
+		// With qemu-img check, the doctor's own walk: it names where
+		// check only counts, and sees what check does not (an image cut
+		// inside its L2 tables reads as zeros to QEMU). Not on an image
+		// in use, whose metadata moves under the reader.
+		if d, err := diagnoseFile(path, false); err == nil {
+			f.Header = d
+		}
 	}
 	return f, nil
 }
 
-func checkFoundDamage(f ImageFacts) bool {
-	return f.CheckErr != nil || (f.Check != nil && (f.Check.Corruptions > 0 || f.Check.CheckErrors > 0))
+// rawLooksQcow2 is the cheap first look (24 bytes) before a raw image
+// is read as a qcow2 whose magic is gone.
+func rawLooksQcow2(path string) bool {
+	file, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer file.Close()
+	var b [24]byte
+	if _, err := file.ReadAt(b[:], 0); err != nil {
+		return false
+	}
+	h := parseQcow2Header(b[:])
+	return h.Magic != qcow2Magic && (h.Version == 2 || h.Version == 3) && h.clusterOK()
+}
+
+// qcow2WithoutMagic says whether a file that probes as raw has the rest
+// of a qcow2 header: version, cluster size, and L1 and refcount tables
+// that fit the file. Random or guest data passes all of it by chance
+// about never; a qcow2 whose first four bytes were overwritten does.
+func qcow2WithoutMagic(d *Qcow2Diag) bool {
+	h := d.Header
+	if d.AssumedVersion != 0 || !h.clusterOK() || h.L1Size == 0 || h.RefTableClusters == 0 {
+		return false
+	}
+	for _, c := range []string{"qcow2_l1_table", "qcow2_refcount_table", "qcow2_size"} {
+		if len(d.Problems[c]) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // hostFacts reads what the file and filesystem under the image say.

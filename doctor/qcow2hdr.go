@@ -124,6 +124,9 @@ type FieldProblem struct {
 	Value    string   `json:"value"`
 	Why      string   `json:"why"`
 	Severity Severity `json:"severity"`
+	// coveredBy names the check that reports the same thing from
+	// qemu-img info when qemu-img opens the image.
+	coveredBy string
 }
 
 // Byte ranges of the header fields, for the report.
@@ -158,6 +161,13 @@ func (d *diag) addSev(check, field, value, why string, sev Severity) {
 	d.probs[check] = append(d.probs[check], FieldProblem{Field: field, Bytes: fieldBytes[field], Value: value, Why: why, Severity: sev})
 }
 
+// cover marks the last problem of check as one another check reports
+// when qemu-img opens the image.
+func (d *diag) cover(check, by string) {
+	ps := d.probs[check]
+	ps[len(ps)-1].coveredBy = by
+}
+
 func hexv(v uint64) string { return fmt.Sprintf("%d (0x%x)", v, v) }
 
 // span is a byte range [Off, Off+Len) of the file.
@@ -185,7 +195,11 @@ func (d *diag) checkHeader(h qcow2Header, size uint64) {
 		d.add(c, "magic", fmt.Sprintf("0x%08x", h.Magic), "not the qcow2 magic QFI\\xfb (0x514649fb)")
 	}
 	if h.Version != 2 && h.Version != 3 {
-		d.add(c, "version", fmt.Sprint(h.Version), "qcow2 versions are 2 and 3")
+		why := "qcow2 versions are 2 and 3"
+		if h.Version == 1 {
+			why += "; version 1 is the old qcow format, whose header has another layout (qemu-img tried it and failed)"
+		}
+		d.add(c, "version", fmt.Sprint(h.Version), why)
 	}
 	need := uint64(qcow2V3HeaderLen)
 	if h.Version == 2 {
@@ -237,6 +251,7 @@ func (d *diag) checkFeatures(h qcow2Header) {
 	}
 	if h.Incompatible&incompatCorrupt != 0 {
 		d.add(c, "incompatible_features", v, "bit 1 (corrupt) is set: QEMU found inconsistent metadata while writing")
+		d.cover(c, "corrupt_bit")
 	}
 	if h.Incompatible&incompatDirty != 0 {
 		why := "bit 0 (dirty) is set: refcounts are stale until rebuilt"
@@ -245,6 +260,7 @@ func (d *diag) checkFeatures(h qcow2Header) {
 		} else {
 			d.addSev(c, "incompatible_features", v, why, Warn)
 		}
+		d.cover(c, "dirty_bit")
 	}
 	comp := h.Incompatible&incompatCompression != 0
 	switch {

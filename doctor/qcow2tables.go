@@ -43,10 +43,10 @@ func (d *diag) checkTable(check, field string, s span, h qcow2Header, size, maxL
 	switch {
 	case s.Len > maxLen:
 		why = fmt.Sprintf("the %s would be %d bytes; QEMU reads at most %d", s.Name, s.Len, maxLen)
-	case s.Off%cs != 0:
-		why = fmt.Sprintf("not a multiple of the cluster size (%d): tables start on a cluster", cs)
 	case s.Off < cs:
 		why = fmt.Sprintf("points into the header cluster (bytes 0-%d)", cs-1)
+	case s.Off%cs != 0:
+		why = fmt.Sprintf("not a multiple of the cluster size (%d): tables start on a cluster", cs)
 	case s.Off >= size:
 		why = fmt.Sprintf("points past the end of the file (%d bytes)", size)
 	case s.end() > size:
@@ -87,7 +87,7 @@ func (d *diag) checkTables(h qcow2Header, size uint64) (l1OK, refOK bool) {
 	}
 	if ref.overlaps(l1) {
 		d.add("qcow2_refcount_table", "refcount_table_offset", hexv(ref.Off), fmt.Sprintf("the %s overlaps the %s", ref, l1))
-		l1OK, refOK = false, false
+		refOK = false // which of the two is right the bytes cannot say; the L1 entries are still judged
 	}
 	return l1OK, refOK
 }
@@ -179,10 +179,10 @@ func (b *badEntries) judge(i int, e, off uint64, reserved bool, h qcow2Header, s
 	switch {
 	case reserved:
 		why = "reserved bits set"
-	case off%cs != 0:
-		why = fmt.Sprintf("not a multiple of the cluster size (%d)", cs)
 	case off < cs:
 		why = fmt.Sprintf("points into the header cluster (bytes 0-%d)", cs-1)
+	case off%cs != 0:
+		why = fmt.Sprintf("not a multiple of the cluster size (%d)", cs)
 	case off >= size:
 		why = fmt.Sprintf("points past the end of the file (%d bytes)", size)
 	case off+cs > size:

@@ -28,9 +28,23 @@ type Qcow2Diag struct {
 	// L1Candidates are the clusters the search took for an L1 table
 	// when it found more than one.
 	L1Candidates []uint64
-	// Salvage is what the L2 tables map; nil when not asked for or no L1
-	// table could be read.
+	// Salvage is what the L2 tables map; nil when no L1 table could be
+	// read.
 	Salvage *Salvage
+	// AssumedVersion is the version the header was read as when its own
+	// is impossible (0 when it is 2 or 3).
+	AssumedVersion uint32
+	// Patches are the header bytes a copy of the image would need for
+	// qemu-img to open it, where the doctor can tell what they were.
+	Patches []Patch
+}
+
+// Patch is bytes to write at Off of a copy of the image (never the
+// image itself).
+type Patch struct {
+	Off   uint64
+	Bytes []byte
+	What  string
 }
 
 // l2Ref is an L1 entry that points at a usable L2 table.
@@ -39,25 +53,40 @@ type l2Ref struct {
 	off   uint64
 }
 
-// DiagnoseQcow2 reads a qcow2 image of size bytes (read-only) and judges
-// every header field and table; with salvage it also walks the L2
-// tables to say which guest ranges can still be copied out. Only a read
-// error is an error: anything the bytes say is a problem in the result.
-func DiagnoseQcow2(r io.ReaderAt, size uint64, salvage bool) (*Qcow2Diag, error) {
+// DiagnoseQcow2 reads a qcow2 image of size bytes (read-only), judges
+// every header field and table, and walks the L2 tables to say which
+// guest ranges can still be copied out; with scan it looks for the L1
+// table when the header's offset is broken. Only a read error is an
+// error: anything the bytes say is a problem in the result.
+func DiagnoseQcow2(r io.ReaderAt, size uint64, scan bool) (*Qcow2Diag, error) {
 	hb, err := readAtMost(r, 0, 1<<qcow2MaxClusterBits)
 	if err != nil {
 		return nil, fmt.Errorf("qcow2 header: %w", err)
 	}
 	h := parseQcow2Header(hb)
 	d := diag{size: size}
-	d.readExtensions(&h, hb)
 	d.checkHeader(h, size)
-	d.checkFeatures(h)
-	out := &Qcow2Diag{FileSize: size, Header: h}
+	out := &Qcow2Diag{FileSize: size}
 	if h.Magic != qcow2Magic {
-		out.Problems = d.probs
-		return out, nil
+		out.Patches = append(out.Patches, Patch{0, binary.BigEndian.AppendUint32(nil, qcow2Magic), "the qcow2 magic"})
 	}
+	if h.Version != 2 && h.Version != 3 {
+		// One overwritten field should not hide the rest: read the header
+		// as the version its length field suggests.
+		v := uint32(2)
+		if l := u32At(hb, 100); l >= qcow2V3HeaderLen && l%8 == 0 && l <= 4096 {
+			v = 3
+		}
+		fixed := append(make([]byte, 0, max(len(hb), 8)), hb...)
+		fixed = fixed[:max(len(hb), 8)]
+		binary.BigEndian.PutUint32(fixed[4:], v)
+		h = parseQcow2Header(fixed)
+		out.AssumedVersion = v
+		out.Patches = append(out.Patches, Patch{4, binary.BigEndian.AppendUint32(nil, v), fmt.Sprintf("version %d, which the header's length suggests", v)})
+	}
+	d.readExtensions(&h, hb)
+	d.checkFeatures(h)
+	out.Header = h
 	l1OK, refOK := d.checkTables(h, size)
 	if h.clusterOK() {
 		if err := d.checkSnapshots(r, h, size); err != nil {
@@ -76,7 +105,7 @@ func DiagnoseQcow2(r io.ReaderAt, size uint64, salvage bool) (*Qcow2Diag, error)
 		if refs, err = d.walkL1(r, h, size); err != nil {
 			return nil, err
 		}
-	case h.clusterOK() && h.L1Size > 0 && uint64(h.L1Size)*8 <= qcow2MaxL1Bytes && salvage:
+	case h.clusterOK() && h.L1Size > 0 && uint64(h.L1Size)*8 <= qcow2MaxL1Bytes && scan:
 		found, err := scanL1(r, h, size, d.snapL1)
 		if err != nil {
 			return nil, err
@@ -85,6 +114,9 @@ func DiagnoseQcow2(r io.ReaderAt, size uint64, salvage bool) (*Qcow2Diag, error)
 			out.L1Candidates = found
 		} else {
 			off := found[0]
+			if off != h.L1Offset {
+				out.Patches = append(out.Patches, Patch{40, binary.BigEndian.AppendUint64(nil, off), "the offset of the L1 table found"})
+			}
 			out.L1From, out.L1Offset = "scan", off
 			var scratch diag
 			if refs, err = scratch.walkL1At(r, h, size, off); err != nil {
@@ -92,9 +124,13 @@ func DiagnoseQcow2(r io.ReaderAt, size uint64, salvage bool) (*Qcow2Diag, error)
 			}
 		}
 	}
-	if salvage && out.L1From != "" {
+	if out.L1From != "" {
 		if out.Salvage, err = walkL2(r, h, size, refs); err != nil {
 			return nil, err
+		}
+		if s := out.Salvage; out.L1From == "header" && s.Lost > 0 {
+			d.add("qcow2_l1_entries", "l2_table_entry", fmt.Sprintf("%d cluster(s), the first at guest offset %d", s.Lost, s.FirstLost),
+				"L2 entries point at data past the end of the file (or are invalid): those guest clusters are lost and read as zeros or fail")
 		}
 	}
 	out.Problems = d.probs
@@ -152,6 +188,7 @@ type Salvage struct {
 	// Clusters the walk could not copy with dd: compressed, or whose
 	// data lies past the end of the file; zero clusters read as zeros.
 	Compressed, Lost, Zero uint64
+	FirstLost              uint64 // guest offset of the first lost cluster
 	// L2Tables is how many L2 tables were read; Stopped when the walk
 	// hit maxL2Read before the end.
 	L2Tables int
@@ -198,6 +235,9 @@ func (s *Salvage) add(e, guest uint64, h qcow2Header, size uint64) {
 		}
 		return
 	case e&l2Reserved != 0 || off%cs != 0 || off < cs || off+cs > size:
+		if s.Lost == 0 {
+			s.FirstLost = guest
+		}
 		s.Lost++
 		return
 	}
@@ -290,4 +330,12 @@ func looksLikeL2(r io.ReaderAt, h qcow2Header, size, off uint64) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// u32At is the big-endian word at off, zero past the end of b.
+func u32At(b []byte, off int) uint32 {
+	if off+4 > len(b) {
+		return 0
+	}
+	return binary.BigEndian.Uint32(b[off:])
 }
