@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -307,7 +308,7 @@ func diagnoseFile(path string, salvage bool) (*Qcow2Diag, error) {
 	if err != nil {
 		return nil, err
 	}
-	return DiagnoseQcow2(file, uint64(st.Size()), salvage)
+	return DiagnoseQcow2(io.NewSectionReader(file, 0, st.Size()), uint64(st.Size()), salvage)
 }
 
 func (q QemuImg) chain(ctx context.Context, top string, info ImageInfo, share bool) []ChainLink {

@@ -368,6 +368,14 @@ func (d *diag) extension(h *qcow2Header, e qcow2Ext, data []byte, at uint64) {
 // readAtMost reads up to n bytes from the start of r; a short file is
 // no error (the diagnosis judges its length).
 func readAtMost(r io.ReaderAt, off, n uint64) ([]byte, error) {
+	if s, ok := r.(interface{ Size() int64 }); ok {
+		// Allocate what the file has, not what a broken field claims.
+		if size := uint64(s.Size()); off >= size {
+			return nil, nil
+		} else if n > size-off {
+			n = size - off
+		}
+	}
 	b := make([]byte, n)
 	got, err := r.ReadAt(b, int64(off))
 	if err == io.EOF {
