@@ -285,7 +285,14 @@ func (q QemuImg) damaged(ctx context.Context, f *ImageFacts, infoErr error) erro
 	if err != nil {
 		return err
 	}
+	st, err := file.Stat()
 	file.Close()
+	switch {
+	case err != nil:
+		return err
+	case st.IsDir():
+		return errors.New("a directory, not an image")
+	}
 	f.OpenErr = infoErr
 	d, err := diagnoseFile(f.Path, true)
 	if err != nil {
