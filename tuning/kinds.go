@@ -7,6 +7,7 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 )
 
 // knobKind is all the executor and the backends know about one kind of
@@ -20,33 +21,33 @@ type knobKind struct {
 	knob policy.Knob
 	// desired is the state a decision asks for, given the knob before
 	// qtune touched it (original) and now (cur).
-	desired func(e *Executor, d policy.Decision, original, cur KnobState, t Target) (KnobState, error)
+	desired func(e *Executor, d policy.Decision, original, cur state.KnobState, t state.Target) (state.KnobState, error)
 	// bounds refuses a wanted state outside the executor's limits.
-	bounds func(e *Executor, want KnobState) error
+	bounds func(e *Executor, want state.KnobState) error
 	// change is the relative size of a change (for the minimum change);
 	// nil counts any change as whole.
-	change func(a, b KnobState) float64
+	change func(a, b state.KnobState) float64
 
 	// qmpRead and qmpApply read and set the knob over QMP, on a plain
 	// QEMU or, through passthrough, on a libvirt domain.
-	qmpRead  func(ctx context.Context, r *reopener, d sample.Disk) (KnobState, error)
-	qmpApply func(ctx context.Context, r *reopener, d sample.Disk, s KnobState) error
+	qmpRead  func(ctx context.Context, r *VMHandle, d sample.Disk) (state.KnobState, error)
+	qmpApply func(ctx context.Context, r *VMHandle, d sample.Disk, s state.KnobState) error
 	// libvirtRead and libvirtApply, when set, use libvirt's own API
 	// instead of passthrough.
-	libvirtRead  func(ctx context.Context, b *LibvirtBackend, t Target) (KnobState, error)
-	libvirtApply func(ctx context.Context, b *LibvirtBackend, t Target, s KnobState, persist bool) error
+	libvirtRead  func(ctx context.Context, b *LibvirtBackend, t state.Target) (state.KnobState, error)
+	libvirtApply func(ctx context.Context, b *LibvirtBackend, t state.Target, s state.KnobState, persist bool) error
 	// persist edits a disk's <driver> element of the persistent
 	// definition so that a passthrough change outlives the domain's
 	// restart; nil leaves the definition as it is. A note is logged as a
 	// warning: the edit did something the SRE should know of.
-	persist func(driver string, s KnobState) (edited, note string, err error)
+	persist func(driver string, s state.KnobState) (edited, note string, err error)
 	// defined adds to a state read from a libvirt domain what the disk's
 	// <driver> element of the persistent definition holds of the knob,
 	// so that the revert of a persisted change can put it back.
-	defined func(driver string, s KnobState) KnobState
+	defined func(driver string, s state.KnobState) state.KnobState
 	// restoring is the state a revert sets, from the record's original
 	// (nil: the original as it is).
-	restoring func(original KnobState) KnobState
+	restoring func(original state.KnobState) state.KnobState
 	// notReadBack: QEMU cannot report the knob's value (QEMU 7.2 reports
 	// no l2-cache-size), so what the backend says is only what this
 	// process set or the command line: the owned record is the truth,
@@ -57,8 +58,8 @@ type knobKind struct {
 	// the read's facts), and sampled puts the record's setting into a
 	// sampled disk (false when the disk has no such figure). See
 	// recorded.go.
-	recorded func(read, rec KnobState) KnobState
-	sampled  func(d *sample.Disk, rec KnobState) bool
+	recorded func(read, rec state.KnobState) state.KnobState
+	sampled  func(d *sample.Disk, rec state.KnobState) bool
 }
 
 var knobKinds struct {
@@ -101,7 +102,7 @@ func ReadsBack(k policy.Knob) bool {
 
 // restoring is the state the revert of o sets: its original, as the
 // knob's kind completes it.
-func restoring(o *Owned) KnobState {
+func restoring(o *state.Owned) state.KnobState {
 	kind, err := knobKindOf(o.Knob)
 	if err != nil || kind.restoring == nil {
 		return o.Original
@@ -114,7 +115,7 @@ func knobKindOf(k policy.Knob) (knobKind, error) {
 	defer knobKinds.RUnlock()
 	kind, ok := knobKinds.by[k]
 	if !ok {
-		return knobKind{}, &Refusal{Code: "unsupported", Reason: fmt.Sprintf("knob %q", k)}
+		return knobKind{}, &Refusal{Code: RefuseUnsupported, Reason: fmt.Sprintf("knob %q", k)}
 	}
 	return kind, nil
 }

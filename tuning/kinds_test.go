@@ -16,6 +16,7 @@ import (
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 )
 
 // queueSpec is the spec and the state of a made-up knob, a disk's queue
@@ -42,27 +43,27 @@ func registerQueueKind(t *testing.T) {
 		Describe: func(spec any) string { return fmt.Sprintf("queue depth %d", spec.(queueSpec).Depth) },
 	})
 	registerKnob(knobKind{knob: knobQueue,
-		desired: func(_ *Executor, d policy.Decision, _, _ KnobState, _ Target) (KnobState, error) {
-			return RawState(d.Action.Spec(d.Knob))
+		desired: func(_ *Executor, d policy.Decision, _, _ state.KnobState, _ state.Target) (state.KnobState, error) {
+			return state.Raw(d.Action.Spec(d.Knob))
 		},
-		bounds: func(_ *Executor, want KnobState) error {
+		bounds: func(_ *Executor, want state.KnobState) error {
 			var q queueSpec
-			json.Unmarshal(want.Raw, &q)
+			json.Unmarshal(want.RawValue(), &q)
 			if q.Depth > 64 {
 				return &Refusal{Code: "bounds", Reason: fmt.Sprintf("queue depth %d is above 64", q.Depth)}
 			}
 			return nil
 		},
-		qmpRead: func(ctx context.Context, r *reopener, d sample.Disk) (KnobState, error) {
+		qmpRead: func(ctx context.Context, r *VMHandle, d sample.Disk) (state.KnobState, error) {
 			var q queueSpec
 			if err := r.block.Call(ctx, "x-get-queue", map[string]any{"id": d.QOMPath}, &q); err != nil {
-				return KnobState{}, err
+				return state.KnobState{}, err
 			}
-			return RawState(q)
+			return state.Raw(q)
 		},
-		qmpApply: func(ctx context.Context, r *reopener, d sample.Disk, s KnobState) error {
+		qmpApply: func(ctx context.Context, r *VMHandle, d sample.Disk, s state.KnobState) error {
 			var q queueSpec
-			if err := json.Unmarshal(s.Raw, &q); err != nil {
+			if err := json.Unmarshal(s.RawValue(), &q); err != nil {
 				return err
 			}
 			return r.block.Call(ctx, "x-set-queue", map[string]any{"id": d.QOMPath, "depth": q.Depth}, nil)
@@ -155,11 +156,11 @@ rule "too-deep" {
 	defer conn.Close()
 	b := NewQMPBackend()
 	b.AddVM("vm1", conn, 0)
-	disk, err := b.vms["vm1"].disk(ctx, "drive1")
+	disk, err := b.vms["vm1"].Disk(ctx, "drive1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenStore(t.TempDir())
+	s, err := state.OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,10 +178,10 @@ rule "too-deep" {
 		t.Fatalf("decisions %+v", ds)
 	}
 	out, err := e.Execute(ctx, ds[0])
-	if err != nil || out.Result != ResultApplied || depthOf(disk.QOMPath) != 32 {
+	if err != nil || out.Result != state.ResultApplied || depthOf(disk.QOMPath) != 32 {
 		t.Fatalf("apply: %+v %v, depth %d", out, err, depthOf(disk.QOMPath))
 	}
-	if o, _ := s.Owned(Target{VM: "vm1", Disk: "drive1"}, knobQueue); o == nil || o.Phase != PhaseApplied ||
+	if o, _ := s.Owned(state.Target{VM: "vm1", Disk: "drive1"}, knobQueue); o == nil || o.Phase != state.PhaseApplied ||
 		o.Original.String() != `{"depth":8}` || o.Applied.String() != `{"depth":32}` {
 		t.Fatalf("owned %+v", o)
 	}
@@ -197,7 +198,7 @@ rule "too-deep" {
 	if len(ds) != 1 || !ds[0].Revert {
 		t.Fatalf("after calming: %+v", ds)
 	}
-	if out, err := e.Execute(ctx, ds[0]); err != nil || out.Result != ResultReverted || depthOf(disk.QOMPath) != 8 {
+	if out, err := e.Execute(ctx, ds[0]); err != nil || out.Result != state.ResultReverted || depthOf(disk.QOMPath) != 8 {
 		t.Fatalf("revert: %+v %v, depth %d", out, err, depthOf(disk.QOMPath))
 	}
 	recs, _ := s.Records(10)
