@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qtune/qtune/internal/qemuimg"
 	"github.com/qtune/qtune/jobs"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
@@ -17,7 +18,9 @@ func (a *Agent) startJobs(ctx context.Context, wg *sync.WaitGroup) {
 	if a.refusing() {
 		return // the jobs' records are in the store it cannot trust
 	}
-	driver, ok := jobs.DriverFor(a.src.Backend(), a.log.Named("jobs"))
+	// One qemu-img for everything the agent runs: the doctor block's qemu_img.
+	qemuImg := qemuimg.Runner{Path: a.cfg.Doctor.QemuImg}
+	driver, ok := jobs.DriverFor(a.src.Backend(), jobs.DriverOptions{Log: a.log.Named("jobs"), QemuImg: qemuImg})
 	if !ok {
 		a.log.Info("block jobs are not available with this backend; stream, mirror and convert rules are refused", "backend", a.src.Name())
 		return
@@ -27,8 +30,8 @@ func (a *Agent) startJobs(ctx context.Context, wg *sync.WaitGroup) {
 		MirrorDirs:      c.MirrorDirs,
 		Budget:          &jobs.LocalBudget{Host: c.HostBudget, PerDir: c.DirBudget, Windows: c.Windows},
 		ConvergeTimeout: c.ConvergeTimeout, MaxAttempts: c.MaxAttempts, SpaceMargin: c.SpaceMargin,
-		AllowWriteBlocking: c.AllowWriteBlocking,
-		CallTimeout:        a.cfg.CallTimeout, Clock: a.clock, Log: a.log.Named("jobs"),
+		AllowWriteBlocking: c.AllowWriteBlocking, QemuImg: qemuImg,
+		CallTimeout: a.cfg.CallTimeout, Clock: a.clock, Log: a.log.Named("jobs"),
 		Wanted: a.ruleStillWants,
 	})
 	a.mu.Lock() // Snapshot may run already (it is public)

@@ -35,22 +35,6 @@ const (
 	CauseRuleGone         = "rule_gone"
 )
 
-// FSInfo is what a failure diagnosis needs of a filesystem.
-type FSInfo struct {
-	Free, Size uint64 // bytes an unprivileged writer may use; in all
-	ReadOnly   bool
-}
-
-// StatFS reads dir's filesystem.
-func StatFS(dir string) (FSInfo, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return FSInfo{}, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	const stRdonly = 1 // ST_RDONLY
-	return FSInfo{Free: st.Bavail * uint64(st.Bsize), Size: st.Blocks * uint64(st.Bsize), ReadOnly: st.Flags&stRdonly != 0}, nil
-}
-
 // copyNeed is the space a copy of img laid out as l takes on its target.
 func copyNeed(l policy.Layout, img DiskImage) uint64 {
 	if l.Preallocation == "full" || l.Preallocation == "falloc" || l.Format == "raw" {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qtune/qtune/internal/hoststat"
 	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 	"github.com/qtune/qtune/virt"
@@ -17,30 +18,30 @@ func TestJobFailedCopyReason(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		hvErr string // "" : the job vanishes
-		fs    FSInfo
+		fs    hoststat.FSInfo
 		spoil func(dest string)
 		cause string
 		want  []string
 	}{
-		{name: "full under libvirt", hvErr: libvirtNoReason, fs: FSInfo{Free: 0, Size: 4 << 20}, cause: CauseTargetFull,
+		{name: "full under libvirt", hvErr: libvirtNoReason, fs: hoststat.FSInfo{Free: 0, Size: 4 << 20}, cause: CauseTargetFull,
 			want: []string{"the job failed: " + libvirtNoReason + "; qtune found the target filesystem ", " full: 0 B free of 4.0 MiB, the copy needs 200.0 MiB"}},
-		{name: "full under QMP", hvErr: "No space left on device", fs: FSInfo{Free: 512, Size: 4 << 20}, cause: CauseTargetFull,
+		{name: "full under QMP", hvErr: "No space left on device", fs: hoststat.FSInfo{Free: 512, Size: 4 << 20}, cause: CauseTargetFull,
 			want: []string{"the job failed: No space left on device; qtune found the target filesystem ", "full: 512 B free of 4.0 MiB"}},
-		{name: "vanished while qtune was away", fs: FSInfo{Size: 4 << 20}, cause: CauseTargetFull,
+		{name: "vanished while qtune was away", fs: hoststat.FSInfo{Size: 4 << 20}, cause: CauseTargetFull,
 			want: []string{"the job vanished before its pivot", "qtune found the target filesystem"}},
-		{name: "target gone", hvErr: libvirtNoReason, fs: FSInfo{Free: 1 << 40}, spoil: func(d string) { os.Remove(d) }, cause: CauseTargetGone,
+		{name: "target gone", hvErr: libvirtNoReason, fs: hoststat.FSInfo{Free: 1 << 40}, spoil: func(d string) { os.Remove(d) }, cause: CauseTargetGone,
 			want: []string{"qtune found the target ", " gone"}},
-		{name: "target unreadable", hvErr: "Input/output error", fs: FSInfo{Free: 1 << 40},
+		{name: "target unreadable", hvErr: "Input/output error", fs: hoststat.FSInfo{Free: 1 << 40},
 			spoil: func(d string) { os.Remove(d); os.Mkdir(d, 0o755) }, cause: CauseTargetUnreadable,
 			want: []string{"the job failed: Input/output error; qtune found the target ", " unreadable: "}},
-		{name: "read-only filesystem", hvErr: "Read-only file system", fs: FSInfo{Free: 1 << 40, ReadOnly: true}, cause: CauseTargetReadOnly,
+		{name: "read-only filesystem", hvErr: "Read-only file system", fs: hoststat.FSInfo{Free: 1 << 40, ReadOnly: true}, cause: CauseTargetReadOnly,
 			want: []string{"qtune found the target filesystem ", " read-only"}},
-		{name: "nothing found", hvErr: "Input/output error", fs: FSInfo{Free: 1 << 40, Size: 2 << 40}, cause: CauseJobError,
+		{name: "nothing found", hvErr: "Input/output error", fs: hoststat.FSInfo{Free: 1 << 40, Size: 2 << 40}, cause: CauseJobError,
 			want: []string{"the job failed: Input/output error"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var statted string
-			r := newJobRig(t, Options{StatFS: func(dir string) (FSInfo, error) { statted = dir; return c.fs, nil }})
+			r := newJobRig(t, Options{StatFS: func(dir string) (hoststat.FSInfo, error) { statted = dir; return c.fs, nil }})
 			j := r.mustPlan(mirrorReq(r.fast()))
 			j = r.step(j.ID)
 			if c.spoil != nil {
@@ -83,7 +84,7 @@ func TestJobFailedCopyReason(t *testing.T) {
 // event came (before or without libvirt's), a moment's wait for it, else
 // failed without a reason, or gone.
 func TestLibvirtJobFailureReason(t *testing.T) {
-	b := NewLibvirtDriver(tuning.NewLibvirtBackend(nil, tuning.LibvirtBackendOptions{}), nil)
+	b := NewLibvirtDriver(tuning.NewLibvirtBackend(nil, tuning.LibvirtBackendOptions{}), DriverOptions{})
 	disk := func(dev, path string) (HVJob, bool) {
 		return b.endedJob("vm1", virt.DomainDisk{Target: dev, Source: path})
 	}

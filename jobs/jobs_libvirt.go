@@ -2,15 +2,13 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os/exec"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/internal/qemuimg"
 	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 	"github.com/qtune/qtune/virt"
@@ -27,8 +25,9 @@ import (
 // LibvirtDriver runs block jobs on libvirt domains, on the connection of
 // the libvirt backend, and follows their events.
 type LibvirtDriver struct {
-	v   *virt.Libvirt
-	log hclog.Logger
+	v       *virt.Libvirt
+	log     hclog.Logger
+	qemuImg qemuimg.Runner // reads the images libvirt names
 
 	mu        sync.Mutex
 	jobEvents map[string]jobEvent  // last block-job event by domain and disk path
@@ -36,13 +35,19 @@ type LibvirtDriver struct {
 	onJob     func()
 }
 
+// DriverOptions configure a driver.
+type DriverOptions struct {
+	Log     hclog.Logger
+	QemuImg qemuimg.Runner // the agent's qemu_img
+}
+
 // NewLibvirtDriver returns a driver on b's connection; b passes the
 // block-job events the sampler receives on to it.
-func NewLibvirtDriver(b *tuning.LibvirtBackend, log hclog.Logger) *LibvirtDriver {
-	if log == nil {
-		log = hclog.NewNullLogger()
+func NewLibvirtDriver(b *tuning.LibvirtBackend, o DriverOptions) *LibvirtDriver {
+	if o.Log == nil {
+		o.Log = hclog.NewNullLogger()
 	}
-	d := &LibvirtDriver{v: b.Libvirt(), log: log, watches: map[string]*jobWatch{}}
+	d := &LibvirtDriver{v: b.Libvirt(), log: o.Log, qemuImg: o.QemuImg, watches: map[string]*jobWatch{}}
 	b.SetJobEventSink(d.NoteJobEvent)
 	return d
 }
@@ -86,22 +91,17 @@ func (b *LibvirtDriver) Image(ctx context.Context, t state.Target) (DiskImage, e
 			if d.Source == "" {
 				return DiskImage{}, fmt.Errorf("%s is not a file-backed disk", t)
 			}
-			return imageInfo(ctx, d.Source)
+			return b.imageInfo(ctx, d.Source)
 		}
 	}
 	return DiskImage{}, fmt.Errorf("domain %s has no disk %s", t.VM, t.Disk)
 }
 
-// imageInfo reads an image and its chain with qemu-img (-U: the VM holds
-// it open).
-func imageInfo(ctx context.Context, path string) (DiskImage, error) {
-	out, err := exec.CommandContext(ctx, "qemu-img", "info", "-U", "--backing-chain", "--output=json", path).Output()
+// imageInfo reads an image and its chain with qemu-img.
+func (b *LibvirtDriver) imageInfo(ctx context.Context, path string) (DiskImage, error) {
+	chain, err := b.qemuImg.Info(ctx, path)
 	if err != nil {
-		return DiskImage{}, fmt.Errorf("qemu-img info %s: %w", path, err)
-	}
-	var chain []qmp.ImageInfo
-	if err := json.Unmarshal(out, &chain); err != nil || len(chain) == 0 {
-		return DiskImage{}, fmt.Errorf("qemu-img info %s: %v", path, err)
+		return DiskImage{}, err
 	}
 	top := chain[0]
 	img := DiskImage{Path: path, Format: top.Format, VirtualSize: top.VirtualSize, ClusterSize: top.ClusterSize}

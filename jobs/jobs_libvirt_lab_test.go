@@ -34,7 +34,7 @@ func TestRealLibvirtJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	b := NewLibvirtDriver(tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{PidDir: filepath.Join(d.Dir, "run", "libvirt", "qemu")}), nil)
+	b := NewLibvirtDriver(tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{PidDir: filepath.Join(d.Dir, "run", "libvirt", "qemu")}), DriverOptions{})
 	fast := t.TempDir()
 	var quiet atomic.Bool
 	store, err := state.OpenStore(t.TempDir())
@@ -297,7 +297,7 @@ func adoptedFails(t *testing.T, v *virt.Libvirt, d *lab.Libvirtd, req Request, s
 	o := Options{MirrorDirs: []string{small}, PollInterval: 200 * time.Millisecond, MaxAttempts: 1,
 		FreeSpace: func(string) (uint64, error) { return 1 << 40, nil }}
 	pidDir := filepath.Join(d.Dir, "run", "libvirt", "qemu")
-	before := NewLibvirtDriver(tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{PidDir: pidDir}), nil)
+	before := NewLibvirtDriver(tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{PidDir: pidDir}), DriverOptions{})
 	req.Speed = 1 << 20 // still copying when the filesystem fills
 	m := NewManager(before, store, o)
 	p, err := m.Plan(ctx, req, "hand", false)
@@ -308,7 +308,7 @@ func adoptedFails(t *testing.T, v *virt.Libvirt, d *lab.Libvirtd, req Request, s
 		t.Fatal("no job")
 	}
 	before.stopWatch(req.VM) // the first agent is gone, and its subscription with it
-	after := NewLibvirtDriver(tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{PidDir: pidDir}), nil)
+	after := NewLibvirtDriver(tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{PidDir: pidDir}), DriverOptions{})
 	m = NewManager(after, store, o)
 	after.SetJobNotify(m.Notify)
 	rctx, stop := context.WithCancel(ctx)

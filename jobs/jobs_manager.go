@@ -5,18 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/internal/clock"
+	"github.com/qtune/qtune/internal/hoststat"
+	"github.com/qtune/qtune/internal/qemuimg"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
 )
@@ -66,13 +65,15 @@ type Options struct {
 	PivotGate func(j *state.Job) bool
 	Clock     clock.Clock
 	Log       hclog.Logger
-	// CreateImage makes a copy's target (default: qemu-img create).
+	// QemuImg is the qemu-img the jobs run (the agent's qemu_img).
+	QemuImg qemuimg.Runner
+	// CreateImage makes a copy's target (default: QemuImg create).
 	CreateImage func(ctx context.Context, path string, l policy.Layout, size uint64) error
 	// FreeSpace reports the bytes free to qtune in a directory (default statfs).
 	FreeSpace func(dir string) (uint64, error)
 	// StatFS reads a failed copy's target filesystem for its reason
 	// (default statfs; apart from FreeSpace, which plans).
-	StatFS func(dir string) (FSInfo, error)
+	StatFS func(dir string) (hoststat.FSInfo, error)
 	// AllowWriteBlocking lets copies run in write-blocking mode, asked for
 	// or after ConvergeTimeout. Off by default: QEMU can crash when such
 	// a copy ends before it is ready (jobs_wblock.go).
@@ -105,13 +106,13 @@ func (o Options) withDefaults() Options {
 		o.Log = hclog.NewNullLogger()
 	}
 	if o.CreateImage == nil {
-		o.CreateImage = CreateImage
+		o.CreateImage = createImage(o.QemuImg)
 	}
 	if o.FreeSpace == nil {
 		o.FreeSpace = FreeSpace
 	}
 	if o.StatFS == nil {
-		o.StatFS = StatFS
+		o.StatFS = hoststat.StatFS
 	}
 	return o
 }
@@ -233,35 +234,28 @@ func (m *Manager) activeOn(t state.Target) (*state.Job, error) {
 	return nil, nil
 }
 
-// CreateImage makes a new image with qemu-img (format and layout from l).
-func CreateImage(ctx context.Context, path string, l policy.Layout, size uint64) error {
-	format := l.Format
-	if format == "" {
-		format = "qcow2"
+// createImage makes a new image with q (format and layout from l).
+func createImage(q qemuimg.Runner) func(ctx context.Context, path string, l policy.Layout, size uint64) error {
+	return func(ctx context.Context, path string, l policy.Layout, size uint64) error {
+		format := l.Format
+		if format == "" {
+			format = "qcow2"
+		}
+		var opts []string
+		if l.ClusterSize != 0 {
+			opts = append(opts, "cluster_size="+strconv.FormatUint(l.ClusterSize, 10))
+		}
+		if l.Preallocation != "" {
+			opts = append(opts, "preallocation="+l.Preallocation)
+		}
+		if l.ExtendedL2 != nil {
+			opts = append(opts, "extended_l2="+onOff(*l.ExtendedL2))
+		}
+		if l.CompressionType != "" {
+			opts = append(opts, "compression_type="+l.CompressionType)
+		}
+		return q.Create(ctx, path, format, opts, size)
 	}
-	var opts []string
-	if l.ClusterSize != 0 {
-		opts = append(opts, "cluster_size="+strconv.FormatUint(l.ClusterSize, 10))
-	}
-	if l.Preallocation != "" {
-		opts = append(opts, "preallocation="+l.Preallocation)
-	}
-	if l.ExtendedL2 != nil {
-		opts = append(opts, "extended_l2="+onOff(*l.ExtendedL2))
-	}
-	if l.CompressionType != "" {
-		opts = append(opts, "compression_type="+l.CompressionType)
-	}
-	args := []string{"create", "-q", "-f", format}
-	if len(opts) > 0 {
-		args = append(args, "-o", strings.Join(opts, ","))
-	}
-	args = append(args, path, strconv.FormatUint(size, 10))
-	out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("qemu-img create %s: %v: %s", path, err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }
 
 func onOff(b bool) string {
@@ -274,11 +268,11 @@ func onOff(b bool) string {
 // FreeSpace is the space an unprivileged writer could still use in dir
 // (qtune does not count on the root reserve).
 func FreeSpace(dir string) (uint64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
+	fs, err := hoststat.StatFS(dir)
+	if err != nil {
 		return 0, fmt.Errorf("free space of %s: %w", dir, err)
 	}
-	return st.Bavail * uint64(st.Bsize), nil
+	return fs.Free, nil
 }
 
 // removeDest removes a target qtune created, unless the VM runs on it.

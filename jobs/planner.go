@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
@@ -58,7 +57,7 @@ func (m *Manager) Start(ctx context.Context, e *tuning.Executor, r Request) (Pla
 
 // DriverFor is the job driver of a tuning backend; ok is false for a
 // backend that runs no block jobs.
-func DriverFor(b tuning.Backend, log hclog.Logger) (Driver, bool) {
+func DriverFor(b tuning.Backend, o DriverOptions) (Driver, bool) {
 	switch b := b.(type) {
 	case *tuning.QMPBackend:
 		return NewQMPDriver(b), b != nil
@@ -66,7 +65,7 @@ func DriverFor(b tuning.Backend, log hclog.Logger) (Driver, bool) {
 		if b == nil {
 			return nil, false
 		}
-		return NewLibvirtDriver(b, log), true
+		return NewLibvirtDriver(b, o), true
 	}
 	return nil, false
 }
