@@ -17,7 +17,7 @@ func (e *Executor) desired(d policy.Decision, original, cur state.KnobState, t s
 	if err != nil {
 		return state.KnobState{}, err
 	}
-	return kind.desired(e, d, original, cur, t)
+	return kind.Desired(e, d, original, cur, t)
 }
 
 // desiredL2 sizes the cache: full coverage ("auto") or the rule's size,
@@ -145,8 +145,8 @@ func CombineThrottle(pre, want sample.Throttle) (sample.Throttle, error) {
 
 // checkLimits applies bounds, minimum change, cooldown and rate limits.
 func (e *Executor) checkLimits(t state.Target, d policy.Decision, owned *state.Owned, cur, want state.KnobState, now time.Time) error {
-	if kind, err := knobKindOf(d.Knob); err == nil && kind.bounds != nil {
-		if err := kind.bounds(e, want); err != nil {
+	if kind, err := knobKindOf(d.Knob); err == nil && kind.Bounds != nil {
+		if err := kind.Bounds(e, want); err != nil {
 			return err
 		}
 	}
@@ -200,8 +200,8 @@ func (e *Executor) throttleBounds(t sample.Throttle) error {
 // relativeChange is the relative size of a change, as the knob's kind
 // measures it (1 for any change of a kind that does not).
 func relativeChange(k policy.Knob, a, b state.KnobState) float64 {
-	if kind, err := knobKindOf(k); err == nil && kind.change != nil {
-		return kind.change(a, b)
+	if kind, err := knobKindOf(k); err == nil && kind.Change != nil {
+		return kind.Change(a, b)
 	}
 	return 1
 }

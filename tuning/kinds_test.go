@@ -1,4 +1,4 @@
-package tuning
+package tuning_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
 	"github.com/qtune/qtune/state"
+	"github.com/qtune/qtune/tuning"
 )
 
 // queueSpec is the spec and the state of a made-up knob, a disk's queue
@@ -28,7 +29,8 @@ type queueSpec struct {
 
 const knobQueue policy.Knob = "test_queue"
 
-// registerQueueKind is everything the made-up knob needs, in one place:
+// registerQueueKind is everything the made-up knob needs, in one place
+// and through the registries alone (this file is outside the package):
 // its policy block (schema, decoding, validation, plan text) and its
 // executor hooks (desired state, bounds, QMP read and apply).
 func registerQueueKind(t *testing.T) {
@@ -42,36 +44,36 @@ func registerQueueKind(t *testing.T) {
 		},
 		Describe: func(spec any) string { return fmt.Sprintf("queue depth %d", spec.(queueSpec).Depth) },
 	})
-	registerKnob(knobKind{knob: knobQueue,
-		desired: func(_ *Executor, d policy.Decision, _, _ state.KnobState, _ state.Target) (state.KnobState, error) {
+	tuning.RegisterKnob(tuning.KnobKind{Knob: knobQueue,
+		Desired: func(_ *tuning.Executor, d policy.Decision, _, _ state.KnobState, _ state.Target) (state.KnobState, error) {
 			return state.Raw(d.Action.Spec(d.Knob))
 		},
-		bounds: func(_ *Executor, want state.KnobState) error {
+		Bounds: func(_ *tuning.Executor, want state.KnobState) error {
 			var q queueSpec
 			json.Unmarshal(want.RawValue(), &q)
 			if q.Depth > 64 {
-				return &Refusal{Code: "bounds", Reason: fmt.Sprintf("queue depth %d is above 64", q.Depth)}
+				return &tuning.Refusal{Code: tuning.RefuseBounds, Reason: fmt.Sprintf("queue depth %d is above 64", q.Depth)}
 			}
 			return nil
 		},
-		qmpRead: func(ctx context.Context, r *VMHandle, d sample.Disk) (state.KnobState, error) {
+		QMPRead: func(ctx context.Context, r *tuning.VMHandle, d sample.Disk) (state.KnobState, error) {
 			var q queueSpec
-			if err := r.block.Call(ctx, "x-get-queue", map[string]any{"id": d.QOMPath}, &q); err != nil {
+			if err := r.Block().Call(ctx, "x-get-queue", map[string]any{"id": d.QOMPath}, &q); err != nil {
 				return state.KnobState{}, err
 			}
 			return state.Raw(q)
 		},
-		qmpApply: func(ctx context.Context, r *VMHandle, d sample.Disk, s state.KnobState) error {
+		QMPApply: func(ctx context.Context, r *tuning.VMHandle, d sample.Disk, s state.KnobState) error {
 			var q queueSpec
 			if err := json.Unmarshal(s.RawValue(), &q); err != nil {
 				return err
 			}
-			return r.block.Call(ctx, "x-set-queue", map[string]any{"id": d.QOMPath, "depth": q.Depth}, nil)
+			return r.Block().Call(ctx, "x-set-queue", map[string]any{"id": d.QOMPath, "depth": q.Depth}, nil)
 		},
 	})
 	t.Cleanup(func() {
 		policy.UnregisterAction(knobQueue)
-		unregisterKnob(knobQueue)
+		tuning.UnregisterKnob(knobQueue)
 	})
 }
 
@@ -154,9 +156,13 @@ rule "too-deep" {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	b := NewQMPBackend()
+	b := tuning.NewQMPBackend()
 	b.AddVM("vm1", conn, 0)
-	disk, err := b.vms["vm1"].Disk(ctx, "drive1")
+	vm, err := b.VM("vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk, err := vm.Disk(ctx, "drive1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +171,7 @@ rule "too-deep" {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	e := NewExecutor(b, s, Options{})
+	e := tuning.NewExecutor(b, s, tuning.Options{})
 
 	ev := policy.NewEvaluator(set)
 	t0 := time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)

@@ -12,8 +12,8 @@ import (
 // The cache knob: cache.direct and cache.no-flush of a disk's file node,
 // changed live by blockdev-reopen (under libvirt through passthrough).
 func init() {
-	registerKnob(knobKind{knob: policy.KnobCache,
-		desired: func(_ *Executor, d policy.Decision, _, _ state.KnobState, _ state.Target) (state.KnobState, error) {
+	RegisterKnob(KnobKind{Knob: policy.KnobCache,
+		Desired: func(_ *Executor, d policy.Decision, _, _ state.KnobState, _ state.Target) (state.KnobState, error) {
 			c := d.Action.Cache
 			if c == nil {
 				return state.KnobState{}, &Refusal{Code: RefuseBounds, Reason: "cache decision without a cache mode"}
@@ -23,9 +23,9 @@ func init() {
 			}
 			return state.OfCache(state.CacheState{Direct: c.Direct, NoFlush: c.NoFlush}), nil
 		},
-		qmpRead:  qmpReadCache,
-		qmpApply: qmpApplyCache,
-		persist: func(driver string, s state.KnobState) (string, string, error) {
+		QMPRead:  qmpReadCache,
+		QMPApply: qmpApplyCache,
+		Persist: func(driver string, s state.KnobState) (string, string, error) {
 			mode, err := libvirtCacheMode(*s.Cache())
 			if err != nil {
 				return "", "", err

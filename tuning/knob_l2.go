@@ -12,33 +12,33 @@ import (
 // blockdev-reopen (under libvirt through passthrough), within a
 // host-wide budget.
 func init() {
-	registerKnob(knobKind{knob: policy.KnobL2Cache, notReadBack: true,
-		desired: func(e *Executor, d policy.Decision, _, cur state.KnobState, t state.Target) (state.KnobState, error) {
+	RegisterKnob(KnobKind{Knob: policy.KnobL2Cache, NotReadBack: true,
+		Desired: func(e *Executor, d policy.Decision, _, cur state.KnobState, t state.Target) (state.KnobState, error) {
 			return e.desiredL2(d, cur, t)
 		},
-		change: func(a, b state.KnobState) float64 {
+		Change: func(a, b state.KnobState) float64 {
 			if a.L2() == nil || b.L2() == nil {
 				return 1
 			}
 			return rel(a.L2().Size, b.L2().Size)
 		},
-		qmpRead: func(_ context.Context, r *VMHandle, d sample.Disk) (state.KnobState, error) {
+		QMPRead: func(_ context.Context, r *VMHandle, d sample.Disk) (state.KnobState, error) {
 			if d.Format != "qcow2" {
 				return state.KnobState{}, nil
 			}
 			limit, _ := r.NodeOption(d.Node, "cache-size")
 			return state.OfL2(state.L2State{Size: d.L2CacheSize, Needed: d.L2Needed(), Limit: limit}), nil
 		},
-		qmpApply: func(ctx context.Context, r *VMHandle, d sample.Disk, s state.KnobState) error {
+		QMPApply: func(ctx context.Context, r *VMHandle, d sample.Disk, s state.KnobState) error {
 			if s.L2() == nil {
 				return errNothingToApply(policy.KnobL2Cache)
 			}
 			return r.Reopen(ctx, d.Node, map[string]any{"l2-cache-size": s.L2().Size})
 		},
-		persist:   persistL2,
-		defined:   definedL2,
-		restoring: restoringL2,
-		recorded: func(read, rec state.KnobState) state.KnobState {
+		Persist:   persistL2,
+		Defined:   definedL2,
+		Restoring: restoringL2,
+		Recorded: func(read, rec state.KnobState) state.KnobState {
 			if rec.L2() == nil || read.L2() == nil {
 				return rec
 			}
@@ -47,7 +47,7 @@ func init() {
 			l2.Needed, l2.Limit, l2.Defined = read.L2().Needed, read.L2().Limit, read.L2().Defined
 			return state.OfL2(l2)
 		},
-		sampled: func(d *sample.Disk, rec state.KnobState) bool {
+		Sampled: func(d *sample.Disk, rec state.KnobState) bool {
 			if rec.L2() == nil || d.Format != "qcow2" {
 				return false
 			}

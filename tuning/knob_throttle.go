@@ -13,8 +13,8 @@ import (
 // The throttle knob: QEMU's I/O limits. Under libvirt it goes through
 // libvirt's own API, so that the domain XML stays true.
 func init() {
-	registerKnob(knobKind{knob: policy.KnobThrottle,
-		desired: func(_ *Executor, d policy.Decision, original, _ state.KnobState, _ state.Target) (state.KnobState, error) {
+	RegisterKnob(KnobKind{Knob: policy.KnobThrottle,
+		Desired: func(_ *Executor, d policy.Decision, original, _ state.KnobState, _ state.Target) (state.KnobState, error) {
 			if d.Action.Throttle == nil {
 				return state.KnobState{}, &Refusal{Code: RefuseBounds, Reason: "throttle decision without a throttle"}
 			}
@@ -28,19 +28,19 @@ func init() {
 			}
 			return state.OfThrottle(t), nil
 		},
-		bounds: func(e *Executor, want state.KnobState) error {
+		Bounds: func(e *Executor, want state.KnobState) error {
 			if want.Throttle() == nil {
 				return nil
 			}
 			return e.throttleBounds(*want.Throttle())
 		},
-		change:   throttleChange,
-		qmpRead:  qmpReadThrottle,
-		qmpApply: qmpApplyThrottle,
-		libvirtRead: func(ctx context.Context, b *LibvirtBackend, t state.Target) (state.KnobState, error) {
+		Change:   throttleChange,
+		QMPRead:  qmpReadThrottle,
+		QMPApply: qmpApplyThrottle,
+		LibvirtRead: func(ctx context.Context, b *LibvirtBackend, t state.Target) (state.KnobState, error) {
 			return b.readThrottle(ctx, t)
 		},
-		libvirtApply: func(ctx context.Context, b *LibvirtBackend, t state.Target, s state.KnobState, persist bool) error {
+		LibvirtApply: func(ctx context.Context, b *LibvirtBackend, t state.Target, s state.KnobState, persist bool) error {
 			if s.Throttle() == nil {
 				return errNothingToApply(policy.KnobThrottle)
 			}

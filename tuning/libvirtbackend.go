@@ -118,18 +118,18 @@ func (b *LibvirtBackend) Read(ctx context.Context, t state.Target, k policy.Knob
 	if err != nil {
 		return state.KnobState{}, err
 	}
-	if kind.libvirtRead != nil {
-		return kind.libvirtRead(ctx, b, t)
+	if kind.LibvirtRead != nil {
+		return kind.LibvirtRead(ctx, b, t)
 	}
 	r, qname, err := b.reopener(ctx, t)
 	if err != nil {
 		return state.KnobState{}, err
 	}
 	s, err := r.read(ctx, qname, k)
-	if err != nil || kind.defined == nil {
+	if err != nil || kind.Defined == nil {
 		return s, err
 	}
-	return b.defined(ctx, t, s, kind.defined)
+	return b.defined(ctx, t, s, kind.Defined)
 }
 
 // defined adds to s what the persistent definition holds of the knob. A
@@ -157,8 +157,8 @@ func (b *LibvirtBackend) Apply(ctx context.Context, t state.Target, k policy.Kno
 	if err != nil {
 		return err
 	}
-	if kind.libvirtApply != nil {
-		return kind.libvirtApply(ctx, b, t, s, persist)
+	if kind.LibvirtApply != nil {
+		return kind.LibvirtApply(ctx, b, t, s, persist)
 	}
 	r, qname, err := b.reopener(ctx, t)
 	if err != nil {
@@ -175,8 +175,8 @@ func (b *LibvirtBackend) Apply(ctx context.Context, t state.Target, k policy.Kno
 	if err := r.apply(ctx, qname, k, s); err != nil {
 		return err
 	}
-	if persist && kind.persist != nil {
-		return b.persist(ctx, t, s, kind.persist)
+	if persist && kind.Persist != nil {
+		return b.persist(ctx, t, s, kind.Persist)
 	}
 	return nil
 }

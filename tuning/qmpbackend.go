@@ -192,7 +192,7 @@ func (r *VMHandle) read(ctx context.Context, name string, k policy.Knob) (state.
 	if err != nil {
 		return state.KnobState{}, err
 	}
-	return kind.qmpRead(ctx, r, d)
+	return kind.QMPRead(ctx, r, d)
 }
 
 // NodeOption is a numeric option of a node as QEMU holds it (command
@@ -234,7 +234,7 @@ func (r *VMHandle) apply(ctx context.Context, name string, k policy.Knob, s stat
 	if err != nil {
 		return err
 	}
-	return kind.qmpApply(ctx, r, d, s)
+	return kind.QMPApply(ctx, r, d, s)
 }
 
 func errNothingToApply(k policy.Knob) error { return fmt.Errorf("knob %s: nothing to apply", k) }

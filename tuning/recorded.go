@@ -27,7 +27,7 @@ func Recorded(o state.Owned, cur sample.VMIdentity) (state.KnobState, bool) {
 		return state.KnobState{}, false
 	}
 	kind, err := knobKindOf(o.Knob)
-	if err != nil || kind.recorded == nil {
+	if err != nil || kind.Recorded == nil {
 		return state.KnobState{}, false
 	}
 	return o.Applied, true
@@ -49,7 +49,7 @@ func OverlayRecorded(disks []sample.Disk, owned []state.Owned, identify func(vm 
 				continue
 			}
 			kind, _ := knobKindOf(o.Knob)
-			if kind.sampled != nil && kind.sampled(d, s) {
+			if kind.Sampled != nil && kind.Sampled(d, s) {
 				d.Recorded = append(d.Recorded, string(o.Knob))
 			}
 		}
@@ -72,5 +72,5 @@ func (e *Executor) recordedRead(t state.Target, k policy.Knob, read state.KnobSt
 		return read
 	}
 	kind, _ := knobKindOf(k)
-	return kind.recorded(read, rec)
+	return kind.Recorded(read, rec)
 }
