@@ -95,6 +95,26 @@ var stateKinds = struct {
 		}},
 }}
 
+// RegisterKey sets how values stored under key compare (equal: the
+// same setting, facts aside) and read in logs and status (text). A kind
+// that registers none compares its JSON byte for byte and prints it as
+// it is. Registering a key twice is a programming error.
+func RegisterKey(key string, equal func(a, b json.RawMessage) bool, text func(v json.RawMessage) string) {
+	stateKinds.Lock()
+	defer stateKinds.Unlock()
+	if _, dup := stateKinds.by[key]; dup || key == "" {
+		panic(fmt.Sprintf("state: knob state key %q registered twice or empty", key))
+	}
+	stateKinds.by[key] = stateKind{equal: equal, text: text}
+}
+
+// UnregisterKey removes a key; tests that register one use it to clean up.
+func UnregisterKey(key string) {
+	stateKinds.Lock()
+	defer stateKinds.Unlock()
+	delete(stateKinds.by, key)
+}
+
 func equalAs[T any](eq func(a, b T) bool) func(a, b json.RawMessage) bool {
 	return func(a, b json.RawMessage) bool {
 		var x, y T

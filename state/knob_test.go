@@ -111,3 +111,20 @@ func TestRecordOutcome(t *testing.T) {
 		}
 	}
 }
+
+// A kind from elsewhere says how its values compare and read.
+func TestRegisterKey(t *testing.T) {
+	RegisterKey("test_depth", func(a, b json.RawMessage) bool { return len(a) == len(b) },
+		func(v json.RawMessage) string { return "depth " + string(v) })
+	t.Cleanup(func() { UnregisterKey("test_depth") })
+	a, _ := Of("test_depth", 16)
+	b, _ := Of("test_depth", 32)
+	c, _ := Of("test_depth", 128)
+	if !a.Equal(b) || a.Equal(c) || a.String() != "depth 16" {
+		t.Fatalf("registered key: %v %v %q", a.Equal(b), a.Equal(c), a)
+	}
+	r, _ := Raw(16)
+	if r.Equal(a) {
+		t.Fatal("values under different keys compare equal")
+	}
+}
