@@ -27,7 +27,9 @@ import (
 	"github.com/qtune/qtune/internal/logonce"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/internal/sdnotify"
+	"github.com/qtune/qtune/jobs"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -62,14 +64,14 @@ type Agent struct {
 	wd      *watchdog // nil outside systemd or without WatchdogSec
 
 	src      source
-	store    *tuning.Store
+	store    *state.Store
 	storeErr string // why the state store was refused; set before any goroutine starts
 	exec     *tuning.Executor
 	eval     *policy.Evaluator
 	host     *hoststat.Reader
 	m        *metrics
-	jobs     *tuning.JobManager // nil when the backend runs no block jobs
-	checks   *diskChecks        // the disk checks; nil when disabled
+	jobs     *jobs.Manager // nil when the backend runs no block jobs
+	checks   *diskChecks   // the disk checks; nil when disabled
 
 	failLog *logonce.Limiter // repeated failures: logged at start, change, reminder
 	recon   *reconciler      // owned knobs, reconciled every cycle

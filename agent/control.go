@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/qtune/qtune/jobs"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -162,7 +164,7 @@ func (a *Agent) controlHandler(gid int) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
 		if a.jobs == nil {
-			writeJSON(w, []tuning.Job{})
+			writeJSON(w, []state.Job{})
 			return
 		}
 		jobs, err := a.jobs.Jobs()
@@ -173,16 +175,16 @@ func (a *Agent) controlHandler(gid int) http.Handler {
 		writeJSON(w, jobs)
 	})
 	mux.HandleFunc("POST /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
-		var req tuning.JobRequest
+		var req jobs.Request
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
 			controlError(w, http.StatusBadRequest, fmt.Errorf("job request: %w", err))
 			return
 		}
-		if _, ok := tuning.JobKindOf(policyKnob(req.Kind)); !ok || req.VM == "" || req.Disk == "" {
+		if !jobs.Known(req.Kind) || req.VM == "" || req.Disk == "" {
 			controlError(w, http.StatusBadRequest, fmt.Errorf("job request needs kind (stream, mirror, convert), vm and disk"))
 			return
 		}
-		p, err := a.exec.StartJob(r.Context(), req)
+		p, err := a.jobs.Start(r.Context(), a.exec, req)
 		if err != nil {
 			controlError(w, http.StatusConflict, err)
 			return
@@ -191,12 +193,12 @@ func (a *Agent) controlHandler(gid int) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
 		if a.jobs == nil {
-			controlError(w, http.StatusNotFound, tuning.ErrNoJob)
+			controlError(w, http.StatusNotFound, state.ErrNoJob)
 			return
 		}
 		j, err := a.jobs.Cancel(r.PathValue("id"))
 		switch {
-		case errors.Is(err, tuning.ErrNoJob):
+		case errors.Is(err, state.ErrNoJob):
 			controlError(w, http.StatusNotFound, err)
 		case err != nil:
 			controlError(w, http.StatusConflict, err)
@@ -220,7 +222,7 @@ func controlError(w http.ResponseWriter, status int, err error) {
 	body := ControlError{Error: err.Error()}
 	var ref *tuning.Refusal
 	if errors.As(err, &ref) {
-		body.Code = ref.Code
+		body.Code = string(ref.Code)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

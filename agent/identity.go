@@ -5,6 +5,7 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -30,7 +31,7 @@ func (a *Agent) identity(vm string) (sample.VMIdentity, string) {
 // the knob) and the VM's rules start afresh. A record of unknown
 // identity adopts the VM's; a VM whose identity cannot be read is
 // matched by name, with a note in the log and in status.
-func (a *Agent) otherVM(now time.Time, o *tuning.Owned) bool {
+func (a *Agent) otherVM(now time.Time, o *state.Owned) bool {
 	cur, note := a.identity(o.VM)
 	a.noteIdentity(o.VM, note)
 	switch {
@@ -49,7 +50,7 @@ func (a *Agent) otherVM(now time.Time, o *tuning.Owned) bool {
 		a.recon.orphaned(k, now, "its VM is another one with the same name; the old record cannot be dropped: "+err.Error())
 		return true
 	}
-	a.noteReconciled(now, *o, tuning.Outcome{Result: tuning.ResultForgotten, Before: o.Applied, Reason: why}, nil)
+	a.noteReconciled(now, *o, tuning.Outcome{Result: state.ResultForgotten, Before: o.Applied, Reason: why}, nil)
 	a.eval.ForgetVM(o.VM)
 	a.settle(k)
 	return true

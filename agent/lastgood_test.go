@@ -10,6 +10,7 @@ import (
 
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -31,13 +32,13 @@ func lastGoodAgent(t *testing.T, files map[string]string) *Agent {
 		}
 	}
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Error}))
-	s, err := tuning.OpenStore(cfg.StateDir)
+	s, err := state.OpenStore(cfg.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	a.store = s
-	o := &tuning.Owned{Target: tuning.Target{VM: "a", Disk: "disk0"}, Knob: policy.KnobThrottle, Rule: "calm", Phase: tuning.PhaseApplied}
+	o := &state.Owned{Target: state.Target{VM: "a", Disk: "disk0"}, Knob: policy.KnobThrottle, Rule: "calm", Phase: state.PhaseApplied}
 	if err := s.PutOwned(o); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestBrokenPolicyAtStartRunsTheLastGoodSet(t *testing.T) {
 	}
 	// The rule is in the set in force, so the knob it owns is kept
 	// (reconciled with a reachable VM).
-	r := &reconRig{a: a, b: &knobs{vms: map[string]bool{"a": true}, state: map[string]tuning.KnobState{}}, clk: clock.NewFake(time.Now())}
+	r := &reconRig{a: a, b: &knobs{vms: map[string]bool{"a": true}, state: map[string]state.KnobState{}}, clk: clock.NewFake(time.Now())}
 	r.src, a.clock = &fakeSource{b: r.b}, r.clk
 	a.src, a.exec = r.src, tuning.NewExecutor(r.b, a.store, tuning.Options{Clock: r.clk, Log: hclog.NewNullLogger()})
 	a.recon.checked["a/disk0/throttle"] = true // its record has no values to read back
@@ -111,7 +112,7 @@ func TestBrokenPolicyAtFirstStartReleasesNothing(t *testing.T) {
 			if st := r.step(t); ownedState(st, "a") != OwnedOrphaned {
 				t.Fatalf("owned %+v: want orphaned, kept", st.Owned)
 			}
-			if o, _ := a.store.Owned(tuning.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o == nil {
+			if o, _ := a.store.Owned(state.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o == nil {
 				t.Fatal("the owned throttle was released")
 			}
 		})

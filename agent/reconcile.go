@@ -11,6 +11,7 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -47,7 +48,7 @@ type absence struct {
 
 // OwnedStatus is an owned knob with its state this cycle.
 type OwnedStatus struct {
-	tuning.Owned
+	state.Owned
 	State  string    `json:"state"`
 	Reason string    `json:"state_reason,omitempty"`
 	Since  time.Time `json:"state_since"` // orphaned: since when
@@ -83,7 +84,7 @@ func newReconciler() *reconciler {
 		why: map[string]string{}, retry: map[string]retryGate{}, idNote: map[string]string{}}
 }
 
-func ownedKey(o tuning.Owned) string { return o.VM + "/" + o.Disk + "/" + string(o.Knob) }
+func ownedKey(o state.Owned) string { return o.VM + "/" + o.Disk + "/" + string(o.Knob) }
 
 // reconcileOwned runs before the evaluation of each cycle: it forgets the
 // knobs of VMs gone with their QEMU process, checks each record against
@@ -144,7 +145,7 @@ func (r *reconciler) noteAbsence(vm string, present, answered bool, now time.Tim
 	}
 }
 
-func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o tuning.Owned, vmGone bool) {
+func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o state.Owned, vmGone bool) {
 	r, k := a.recon, ownedKey(o)
 	switch {
 	case vmGone && !o.Persist:
@@ -159,17 +160,17 @@ func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o tuning.Owned,
 	case a.otherVM(now, &o):
 		return
 	}
-	if !r.checked[k] && o.Phase != tuning.PhaseReleased {
+	if !r.checked[k] && o.Phase != state.PhaseReleased {
 		out, err := a.exec.Reconcile(ctx, o)
 		if err != nil && !errors.Is(err, tuning.ErrDrift) {
 			r.orphaned(k, now, "its knob cannot be read: "+err.Error())
 			return
 		}
 		r.checked[k] = true
-		if out.Result != tuning.ResultNoOp {
+		if out.Result != state.ResultNoOp {
 			a.noteReconciled(now, o, out, err)
 		}
-		if out.Result == tuning.ResultResolved && a.isGone(o) {
+		if out.Result == state.ResultResolved && a.isGone(o) {
 			a.settle(k)
 			return
 		}
@@ -184,7 +185,7 @@ func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o tuning.Owned,
 
 // releaseOrphan restores a knob whose rule is not in the set in force,
 // when that set loaded cleanly; a failure is tried again with backoff.
-func (a *Agent) releaseOrphan(ctx context.Context, now time.Time, o tuning.Owned) {
+func (a *Agent) releaseOrphan(ctx context.Context, now time.Time, o state.Owned) {
 	r, k := a.recon, ownedKey(o)
 	if !a.rulesCanBeRemoved() {
 		r.orphaned(k, now, fmt.Sprintf("rule %s is not in force and no policy that loaded cleanly says it was removed", o.Rule))
@@ -210,7 +211,7 @@ func (a *Agent) releaseOrphan(ctx context.Context, now time.Time, o tuning.Owned
 }
 
 // isGone reports whether o's record left the store.
-func (a *Agent) isGone(o tuning.Owned) bool {
+func (a *Agent) isGone(o state.Owned) bool {
 	cur, err := a.store.Owned(o.Target, o.Knob)
 	return err == nil && cur == nil
 }
@@ -255,14 +256,14 @@ func (a *Agent) noteOwnedError(err error) {
 
 // ownedStates classifies every owned knob after the cycle's actions, and
 // warns (once, then as a reminder) about knobs orphaned too long.
-func (a *Agent) ownedStates(now time.Time, owned []tuning.Owned) []OwnedStatus {
+func (a *Agent) ownedStates(now time.Time, owned []state.Owned) []OwnedStatus {
 	r := a.recon
 	out := make([]OwnedStatus, 0, len(owned))
 	for _, o := range owned {
 		k := ownedKey(o)
 		s := OwnedStatus{Owned: o, NotReadBack: !tuning.ReadsBack(o.Knob), IdentityNote: r.idNote[o.VM]}
 		switch since, orphan := r.orphan[k]; {
-		case o.Phase == tuning.PhaseReleased:
+		case o.Phase == state.PhaseReleased:
 			s.State, s.Reason = OwnedDrifted, "changed by someone else; left as they set it until rule "+o.Rule+" stops firing"
 		case orphan:
 			s.State, s.Reason, s.Since = OwnedOrphaned, r.why[k], since
@@ -291,7 +292,7 @@ func (a *Agent) warnOrphan(now time.Time, s OwnedStatus) {
 
 // noteReconciled puts what a record's check did (resolved, drift) among
 // the cycle's actions, as an executed decision would be.
-func (a *Agent) noteReconciled(now time.Time, o tuning.Owned, out tuning.Outcome, err error) {
+func (a *Agent) noteReconciled(now time.Time, o state.Owned, out tuning.Outcome, err error) {
 	a.m.actions.WithLabelValues(o.Rule, string(o.Knob), string(out.Result)).Inc()
 	st := ActionStatus{At: now, Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: string(o.Knob), Result: string(out.Result),
 		Before: out.Before.String(), After: out.After.String(), Reason: out.Reason}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 // cmdlineSource samples qcow2 disks whose L2 cache size is what its
@@ -26,16 +26,16 @@ func (s *cmdlineSource) Sample(context.Context) ([]sample.Disk, map[string]error
 	var out []sample.Disk
 	for vm := range s.b.vms {
 		d := sample.Disk{VM: vm, Name: "disk0", Format: "qcow2", Time: s.now(), VirtualSize: 8 << 30, ClusterSize: 64 << 10}
-		if st, ok := s.b.state[vm+"/disk0/l2_cache"]; ok && st.L2 != nil {
-			d.L2CacheSize = st.L2.Size
+		if st, ok := s.b.state[vm+"/disk0/l2_cache"]; ok && st.L2() != nil {
+			d.L2CacheSize = st.L2().Size
 		}
 		out = append(out, d)
 	}
 	return out, nil, nil
 }
 
-func l2(n uint64) tuning.KnobState {
-	return tuning.KnobState{L2: &tuning.L2State{Size: n, Needed: 1 << 20}}
+func l2(n uint64) state.KnobState {
+	return state.OfL2(state.L2State{Size: n, Needed: 1 << 20})
 }
 
 // diskL2 is the L2 figure status shows for vm's disk0, and whether it
@@ -59,8 +59,8 @@ func diskL2(st Status, vm string) (uint64, bool) {
 // gone, the sample is the backend's again.
 func TestL2FigureIsTheRecordAfterRestart(t *testing.T) {
 	rule := "rule \"l2\" {\n  when = disk.virtual_size > 0\n  l2_cache { size = \"2MiB\" }\n}\n"
-	rec := tuning.Owned{Target: tuning.Target{VM: "a", Disk: "disk0"}, Knob: policy.KnobL2Cache, Rule: "l2",
-		Original: l2(512 << 10), Applied: l2(2 << 20), Phase: tuning.PhaseApplied}
+	rec := state.Owned{Target: state.Target{VM: "a", Disk: "disk0"}, Knob: policy.KnobL2Cache, Rule: "l2",
+		Original: l2(512 << 10), Applied: l2(2 << 20), Phase: state.PhaseApplied}
 	r := newReconRig(t, map[string]string{"l2.hcl": rule}, rec)
 	src := &cmdlineSource{fakeSource: fakeSource{b: r.b}, now: r.clk.Now}
 	r.a.src = src
@@ -81,7 +81,7 @@ func TestL2FigureIsTheRecordAfterRestart(t *testing.T) {
 			t.Fatalf("cycle %d: status shows an L2 cache of %d (recorded %v); want the record's 2 MiB", i, got, recorded)
 		}
 		for _, act := range st.Actions {
-			if act.Result == string(tuning.ResultApplied) {
+			if act.Result == string(state.ResultApplied) {
 				t.Fatalf("cycle %d: %+v; the record says 2 MiB is in force, nothing to set", i, act)
 			}
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 // Status is what GET /v1/status returns and qtune status prints.
@@ -31,7 +31,7 @@ type Status struct {
 	Owned         []OwnedStatus      `json:"owned"`
 	OwnedError    string             `json:"owned_error,omitempty"`   // records the store could not read
 	OwnedSettled  map[string]int     `json:"owned_settled,omitempty"` // by knob: records settled in the last cycle
-	Jobs          []tuning.Job       `json:"jobs"`                    // block jobs, newest first
+	Jobs          []state.Job        `json:"jobs"`                    // block jobs, newest first
 	Actions       []ActionStatus     `json:"actions"`                 // the latest, newest last
 	Tainted       []string           `json:"tainted,omitempty"`
 	Errors        map[string]string  `json:"errors,omitempty"` // latest sample error per VM
@@ -170,7 +170,7 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 		s.Errors[vm] = err.Error()
 	}
 	for _, act := range acts {
-		if act.Result == string(tuning.ResultNoOp) || repeats(s.Actions, act) {
+		if act.Result == string(state.ResultNoOp) || repeats(s.Actions, act) {
 			continue // a knob already as wanted, or the same outcome again, is not news
 		}
 		s.Actions = append(s.Actions, act)
@@ -197,7 +197,7 @@ func repeats(list []ActionStatus, a ActionStatus) bool {
 		p := list[i]
 		if p.VM == a.VM && p.Disk == a.Disk && p.Knob == a.Knob {
 			return p.Rule == a.Rule && p.Result == a.Result && p.After == a.After && p.Error == a.Error &&
-				a.Result != string(tuning.ResultApplied) && a.Result != string(tuning.ResultReverted)
+				a.Result != string(state.ResultApplied) && a.Result != string(state.ResultReverted)
 		}
 	}
 	return false

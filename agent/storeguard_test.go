@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/qtune/qtune/internal/storetest"
+	"github.com/qtune/qtune/state/statetest"
 )
 
 // A store with a corrupted page is refused with a clear error naming it;
@@ -27,7 +27,7 @@ func TestAgentRefusesCorruptStoreAndKeepsReporting(t *testing.T) {
 	cfg.QMPDir, cfg.PolicyDir, cfg.StateDir = dir, "../examples/policy.d", t.TempDir()
 	cfg.ControlSocket = filepath.Join(t.TempDir(), "control.sock")
 	cfg.Listen, cfg.Interval, cfg.CallTimeout = "127.0.0.1:0", time.Second, 500*time.Millisecond
-	storetest.Corrupt(t, cfg.StateDir)
+	statetest.Corrupt(t, cfg.StateDir)
 	db := filepath.Join(cfg.StateDir, "state.db")
 	before, _ := os.ReadFile(db)
 

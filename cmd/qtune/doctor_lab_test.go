@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"github.com/qtune/qtune/agent"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qtune/qtune/agent"
 
 	"github.com/qtune/qtune/doctor"
 	"github.com/qtune/qtune/internal/lab"

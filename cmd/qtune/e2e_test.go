@@ -24,7 +24,7 @@ import (
 	"github.com/qtune/qtune/internal/loadgen"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 // End-to-end tests: the real qtune binary, real QEMU VMs, a real libvirtd.
@@ -421,13 +421,13 @@ rule "cap-readers" {
 			t.Fatal("no exit within 10 s of SIGTERM")
 		}
 		t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
-		store, err := tuning.OpenStore(a.state)
+		store, err := state.OpenStore(a.state)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer store.Close()
 		owned, _ := store.AllOwned()
-		if len(owned) != 1 || owned[0].VM != "noisy" || owned[0].Knob != policy.KnobThrottle || owned[0].Original.Throttle == nil {
+		if len(owned) != 1 || owned[0].VM != "noisy" || owned[0].Knob != policy.KnobThrottle || owned[0].Original.Throttle() == nil {
 			t.Errorf("owned knobs after exit: %+v", owned)
 		}
 		if !strings.Contains(a.log.String(), "agent stopping") {

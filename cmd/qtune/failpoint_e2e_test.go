@@ -14,6 +14,7 @@ import (
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -41,7 +42,7 @@ func rawKnob(t *testing.T, vm *lab.VM, k policy.Knob) string {
 	defer c.Close()
 	b := tuning.NewQMPBackend()
 	b.AddVM("loud", c, vm.PID())
-	s, err := b.Read(ctx, tuning.Target{VM: "loud", Disk: "disk0"}, k)
+	s, err := b.Read(ctx, state.Target{VM: "loud", Disk: "disk0"}, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func crashAndRestart(t *testing.T, bin string, read func() string, k policy.Knob
 	a = a.start(t, bin, backend...)
 	if !removed {
 		st := a.waitFor(t, 20*time.Second, "the knob held, its record applied", func(s agent.Status) bool {
-			return len(s.Owned) == 1 && s.Owned[0].State == agent.OwnedHeld && s.Owned[0].Phase == tuning.PhaseApplied
+			return len(s.Owned) == 1 && s.Owned[0].State == agent.OwnedHeld && s.Owned[0].Phase == state.PhaseApplied
 		})
 		if st.Owned[0].Applied.String() == original || st.Owned[0].Original.String() != original {
 			t.Fatalf("held %+v; want a change from %s", st.Owned[0], original)

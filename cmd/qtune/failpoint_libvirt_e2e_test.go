@@ -13,6 +13,7 @@ import (
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 	"github.com/qtune/qtune/virt"
 )
@@ -36,10 +37,10 @@ func libvirtKnob(t *testing.T, d *lab.Libvirtd, k policy.Knob) string {
 			t.Fatal(err)
 		}
 		th.Group = ""
-		return tuning.KnobState{Throttle: &th}.String()
+		return state.OfThrottle(th).String()
 	}
 	b := tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{AllowPassthrough: true, PidDir: libvirtPidDir(d)})
-	s, err := b.Read(ctx, tuning.Target{VM: "loud", Disk: "vda"}, k)
+	s, err := b.Read(ctx, state.Target{VM: "loud", Disk: "vda"}, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func l2DomainRestartedLibvirt(t *testing.T, bin string, d *lab.Libvirtd, backend
 	rule := "rule \"change\" {\n  when = disk.virtual_size > 0\n  for = \"1s\"\n  cooldown = \"1s\"\n  l2_cache { size = \"2MiB\" }\n}\n"
 	a := startAgentWith(t, bin, rule, backend...)
 	a.waitFor(t, 30*time.Second, "the L2 cache set and recorded", func(s agent.Status) bool {
-		return len(s.Owned) == 1 && s.Owned[0].Phase == tuning.PhaseApplied
+		return len(s.Owned) == 1 && s.Owned[0].Phase == state.PhaseApplied
 	})
 	waitRecordedL2(t, a, "loud", 2<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -137,7 +138,7 @@ func l2KilledWhileHeldLibvirt(t *testing.T, bin string, backend []string) {
 	rule := strings.Replace(failpointRule(policy.KnobL2Cache), "l2_cache {", "persist = true\n  l2_cache {", 1)
 	a := startAgentWith(t, bin, rule, backend...)
 	a.waitFor(t, 30*time.Second, "the L2 cache set and recorded", func(s agent.Status) bool {
-		return len(s.Owned) == 1 && s.Owned[0].Phase == tuning.PhaseApplied
+		return len(s.Owned) == 1 && s.Owned[0].Phase == state.PhaseApplied
 	})
 	waitRecordedL2(t, a, "loud", 2<<20)
 	a.cmd.Process.Signal(syscall.SIGKILL)

@@ -53,7 +53,7 @@ func TestQEMURestartedWhileDownIsANewVM(t *testing.T) {
 		o := ownedOf(s, "a", "disk0")
 		return diskWriteLimit(s, "a", "disk0") == 256 && o != nil && o.State == agent.OwnedHeld
 	})
-	if o := ownedOf(st, "a", "disk0"); o.VMID.PID != first.PID() || o.Original.Throttle.IOPSWrite != 5000 {
+	if o := ownedOf(st, "a", "disk0"); o.VMID.PID != first.PID() || o.Original.Throttle().IOPSWrite != 5000 {
 		t.Fatalf("record %+v: want taken on pid %d, original 5000", o, first.PID())
 	}
 	ag.cmd.Process.Signal(syscall.SIGKILL)
@@ -68,7 +68,7 @@ func TestQEMURestartedWhileDownIsANewVM(t *testing.T) {
 		o := ownedOf(s, "a", "disk0")
 		return diskWriteLimit(s, "a", "disk0") == 256 && o != nil && o.VMID.PID == second.PID() && o.State == agent.OwnedHeld
 	})
-	if o := ownedOf(st, "a", "disk0"); o.Original.Throttle.Active() {
+	if o := ownedOf(st, "a", "disk0"); o.Original.Throttle().Active() {
 		t.Fatalf("new record's original %s, want the new VM's own (no limit)", o.Original)
 	}
 	log := ag.log.String()
@@ -142,7 +142,7 @@ func libvirtRedefined(t *testing.T, ctx context.Context, a *runningAgent, d *lab
 		return o != nil && o.VMID.UUID == now && o.State == agent.OwnedHeld
 	})
 	t.Logf("t1 defined anew: uuid %s, was %s; throttled afresh %v after", now, was, time.Since(redefined).Round(100*time.Millisecond))
-	if o := ownedOf(s, "t1", "vda"); o.Original.Throttle.Active() {
+	if o := ownedOf(s, "t1", "vda"); o.Original.Throttle().Active() {
 		t.Errorf("new record's original %s, want the new domain's own (no limit)", o.Original)
 	}
 	want := fmt.Sprintf("vm t1 is a different domain (uuid %s, was %s): records of the old one forgotten", now, was)

@@ -13,7 +13,8 @@ import (
 	"github.com/qtune/qtune/agent"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/loadgen"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 )
 
 func qtuneCmd(t *testing.T, bin string, args ...string) (string, error) {
@@ -22,7 +23,7 @@ func qtuneCmd(t *testing.T, bin string, args ...string) (string, error) {
 	return string(out), err
 }
 
-func jobOf(s agent.Status, id string) *tuning.Job {
+func jobOf(s agent.Status, id string) *state.Job {
 	for i := range s.Jobs {
 		if s.Jobs[i].ID == id {
 			return &s.Jobs[i]
@@ -65,7 +66,7 @@ func TestJobsEndToEndMirrorSurvivesAgentKill(t *testing.T) {
 	id := strings.Fields(out)[1]
 	a.waitFor(t, 30*time.Second, "the mirror under way", func(s agent.Status) bool {
 		j := jobOf(s, id)
-		return j != nil && j.State == tuning.JobRunning && j.Progress.Offset > 0
+		return j != nil && j.State == state.JobRunning && j.Progress.Offset > 0
 	})
 	if out, _ := qtuneCmd(t, bin, "jobs", "--socket", sock); !strings.Contains(out, id) || !strings.Contains(out, "running") || !strings.Contains(out, "/s") {
 		t.Errorf("qtune jobs while running:\n%s", out)
@@ -79,7 +80,7 @@ func TestJobsEndToEndMirrorSurvivesAgentKill(t *testing.T) {
 		return j != nil && j.State.Final()
 	})
 	j := jobOf(s, id)
-	if j.State != tuning.JobDone || !j.Pivoted {
+	if j.State != state.JobDone || !j.Pivoted {
 		t.Fatalf("job %s: %s", j.State, j.Error)
 	}
 	if !strings.Contains(b.log.String(), "adopting it") {
@@ -199,7 +200,7 @@ func TestJobsEndToEndPolicyStreamAndQEMUKilled(t *testing.T) {
 	mirror := strings.Fields(out)[1]
 	a.waitFor(t, 30*time.Second, "the mirror under way", func(s agent.Status) bool {
 		j := jobOf(s, mirror)
-		return j != nil && j.State == tuning.JobRunning
+		return j != nil && j.State == state.JobRunning
 	})
 	rule := "rule \"flatten\" {\n  match { domain = \"chained\" }\n  when = disk.backing_depth > 0\n  for  = \"2s\"\n  stream { speed = \"8MiB\" }\n}\n"
 	if err := os.WriteFile(filepath.Join(a.policy, "flatten.hcl"), []byte(rule), 0o644); err != nil {
@@ -210,7 +211,7 @@ func TestJobsEndToEndPolicyStreamAndQEMUKilled(t *testing.T) {
 		j := jobOf(s, mirror)
 		return j != nil && j.State.Final()
 	})
-	if j := jobOf(s, mirror); j.State != tuning.JobFailed || !strings.Contains(j.Error, "went away") {
+	if j := jobOf(s, mirror); j.State != state.JobFailed || !strings.Contains(j.Error, "went away") {
 		t.Fatalf("mirror on a killed QEMU: %s %q", j.State, j.Error)
 	}
 	// The reason where an SRE looks: qtune jobs, and the metric's label.
@@ -222,14 +223,14 @@ func TestJobsEndToEndPolicyStreamAndQEMUKilled(t *testing.T) {
 	}
 	s = a.waitFor(t, 60*time.Second, "the rule's stream done", func(s agent.Status) bool {
 		for _, j := range s.Jobs {
-			if j.VM == "chained" && j.Kind == tuning.JobStream && j.State.Final() {
+			if j.VM == "chained" && j.Kind == policy.KnobStream && j.State.Final() {
 				return true
 			}
 		}
 		return false
 	})
 	for _, j := range s.Jobs {
-		if j.VM == "chained" && (j.State != tuning.JobDone || j.Rule != "flatten") {
+		if j.VM == "chained" && (j.State != state.JobDone || j.Rule != "flatten") {
 			t.Fatalf("stream: %+v", j)
 		}
 	}

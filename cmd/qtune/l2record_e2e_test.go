@@ -12,7 +12,7 @@ import (
 	"github.com/qtune/qtune/agent"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 const l2Policy = `
@@ -82,13 +82,13 @@ func TestL2FigureIsTheRecordAfterRestartQMP(t *testing.T) {
 	}
 	a := startAgentWith(t, bin, l2Policy, "--qmp-dir", dir)
 	st := a.waitFor(t, 30*time.Second, "the L2 cache set and recorded", func(s agent.Status) bool {
-		return len(s.Owned) == 1 && s.Owned[0].Phase == tuning.PhaseApplied
+		return len(s.Owned) == 1 && s.Owned[0].Phase == state.PhaseApplied
 	})
 	const set = 2 << 20
-	if o := st.Owned[0]; o.Applied.L2 == nil || o.Applied.L2.Size != set || o.Original.L2.Size == set {
+	if o := st.Owned[0]; o.Applied.L2() == nil || o.Applied.L2().Size != set || o.Original.L2().Size == set {
 		t.Fatalf("owned %+v; want 2 MiB set over another size", o)
 	}
-	original := st.Owned[0].Original.L2.Size
+	original := st.Owned[0].Original.L2().Size
 	a.cmd.Process.Signal(syscall.SIGKILL)
 	a.done <- <-a.done
 

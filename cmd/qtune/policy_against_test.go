@@ -15,7 +15,7 @@ import (
 	"github.com/qtune/qtune/agent"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 const (
@@ -59,7 +59,7 @@ func inForceStatus(t *testing.T, dir, source string, srcs map[string][]byte) age
 		t.Fatal(err)
 	}
 	st := agent.Status{Policy: agent.PolicyStatus{Dir: dir, Source: source, Defs: set.Defs(), LoadedAt: time.Now()}}
-	st.Owned = []agent.OwnedStatus{{Owned: tuning.Owned{Target: tuning.Target{VM: "web", Disk: "vda"}, Knob: policy.KnobThrottle, Rule: "gone"}}}
+	st.Owned = []agent.OwnedStatus{{Owned: state.Owned{Target: state.Target{VM: "web", Disk: "vda"}, Knob: policy.KnobThrottle, Rule: "gone"}}}
 	return st
 }
 

@@ -8,13 +8,13 @@ import (
 	"github.com/qtune/qtune/agent"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 // Each owned knob says what VM it was taken on, or why that is unknown.
 func TestStatusPrintsOwnedKnobIdentity(t *testing.T) {
 	owned := func(vm string, id sample.VMIdentity, note string) agent.OwnedStatus {
-		return agent.OwnedStatus{Owned: tuning.Owned{Target: tuning.Target{VM: vm, Disk: "vda"}, Knob: policy.KnobThrottle,
+		return agent.OwnedStatus{Owned: state.Owned{Target: state.Target{VM: vm, Disk: "vda"}, Knob: policy.KnobThrottle,
 			Rule: "calm", VMID: id}, State: agent.OwnedHeld, IdentityNote: note}
 	}
 	var b bytes.Buffer
