@@ -103,7 +103,8 @@ func libvirtDomain(ctx context.Context, v *virt.Libvirt, dom string, a, b []samp
 		l.RunState = st.Status
 		l.IOStatus = orDefault(ioErrs[d.Name], "ok")
 		l.CacheKnown = true
-		l.CacheWriteback, l.CacheDirect, l.CacheNoFlush = libvirtCache(x.Cache)
+		c, _ := sample.ParseCacheMode(x.Cache)
+		l.CacheWriteback, l.CacheDirect, l.CacheNoFlush = c.Writeback, c.Direct, c.NoFlush
 		// libvirt passes discard, detect-zeroes and aio to QEMU only when
 		// the XML sets them: otherwise QEMU's defaults apply (aio is left
 		// unknown: libvirt may pick native for cache=none itself).
@@ -116,20 +117,4 @@ func libvirtDomain(ctx context.Context, v *virt.Libvirt, dom string, a, b []samp
 		out = append(out, l)
 	}
 	return out, nil
-}
-
-// libvirtCache maps <driver cache=...> to QEMU's three cache flags
-// (writeback is QEMU's default when libvirt says nothing).
-func libvirtCache(mode string) (writeback, direct, noFlush bool) {
-	switch mode {
-	case "none":
-		return true, true, false
-	case "writethrough":
-		return false, false, false
-	case "directsync":
-		return false, true, false
-	case "unsafe":
-		return true, false, true
-	}
-	return true, false, false
 }

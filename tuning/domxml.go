@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/qtune/qtune/internal/sample"
 )
 
 // Editing a persistent domain definition by hand-made string surgery on
@@ -19,15 +21,10 @@ var (
 
 // libvirtCacheMode names cache flags as <driver cache=...> does.
 func libvirtCacheMode(c CacheState) (string, error) {
-	switch {
-	case c.Direct && c.NoFlush:
+	if c.Direct && c.NoFlush {
 		return "", fmt.Errorf("direct and no-flush together have no libvirt cache mode")
-	case c.Direct:
-		return "none", nil
-	case c.NoFlush:
-		return "unsafe", nil
 	}
-	return "writeback", nil
+	return sample.HostCache(c.Direct, c.NoFlush).CacheMode(), nil
 }
 
 // editDiskDriver applies edit to the <driver> element of the disk whose

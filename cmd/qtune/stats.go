@@ -307,7 +307,7 @@ func (p *statsPrinter) printJSON(rows []statsRow) error {
 			// JSON has no NaN: no operations means no latency, null.
 			ReadLatencyMs: finite(r.ReadLatencyMs), WriteLatencyMs: finite(r.WriteLatencyMs),
 			FlushLatencyMs: finite(r.FlushLatencyMs),
-			InFlight:       r.QueueDepth, Cache: cacheMode(r.Disk), Format: r.Format,
+			InFlight:       r.QueueDepth, Cache: r.Disk.CacheMode(), Format: r.Format,
 			VirtualSize: r.VirtualSize, BackingDepth: r.BackingDepth, Counters: r.Counters,
 		}
 		if r.Throttle.Active() {
@@ -344,7 +344,7 @@ func (p *statsPrinter) printTable(rows []statsRow) error {
 			fmt.Sprintf("%.0f", r.ReadIOPS), fmt.Sprintf("%.0f", r.WriteIOPS),
 			fmt.Sprintf("%.2f", r.ReadBPS/1e6), fmt.Sprintf("%.2f", r.WriteBPS/1e6),
 			latency(r.ReadLatencyMs), latency(r.WriteLatencyMs), latency(r.FlushLatencyMs),
-			fmt.Sprintf("%.2f", r.QueueDepth), cacheMode(r.Disk), policy.ThrottleText(r.Throttle),
+			fmt.Sprintf("%.2f", r.QueueDepth), r.Disk.CacheMode(), policy.ThrottleText(r.Throttle),
 			dash(r.Format), size(r.VirtualSize), fmt.Sprint(r.BackingDepth))
 		if err != nil {
 			return err
@@ -365,21 +365,6 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// cacheMode names the host cache mode the way libvirt's <driver cache=...>
-// does, from the file node's flags.
-func cacheMode(d sample.Disk) string {
-	switch {
-	case d.CacheDirect && d.CacheNoFlush:
-		return "direct,no-flush"
-	case d.CacheDirect:
-		return "none"
-	case d.CacheNoFlush:
-		return "unsafe"
-	default:
-		return "writeback"
-	}
 }
 
 // size prints a byte count in binary units, "-" for none.
