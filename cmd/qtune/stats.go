@@ -11,7 +11,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
@@ -25,7 +25,7 @@ func init() {
 }
 
 // diskSource is where the disks come from: the agent's own sampling
-// (agent.Sampler), or a fake in tests.
+// (facts.Sampler), or a fake in tests.
 type diskSource interface {
 	Sample(ctx context.Context) (disks []sample.Disk, errs map[string]error, gone []string)
 	Close()
@@ -69,7 +69,7 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "qtune stats: %v\n", err)
 		return exitUsage
 	}
-	src, err := agent.OpenSampler(ctx, f.samplerOptions(), nil)
+	src, err := facts.OpenSampler(ctx, f.samplerOptions(), nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "qtune stats: %v\n", err)
 		return exitFailure
@@ -108,20 +108,15 @@ func (f statsFlags) validate() error {
 }
 
 // samplerOptions are the flags as the agent's sampling takes them.
-func (f statsFlags) samplerOptions() agent.SamplerOptions {
-	cfg := agent.Defaults()
-	cfg.Interval, cfg.CallTimeout = f.interval, f.timeout
-	o := agent.SamplerOptions{Config: cfg}
+func (f statsFlags) samplerOptions() facts.Options {
+	o := facts.Options{Interval: f.interval, CallTimeout: f.timeout}
 	switch {
 	case f.qmpPath != "":
 		o.QMPSockets = []string{f.qmpPath}
 	case f.qmpDir != "":
 		o.QMPDir = f.qmpDir
 	default:
-		o.LibvirtURI = f.uri
-		if f.socket != "" {
-			o.LibvirtSocket = f.socket
-		}
+		o.LibvirtURI, o.LibvirtSocket = f.uri, f.socket
 		if f.domain != "" {
 			o.Domains = []string{f.domain}
 		}
@@ -215,7 +210,7 @@ func statsFatal(f statsFlags, errs map[string]error, printed int) error {
 			return err
 		}
 	}
-	if err := errs[agent.SourceError]; err != nil && printed == 0 {
+	if err := errs[facts.SourceError]; err != nil && printed == 0 {
 		return err
 	}
 	return nil
@@ -234,7 +229,7 @@ func sayErrors(w io.Writer, errs map[string]error, said map[string]string) {
 			continue
 		}
 		said[vm] = text
-		if vm == agent.SourceError {
+		if vm == facts.SourceError {
 			fmt.Fprintf(w, "qtune stats: %s\n", text)
 			continue
 		}

@@ -1,4 +1,4 @@
-package agent
+package facts
 
 import (
 	"context"
@@ -19,10 +19,8 @@ func TestFirstSampleOfANewVMIsNotBusy(t *testing.T) {
 		if err := os.Symlink(vm.Path, filepath.Join(dir, "fresh.sock")); err != nil {
 			t.Fatal(err)
 		}
-		cfg := Defaults()
-		cfg.QMPDir, cfg.CallTimeout = dir, 2*time.Second
-		s := newQMPSource(cfg, hclog.NewNullLogger(), newMetrics())
-		disks, errs, _ := s.Sample(context.Background())
+		s := newQMPSource(Options{QMPDir: dir, CallTimeout: 2 * time.Second}, hclog.NewNullLogger())
+		disks, errs, _ := s.sample(context.Background())
 		s.stopAll()
 		if err := errs["fresh"]; err != nil {
 			t.Fatalf("attempt %d: first sample: %v", i, err)
