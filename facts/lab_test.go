@@ -157,7 +157,7 @@ func TestRealLibvirtThroughFacts(t *testing.T) {
 		t.Fatal("the sink was not handed the source's connection")
 	}
 	disk := sampleUntil(t, s.Source, 1)[0]
-	if disk.VM != "lv" || disk.Name != "vda" || disk.Format != "qcow2" || disk.L2CacheSize != 1<<20 || disk.L2CacheSize != L2Cache(disk, 0) {
+	if disk.VM != "lv" || disk.Name != "vda" || disk.Format != "qcow2" || disk.L2CacheSize != 1<<20 || disk.L2CacheSize != qmp.L2CacheInForce(disk, 0) {
 		t.Errorf("disk %+v; want lv/vda, qcow2, the 1 MiB L2 cache covering 8 GiB", disk)
 	}
 	if det, ok := s.Details("lv"); !ok || det.RunState != "paused" || det.Disks["vda"].Cache.CacheMode() != "writeback" {

@@ -434,20 +434,7 @@ func fill(d *sample.Disk, f domainFacts) bool {
 	}
 	if h, ok := f.qcow2[d.Name]; ok {
 		d.ClusterSize, d.ExtendedL2 = h.ClusterSize, h.ExtendedL2
-		d.L2CacheSize = L2Cache(*d, x.MetadataCacheMax)
+		d.L2CacheSize = qmp.L2CacheInForce(*d, x.MetadataCacheMax)
 	}
 	return true
-}
-
-// L2Cache is the qcow2 L2 cache QEMU gives a disk whose metadata cache
-// is capped at cacheMax (libvirt's <metadata_cache><max_size>, which
-// becomes QEMU's cache-size, nearly all of it L2; 0: QEMU's default cap):
-// what covers the whole disk, at most the cap. 0 when the disk's size or
-// cluster size is not known. The agent, qtune stats and qtune doctor all
-// read this figure from here.
-func L2Cache(d sample.Disk, cacheMax uint64) uint64 {
-	if cacheMax == 0 {
-		cacheMax = qmp.DefaultL2CacheMax
-	}
-	return min(d.L2Needed(), cacheMax)
 }
