@@ -164,7 +164,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) openSource(ctx context.Context) (source, error) {
-	return openSource(ctx, SamplerOptions{Config: a.cfg}, a.log, a.m)
+	return openSource(ctx, a.cfg, a.log, a.m)
 }
 
 // loadInitialPolicy loads the policy directory. When it does not load,

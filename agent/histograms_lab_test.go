@@ -40,8 +40,7 @@ func TestHistogramsFollowRulesOnQEMU(t *testing.T) {
 		cfg := Defaults()
 		cfg.QMPDir, cfg.CallTimeout, cfg.HistogramsEnabled = socks, 10*time.Second, enabled
 		a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Error}))
-		a.src = newQMPSource(cfg, a.log, a.m)
-		defer a.src.(*qmpSource).stopAll()
+		defer startQMPSource(t, cfg, a)()
 		got := map[string]*sample.Histogram{}
 		for _, r := range rules {
 			a.setInForce(loadSet(t, r), PolicyFromFiles, time.Now())

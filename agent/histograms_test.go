@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/policy"
 )
 
@@ -33,8 +34,9 @@ const (
 
 // histogramAgent is an agent over one scripted QMP VM whose disk0
 // already has a histogram someone else set; it returns the arguments of
-// every block-latency-histogram-set the VM received.
-func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() []map[string]any) {
+// every block-latency-histogram-set the VM received, and what stops its
+// source.
+func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() []map[string]any, func()) {
 	t.Helper()
 	vm := fakeVM(t)
 	var stats []map[string]any
@@ -67,12 +69,12 @@ func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() 
 	cfg.QMPDir, cfg.CallTimeout, cfg.HistogramsEnabled = dir, 5*time.Second, enabled
 	var logs bytes.Buffer
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info}))
-	a.src = newQMPSource(cfg, a.log, a.m)
+	stop := startQMPSource(t, cfg, a)
 	return a, &logs, func() []map[string]any {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]map[string]any(nil), sets...)
-	}
+	}, stop
 }
 
 func loadSet(t *testing.T, src string) *policy.Set {
@@ -93,7 +95,7 @@ func sampleOnce(t *testing.T, a *Agent) {
 		if len(errs) == 0 {
 			return
 		}
-		if !errors.Is(errs["vm"], errBusy) || time.Now().After(end) {
+		if !errors.Is(errs["vm"], facts.ErrBusy) || time.Now().After(end) {
 			t.Fatalf("sample: %v", errs)
 		}
 	}
@@ -103,8 +105,7 @@ func sampleOnce(t *testing.T, a *Agent) {
 // disks that had none; a reload without such a rule turns them off on
 // exactly those disks.
 func TestRuleNeedingHistogramsEnablesThem(t *testing.T) {
-	a, logs, sets := histogramAgent(t, nil)
-	defer a.src.(*qmpSource).stopAll()
+	a, logs, sets, stop := histogramAgent(t, nil)
 	a.setInForce(loadSet(t, avgRule+tailRule), PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	a.setInForce(loadSet(t, avgRule+tailRule), PolicyFromFiles, time.Now()) // a reload: no new log line
@@ -125,7 +126,7 @@ func TestRuleNeedingHistogramsEnablesThem(t *testing.T) {
 	if st := a.Snapshot().Histograms; st.On || st.Why != "no rule needs them" {
 		t.Errorf("status %+v", st)
 	}
-	a.src.(*qmpSource).stopAll()
+	stop()
 	out := logs.String()
 	if n := strings.Count(out, "latency histograms enabled on every disk: rule tail reads disk.read_latency_p99_ms"); n != 1 {
 		t.Errorf("enable logged %d times:\n%s", n, out)
@@ -139,8 +140,7 @@ func TestRuleNeedingHistogramsEnablesThem(t *testing.T) {
 // the log and status say which rule's metric stays unknown.
 func TestHistogramsOffByConfigWarns(t *testing.T) {
 	off := false
-	a, logs, sets := histogramAgent(t, &off)
-	defer a.src.(*qmpSource).stopAll()
+	a, logs, sets, stop := histogramAgent(t, &off)
 	a.setInForce(loadSet(t, avgRule+tailRule), PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	sampleOnce(t, a)
@@ -150,7 +150,7 @@ func TestHistogramsOffByConfigWarns(t *testing.T) {
 	if st := a.Snapshot().Histograms; st.On || st.Why != "disabled by config" || len(st.Unknown) != 1 || st.Unknown[0] != "tail" {
 		t.Errorf("status %+v", st)
 	}
-	a.src.(*qmpSource).stopAll()
+	stop()
 	if out := logs.String(); !strings.Contains(out, "[WARN]  rule tail reads disk.read_latency_p99_ms, which will be unknown: latency histograms are off (disabled by config)") {
 		t.Errorf("no warning:\n%s", out)
 	}
@@ -159,8 +159,7 @@ func TestHistogramsOffByConfigWarns(t *testing.T) {
 // histograms { enabled = true } turns them on with no rule needing them.
 func TestHistogramsOnByConfig(t *testing.T) {
 	on := true
-	a, _, sets := histogramAgent(t, &on)
-	defer a.src.(*qmpSource).stopAll()
+	a, _, sets, _ := histogramAgent(t, &on)
 	a.setInForce(loadSet(t, avgRule), PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	if got := sets(); len(got) != 1 || got[0]["id"] != drive1 {

@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/internal/sample"
-	"github.com/qtune/qtune/qmp"
 	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
@@ -67,21 +66,6 @@ func (a *Agent) noteIdentity(vm, note string) {
 	if log, n := a.failLog.Failed("identity/"+vm, note); log {
 		a.log.Warn("VM identity unknown: its owned knobs are matched by name only", "vm", vm, "reason", note, "repeats_since_last_line", n)
 	}
-}
-
-// qemuIdentity is the identity of the plain QEMU VM behind the socket at
-// path, served by process pid (0: unknown).
-func qemuIdentity(path string, pid int) (sample.VMIdentity, string) {
-	id := sample.VMIdentity{Socket: path}
-	if pid <= 0 {
-		return id, "the process serving the QMP socket is unknown (no SO_PEERCRED)"
-	}
-	st, err := qmp.StartOf(pid)
-	if err != nil {
-		return id, "the QEMU process's start cannot be read: " + err.Error()
-	}
-	id.PID, id.Boot, id.StartTicks, id.Started = pid, st.Boot, st.Ticks, st.Started
-	return id, ""
 }
 
 // vmIdentity is the identity the executor keeps in a record it writes.

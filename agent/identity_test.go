@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -143,21 +142,5 @@ func TestUnreadableIdentityMatchesByName(t *testing.T) {
 	r.src.ids["a"], r.src.idNotes["a"] = qemuProcess(100, 5000), ""
 	if st := r.step(t); ownedState(st, "a") != OwnedHeld || st.Owned[0].IdentityNote != "" {
 		t.Fatalf("owned %+v, want held, the note gone", st.Owned)
-	}
-}
-
-// A plain QEMU's identity is the process behind its socket; when that
-// process or its start cannot be known, the identity says why and is
-// not known (the VM is matched by name).
-func TestQEMUIdentity(t *testing.T) {
-	id, note := qemuIdentity("/run/qtune/a.sock", os.Getpid())
-	if !id.Known() || note != "" || id.PID != os.Getpid() || time.Since(id.Started) > time.Hour {
-		t.Fatalf("identity of this process: %+v %q", id, note)
-	}
-	for _, pid := range []int{0, 1 << 30} {
-		id, note := qemuIdentity("/run/qtune/a.sock", pid)
-		if id.Known() || note == "" || id.Socket != "/run/qtune/a.sock" {
-			t.Errorf("pid %d: %+v %q; want unknown, with a reason", pid, id, note)
-		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -99,24 +98,5 @@ func TestL2FigureIsTheRecordAfterRestart(t *testing.T) {
 	st := r.a.Snapshot()
 	if got, recorded := diskL2(st, "a"); len(st.Owned) != 0 || got != 512<<10 || recorded {
 		t.Fatalf("rule removed: owned %+v, L2 %d (recorded %v); want the original set back and read as the backend says", st.Owned, got, recorded)
-	}
-}
-
-// Under a local libvirtd a domain's identity has its QEMU process, from
-// libvirt's pid file: a domain started again keeps its UUID but not the
-// live changes made by passthrough. Without a pid file it is the UUID.
-func TestLibvirtIdentityHasTheQEMUProcess(t *testing.T) {
-	s, _, _ := newFakeSource(t)
-	s.pidDir = t.TempDir()
-	s.uuids = map[string]string{"d1": "u1", "d2": "u2"}
-	if err := os.WriteFile(filepath.Join(s.pidDir, "d1.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	id, _ := s.Identity("d1")
-	if id.UUID != "u1" || id.PID != os.Getpid() || id.StartTicks == 0 || id.Boot == "" {
-		t.Fatalf("identity %+v; want the UUID and this process", id)
-	}
-	if id, _ := s.Identity("d2"); id.UUID != "u2" || id.PID != 0 {
-		t.Fatalf("identity without a pid file %+v; want the UUID alone", id)
 	}
 }

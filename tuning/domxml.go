@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/state"
 )
 
@@ -21,15 +22,10 @@ var (
 
 // libvirtCacheMode names cache flags as <driver cache=...> does.
 func libvirtCacheMode(c state.CacheState) (string, error) {
-	switch {
-	case c.Direct && c.NoFlush:
+	if c.Direct && c.NoFlush {
 		return "", fmt.Errorf("direct and no-flush together have no libvirt cache mode")
-	case c.Direct:
-		return "none", nil
-	case c.NoFlush:
-		return "unsafe", nil
 	}
-	return "writeback", nil
+	return sample.HostCache(c.Direct, c.NoFlush).CacheMode(), nil
 }
 
 // editDiskDriver applies edit to the <driver> element of the disk whose

@@ -1,4 +1,4 @@
-package agent
+package facts
 
 import (
 	"context"
@@ -16,53 +16,47 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
-	"github.com/qtune/qtune/tuning"
 )
 
-// errBusy is a runner still working on its previous sample: its VM is
+// ErrBusy is a runner still working on its previous sample: its VM is
 // hung or slow, and waiting for it would delay everyone.
-var errBusy = errors.New("previous sample still running (VM hung or slow)")
+var ErrBusy = errors.New("previous sample still running (VM hung or slow)")
 
 // qmpSource watches a directory of QMP sockets (*.sock; other files are
 // ignored) and keeps one runner per socket; or, given sockets, reads just
 // those, whatever their names (qtune stats --qmp).
 type qmpSource struct {
-	dir      string
-	sockets  []string // when set, these instead of dir's
-	timeout  time.Duration
-	hists    []uint64    // histogram boundaries, ns
-	histWant atomic.Bool // latency histograms wanted on every disk
-	log      hclog.Logger
-	backend  *tuning.QMPBackend
-	m        *metrics
+	dir         string
+	sockets     []string // when set, these instead of dir's
+	timeout     time.Duration
+	wantDetails bool // read each VM's Details with its sample
+	log         hclog.Logger
+	hooks       QMPHooks // nil: no one listens
+	observe     func(backend, call string, d time.Duration)
 
 	mu      sync.Mutex
 	runners map[string]*qmpRunner
 	gone    []string // VMs removed since the last Sample
 }
 
-func newQMPSource(cfg Config, log hclog.Logger, m *metrics) *qmpSource {
-	hists := cfg.Histograms
-	if len(hists) == 0 { // no boundaries would make the set a removal
-		hists = Defaults().Histograms
+func newQMPSource(o Options, log hclog.Logger) *qmpSource {
+	if o.ObserveCall == nil {
+		o.ObserveCall = func(string, string, time.Duration) {}
 	}
-	return &qmpSource{dir: cfg.QMPDir, timeout: cfg.CallTimeout, hists: hists, log: log.Named("qmp"),
-		backend: tuning.NewQMPBackend(), m: m, runners: map[string]*qmpRunner{}}
+	return &qmpSource{dir: o.QMPDir, timeout: o.CallTimeout, wantDetails: o.Details, log: log.Named("qmp"),
+		hooks: o.QMP, observe: o.ObserveCall, runners: map[string]*qmpRunner{}}
 }
 
-func (s *qmpSource) Name() string {
+func (s *qmpSource) name() string {
 	if len(s.sockets) > 0 {
 		return "qmp:" + strings.Join(s.sockets, ",")
 	}
 	return "qmp:" + s.dir
 }
-func (s *qmpSource) Backend() tuning.Backend   { return s.backend }
-func (s *qmpSource) Tainted() []string         { return nil }
-func (s *qmpSource) Connected() (bool, uint64) { return true, 0 }
 
-// Run watches the directory until ctx ends; Sample also reconciles, so a
+// run watches the directory until ctx ends; Sample also reconciles, so a
 // missed notification costs at most one interval.
-func (s *qmpSource) Run(ctx context.Context) {
+func (s *qmpSource) run(ctx context.Context) {
 	if len(s.sockets) > 0 { // nothing to watch
 		s.reconcile()
 		<-ctx.Done()
@@ -119,7 +113,9 @@ func (s *qmpSource) reconcile() {
 		if _, ok := want[name]; !ok {
 			r.stop()
 			delete(s.runners, name)
-			s.backend.RemoveVM(name)
+			if s.hooks != nil {
+				s.hooks.VMGone(name)
+			}
 			s.gone = append(s.gone, name)
 			s.log.Info("VM gone", "vm", name)
 		}
@@ -147,8 +143,8 @@ func (s *qmpSource) stopAll() {
 	}
 }
 
-// Identity is the QEMU process a VM's runner last connected to.
-func (s *qmpSource) Identity(vm string) (sample.VMIdentity, string) {
+// identity is the QEMU process a VM's runner last connected to.
+func (s *qmpSource) identity(vm string) (sample.VMIdentity, string) {
 	s.mu.Lock()
 	r := s.runners[vm]
 	s.mu.Unlock()
@@ -160,8 +156,21 @@ func (s *qmpSource) Identity(vm string) (sample.VMIdentity, string) {
 	return r.id, r.idNote
 }
 
-// Sample asks every runner at once and waits at most the call timeout.
-func (s *qmpSource) Sample(ctx context.Context) ([]sample.Disk, map[string]error, []string) {
+// details is what the runner's last sample read beyond the disks.
+func (s *qmpSource) details(vm string) (Details, bool) {
+	s.mu.Lock()
+	r := s.runners[vm]
+	s.mu.Unlock()
+	if r == nil {
+		return Details{}, false
+	}
+	r.idMu.Lock()
+	defer r.idMu.Unlock()
+	return r.details, r.details.Disks != nil
+}
+
+// sample asks every runner at once and waits at most the call timeout.
+func (s *qmpSource) sample(ctx context.Context) ([]sample.Disk, map[string]error, []string) {
 	s.reconcile()
 	s.mu.Lock()
 	rs := make([]*qmpRunner, 0, len(s.runners))
@@ -210,9 +219,10 @@ type qmpRunner struct {
 	cancel     context.CancelFunc
 	done       chan struct{}
 
-	idMu   sync.Mutex // guards the identity of the QEMU last connected
-	id     sample.VMIdentity
-	idNote string
+	idMu    sync.Mutex // guards the identity of the QEMU last connected, and its last details
+	id      sample.VMIdentity
+	idNote  string
+	details Details
 }
 
 type sampleResult struct {
@@ -232,7 +242,7 @@ func (r *qmpRunner) stop() { r.cancel(); <-r.done }
 // sample hands the runner a request, or reports it busy.
 func (r *qmpRunner) sample(ctx context.Context, timeout time.Duration) ([]sample.Disk, error) {
 	if r.busy.Load() {
-		return nil, errBusy
+		return nil, ErrBusy
 	}
 	reply := make(chan sampleResult, 1)
 	t := time.NewTimer(timeout + 500*time.Millisecond)
@@ -242,7 +252,7 @@ func (r *qmpRunner) sample(ctx context.Context, timeout time.Duration) ([]sample
 	select {
 	case r.req <- reply:
 	case <-t.C:
-		return nil, errBusy
+		return nil, ErrBusy
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -260,7 +270,6 @@ func (r *qmpRunner) loop(ctx context.Context) {
 	defer close(r.done)
 	var conn *qmp.Conn
 	var vm *qmpVM
-	var l2 map[string]uint64
 	var gate dialGate // backs off from a socket that does not answer as QEMU
 	defer func() {
 		if conn != nil {
@@ -289,7 +298,7 @@ func (r *qmpRunner) loop(ctx context.Context) {
 					continue
 				}
 				var err error
-				conn, vm, l2, err = r.connect(ctx)
+				conn, vm, err = r.connect(ctx)
 				if err != nil {
 					gate.failed(time.Now(), sock, err)
 					reply <- sampleResult{err: err}
@@ -299,13 +308,18 @@ func (r *qmpRunner) loop(ctx context.Context) {
 			}
 			cctx, cancel := context.WithTimeout(ctx, r.src.timeout)
 			start := time.Now()
-			r.syncHistograms(cctx, vm)
+			if r.src.hooks != nil {
+				r.src.hooks.BeforeSample(cctx, vm.handle)
+			}
 			if vm.changed() {
 				vm.sampler.Invalidate()
 			}
-			disks, _, err := vm.sampler.Sample(cctx, r.name, qmp.SampleOptions{L2CacheSize: l2})
+			disks, health, err := vm.sampler.Sample(cctx, r.name, qmp.SampleOptions{L2CacheSize: vm.l2})
+			if err == nil && r.src.wantDetails {
+				err = r.readDetails(cctx, vm, disks, health)
+			}
 			cancel()
-			r.src.m.callDuration.WithLabelValues("qmp", "sample").Observe(time.Since(start).Seconds())
+			r.src.observe("qmp", "sample", time.Since(start))
 			if err != nil && errors.Is(err, context.DeadlineExceeded) {
 				// A connection whose reply never came may be wedged; start afresh.
 				conn.Close()
@@ -317,17 +331,16 @@ func (r *qmpRunner) loop(ctx context.Context) {
 }
 
 // qmpVM is what a runner keeps of its VM while connected: the sampler
-// with its cached query-block, and what says that cache is out of date.
+// with its cached query-block, what says that cache is out of date, and
+// the -blockdev options of its command line.
 type qmpVM struct {
-	block   *qmp.Block
+	handle  VM
 	sampler *qmp.DiskSampler
 	events  *qmp.Subscription
-	changes atomic.Uint64 // commands sent by the backend that were not queries
+	changes atomic.Uint64 // commands sent through the handle's Monitor that were not queries
 	seen    uint64
-	// histSynced is whether histograms were last wanted (and set);
-	// histOwned the disks qtune turned them on for on this connection.
-	histSynced bool
-	histOwned  []qmp.DiskID
+	opts    map[string]qmp.NodeOptions
+	l2      map[string]uint64
 }
 
 // changed reports whether anything may have changed the disks since the
@@ -351,8 +364,9 @@ func (v *qmpVM) changed() bool {
 	}
 }
 
-// changeCounter is the connection as the backend sees it: each command
-// that is not a query counts as a change once it has been answered.
+// changeCounter is the connection as those changing the VM see it: each
+// command that is not a query counts as a change once it has been
+// answered.
 type changeCounter struct {
 	*qmp.Conn
 	n *atomic.Uint64
@@ -365,26 +379,44 @@ func (c changeCounter) Execute(ctx context.Context, command string, args any) (j
 	return c.Conn.Execute(ctx, command, args)
 }
 
-func (r *qmpRunner) connect(ctx context.Context) (*qmp.Conn, *qmpVM, map[string]uint64, error) {
+func (r *qmpRunner) connect(ctx context.Context) (*qmp.Conn, *qmpVM, error) {
 	cctx, cancel := context.WithTimeout(ctx, r.src.timeout)
 	defer cancel()
 	c, err := qmp.DialVM(cctx, r.path, qmp.WithLogger(r.src.log), qmp.WithCallTimeout(r.src.timeout))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	b := qmp.NewBlock(c)
-	vm := &qmpVM{block: b, sampler: qmp.NewDiskSampler(b), events: c.Subscribe(64)}
-	var l2 map[string]uint64
+	vm := &qmpVM{sampler: qmp.NewDiskSampler(b), events: c.Subscribe(64)}
 	if pid := c.PeerPID(); pid > 0 {
 		if opts, err := qmp.CommandLineBlockdevs(pid); len(opts) > 0 || err == nil {
-			l2 = qmp.L2CacheSizes(opts)
+			vm.opts, vm.l2 = opts, qmp.L2CacheSizes(opts)
 		}
 	}
 	id, note := qemuIdentity(r.path, c.PeerPID())
 	r.idMu.Lock()
 	r.id, r.idNote = id, note
 	r.idMu.Unlock()
-	r.src.backend.AddVM(r.name, changeCounter{c, &vm.changes}, c.PeerPID())
+	vm.handle = VM{Name: r.name, Socket: r.path, ID: id, IDNote: note, PID: c.PeerPID(),
+		Monitor: changeCounter{c, &vm.changes}, Block: b}
+	if r.src.hooks != nil {
+		r.src.hooks.VMConnected(vm.handle)
+	}
 	r.src.log.Info("connected", "vm", r.name, "qemu", c.Greeting().Version.String())
-	return c, vm, l2, nil
+	return c, vm, nil
+}
+
+// qemuIdentity is the identity of the plain QEMU VM behind the socket at
+// path, served by process pid (0: unknown).
+func qemuIdentity(path string, pid int) (sample.VMIdentity, string) {
+	id := sample.VMIdentity{Socket: path}
+	if pid <= 0 {
+		return id, "the process serving the QMP socket is unknown (no SO_PEERCRED)"
+	}
+	st, err := qmp.StartOf(pid)
+	if err != nil {
+		return id, "the QEMU process's start cannot be read: " + err.Error()
+	}
+	id.PID, id.Boot, id.StartTicks, id.Started = pid, st.Boot, st.Ticks, st.Started
+	return id, ""
 }

@@ -1,4 +1,4 @@
-package agent
+package facts
 
 import (
 	"context"
@@ -13,22 +13,20 @@ import (
 	"github.com/qtune/qtune/internal/qmpfake"
 )
 
-// The agent refuses a QEMU too old to read with the same words as
-// qtune stats.
-func TestAgentRefusesOldQEMU(t *testing.T) {
+// A QEMU too old to read is refused with the same words for the agent,
+// qtune stats and qtune doctor.
+func TestSourceRefusesOldQEMU(t *testing.T) {
 	old := qmpfake.New(t)
 	old.SetVersion(2, 11, 0)
 	dir := t.TempDir()
 	if err := os.Symlink(old.Path, filepath.Join(dir, "old.sock")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Defaults()
-	cfg.QMPDir, cfg.CallTimeout = dir, time.Second
-	s := newQMPSource(cfg, hclog.NewNullLogger(), newMetrics())
+	s := newQMPSource(Options{QMPDir: dir, CallTimeout: time.Second}, hclog.NewNullLogger())
 	defer s.stopAll()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, errs, _ := s.Sample(context.Background())
+		_, errs, _ := s.sample(context.Background())
 		if err := errs["old"]; err != nil && strings.Contains(err.Error(), "too old") {
 			if !strings.Contains(err.Error(), "QEMU 2.11.0") || !strings.Contains(err.Error(), "3.0 or newer") {
 				t.Errorf("error: %v", err)

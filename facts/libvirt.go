@@ -1,4 +1,4 @@
-package agent
+package facts
 
 import (
 	"context"
@@ -16,7 +16,6 @@ import (
 	"github.com/qtune/qtune/internal/hoststat"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
-	"github.com/qtune/qtune/tuning"
 	"github.com/qtune/qtune/virt"
 )
 
@@ -25,16 +24,6 @@ type libvirtAPI interface {
 	DomainStats(ctx context.Context, names ...string) (map[string]virt.DomainStat, error)
 	DomainXML(ctx context.Context, domain string, inactive bool) (string, error)
 	DiskErrors(ctx context.Context, domain string) (map[string]string, error)
-}
-
-// factsSink is the backend's side of the facts: it answers throttle reads
-// from what the XML said, and forgets a domain's options when it changes.
-type factsSink interface {
-	ThrottleGeneration(domain string) uint64
-	NoteThrottles(domain string, gen uint64, byDisk map[string]sample.Throttle)
-	ThrottlesChanged(domain string)
-	Forget(domain string)
-	NoteJobEvent(domain, path string, state int32)
 }
 
 // libvirtSource reads the counters and state of every active domain with
@@ -52,12 +41,11 @@ type factsSink interface {
 type libvirtSource struct {
 	v        *virt.Libvirt // nil in tests
 	api      libvirtAPI
-	sink     factsSink
-	backend  *tuning.LibvirtBackend // nil in tests
+	sink     LibvirtSink
 	timeout  time.Duration
 	interval time.Duration
 	log      hclog.Logger
-	m        *metrics
+	observe  func(backend, call string, d time.Duration)
 	sem      chan struct{} // bounds concurrent XML reads
 	pidDir   string        // libvirt's QEMU pid files, for the process part of an identity
 	only     []string      // when set, the only domains read (qtune stats --domain)
@@ -66,13 +54,13 @@ type libvirtSource struct {
 	facts  map[string]*domainFacts
 	known  map[string]bool
 	gone   []string
-	states map[string]vmState
+	states map[string]VMState
 	uuids  map[string]string // domain: its UUID, as of the last cycle
 	disks  int               // disks in the last bulk answer, for its deadline
 }
 
-// vmState is a domain's state and its reason (libvirt's names).
-type vmState struct{ State, Reason string }
+// VMState is a domain's state and its reason (libvirt's names).
+type VMState struct{ State, Reason string }
 
 // domainFacts is what one domain's XML said.
 type domainFacts struct {
@@ -96,44 +84,55 @@ const (
 	factsWaitPerCall = 500 * time.Millisecond // longest a cycle waits for XML reads
 )
 
-func newLibvirtSource(ctx context.Context, cfg Config, log hclog.Logger, m *metrics) (*libvirtSource, error) {
+func newLibvirtSource(ctx context.Context, o Options, log hclog.Logger) (*libvirtSource, error) {
 	log = log.Named("libvirt")
-	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{URI: cfg.LibvirtURI, Socket: cfg.LibvirtSocket, CallTimeout: cfg.CallTimeout, Log: log})
+	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{URI: o.LibvirtURI, Socket: o.LibvirtSocket, CallTimeout: o.CallTimeout, Log: log})
 	if err != nil {
 		return nil, err
 	}
-	b := tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{AllowPassthrough: cfg.AllowPassthrough, PidDir: cfg.LibvirtPidDir, Log: log})
-	var sink factsSink = b
+	var sink LibvirtSink = noSink{}
+	if o.OnLibvirt != nil {
+		if sink = o.OnLibvirt(v); sink == nil {
+			sink = noSink{}
+		}
+	}
 	if !v.SeesTunableEvents() {
 		// Over a remote URI a change by another tool would go unseen
 		// until the next slow re-read: owned throttles are read from
 		// libvirt then.
-		sink = liveThrottles{b}
+		sink = liveThrottles{sink}
 	}
-	s := newLibvirtSourceWith(v, sink, cfg, log, m)
-	s.v, s.backend = v, b
+	s := newLibvirtSourceWith(v, sink, o, log)
+	s.v = v
 	return s, nil
 }
 
-// liveThrottles keeps the backend reading throttles from libvirt.
-type liveThrottles struct{ factsSink }
+// liveThrottles keeps the sink reading throttles from libvirt.
+type liveThrottles struct{ LibvirtSink }
 
 func (liveThrottles) NoteThrottles(string, uint64, map[string]sample.Throttle) {}
 
-func newLibvirtSourceWith(api libvirtAPI, sink factsSink, cfg Config, log hclog.Logger, m *metrics) *libvirtSource {
-	return &libvirtSource{api: api, sink: sink, timeout: cfg.CallTimeout, interval: cfg.Interval, log: log, m: m, pidDir: cfg.LibvirtPidDir,
-		sem: make(chan struct{}, factsReaders), facts: map[string]*domainFacts{}, known: map[string]bool{}, states: map[string]vmState{}}
+// noSink is no one listening.
+type noSink struct{}
+
+func (noSink) ThrottleGeneration(string) uint64                         { return 0 }
+func (noSink) NoteThrottles(string, uint64, map[string]sample.Throttle) {}
+func (noSink) ThrottlesChanged(string)                                  {}
+func (noSink) Forget(string)                                            {}
+func (noSink) NoteJobEvent(string, string, int32)                       {}
+
+func newLibvirtSourceWith(api libvirtAPI, sink LibvirtSink, o Options, log hclog.Logger) *libvirtSource {
+	if o.ObserveCall == nil {
+		o.ObserveCall = func(string, string, time.Duration) {}
+	}
+	return &libvirtSource{api: api, sink: sink, timeout: o.CallTimeout, interval: o.Interval, log: log, observe: o.ObserveCall, pidDir: o.LibvirtPidDir,
+		sem: make(chan struct{}, factsReaders), facts: map[string]*domainFacts{}, known: map[string]bool{}, states: map[string]VMState{}}
 }
 
-func (s *libvirtSource) Name() string            { return "libvirt:" + s.v.Where() }
-func (s *libvirtSource) Backend() tuning.Backend { return s.backend }
-func (s *libvirtSource) Tainted() []string       { return s.backend.Tainted() }
-func (s *libvirtSource) Connected() (bool, uint64) {
-	return s.v.Connected(), s.v.Reconnects()
-}
+func (s *libvirtSource) name() string { return "libvirt:" + s.v.Where() }
 
-// Run follows domain events until ctx ends, then closes the connection.
-func (s *libvirtSource) Run(ctx context.Context) {
+// run follows domain events until ctx ends, then closes the connection.
+func (s *libvirtSource) run(ctx context.Context) {
 	for ev := range s.v.SubscribeDomainEvents(ctx, 1024) {
 		s.event(ev)
 	}
@@ -171,18 +170,18 @@ func (s *libvirtSource) event(ev virt.DomainEvent) {
 }
 
 // DomainStates is each sampled domain's state as of the last cycle.
-func (s *libvirtSource) DomainStates() map[string]vmState {
+func (s *libvirtSource) DomainStates() map[string]VMState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.states
 }
 
-// Identity is a domain's UUID as the last cycle listed it, which tells
+// identity is a domain's UUID as the last cycle listed it, which tells
 // domains apart, and its QEMU process when libvirt's pid file and the
 // process can be read (a local libvirtd): a domain started again or
 // migrated back is the same domain in a new process, which lost the live
 // changes libvirt does not know of (passthrough).
-func (s *libvirtSource) Identity(vm string) (sample.VMIdentity, string) {
+func (s *libvirtSource) identity(vm string) (sample.VMIdentity, string) {
 	s.mu.Lock()
 	id := sample.VMIdentity{UUID: s.uuids[vm]}
 	s.mu.Unlock()
@@ -200,15 +199,11 @@ func (s *libvirtSource) Identity(vm string) (sample.VMIdentity, string) {
 	return id, ""
 }
 
-// VMsMigrate: a domain that stops running here may be migrated away and
-// back with its live throttles, so owned records outlive its absence.
-func (s *libvirtSource) VMsMigrate() bool { return true }
-
 // sourceError keys a sample's error that is the source's, not one VM's
 // (the bulk call failed): it says nothing about which VMs exist.
 const sourceError = "libvirt"
 
-func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]error, []string) {
+func (s *libvirtSource) sample(ctx context.Context) ([]sample.Disk, map[string]error, []string) {
 	errs := map[string]error{}
 	s.mu.Lock()
 	// A late answer is worth more than none: the bulk call may take the
@@ -219,17 +214,17 @@ func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]e
 	start := time.Now()
 	byDom, err := s.api.DomainStats(cctx, s.only...)
 	cancel()
-	s.m.callDuration.WithLabelValues("libvirt", "get_all_domain_stats").Observe(time.Since(start).Seconds())
+	s.observe("libvirt", "get_all_domain_stats", time.Since(start))
 	if err != nil {
 		errs[sourceError] = err
 		return nil, errs, nil
 	}
 	s.waitFacts(ctx, s.refreshFacts(ctx, byDom))
 	var out []sample.Disk
-	states := make(map[string]vmState, len(byDom))
+	states := make(map[string]VMState, len(byDom))
 	uuids := make(map[string]string, len(byDom))
 	for dom, st := range byDom {
-		states[dom] = vmState{State: st.State, Reason: st.Reason}
+		states[dom] = VMState{State: st.State, Reason: st.Reason}
 		uuids[dom] = st.UUID
 		s.rereadOnIOError(dom, st)
 		f, err := s.factsOf(dom)
@@ -257,7 +252,7 @@ func (s *libvirtSource) Sample(ctx context.Context) ([]sample.Disk, map[string]e
 
 // track notes which domains exist now and returns the ones gone since
 // the last cycle.
-func (s *libvirtSource) track(byDom map[string]virt.DomainStat, states map[string]vmState, disks int) []string {
+func (s *libvirtSource) track(byDom map[string]virt.DomainStat, states map[string]VMState, disks int) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.states, s.disks = states, disks
@@ -334,7 +329,7 @@ func (s *libvirtSource) readFacts(ctx context.Context, dom string, f *domainFact
 	start := time.Now()
 	doc, err := s.api.DomainXML(cctx, dom, false)
 	cancel()
-	s.m.callDuration.WithLabelValues("libvirt", "get_domain_xml").Observe(time.Since(start).Seconds())
+	s.observe("libvirt", "get_domain_xml", time.Since(start))
 	var disks []virt.DomainDisk
 	if err == nil {
 		disks, err = virt.ParseDomainDisks(doc)
@@ -439,12 +434,7 @@ func fill(d *sample.Disk, f domainFacts) bool {
 	}
 	if h, ok := f.qcow2[d.Name]; ok {
 		d.ClusterSize, d.ExtendedL2 = h.ClusterSize, h.ExtendedL2
-		// <metadata_cache><max_size> becomes QEMU's cache-size, which the
-		// L2 cache takes nearly all of; without it QEMU's default holds.
-		d.L2CacheSize = min(d.L2Needed(), qmp.DefaultL2CacheMax)
-		if x.MetadataCacheMax > 0 {
-			d.L2CacheSize = min(d.L2Needed(), x.MetadataCacheMax)
-		}
+		d.L2CacheSize = qmp.L2CacheInForce(*d, x.MetadataCacheMax)
 	}
 	return true
 }

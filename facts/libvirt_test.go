@@ -1,4 +1,4 @@
-package agent
+package facts
 
 import (
 	"context"
@@ -136,15 +136,15 @@ func newFakeSource(t *testing.T, doms ...string) (*libvirtSource, *fakeLibvirt, 
 		f.xml[d] = domXML(100)
 	}
 	sink := &fakeSink{gen: map[string]uint64{}, throttles: map[string]map[string]sample.Throttle{}}
-	cfg := Config{CallTimeout: 2 * time.Second, Interval: 2 * time.Second}
-	return newLibvirtSourceWith(f, sink, cfg, hclog.NewNullLogger(), newMetrics()), f, sink
+	o := Options{CallTimeout: 2 * time.Second, Interval: 2 * time.Second}
+	return newLibvirtSourceWith(f, sink, o, hclog.NewNullLogger()), f, sink
 }
 
 func TestLibvirtSourceReadsXMLOnceAndOnEvents(t *testing.T) {
 	s, f, sink := newFakeSource(t, "a", "b")
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
-		disks, errs, _ := s.Sample(ctx)
+		disks, errs, _ := s.sample(ctx)
 		if len(disks) != 2 || len(errs) != 0 {
 			t.Fatalf("cycle %d: %+v %v", i, disks, errs)
 		}
@@ -164,7 +164,7 @@ func TestLibvirtSourceReadsXMLOnceAndOnEvents(t *testing.T) {
 	if _, ok := sink.throttles["a"]; ok {
 		t.Error("the backend still answers throttle reads of a from before the event")
 	}
-	disks, _, _ := s.Sample(ctx)
+	disks, _, _ := s.sample(ctx)
 	for _, d := range disks {
 		want := map[string]uint64{"a": 300, "b": 100}[d.VM]
 		if d.Throttle.IOPSWrite != want {
@@ -179,7 +179,7 @@ func TestLibvirtSourceReadsXMLOnceAndOnEvents(t *testing.T) {
 	}
 	// A reconnect may have lost events: everything is read again.
 	s.event(virt.DomainEvent{Kind: "reconnected"})
-	s.Sample(ctx)
+	s.sample(ctx)
 	if f.readsOf("a") != 3 || f.readsOf("b") != 2 {
 		t.Errorf("XML reads after a reconnect: a %d, b %d", f.readsOf("a"), f.readsOf("b"))
 	}
@@ -189,7 +189,7 @@ func TestLibvirtSourceHungDomainCostsOnlyItself(t *testing.T) {
 	s, f, _ := newFakeSource(t, "ok", "hung")
 	f.hang["hung"] = true
 	start := time.Now()
-	disks, errs, _ := s.Sample(context.Background())
+	disks, errs, _ := s.sample(context.Background())
 	took := time.Since(start)
 	if len(disks) != 1 || disks[0].VM != "ok" || errs["hung"] == nil {
 		t.Fatalf("disks %+v errs %v", disks, errs)
@@ -199,8 +199,8 @@ func TestLibvirtSourceHungDomainCostsOnlyItself(t *testing.T) {
 	}
 	// The next cycles do not pile up reads of the hung domain: one is
 	// under way until its own deadline.
-	s.Sample(context.Background())
-	s.Sample(context.Background())
+	s.sample(context.Background())
+	s.sample(context.Background())
 	if n := f.readsOf("hung"); n != 1 {
 		t.Errorf("%d XML reads of the hung domain in flight, want 1", n)
 	}
@@ -220,12 +220,12 @@ func TestLibvirtSourceHungDomainCostsOnlyItself(t *testing.T) {
 func TestLibvirtSourceDomainStates(t *testing.T) {
 	s, f, _ := newFakeSource(t, "run", "paused")
 	f.stats["paused"] = virt.DomainStat{State: "paused", Reason: "ioerror", Disks: f.stats["paused"].Disks}
-	disks, _, _ := s.Sample(context.Background())
+	disks, _, _ := s.sample(context.Background())
 	if len(disks) != 2 {
 		t.Fatalf("a paused domain's disks are sampled too: %+v", disks)
 	}
 	st := s.DomainStates()
-	if st["paused"] != (vmState{"paused", "ioerror"}) || st["run"] != (vmState{"running", "booted"}) {
+	if st["paused"] != (VMState{"paused", "ioerror"}) || st["run"] != (VMState{"running", "booted"}) {
 		t.Errorf("states %+v", st)
 	}
 }
@@ -236,11 +236,11 @@ func TestLibvirtSourceDomainStates(t *testing.T) {
 func TestLibvirtSourceDiskWithoutFactsIsLeftOut(t *testing.T) {
 	s, f, _ := newFakeSource(t, "a")
 	ctx := context.Background()
-	s.Sample(ctx)
+	s.sample(ctx)
 	f.mu.Lock()
 	f.stats["a"] = virt.DomainStat{State: "running", Disks: []sample.Disk{{VM: "a", Name: "vda"}, {VM: "a", Name: "vdb"}}}
 	f.mu.Unlock()
-	disks, _, _ := s.Sample(ctx)
+	disks, _, _ := s.sample(ctx)
 	if len(disks) != 1 || disks[0].Name != "vda" {
 		t.Fatalf("disks %+v: want vda alone while vdb has no facts", disks)
 	}
@@ -248,7 +248,7 @@ func TestLibvirtSourceDiskWithoutFactsIsLeftOut(t *testing.T) {
 <source file='/nonexistent/b.raw'/><target dev='vdb'/><alias name='virtio-disk1'/>
 <iotune><write_iops_sec>50</write_iops_sec></iotune></disk></devices>`, 1))
 	for i := 0; i < 3; i++ {
-		disks, _, _ = s.Sample(ctx)
+		disks, _, _ = s.sample(ctx)
 		for _, d := range disks {
 			if d.Name == "vdb" {
 				if d.Throttle.IOPSWrite != 50 || d.Format != "raw" {
@@ -268,7 +268,7 @@ func TestLibvirtSourceIOStatus(t *testing.T) {
 	s, f, _ := newFakeSource(t, "a")
 	ctx := context.Background()
 	status := func() string {
-		disks, _, _ := s.Sample(ctx)
+		disks, _, _ := s.sample(ctx)
 		if len(disks) != 1 {
 			t.Fatalf("disks %+v", disks)
 		}
@@ -294,7 +294,7 @@ func TestLibvirtSourceIOStatus(t *testing.T) {
 
 	s, f, _ = newFakeSource(t, "b")
 	f.ioFail = errors.New("libvirt: no disk errors for you")
-	if disks, _, _ := s.Sample(ctx); len(disks) != 1 || disks[0].IOStatus != "" {
+	if disks, _, _ := s.sample(ctx); len(disks) != 1 || disks[0].IOStatus != "" {
 		t.Fatalf("io-status when the errors cannot be read: %+v, want unknown", disks)
 	}
 }
