@@ -18,7 +18,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
@@ -98,7 +97,7 @@ func (s KnobState) Equal(o KnobState) bool {
 func (s KnobState) String() string {
 	switch {
 	case s.Throttle != nil:
-		return throttleString(*s.Throttle)
+		return s.Throttle.Limits()
 	case s.Cache != nil:
 		return fmt.Sprintf("direct=%v no-flush=%v", s.Cache.Direct, s.Cache.NoFlush)
 	case s.L2 != nil:
@@ -107,26 +106,6 @@ func (s KnobState) String() string {
 		return string(s.Raw)
 	}
 	return "unset"
-}
-
-func throttleString(t sample.Throttle) string {
-	b, _ := json.Marshal(t)
-	// UseNumber keeps limits as the integers they are: a float64 would
-	// print 100 MiB/s as 1.048576e+08 in the audit line.
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var m map[string]any
-	dec.Decode(&m)
-	var parts []string
-	for _, k := range []string{"iops", "iops_rd", "iops_wr", "bps", "bps_rd", "bps_wr", "iops_max", "iops_rd_max", "iops_wr_max", "bps_max", "bps_rd_max", "bps_wr_max", "iops_size", "group"} {
-		if v, ok := m[k]; ok && v != json.Number("0") && v != "" {
-			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
-		}
-	}
-	if len(parts) == 0 {
-		return "unthrottled"
-	}
-	return strings.Join(parts, " ")
 }
 
 // Backend reads and sets knobs of a hypervisor. Implementations: QMP on a
