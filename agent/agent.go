@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/hoststat"
 	"github.com/qtune/qtune/internal/logonce"
@@ -75,22 +76,16 @@ type Agent struct {
 	recon   *reconciler      // owned knobs, reconciled every cycle
 	// reloadActions are the reverts a policy reload executed (a removed
 	// rule lets go of its knob), published with the next cycle's actions.
-	reloadActions []ActionStatus
+	reloadActions []api.ActionStatus
 
 	ruleNames atomic.Pointer[map[string]bool] // the rules in force, for the job manager
 
 	rates *sample.Rater // last sample per disk, for rates
 
 	mu       sync.Mutex // guards what the HTTP handlers read
-	status   Status
-	history  []Cycle
+	status   api.Status
+	history  []api.Cycle
 	historyN int // points in history
-}
-
-// Cycle is one cycle's points, for qtune plan.
-type Cycle struct {
-	At     time.Time      `json:"at"`
-	Points []sample.Point `json:"points"`
 }
 
 // New builds an agent from a validated config. cfgPath (may be empty) is
@@ -182,12 +177,12 @@ func (a *Agent) loadInitialPolicy() {
 	if set != nil {
 		a.log.Error("policy directory does not load; running the last good policy from the state store until it is fixed",
 			"dir", a.cfg.PolicyDir, "loaded_at", loadedAt.Format(time.RFC3339), "rules", len(set.Rules), "error", err.Error())
-		a.setInForce(set, PolicyFromStore, loadedAt)
+		a.setInForce(set, api.PolicyFromStore, loadedAt)
 	} else {
 		a.log.Error("policy directory does not load and no earlier policy is stored; running with no rules, and keeping every knob qtune holds until it is fixed",
 			"dir", a.cfg.PolicyDir, "error", err.Error())
 		set = &policy.Set{}
-		a.setInForce(set, PolicyNone, time.Time{})
+		a.setInForce(set, api.PolicyNone, time.Time{})
 	}
 	a.eval = policy.NewEvaluator(set)
 	a.eval.MaxAge = 3 * a.cfg.Interval
@@ -235,13 +230,6 @@ func (a *Agent) lastGoodPolicy() (*policy.Set, time.Time) {
 	return set, p.LoadedAt
 }
 
-// Where the policy in force came from.
-const (
-	PolicyFromFiles = "files"     // the policy directory, loaded cleanly
-	PolicyFromStore = "last-good" // the last clean set, from the state store
-	PolicyNone      = "none"      // nothing loads: no rules, nothing released
-)
-
 func (a *Agent) recordReload(set *policy.Set, problems policy.Problems, err error) {
 	for _, w := range problems.Warnings() {
 		a.log.Warn("policy warning", "warning", w.String())
@@ -262,7 +250,7 @@ func (a *Agent) recordReload(set *policy.Set, problems policy.Problems, err erro
 	a.status.Policy.Error = ""
 	a.status.Policy.BrokenSince = time.Time{}
 	a.mu.Unlock()
-	a.setInForce(set, PolicyFromFiles, a.clock.Now())
+	a.setInForce(set, api.PolicyFromFiles, a.clock.Now())
 	a.m.reloads.WithLabelValues("ok").Inc()
 	a.m.policyOK.Set(1)
 }
@@ -299,7 +287,7 @@ func (a *Agent) policySource() string {
 func (a *Agent) rulesCanBeRemoved() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.status.Policy.Source != PolicyNone
+	return a.status.Policy.Source != api.PolicyNone
 }
 
 // watchReloads turns SIGHUP and changes in the policy directory into
@@ -484,13 +472,13 @@ func (a *Agent) points(now time.Time, disks []sample.Disk) []sample.Point {
 	return out
 }
 
-func (a *Agent) execute(ctx context.Context, d policy.Decision) ActionStatus {
+func (a *Agent) execute(ctx context.Context, d policy.Decision) api.ActionStatus {
 	if a.refusing() {
 		return a.refused(d)
 	}
 	out, err := a.exec.Execute(ctx, d)
 	a.m.actions.WithLabelValues(d.Rule, string(d.Knob), string(out.Result)).Inc()
-	st := ActionStatus{At: a.clock.Now(), Rule: d.Rule, VM: d.VM, Disk: d.Disk, Knob: string(d.Knob), Result: string(out.Result),
+	st := api.ActionStatus{At: a.clock.Now(), Rule: d.Rule, VM: d.VM, Disk: d.Disk, Knob: string(d.Knob), Result: string(out.Result),
 		Before: out.Before.String(), After: out.After.String(), Reason: d.Reason}
 	if err != nil {
 		st.Error = err.Error()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
@@ -215,7 +216,7 @@ func statsFatal(f statsFlags, errs map[string]error, printed int) error {
 			return err
 		}
 	}
-	if err := errs[agent.SourceError]; err != nil && printed == 0 {
+	if err := errs[api.SourceError]; err != nil && printed == 0 {
 		return err
 	}
 	return nil
@@ -234,7 +235,7 @@ func sayErrors(w io.Writer, errs map[string]error, said map[string]string) {
 			continue
 		}
 		said[vm] = text
-		if vm == agent.SourceError {
+		if vm == api.SourceError {
 			fmt.Fprintf(w, "qtune stats: %s\n", text)
 			continue
 		}
