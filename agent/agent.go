@@ -82,6 +82,10 @@ type Agent struct {
 
 	rates *sample.Rater // last sample per disk, for rates
 
+	// afterCycle, when set (by tests), is told each cycle's time once
+	// the cycle is published.
+	afterCycle func(now time.Time)
+
 	mu       sync.Mutex // guards what the HTTP handlers read
 	status   api.Status
 	history  []api.Cycle
@@ -390,7 +394,7 @@ func (a *Agent) progress() {
 
 // loop runs a cycle every interval until ctx ends.
 func (a *Agent) loop(ctx context.Context, reload <-chan struct{}) {
-	t := time.NewTicker(a.cfg.Interval)
+	t := a.clock.NewTicker(a.cfg.Interval)
 	defer t.Stop()
 	a.cycle(ctx)
 	for {
@@ -399,7 +403,7 @@ func (a *Agent) loop(ctx context.Context, reload <-chan struct{}) {
 			return
 		case <-reload:
 			a.reload(ctx)
-		case <-t.C:
+		case <-t.C():
 			a.cycle(ctx)
 		}
 		a.progress()
@@ -438,6 +442,9 @@ func (a *Agent) cycle(ctx context.Context) {
 	}
 	a.logSampleErrors(disks, errs, gone)
 	a.publish(now, dur, points, errs, outcomes)
+	if a.afterCycle != nil {
+		a.afterCycle(now)
+	}
 }
 
 // points derives rates from the previous sample of each disk and adds
