@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
@@ -43,7 +44,7 @@ func TestHistogramsFollowRulesOnQEMU(t *testing.T) {
 		defer startQMPSource(t, cfg, a)()
 		got := map[string]*sample.Histogram{}
 		for _, r := range rules {
-			a.setInForce(loadSet(t, r), PolicyFromFiles, time.Now())
+			a.setInForce(loadSet(t, r), api.PolicyFromFiles, time.Now())
 			sampled, errs, _ := a.src.Sample(context.Background())
 			for i := 0; len(errs) > 0 && i < 100; i++ { // busy: the runner has not taken the request yet
 				time.Sleep(20 * time.Millisecond)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/policy"
 )
@@ -106,9 +107,9 @@ func sampleOnce(t *testing.T, a *Agent) {
 // exactly those disks.
 func TestRuleNeedingHistogramsEnablesThem(t *testing.T) {
 	a, logs, sets, stop := histogramAgent(t, nil)
-	a.setInForce(loadSet(t, avgRule+tailRule), PolicyFromFiles, time.Now())
+	a.setInForce(loadSet(t, avgRule+tailRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
-	a.setInForce(loadSet(t, avgRule+tailRule), PolicyFromFiles, time.Now()) // a reload: no new log line
+	a.setInForce(loadSet(t, avgRule+tailRule), api.PolicyFromFiles, time.Now()) // a reload: no new log line
 	sampleOnce(t, a)
 	got := sets()
 	if len(got) != 1 || got[0]["id"] != drive1 || got[0]["boundaries"] == nil {
@@ -117,7 +118,7 @@ func TestRuleNeedingHistogramsEnablesThem(t *testing.T) {
 	if st := a.Snapshot().Histograms; !st.On || st.Why != "rule tail" {
 		t.Errorf("status %+v", st)
 	}
-	a.setInForce(loadSet(t, avgRule), PolicyFromFiles, time.Now())
+	a.setInForce(loadSet(t, avgRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	got = sets()
 	if len(got) != 2 || got[1]["id"] != drive1 || got[1]["boundaries"] != nil {
@@ -141,7 +142,7 @@ func TestRuleNeedingHistogramsEnablesThem(t *testing.T) {
 func TestHistogramsOffByConfigWarns(t *testing.T) {
 	off := false
 	a, logs, sets, stop := histogramAgent(t, &off)
-	a.setInForce(loadSet(t, avgRule+tailRule), PolicyFromFiles, time.Now())
+	a.setInForce(loadSet(t, avgRule+tailRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	sampleOnce(t, a)
 	if got := sets(); len(got) != 0 {
@@ -160,7 +161,7 @@ func TestHistogramsOffByConfigWarns(t *testing.T) {
 func TestHistogramsOnByConfig(t *testing.T) {
 	on := true
 	a, _, sets, _ := histogramAgent(t, &on)
-	a.setInForce(loadSet(t, avgRule), PolicyFromFiles, time.Now())
+	a.setInForce(loadSet(t, avgRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	if got := sets(); len(got) != 1 || got[0]["id"] != drive1 {
 		t.Fatalf("histogram sets %v", got)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
@@ -104,7 +105,7 @@ func TestSameIdentityReturnsIsHeld(t *testing.T) {
 	r.b.state["m/disk0/throttle"] = wr(256)
 	r.src.ids["m"] = sample.VMIdentity{UUID: "uuid-1"}
 	st := r.step(t)
-	if ownedState(st, "m") != OwnedHeld || st.Owned[0].VMID.UUID != "uuid-1" {
+	if ownedState(st, "m") != api.OwnedHeld || st.Owned[0].VMID.UUID != "uuid-1" {
 		t.Fatalf("owned %+v, want held, identity uuid-1", st.Owned)
 	}
 }
@@ -116,7 +117,7 @@ func TestRecordWithoutIdentityAdoptsTheFirstSeen(t *testing.T) {
 	r.b.vms["a"] = true
 	r.b.state["a/disk0/throttle"] = wr(256)
 	r.src.ids["a"] = qemuProcess(100, 5000)
-	if st := r.step(t); ownedState(st, "a") != OwnedHeld || st.Owned[0].VMID != qemuProcess(100, 5000) {
+	if st := r.step(t); ownedState(st, "a") != api.OwnedHeld || st.Owned[0].VMID != qemuProcess(100, 5000) {
 		t.Fatalf("owned %+v, want held with the identity adopted", st.Owned)
 	}
 	r.src.ids["a"] = qemuProcess(101, 7000)
@@ -136,11 +137,11 @@ func TestUnreadableIdentityMatchesByName(t *testing.T) {
 	r.src.ids["a"] = sample.VMIdentity{Socket: "/run/qtune/a.sock"}
 	r.src.idNotes["a"] = "the QEMU process's start cannot be read: permission denied"
 	st := r.step(t)
-	if ownedState(st, "a") != OwnedHeld || !strings.Contains(st.Owned[0].IdentityNote, "permission denied") {
+	if ownedState(st, "a") != api.OwnedHeld || !strings.Contains(st.Owned[0].IdentityNote, "permission denied") {
 		t.Fatalf("owned %+v, want held by name with the note", st.Owned)
 	}
 	r.src.ids["a"], r.src.idNotes["a"] = qemuProcess(100, 5000), ""
-	if st := r.step(t); ownedState(st, "a") != OwnedHeld || st.Owned[0].IdentityNote != "" {
+	if st := r.step(t); ownedState(st, "a") != api.OwnedHeld || st.Owned[0].IdentityNote != "" {
 		t.Fatalf("owned %+v, want held, the note gone", st.Owned)
 	}
 }

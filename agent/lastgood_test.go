@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
@@ -56,7 +57,7 @@ func ruleNames(a *Agent) []string {
 func TestBrokenPolicyAtStartRunsTheLastGoodSet(t *testing.T) {
 	a := lastGoodAgent(t, map[string]string{"calm.hcl": calmRule})
 	a.loadInitialPolicy() // clean: recorded as the last good set
-	if got := a.Snapshot().Policy.Source; got != PolicyFromFiles {
+	if got := a.Snapshot().Policy.Source; got != api.PolicyFromFiles {
 		t.Fatalf("source %q, want files", got)
 	}
 	// Restart with a typo in another file.
@@ -65,7 +66,7 @@ func TestBrokenPolicyAtStartRunsTheLastGoodSet(t *testing.T) {
 	}
 	a.loadInitialPolicy()
 	st := a.Snapshot().Policy
-	if st.Source != PolicyFromStore || st.Error == "" || st.BrokenSince.IsZero() || st.LoadedAt.IsZero() {
+	if st.Source != api.PolicyFromStore || st.Error == "" || st.BrokenSince.IsZero() || st.LoadedAt.IsZero() {
 		t.Fatalf("policy status %+v: want the last good set in force, the error and since when", st)
 	}
 	if got := ruleNames(a); len(got) != 1 || got[0] != "calm" {
@@ -80,7 +81,7 @@ func TestBrokenPolicyAtStartRunsTheLastGoodSet(t *testing.T) {
 	r.src, a.clock = &fakeSource{b: r.b}, r.clk
 	a.src, a.exec = r.src, tuning.NewExecutor(r.b, a.store, tuning.Options{Clock: r.clk, Log: hclog.NewNullLogger()})
 	a.recon.checked["a/disk0/throttle"] = true // its record has no values to read back
-	if st := r.step(t); ownedState(st, "a") != OwnedHeld {
+	if st := r.step(t); ownedState(st, "a") != api.OwnedHeld {
 		t.Fatalf("owned %+v: want held by the last good set's rule", st.Owned)
 	}
 }
@@ -99,7 +100,7 @@ func TestBrokenPolicyAtFirstStartReleasesNothing(t *testing.T) {
 				}
 			}
 			a.loadInitialPolicy()
-			if st := a.Snapshot().Policy; st.Source != PolicyNone || st.Error == "" {
+			if st := a.Snapshot().Policy; st.Source != api.PolicyNone || st.Error == "" {
 				t.Fatalf("policy status %+v: want none in force and the error", st)
 			}
 			if a.rulesCanBeRemoved() {
@@ -109,7 +110,7 @@ func TestBrokenPolicyAtFirstStartReleasesNothing(t *testing.T) {
 			r := &reconRig{a: a, b: &knobs{vms: map[string]bool{"a": true}}, clk: clock.NewFake(time.Now())}
 			r.src, a.src = &fakeSource{b: r.b}, &fakeSource{b: r.b}
 			a.recon.checked["a/disk0/throttle"] = true // no read: nothing but the release is under test
-			if st := r.step(t); ownedState(st, "a") != OwnedOrphaned {
+			if st := r.step(t); ownedState(st, "a") != api.OwnedOrphaned {
 				t.Fatalf("owned %+v: want orphaned, kept", st.Owned)
 			}
 			if o, _ := a.store.Owned(state.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o == nil {

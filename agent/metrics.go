@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
@@ -44,7 +45,7 @@ func (m *metrics) setPolicyLoadedAt(t time.Time) {
 type cycleSnapshot struct {
 	points     []sample.Point
 	states     []policy.StateInfo
-	owned      []OwnedStatus
+	owned      []api.OwnedStatus
 	settled    map[string]int // by knob
 	vms        int
 	vmStates   map[string]vmState // nil where the backend does not say
@@ -183,10 +184,10 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		owned[[2]string{string(o.Knob), o.State}]++
 	}
 	for k, n := range s.settled {
-		owned[[2]string{k, OwnedSettled}] += float64(n)
+		owned[[2]string{k, api.OwnedSettled}] += float64(n)
 	}
 	for _, k := range policy.HeldKnobs() {
-		for _, st := range []string{OwnedHeld, OwnedReleasing, OwnedOrphaned, OwnedDrifted, OwnedSettled} {
+		for _, st := range []string{api.OwnedHeld, api.OwnedReleasing, api.OwnedOrphaned, api.OwnedDrifted, api.OwnedSettled} {
 			ch <- prometheus.MustNewConstMetric(c.owned, prometheus.GaugeValue, owned[[2]string{string(k), st}], string(k), st)
 		}
 	}

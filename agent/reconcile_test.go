@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
@@ -123,7 +124,7 @@ func newReconRig(t *testing.T, files map[string]string, owned ...state.Owned) *r
 }
 
 // step runs reconciliation and the cycle's publication as a cycle does.
-func (r *reconRig) step(t *testing.T) Status {
+func (r *reconRig) step(t *testing.T) api.Status {
 	t.Helper()
 	r.clk.Advance(time.Second)
 	now := r.clk.Now()
@@ -146,7 +147,7 @@ func ownedThrottle(vm, rule string, applied uint64) state.Owned {
 		Original: wr(0), Applied: wr(applied), Phase: state.PhaseApplied}
 }
 
-func ownedState(st Status, vm string) string {
+func ownedState(st api.Status, vm string) string {
 	for _, o := range st.Owned {
 		if o.VM == vm {
 			return o.State
@@ -164,7 +165,7 @@ func TestRuleRemovedWhileDownIsReleasedOnceReachable(t *testing.T) {
 		ownedThrottle("a", "calm", 256), ownedThrottle("b", "calm", 256))
 	for i := 0; i < 2; i++ {
 		st := r.step(t)
-		if ownedState(st, "a") != OwnedOrphaned || ownedState(st, "b") != OwnedOrphaned {
+		if ownedState(st, "a") != api.OwnedOrphaned || ownedState(st, "b") != api.OwnedOrphaned {
 			t.Fatalf("cycle %d, VMs unreachable: %+v; want both orphaned", i, st.Owned)
 		}
 	}
@@ -197,7 +198,7 @@ func TestOwnedKnobIsAdoptedByItsRule(t *testing.T) {
 	r.b.vms["a"] = true
 	r.b.state["a/disk0/throttle"] = wr(256)
 	st := r.step(t)
-	if ownedState(st, "a") != OwnedHeld {
+	if ownedState(st, "a") != api.OwnedHeld {
 		t.Fatalf("owned %+v, want held by its rule", st.Owned)
 	}
 	// The disk is quiet now: the revert comes after clear_after.
@@ -235,7 +236,7 @@ func TestIntentResolvedAndGoneVMForgotten(t *testing.T) {
 	r := newReconRig(t, map[string]string{"calm.hcl": rule}, intent, ownedThrottle("g", "calm", 256), persisted)
 	r.b.vms["a"] = true
 	r.b.state["a/disk0/throttle"] = wr(256)
-	var st Status
+	var st api.Status
 	for i := 0; i < goneCycles; i++ {
 		st = r.step(t)
 	}
@@ -245,7 +246,7 @@ func TestIntentResolvedAndGoneVMForgotten(t *testing.T) {
 	if ownedState(st, "g") != "none" || st.OwnedSettled["throttle"] != 1 {
 		t.Fatalf("owned %+v settled %v: want g forgotten in the last cycle", st.Owned, st.OwnedSettled)
 	}
-	if ownedState(st, "p") != OwnedOrphaned {
+	if ownedState(st, "p") != api.OwnedOrphaned {
 		t.Fatalf("persistent change of an absent VM: %q, want orphaned (kept)", ownedState(st, "p"))
 	}
 }
@@ -257,7 +258,7 @@ func TestNoCleanPolicyReleasesNothing(t *testing.T) {
 	r.b.vms["a"] = true
 	r.b.state["a/disk0/throttle"] = wr(256)
 	st := r.step(t)
-	if ownedState(st, "a") != OwnedOrphaned || r.holds("a") != 256 {
+	if ownedState(st, "a") != api.OwnedOrphaned || r.holds("a") != 256 {
 		t.Fatalf("owned %+v, a holds %d: want orphaned and kept at 256", st.Owned, r.holds("a"))
 	}
 	if !strings.Contains(st.Owned[0].Reason, "no policy that loaded cleanly") {
@@ -272,7 +273,7 @@ func TestFailedSampleForgetsNothing(t *testing.T) {
 	r := newReconRig(t, map[string]string{"calm.hcl": rule}, ownedThrottle("a", "calm", 256))
 	r.src.fail = errors.New("bulk stats: deadline exceeded")
 	for i := 0; i < 2*goneCycles; i++ {
-		if st := r.step(t); ownedState(st, "a") != OwnedOrphaned {
+		if st := r.step(t); ownedState(st, "a") != api.OwnedOrphaned {
 			t.Fatalf("cycle %d: owned %+v, want a orphaned and kept", i, st.Owned)
 		}
 	}
@@ -293,14 +294,14 @@ func TestAbsentLibvirtDomainKeepsItsRecords(t *testing.T) {
 	r := newReconRig(t, map[string]string{"calm.hcl": rule}, ownedThrottle("m", "calm", 256))
 	r.src.migrates = true
 	for i := 0; i < 2*goneCycles; i++ {
-		if st := r.step(t); ownedState(st, "m") != OwnedOrphaned {
+		if st := r.step(t); ownedState(st, "m") != api.OwnedOrphaned {
 			t.Fatalf("cycle %d: owned %+v, want m orphaned and kept", i, st.Owned)
 		}
 	}
 	// Back with qtune's throttle (migrated back): held again.
 	r.b.vms["m"] = true
 	r.b.state["m/disk0/throttle"] = wr(256)
-	if st := r.step(t); ownedState(st, "m") != OwnedHeld {
+	if st := r.step(t); ownedState(st, "m") != api.OwnedHeld {
 		t.Fatalf("owned %+v after the domain came back, want held", st.Owned)
 	}
 	// Away for good.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
@@ -39,7 +40,7 @@ func l2(n uint64) state.KnobState {
 
 // diskL2 is the L2 figure status shows for vm's disk0, and whether it
 // says the figure is a record.
-func diskL2(st Status, vm string) (uint64, bool) {
+func diskL2(st api.Status, vm string) (uint64, bool) {
 	for _, v := range st.VMs {
 		for _, d := range v.Disks {
 			if v.Name == vm && d.Name == "disk0" {

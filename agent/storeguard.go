@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
 )
@@ -43,8 +44,8 @@ func (a *Agent) openStore() (closeStore func(), err error) {
 func (a *Agent) refusing() bool { return a.storeErr != "" }
 
 // refused is the outcome of every decision while refusing.
-func (a *Agent) refused(d policy.Decision) ActionStatus {
+func (a *Agent) refused(d policy.Decision) api.ActionStatus {
 	a.m.actions.WithLabelValues(d.Rule, string(d.Knob), string(state.ResultRefused)).Inc()
-	return ActionStatus{At: a.clock.Now(), Rule: d.Rule, VM: d.VM, Disk: d.Disk, Knob: string(d.Knob),
+	return api.ActionStatus{At: a.clock.Now(), Rule: d.Rule, VM: d.VM, Disk: d.Disk, Knob: string(d.Knob),
 		Result: string(state.ResultRefused), Reason: "state store refused: " + a.storeErr}
 }

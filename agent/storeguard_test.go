@@ -33,26 +33,16 @@ func TestAgentRefusesCorruptStoreAndKeepsReporting(t *testing.T) {
 
 	var logs syncBuffer
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn}))
+	loop := onFakeClock(a)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("Run ended early: %v", err)
-		default:
-		}
-		n, _ := testutil.GatherAndCount(a.m.reg, "qtune_disk_write_iops")
-		if n == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			err := <-done
-			t.Fatalf("no disk metrics while the store is refused (Run: %v); log:\n%s", err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	loop.cycled(t)
+	loop.tick(t) // rates need two samples
+	if n, _ := testutil.GatherAndCount(a.m.reg, "qtune_disk_write_iops"); n != 2 {
+		cancel()
+		err := <-done
+		t.Fatalf("%d disk write rates while the store is refused, want 2 (Run: %v); log:\n%s", n, err, logs.String())
 	}
 	st := a.Snapshot()
 	ok := gauge(t, a.m, "qtune_state_store_ok")

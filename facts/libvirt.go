@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/hoststat"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/qmp"
@@ -201,7 +202,7 @@ func (s *libvirtSource) identity(vm string) (sample.VMIdentity, string) {
 
 // sourceError keys a sample's error that is the source's, not one VM's
 // (the bulk call failed): it says nothing about which VMs exist.
-const sourceError = "libvirt"
+const sourceError = api.SourceError
 
 func (s *libvirtSource) sample(ctx context.Context) ([]sample.Disk, map[string]error, []string) {
 	errs := map[string]error{}

@@ -293,7 +293,7 @@ func parseExpect(c *collector, test string, b *hcl.Block) Expectation {
 		}
 	}
 	for _, tb := range content.Blocks {
-		ta := blockAttrs(c, &Rule{Name: test}, tb, throttleSchema())
+		ta := blockAttrs(c, &Rule{Name: test}, tb, throttleSchema(), throttleBounds()...)
 		e.Throttle = map[string]uint64{}
 		for _, f := range throttleFields {
 			if n, ok := ta.number(f.name, f.bytes); ok {

@@ -13,10 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/jobs"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/state"
 )
 
 func init() {
@@ -49,7 +48,7 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	c := controlClient(*sock)
 	for {
-		var jobs []state.Job
+		var jobs []api.Job
 		if err := c.do(ctx, http.MethodGet, "/v1/jobs", nil, &jobs); err != nil {
 			fmt.Fprintf(stderr, "qtune jobs: %v\n", err)
 			return exitFailure
@@ -78,7 +77,7 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // printJobs draws one line per job with a progress bar.
-func printJobs(w io.Writer, jobs []state.Job, ended bool, now time.Time) {
+func printJobs(w io.Writer, jobs []api.Job, ended bool, now time.Time) {
 	fmt.Fprintf(w, "%-44s %-7s %-20s %-9s %-24s %6s %11s %8s\n", "ID", "KIND", "VM/DISK", "STATE", "PROGRESS", "", "RATE", "ETA")
 	shown := 0
 	for _, j := range jobs {
@@ -88,7 +87,7 @@ func printJobs(w io.Writer, jobs []state.Job, ended bool, now time.Time) {
 		shown++
 		p := j.Progress
 		pct := p.Percent()
-		if j.State == state.JobDone {
+		if j.State == api.JobDone {
 			pct = 100
 		}
 		rate, eta := "-", "-"
@@ -109,13 +108,13 @@ func printJobs(w io.Writer, jobs []state.Job, ended bool, now time.Time) {
 }
 
 // jobNote is the one thing an operator needs to know about a job now.
-func jobNote(j state.Job) string {
+func jobNote(j api.Job) string {
 	switch {
-	case j.State == state.JobFailed || j.State == state.JobCancelled:
+	case j.State == api.JobFailed || j.State == api.JobCancelled:
 		return strings.TrimSpace("error: " + j.Error)
 	case j.Waiting != "":
 		return "waiting: " + j.Waiting
-	case j.State == state.JobDone && j.Pivoted:
+	case j.State == api.JobDone && j.Pivoted:
 		return "now on " + j.Dest + "; the old image " + j.Source + " is kept for you to remove"
 	case j.Dest != "":
 		return j.Source + " -> " + j.Dest
@@ -174,7 +173,7 @@ func runJobsStart(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "qtune jobs start: %v\n", err)
 		return exitUsage
 	}
-	var p jobs.Planned
+	var p api.Planned
 	if err := controlClient(*sock).do(ctx, http.MethodPost, "/v1/jobs", req, &p); err != nil {
 		fmt.Fprintf(stderr, "qtune jobs start: %v\n", err)
 		return exitFailure
@@ -182,7 +181,7 @@ func runJobsStart(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	switch {
 	case p.Job == nil:
 		fmt.Fprintf(stdout, "%s: %s\n", p.Result, p.Reason)
-	case p.Result == state.ResultApplied:
+	case p.Result == api.ResultApplied:
 		fmt.Fprintf(stdout, "planned %s (watch it with qtune jobs --watch)\n", p.Job.ID)
 	default:
 		fmt.Fprintf(stdout, "%s %s: %s\n", p.Result, p.Job.ID, p.Reason)
@@ -192,15 +191,15 @@ func runJobsStart(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 type layoutFlags struct{ format, cluster, prealloc, extL2, compression string }
 
-func jobRequest(pos []string, speed, base, targetDir, copyMode string, lf layoutFlags) (jobs.Request, error) {
+func jobRequest(pos []string, speed, base, targetDir, copyMode string, lf layoutFlags) (api.JobRequest, error) {
 	if len(pos) != 3 {
-		return jobs.Request{}, errors.New("want stream|mirror|convert VM DISK")
+		return api.JobRequest{}, errors.New("want stream|mirror|convert VM DISK")
 	}
 	kind := policy.Knob(pos[0])
 	if !jobs.Known(kind) {
-		return jobs.Request{}, fmt.Errorf("%q is not stream, mirror or convert", pos[0])
+		return api.JobRequest{}, fmt.Errorf("%q is not stream, mirror or convert", pos[0])
 	}
-	req := jobs.Request{Kind: kind, Target: state.Target{VM: pos[1], Disk: pos[2]}, Base: base, TargetDir: targetDir, CopyMode: copyMode}
+	req := api.JobRequest{Kind: kind, Target: api.Target{VM: pos[1], Disk: pos[2]}, Base: base, TargetDir: targetDir, CopyMode: copyMode}
 	var errs []string
 	size := func(name, v string) uint64 {
 		if v == "" {
@@ -248,7 +247,7 @@ func runJobsCancel(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "usage: qtune jobs cancel [--socket PATH] ID")
 		return exitUsage
 	}
-	var j state.Job
+	var j api.Job
 	if err := controlClient(*sock).do(ctx, http.MethodPost, "/v1/jobs/"+fs.Arg(0)+"/cancel", nil, &j); err != nil {
 		fmt.Fprintf(stderr, "qtune jobs cancel: %v\n", err)
 		return exitFailure
@@ -289,7 +288,7 @@ func (c *control) do(ctx context.Context, method, path string, body, out any) er
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var ce agent.ControlError
+		var ce api.ControlError
 		if json.NewDecoder(resp.Body).Decode(&ce) == nil && ce.Error != "" {
 			return fmt.Errorf("%s: %s", resp.Status, ce.Error)
 		}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
@@ -210,7 +211,7 @@ func statsFatal(f statsFlags, errs map[string]error, printed int) error {
 			return err
 		}
 	}
-	if err := errs[facts.SourceError]; err != nil && printed == 0 {
+	if err := errs[api.SourceError]; err != nil && printed == 0 {
 		return err
 	}
 	return nil
@@ -229,7 +230,7 @@ func sayErrors(w io.Writer, errs map[string]error, said map[string]string) {
 			continue
 		}
 		said[vm] = text
-		if vm == facts.SourceError {
+		if vm == api.SourceError {
 			fmt.Fprintf(w, "qtune stats: %s\n", text)
 			continue
 		}
