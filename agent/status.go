@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/qtune/qtune/internal/buildinfo"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/tuning"
@@ -37,6 +38,9 @@ type Status struct {
 	Errors        map[string]string  `json:"errors,omitempty"` // latest sample error per VM
 	// Findings are the disk checks' findings worse than ok, worst first.
 	Findings []FindingStatus `json:"findings,omitempty"`
+	// Version is the running agent's build, which after an upgrade may
+	// differ from the installed binary's until the service restarts.
+	Version buildinfo.Info `json:"version"`
 }
 
 // PolicyStatus says which policy is in force and whether the last load
@@ -225,6 +229,7 @@ func (a *Agent) Snapshot() Status {
 	if jm != nil {
 		st.Jobs, _ = jm.Jobs()
 	}
+	st.Version = buildinfo.Get()
 	return st
 }
 
