@@ -89,7 +89,7 @@ func commandPage(docs []cmdDoc) *manpage.Page {
 		}
 		for _, f := range d.flags {
 			arg, usage := flag.UnquoteUsage(f)
-			p.Item("--"+f.Name, strings.ToUpper(arg), usage+defaultText(f))
+			p.Item(dashed(f.Name), strings.ToUpper(arg), usage+defaultText(f))
 		}
 	}
 	p.SH("exit status")

@@ -73,7 +73,7 @@ func sourceFlags(t *testing.T) map[string]string {
 func TestManListsEveryFlag(t *testing.T) {
 	page := commandPage(describe()).String()
 	for name, at := range sourceFlags(t) {
-		if !strings.Contains(page, `\fB`+manpage.Escape("--"+name)+`\fR`) {
+		if !strings.Contains(page, `\fB`+manpage.Escape(dashed(name))+`\fR`) {
 			t.Errorf("qtune(1) lacks --%s (defined at %s)", name, at)
 		}
 	}
