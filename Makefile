@@ -3,8 +3,9 @@
 #   make test   gofmt check, go vet, unit + integration tests (real QEMU and
 #               libvirtd; QTUNE_LAB=require makes a missing one fail the run),
 #               brief fuzzing of the parsers, the example policies
-#               with their tests, and the example Prometheus rules with
-#               theirs (promtool, from Debian's prometheus package).
+#               with their tests, the example Prometheus rules with
+#               theirs (promtool, from Debian's prometheus package), and
+#               the Debian package installed, upgraded and purged (as root).
 #   make build  the qtune binary into ./bin
 #   make deb    the Debian package dist/qtune_VERSION_amd64.deb (nfpm, from
 #               the tools module; reproducible: the same commit gives the
@@ -65,7 +66,7 @@ bench-full:
 # Packages are tested one at a time (-p 1): several packages booting TCG
 # guests at once on a small host starve each other's guests, and tests
 # that read a guest's I/O rate then see the host, not qtune.
-test: fmt-check vet policies prometheus-rules fuzz unit
+test: fmt-check vet policies prometheus-rules deb-check fuzz unit
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
