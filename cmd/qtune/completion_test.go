@@ -87,6 +87,21 @@ func TestCompletionZshScript(t *testing.T) {
 	if out, err := exec.Command(zsh, "-n", path).CombinedOutput(); err != nil {
 		t.Fatalf("zsh -n: %v\n%s", err, out)
 	}
+	// compadd and _files stand in for zsh's completion system, which
+	// filters the candidates by what is typed.
+	driver := `compadd() { shift; print -r -- "$@"; }; compdef() {}; _files() { print FILES "$@"; }
+source ` + path + `
+qtune() { [[ $1 == __vms ]] && print web-1 web-2; }
+t() { words=("$@"); CURRENT=$#; _qtune; }
+t qtune ""; t qtune jobs ""; t qtune stats --domain ""; t qtune jobs start mirror ""; t qtune status --a; t qtune agent --policy ""`
+	out, err := exec.Command(zsh, "-c", driver).CombinedOutput()
+	if err != nil {
+		t.Fatalf("zsh: %v\n%s", err, out)
+	}
+	want := "agent doctor help jobs plan policy state stats status version\nstart cancel\nweb-1 web-2\nweb-1 web-2\n--addr --json\nFILES -/\n"
+	if string(out) != want {
+		t.Fatalf("got\n%s\nwant\n%s", out, want)
+	}
 }
 
 // qtune __vms lists the running agent's VMs, and prints nothing (and
