@@ -107,8 +107,10 @@ stats-demo: build lab-deps
 	$(GO) build -o bin/qtune-lab ./cmd/qtune-lab
 	./bin/qtune-lab run --phases randwrite:400:4s,randrw:800:4s -- ./$(BIN) stats --qmp '{qmp}' --count 10
 
-# Installs the binary, the systemd unit, the default config and the
-# example policies (DESTDIR=... for a staging root).
+# Installs the package's files under /usr/local (packaging/stage.sh): the
+# binary, the systemd unit, man pages, completion, the default config
+# (never overwritten) and the examples under share/doc; the policy
+# directory starts empty (DESTDIR=... for a staging root).
 install:
 	systemd/install.sh
 

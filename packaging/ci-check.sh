@@ -45,7 +45,8 @@ cleanup() {
 	if dpkg-query -W qtune >/dev/null 2>&1; then
 		dpkg --purge qtune >/dev/null 2>&1 || true
 	fi
-	rm -rf "$work" "$before" "$after"
+	rm -rf "$work" "$before" "$after" build/deb
+	rm -f dist/qtune_*~ci.previous-1_amd64.deb
 	exit "$rc"
 }
 trap cleanup EXIT
