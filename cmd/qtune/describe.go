@@ -95,8 +95,17 @@ func describeOne(c command, path []string) cmdDoc {
 }
 
 // usageLines keeps what a command printed for -h before the flag
-// defaults, less the flag package's own "Usage of" header.
+// defaults, less the flag package's own "Usage of" header; only a text
+// that is a usage ("usage: ..."), not the output of a subcommand that
+// takes no flags and ran (policy metrics) or failed on "-h" as a file.
 func usageLines(s string) string {
+	if i := strings.Index(s, "\n  -"); i >= 0 {
+		s = s[:i+1]
+	}
+	s = strings.TrimPrefix(strings.TrimSpace(s), "Usage of ")
+	if !strings.HasPrefix(s, "usage:") {
+		return ""
+	}
 	var keep []string
 	for _, l := range strings.Split(s, "\n") {
 		if strings.HasPrefix(l, "  -") {

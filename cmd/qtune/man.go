@@ -87,6 +87,9 @@ func commandPage(docs []cmdDoc) *manpage.Page {
 		if d.usage != "" {
 			p.Verbatim(d.usage)
 		}
+		if len(d.path) > 1 && d.usage == "" && len(d.flags) == 0 {
+			p.P("No flags; its arguments are in the usage of qtune " + d.path[0] + " above.")
+		}
 		for _, f := range d.flags {
 			arg, usage := flag.UnquoteUsage(f)
 			p.Item(dashed(f.Name), strings.ToUpper(arg), usage+defaultText(f))

@@ -96,6 +96,11 @@ func TestManListsEveryFlag(t *testing.T) {
 // somewhere on the page.
 func TestManFlagsUnderTheirCommand(t *testing.T) {
 	for _, d := range describe() {
+		if d.usage != "" && !strings.HasPrefix(d.usage, "usage:") {
+			t.Errorf("%s: usage is not a usage text: %q", d.name(), d.usage)
+		}
+	}
+	for _, d := range describe() {
 		if d.name() == "qtune jobs start" {
 			if len(d.flags) < 5 {
 				t.Fatalf("qtune jobs start: %d flags", len(d.flags))
