@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/internal/buildinfo"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
@@ -110,7 +111,11 @@ func newMetrics() *metrics {
 		}
 		return time.Since(time.Unix(0, at)).Seconds()
 	})
-	m.reg.MustRegister(policyAge, m.actions, m.cycle, m.late, m.sampleErrors, m.callDuration,
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "qtune_build_info", Help: "Always 1; the labels say which build of qtune runs (as qtune version prints it).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion}})
+	build.Set(1)
+	m.reg.MustRegister(build, policyAge, m.actions, m.cycle, m.late, m.sampleErrors, m.callDuration,
 		m.reloads, m.policyOK, m.policyRules, newSnapshotCollector(m))
 	return m
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/internal/buildinfo"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
@@ -140,6 +141,7 @@ func (a *Agent) Snapshot() api.Status {
 		jobs, _ := jm.Jobs()
 		st.Jobs = wireJobs(jobs)
 	}
+	st.Version = buildinfo.Get()
 	return st
 }
 

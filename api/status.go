@@ -3,6 +3,7 @@ package api
 import (
 	"time"
 
+	"github.com/qtune/qtune/internal/buildinfo"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
@@ -30,6 +31,9 @@ type Status struct {
 	Errors        map[string]string  `json:"errors,omitempty"` // latest sample error per VM
 	// Findings are the disk checks' findings worse than ok, worst first.
 	Findings []FindingStatus `json:"findings,omitempty"`
+	// Version is the running agent's build, which after an upgrade may
+	// differ from the installed binary's until the service restarts.
+	Version buildinfo.Info `json:"version"`
 }
 
 // Where the policy in force came from (PolicyStatus.Source).

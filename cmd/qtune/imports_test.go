@@ -13,7 +13,7 @@ import (
 // The layering the packages keep, read from the build itself with
 // go list: the clients and the benchmarks speak to a running agent
 // through api's documents and never link the daemon; api stands on
-// nothing of qtune's but sample and policy.
+// nothing of qtune's but sample, policy and the build's identity.
 const agentPkg = "github.com/qtune/qtune/agent"
 
 // agentFiles are the files of this command that may import the daemon:
@@ -41,7 +41,7 @@ func TestBenchDoesNotLinkTheAgent(t *testing.T) {
 }
 
 func TestAPIStandsOnSampleAndPolicyOnly(t *testing.T) {
-	allowed := map[string]bool{"github.com/qtune/qtune/api": true}
+	allowed := map[string]bool{"github.com/qtune/qtune/api": true, "github.com/qtune/qtune/internal/buildinfo": true}
 	for _, p := range append([]string{"github.com/qtune/qtune/internal/sample", "github.com/qtune/qtune/policy"},
 		goList(t, "-deps", "github.com/qtune/qtune/internal/sample", "github.com/qtune/qtune/policy")...) {
 		allowed[p] = true

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -19,7 +18,7 @@ import (
 )
 
 func init() {
-	register(command{name: "jobs", summary: "list, start and cancel block jobs (stream, mirror, convert)", run: runJobs})
+	register(command{name: "jobs", summary: "list, start and cancel block jobs (stream, mirror, convert)", run: runJobs, subcommands: []string{"start", "cancel"}})
 }
 
 const defaultControlSocket = "/run/qtune/control.sock"
@@ -33,7 +32,7 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runJobsCancel(ctx, args[1:], stdout, stderr)
 		}
 	}
-	fs := flag.NewFlagSet("qtune jobs", flag.ContinueOnError)
+	fs := newFlagSet("qtune jobs")
 	fs.SetOutput(stderr)
 	sock := fs.String("socket", defaultControlSocket, "the agent's control socket")
 	watch := fs.Bool("watch", false, "redraw every second until interrupted")
@@ -141,7 +140,7 @@ func humanBytes(v float64) string {
 }
 
 func runJobsStart(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qtune jobs start", flag.ContinueOnError)
+	fs := newFlagSet("qtune jobs start")
 	fs.SetOutput(stderr)
 	sock := fs.String("socket", defaultControlSocket, "the agent's control socket")
 	speed := fs.String("speed", "", "speed cap, e.g. 50MiB (per second; default unlimited)")
@@ -237,7 +236,7 @@ func jobRequest(pos []string, speed, base, targetDir, copyMode string, lf layout
 }
 
 func runJobsCancel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qtune jobs cancel", flag.ContinueOnError)
+	fs := newFlagSet("qtune jobs cancel")
 	fs.SetOutput(stderr)
 	sock := fs.String("socket", defaultControlSocket, "the agent's control socket")
 	if err := fs.Parse(args); err != nil {

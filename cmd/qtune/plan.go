@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 
@@ -18,7 +17,7 @@ func init() {
 // and compares the decisions of the latest cycle with what is in force,
 // the way terraform plan compares configuration with state.
 func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qtune plan", flag.ContinueOnError)
+	fs := newFlagSet("qtune plan")
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", defaultAddr, "the agent's listen address, or unix:PATH")
 	dir := fs.String("policy", "", "the policy to try (file or directory)")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +13,7 @@ import (
 )
 
 func init() {
-	register(command{name: "state", summary: "check, export or import the agent's state store", run: runState})
+	register(command{name: "state", summary: "check, export or import the agent's state store", run: runState, subcommands: []string{"check", "export", "import"}})
 }
 
 const stateUsage = "usage: qtune state check|export [-o FILE]|import FILE [--state-dir DIR]"
@@ -26,7 +25,7 @@ func runState(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	verb := args[0]
-	fs := flag.NewFlagSet("qtune state "+verb, flag.ContinueOnError)
+	fs := newFlagSet("qtune state " + verb)
 	fs.SetOutput(stderr)
 	dir := fs.String("state-dir", "/var/lib/qtune", "the agent's state directory")
 	outPath := fs.String("o", "", "export: write to this file instead of stdout")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -47,7 +46,7 @@ type statsFlags struct {
 
 func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f statsFlags
-	fs := flag.NewFlagSet("qtune stats", flag.ContinueOnError)
+	fs := newFlagSet("qtune stats")
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.qmpPath, "qmp", "", "QMP unix socket of a plain QEMU VM")
 	fs.StringVar(&f.qmpDir, "qmp-dir", "", "every plain QEMU VM whose QMP socket (*.sock) is in this directory, as the agent finds them")

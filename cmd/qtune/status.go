@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -49,7 +48,7 @@ func agentGet(ctx context.Context, addr, path string, v any) error {
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qtune status", flag.ContinueOnError)
+	fs := newFlagSet("qtune status")
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", defaultAddr, "the agent's listen address, or unix:PATH")
 	asJSON := fs.Bool("json", false, "print the raw status document")
@@ -76,6 +75,7 @@ func printStatus(w io.Writer, st api.Status) {
 	if !st.Connected {
 		conn = "DISCONNECTED"
 	}
+	printAgentVersion(w, st.Version)
 	fmt.Fprintf(w, "backend %s: %s (reconnects %d), interval %s, last cycle %s took %s%s\n",
 		st.Backend, conn, st.Reconnects, st.Interval, st.LastCycle.Local().Format("15:04:05"), st.CycleDuration,
 		map[bool]string{true: ", DRY RUN", false: ""}[st.DryRun])
