@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/policy"
 )
@@ -66,7 +67,7 @@ func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() 
 	if err := os.Symlink(vm.Path, filepath.Join(dir, "vm.sock")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.QMPDir, cfg.CallTimeout, cfg.HistogramsEnabled = dir, 5*time.Second, enabled
 	var logs bytes.Buffer
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info}))
