@@ -33,7 +33,7 @@ type Status struct {
 	Findings []FindingStatus `json:"findings,omitempty"`
 	// Version is the running agent's build, which after an upgrade may
 	// differ from the installed binary's until the service restarts.
-	Version buildinfo.Info `json:"version"`
+	Version buildinfo.Info `json:"version,omitzero"`
 }
 
 // Where the policy in force came from (PolicyStatus.Source).
