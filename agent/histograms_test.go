@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/tuning"
 )
 
 const (
@@ -32,8 +33,10 @@ const (
 )
 
 // histogramAgent is an agent over one scripted QMP VM whose disk0
-// already has a histogram someone else set; it returns the arguments of
-// every block-latency-histogram-set the VM received.
+// already has a histogram someone else set, with a state store and an
+// executor; query-blockstats shows the histograms the VM was given. It
+// returns the arguments of every block-latency-histogram-set the VM
+// received.
 func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() []map[string]any) {
 	t.Helper()
 	vm := fakeVM(t)
@@ -43,22 +46,43 @@ func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() 
 		t.Fatal(err)
 	}
 	json.Unmarshal(b, &stats)
+	var mu sync.Mutex
+	var sets []map[string]any
+	hist := map[string]any{} // qdev: boundaries qtune's sets gave it
 	for _, st := range stats {
 		if st["qdev"] != drive1 {
 			st["stats"].(map[string]any)["rd_latency_histogram"] = map[string]any{"boundaries": []int{10}, "bins": []int{0, 0}}
 		}
 	}
-	vm.Reply("query-blockstats", stats)
-	var mu sync.Mutex
-	var sets []map[string]any
+	vm.Handle("query-blockstats", func(json.RawMessage) (any, string, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		st := stats[0]["stats"].(map[string]any)
+		delete(st, "rd_latency_histogram")
+		delete(st, "wr_latency_histogram")
+		delete(st, "flush_latency_histogram")
+		if bounds, ok := hist[drive1]; ok {
+			h := map[string]any{"boundaries": bounds, "bins": []int{0, 0, 0, 0, 0, 0, 0}}
+			st["rd_latency_histogram"], st["wr_latency_histogram"], st["flush_latency_histogram"] = h, h, h
+		}
+		return stats, "", ""
+	})
 	vm.Handle("block-latency-histogram-set", func(args json.RawMessage) (any, string, string) {
 		var m map[string]any
 		json.Unmarshal(args, &m)
 		mu.Lock()
+		defer mu.Unlock()
 		sets = append(sets, m)
-		mu.Unlock()
+		if b, ok := m["boundaries"]; ok {
+			hist[m["id"].(string)] = b
+		} else {
+			delete(hist, m["id"].(string))
+		}
 		return map[string]any{}, "", ""
 	})
+	if stats[0]["qdev"] != drive1 {
+		t.Fatalf("captured blockstats: %s is not first", drive1)
+	}
 	dir := t.TempDir()
 	if err := os.Symlink(vm.Path, filepath.Join(dir, "vm.sock")); err != nil {
 		t.Fatal(err)
@@ -68,6 +92,14 @@ func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() 
 	var logs bytes.Buffer
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info}))
 	a.src = newQMPSource(cfg, a.log, a.m)
+	store, err := tuning.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	a.store = store
+	a.exec = tuning.NewExecutor(a.src.Backend(), store, tuning.Options{Log: hclog.NewNullLogger(), Identify: a.vmIdentity})
+	a.eval = policy.NewEvaluator(&policy.Set{})
 	return a, &logs, func() []map[string]any {
 		mu.Lock()
 		defer mu.Unlock()
@@ -84,13 +116,16 @@ func loadSet(t *testing.T, src string) *policy.Set {
 	return set
 }
 
-// sampleOnce takes one sample; a runner that has just answered may not
-// be waiting for the next request yet (busy), so that is retried.
+// sampleOnce takes one sample and reconciles the owned knobs with it,
+// as a cycle does (histograms are brought in line there); a runner that
+// has just answered may not be waiting for the next request yet (busy),
+// so that is retried.
 func sampleOnce(t *testing.T, a *Agent) {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		_, errs, _ := a.src.Sample(context.Background())
+		disks, errs, gone := a.src.Sample(context.Background())
 		if len(errs) == 0 {
+			a.reconcileOwned(context.Background(), time.Now(), disks, errs, gone)
 			return
 		}
 		if !errors.Is(errs["vm"], errBusy) || time.Now().After(end) {

@@ -27,14 +27,12 @@ var errBusy = errors.New("previous sample still running (VM hung or slow)")
 // ignored) and keeps one runner per socket; or, given sockets, reads just
 // those, whatever their names (qtune stats --qmp).
 type qmpSource struct {
-	dir      string
-	sockets  []string // when set, these instead of dir's
-	timeout  time.Duration
-	hists    []uint64    // histogram boundaries, ns
-	histWant atomic.Bool // latency histograms wanted on every disk
-	log      hclog.Logger
-	backend  *tuning.QMPBackend
-	m        *metrics
+	dir     string
+	sockets []string // when set, these instead of dir's
+	timeout time.Duration
+	log     hclog.Logger
+	backend *tuning.QMPBackend
+	m       *metrics
 
 	mu      sync.Mutex
 	runners map[string]*qmpRunner
@@ -42,11 +40,7 @@ type qmpSource struct {
 }
 
 func newQMPSource(cfg Config, log hclog.Logger, m *metrics) *qmpSource {
-	hists := cfg.Histograms
-	if len(hists) == 0 { // no boundaries would make the set a removal
-		hists = Defaults().Histograms
-	}
-	return &qmpSource{dir: cfg.QMPDir, timeout: cfg.CallTimeout, hists: hists, log: log.Named("qmp"),
+	return &qmpSource{dir: cfg.QMPDir, timeout: cfg.CallTimeout, log: log.Named("qmp"),
 		backend: tuning.NewQMPBackend(), m: m, runners: map[string]*qmpRunner{}}
 }
 
@@ -299,7 +293,6 @@ func (r *qmpRunner) loop(ctx context.Context) {
 			}
 			cctx, cancel := context.WithTimeout(ctx, r.src.timeout)
 			start := time.Now()
-			r.syncHistograms(cctx, vm)
 			if vm.changed() {
 				vm.sampler.Invalidate()
 			}
@@ -324,10 +317,6 @@ type qmpVM struct {
 	events  *qmp.Subscription
 	changes atomic.Uint64 // commands sent by the backend that were not queries
 	seen    uint64
-	// histSynced is whether histograms were last wanted (and set);
-	// histOwned the disks qtune turned them on for on this connection.
-	histSynced bool
-	histOwned  []qmp.DiskID
 }
 
 // changed reports whether anything may have changed the disks since the

@@ -149,6 +149,9 @@ func (e *Executor) checkLimits(t Target, d policy.Decision, owned *Owned, cur, w
 			return err
 		}
 	}
+	if observes(d.Knob) {
+		return nil
+	}
 	if owned != nil && owned.Phase == PhaseApplied {
 		if next := owned.LastChange.Add(d.Cooldown); now.Before(next) {
 			return &Refusal{Code: "cooldown", Reason: fmt.Sprintf("rule %s changed this knob at %s; next change allowed at %s",

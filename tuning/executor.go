@@ -193,7 +193,7 @@ func (e *Executor) apply(ctx context.Context, t Target, d policy.Decision) (Outc
 			"someone else changed this knob at %s; qtune leaves it alone until rule %s stops firing",
 			owned.LastChange.Format(time.RFC3339), owned.Rule)}
 	}
-	if owned != nil && !cur.Equal(owned.Applied) && !cur.Equal(owned.Original) {
+	if owned != nil && (!cur.Equal(owned.Applied) && !cur.Equal(owned.Original) || e.putBack(owned, cur)) {
 		return e.drift(t, d.Knob, owned, cur)
 	}
 	original := cur
@@ -213,7 +213,7 @@ func (e *Executor) apply(ctx context.Context, t Target, d policy.Decision) (Outc
 	switch {
 	case d.Mode == policy.ModeRecommend:
 		return Outcome{Result: ResultRecommended, Before: cur, After: want}, nil
-	case e.dryRun:
+	case e.dryRun && !observes(d.Knob):
 		return Outcome{Result: ResultDryRun, Before: cur, After: want}, nil
 	}
 	rec := &Owned{Target: t, Knob: d.Knob, Rule: d.Rule, Original: original, Applied: want, Phase: PhaseIntent,
@@ -259,7 +259,9 @@ func (e *Executor) applyAndVerify(ctx context.Context, t Target, k policy.Knob, 
 	if err := e.store.PutOwned(rec); err != nil {
 		return Outcome{Result: ResultFailed, Before: before, After: got}, err
 	}
-	e.changes = append(e.changes, change{vm: t.VM, at: rec.LastChange})
+	if !observes(k) {
+		e.changes = append(e.changes, change{vm: t.VM, at: rec.LastChange})
+	}
 	return Outcome{Result: ok, Before: before, After: got}, nil
 }
 
@@ -321,7 +323,7 @@ func (e *Executor) revert(ctx context.Context, t Target, d policy.Decision) (Out
 	switch {
 	case d.Mode == policy.ModeRecommend:
 		return Outcome{Result: ResultRecommended, Before: cur, After: owned.Original}, nil
-	case e.dryRun:
+	case e.dryRun && !observes(d.Knob):
 		return Outcome{Result: ResultDryRun, Before: cur, After: owned.Original}, nil
 	}
 	owned.Phase, owned.LastChange = PhaseIntent, e.clock.Now()

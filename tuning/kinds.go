@@ -59,6 +59,15 @@ type knobKind struct {
 	// recorded.go.
 	recorded func(read, rec KnobState) KnobState
 	sampled  func(d *sample.Disk, rec KnobState) bool
+	// observes: the knob makes a VM observable and tunes nothing (latency
+	// histograms). It is set in dry-run too, and is neither refused by
+	// nor counted in cooldowns, the minimum change and the rate limits.
+	observes bool
+	// putBackIsDrift: nobody but qtune sets the knob back to its
+	// original on a running QEMU, so an applied knob found there on the
+	// same process was changed by someone else (drift), not lost with a
+	// QEMU restart, and is not set again.
+	putBackIsDrift bool
 }
 
 var knobKinds struct {
@@ -91,8 +100,6 @@ func unregisterKnob(k policy.Knob) {
 	delete(knobKinds.by, k)
 }
 
-// knobKindOf returns the registered kind of k, or a refusal that names
-// it as unsupported.
 // ReadsBack reports whether the hypervisor can report k's value.
 func ReadsBack(k policy.Knob) bool {
 	kind, err := knobKindOf(k)
@@ -109,6 +116,23 @@ func restoring(o *Owned) KnobState {
 	return kind.restoring(o.Original)
 }
 
+// observes reports whether k only makes a VM observable (see knobKind).
+func observes(k policy.Knob) bool {
+	kind, err := knobKindOf(k)
+	return err == nil && kind.observes
+}
+
+// putBack reports whether an owned knob found at its original is drift:
+// its kind says nobody but qtune puts it back, its record is applied,
+// and its VM runs on the QEMU process the record was taken on.
+func (e *Executor) putBack(o *Owned, cur KnobState) bool {
+	kind, err := knobKindOf(o.Knob)
+	return err == nil && kind.putBackIsDrift && o.Phase == PhaseApplied && cur.Equal(o.Original) &&
+		!cur.Equal(o.Applied) && !o.VMID.OtherProcess(e.identify(o.VM))
+}
+
+// knobKindOf returns the registered kind of k, or a refusal that names
+// it as unsupported.
 func knobKindOf(k policy.Knob) (knobKind, error) {
 	knobKinds.RLock()
 	defer knobKinds.RUnlock()

@@ -42,7 +42,7 @@ func (e *Executor) Reconcile(ctx context.Context, o Owned) (Outcome, error) {
 	}
 	var out Outcome
 	switch {
-	case o.Phase == PhaseApplied && (cur.Equal(o.Applied) || cur.Equal(o.Original)):
+	case o.Phase == PhaseApplied && (cur.Equal(o.Applied) || cur.Equal(o.Original)) && !e.putBack(&o, cur):
 		return Outcome{Result: ResultNoOp, Before: cur, After: cur}, nil
 	case o.Phase != PhaseApplied && cur.Equal(o.Applied):
 		o.Phase = PhaseApplied
