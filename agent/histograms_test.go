@@ -39,6 +39,22 @@ const (
 // received.
 func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() []map[string]any) {
 	t.Helper()
+	r := newHistRig(t, enabled)
+	return r.a, r.logs, r.sets
+}
+
+// histRig is histogramAgent's VM and agent, and what a test needs to
+// start the agent again over the same store and VM.
+type histRig struct {
+	a      *Agent
+	logs   *bytes.Buffer
+	sets   func() []map[string]any
+	remove func() // drops drive1's histogram as another client would
+	cfg    Config
+}
+
+func newHistRig(t *testing.T, enabled *bool) *histRig {
+	t.Helper()
 	vm := fakeVM(t)
 	var stats []map[string]any
 	b, err := os.ReadFile(filepath.Join("..", "qmp", "testdata", "query-blockstats.json"))
@@ -88,11 +104,28 @@ func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() 
 		t.Fatal(err)
 	}
 	cfg := Defaults()
-	cfg.QMPDir, cfg.CallTimeout, cfg.HistogramsEnabled = dir, 5*time.Second, enabled
-	var logs bytes.Buffer
-	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info}))
-	a.src = newQMPSource(cfg, a.log, a.m)
-	store, err := tuning.OpenStore(t.TempDir())
+	cfg.QMPDir, cfg.StateDir, cfg.CallTimeout, cfg.HistogramsEnabled = dir, t.TempDir(), 5*time.Second, enabled
+	r := &histRig{cfg: cfg, logs: &bytes.Buffer{},
+		sets: func() []map[string]any {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]map[string]any(nil), sets...)
+		},
+		remove: func() {
+			mu.Lock()
+			defer mu.Unlock()
+			delete(hist, drive1)
+		}}
+	r.a = r.start(t)
+	return r
+}
+
+// start starts an agent over the rig's VM and state directory.
+func (r *histRig) start(t *testing.T) *Agent {
+	t.Helper()
+	a := New(r.cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: r.logs, Level: hclog.Info}))
+	a.src = newQMPSource(r.cfg, a.log, a.m)
+	store, err := tuning.OpenStore(r.cfg.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,11 +133,14 @@ func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() 
 	a.store = store
 	a.exec = tuning.NewExecutor(a.src.Backend(), store, tuning.Options{Log: hclog.NewNullLogger(), Identify: a.vmIdentity})
 	a.eval = policy.NewEvaluator(&policy.Set{})
-	return a, &logs, func() []map[string]any {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]map[string]any(nil), sets...)
-	}
+	return a
+}
+
+// kill stops an agent as SIGKILL would: nothing is turned off, the
+// store is left as it is.
+func kill(a *Agent) {
+	a.src.(*qmpSource).stopAll()
+	a.store.Close()
 }
 
 func loadSet(t *testing.T, src string) *policy.Set {
