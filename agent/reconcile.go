@@ -273,6 +273,8 @@ func (a *Agent) ownedStates(now time.Time, owned []tuning.Owned) []OwnedStatus {
 		k := ownedKey(o)
 		s := OwnedStatus{Owned: o, NotReadBack: !tuning.ReadsBack(o.Knob), IdentityNote: r.idNote[o.VM]}
 		switch since, orphan := r.orphan[k]; {
+		case o.Phase == tuning.PhaseReleased && o.Knob == policy.KnobHistogram:
+			s.State, s.Reason = OwnedDrifted, "changed or removed by someone else; left as it is, the record dropped when no rule needs latency histograms"
 		case o.Phase == tuning.PhaseReleased:
 			s.State, s.Reason = OwnedDrifted, "changed by someone else; left as they set it until rule "+o.Rule+" stops firing"
 		case orphan:
