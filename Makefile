@@ -3,9 +3,15 @@
 #   make test   gofmt check, go vet, unit + integration tests (real QEMU and
 #               libvirtd; QTUNE_LAB=require makes a missing one fail the run),
 #               brief fuzzing of the parsers, the example policies
-#               with their tests, and the example Prometheus rules with
-#               theirs (promtool, from Debian's prometheus package).
+#               with their tests, the example Prometheus rules with
+#               theirs (promtool, from Debian's prometheus package), and
+#               the Debian package installed, upgraded and purged (as root).
 #   make build  the qtune binary into ./bin
+#   make deb    the Debian package dist/qtune_VERSION_amd64.deb (nfpm, from
+#               the tools module; reproducible: the same commit gives the
+#               same file)
+#   make deb-check  builds the package and installs, upgrades, removes and
+#               purges it on this machine (packaging/ci-check.sh; root)
 #   make bench  quick benchmarks (under five minutes) into bench/RESULTS.md;
 #               make bench-full for every size and longer phases
 
@@ -13,12 +19,40 @@ GO      ?= go
 BIN     := bin/qtune
 FUZZTIME ?= 12s
 
-.PHONY: all build bench bench-full test fmt-check vet unit fuzz policies prometheus-rules clean stats-demo demo install lab-deps
+# The build's identity, stamped into the binary (qtune version) and the
+# package: the version from git (packaging/version.sh), the commit, and
+# its commit time as the build date and SOURCE_DATE_EPOCH, so that two
+# builds of one commit are the same bytes (with -trimpath and no build
+# id; -s -w: no symbol table or DWARF, as Debian ships binaries, while a
+# panic still prints its stack). VERSION=1.2.3 make deb overrides it.
+VERSION ?= $(shell packaging/version.sh 2>/dev/null || echo 0.0.0~unknown)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+BUILD_DATE := $(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO := github.com/qtune/qtune/internal/buildinfo
+LDFLAGS := -s -w -buildid= -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(BUILD_DATE)
+DEB_MAINTAINER ?= $(shell git log -1 --format='%an <%ae>' 2>/dev/null)
+DEB     := dist/qtune_$(VERSION)-1_amd64.deb
+# nfpm builds from the tools module's go.sum: no downloaded binary.
+NFPM    := $(GO) tool -modfile=tools/go.mod nfpm
+export SOURCE_DATE_EPOCH
+
+.PHONY: all build bench bench-full test fmt-check vet unit fuzz policies prometheus-rules clean stats-demo demo install lab-deps deb deb-check
 
 all: build
 
+# CGO off: one static binary, the same on every amd64 host, whatever its libc.
 build:
-	$(GO) build -o $(BIN) ./cmd/qtune
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/qtune
+
+deb: build
+	VERSION='$(VERSION)' COMMIT='$(COMMIT)' DEB_MAINTAINER='$(DEB_MAINTAINER)' packaging/stage.sh $(BIN) build/deb/root /usr
+	mkdir -p dist
+	VERSION='$(VERSION)' DEB_MAINTAINER='$(DEB_MAINTAINER)' $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DEB)
+	@echo "built $(DEB)"
+
+deb-check:
+	packaging/ci-check.sh
 
 # Benchmarks measure the built binary against baselines run beside it.
 bench: build lab-deps
@@ -32,7 +66,7 @@ bench-full:
 # Packages are tested one at a time (-p 1): several packages booting TCG
 # guests at once on a small host starve each other's guests, and tests
 # that read a guest's I/O rate then see the host, not qtune.
-test: fmt-check vet policies prometheus-rules fuzz unit
+test: fmt-check vet policies prometheus-rules deb-check fuzz unit
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -66,15 +100,17 @@ prometheus-rules:
 	promtool test rules examples/prometheus/tests/*.test.yml
 
 clean:
-	rm -rf bin
+	rm -rf bin build dist
 
 # A throwaway VM with a guest doing I/O in phases, watched by qtune stats.
 stats-demo: build lab-deps
 	$(GO) build -o bin/qtune-lab ./cmd/qtune-lab
 	./bin/qtune-lab run --phases randwrite:400:4s,randrw:800:4s -- ./$(BIN) stats --qmp '{qmp}' --count 10
 
-# Installs the binary, the systemd unit, the default config and the
-# example policies (DESTDIR=... for a staging root).
+# Installs the package's files under /usr/local (packaging/stage.sh): the
+# binary, the systemd unit, man pages, completion, the default config
+# (never overwritten) and the examples under share/doc; the policy
+# directory starts empty (DESTDIR=... for a staging root).
 install:
 	systemd/install.sh
 

@@ -22,12 +22,15 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/hoststat"
 	"github.com/qtune/qtune/internal/logonce"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/internal/sdnotify"
+	"github.com/qtune/qtune/jobs"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -62,35 +65,33 @@ type Agent struct {
 	wd      *watchdog // nil outside systemd or without WatchdogSec
 
 	src      source
-	store    *tuning.Store
+	store    *state.Store
 	storeErr string // why the state store was refused; set before any goroutine starts
 	exec     *tuning.Executor
 	eval     *policy.Evaluator
 	host     *hoststat.Reader
 	m        *metrics
-	jobs     *tuning.JobManager // nil when the backend runs no block jobs
-	checks   *diskChecks        // the disk checks; nil when disabled
+	jobs     *jobs.Manager // nil when the backend runs no block jobs
+	checks   *diskChecks   // the disk checks; nil when disabled
 
 	failLog *logonce.Limiter // repeated failures: logged at start, change, reminder
 	recon   *reconciler      // owned knobs, reconciled every cycle
 	// reloadActions are the reverts a policy reload executed (a removed
 	// rule lets go of its knob), published with the next cycle's actions.
-	reloadActions []ActionStatus
+	reloadActions []api.ActionStatus
 
 	ruleNames atomic.Pointer[map[string]bool] // the rules in force, for the job manager
 
 	rates *sample.Rater // last sample per disk, for rates
 
-	mu       sync.Mutex // guards what the HTTP handlers read
-	status   Status
-	history  []Cycle
-	historyN int // points in history
-}
+	// afterCycle, when set (by tests), is told each cycle's time once
+	// the cycle is published.
+	afterCycle func(now time.Time)
 
-// Cycle is one cycle's points, for qtune plan.
-type Cycle struct {
-	At     time.Time      `json:"at"`
-	Points []sample.Point `json:"points"`
+	mu       sync.Mutex // guards what the HTTP handlers read
+	status   api.Status
+	history  []api.Cycle
+	historyN int // points in history
 }
 
 // New builds an agent from a validated config. cfgPath (may be empty) is
@@ -162,7 +163,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) openSource(ctx context.Context) (source, error) {
-	return openSource(ctx, SamplerOptions{Config: a.cfg}, a.log, a.m)
+	return openSource(ctx, a.cfg, a.log, a.m)
 }
 
 // loadInitialPolicy loads the policy directory. When it does not load,
@@ -182,12 +183,12 @@ func (a *Agent) loadInitialPolicy() {
 	if set != nil {
 		a.log.Error("policy directory does not load; running the last good policy from the state store until it is fixed",
 			"dir", a.cfg.PolicyDir, "loaded_at", loadedAt.Format(time.RFC3339), "rules", len(set.Rules), "error", err.Error())
-		a.setInForce(set, PolicyFromStore, loadedAt)
+		a.setInForce(set, api.PolicyFromStore, loadedAt)
 	} else {
 		a.log.Error("policy directory does not load and no earlier policy is stored; running with no rules, and keeping every knob qtune holds until it is fixed",
 			"dir", a.cfg.PolicyDir, "error", err.Error())
 		set = &policy.Set{}
-		a.setInForce(set, PolicyNone, time.Time{})
+		a.setInForce(set, api.PolicyNone, time.Time{})
 	}
 	a.eval = policy.NewEvaluator(set)
 	a.eval.MaxAge = 3 * a.cfg.Interval
@@ -235,13 +236,6 @@ func (a *Agent) lastGoodPolicy() (*policy.Set, time.Time) {
 	return set, p.LoadedAt
 }
 
-// Where the policy in force came from.
-const (
-	PolicyFromFiles = "files"     // the policy directory, loaded cleanly
-	PolicyFromStore = "last-good" // the last clean set, from the state store
-	PolicyNone      = "none"      // nothing loads: no rules, nothing released
-)
-
 func (a *Agent) recordReload(set *policy.Set, problems policy.Problems, err error) {
 	for _, w := range problems.Warnings() {
 		a.log.Warn("policy warning", "warning", w.String())
@@ -262,7 +256,7 @@ func (a *Agent) recordReload(set *policy.Set, problems policy.Problems, err erro
 	a.status.Policy.Error = ""
 	a.status.Policy.BrokenSince = time.Time{}
 	a.mu.Unlock()
-	a.setInForce(set, PolicyFromFiles, a.clock.Now())
+	a.setInForce(set, api.PolicyFromFiles, a.clock.Now())
 	a.m.reloads.WithLabelValues("ok").Inc()
 	a.m.policyOK.Set(1)
 }
@@ -299,7 +293,7 @@ func (a *Agent) policySource() string {
 func (a *Agent) rulesCanBeRemoved() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.status.Policy.Source != PolicyNone
+	return a.status.Policy.Source != api.PolicyNone
 }
 
 // watchReloads turns SIGHUP and changes in the policy directory into
@@ -402,7 +396,7 @@ func (a *Agent) progress() {
 
 // loop runs a cycle every interval until ctx ends.
 func (a *Agent) loop(ctx context.Context, reload <-chan struct{}) {
-	t := time.NewTicker(a.cfg.Interval)
+	t := a.clock.NewTicker(a.cfg.Interval)
 	defer t.Stop()
 	a.cycle(ctx)
 	for {
@@ -411,7 +405,7 @@ func (a *Agent) loop(ctx context.Context, reload <-chan struct{}) {
 			return
 		case <-reload:
 			a.reload(ctx)
-		case <-t.C:
+		case <-t.C():
 			a.cycle(ctx)
 		}
 		a.progress()
@@ -450,6 +444,9 @@ func (a *Agent) cycle(ctx context.Context) {
 	}
 	a.logSampleErrors(disks, errs, gone)
 	a.publish(now, dur, points, errs, outcomes)
+	if a.afterCycle != nil {
+		a.afterCycle(now)
+	}
 }
 
 // points derives rates from the previous sample of each disk and adds
@@ -484,13 +481,13 @@ func (a *Agent) points(now time.Time, disks []sample.Disk) []sample.Point {
 	return out
 }
 
-func (a *Agent) execute(ctx context.Context, d policy.Decision) ActionStatus {
+func (a *Agent) execute(ctx context.Context, d policy.Decision) api.ActionStatus {
 	if a.refusing() {
 		return a.refused(d)
 	}
 	out, err := a.exec.Execute(ctx, d)
 	a.m.actions.WithLabelValues(d.Rule, string(d.Knob), string(out.Result)).Inc()
-	st := ActionStatus{At: a.clock.Now(), Rule: d.Rule, VM: d.VM, Disk: d.Disk, Knob: string(d.Knob), Result: string(out.Result),
+	st := api.ActionStatus{At: a.clock.Now(), Rule: d.Rule, VM: d.VM, Disk: d.Disk, Knob: string(d.Knob), Result: string(out.Result),
 		Before: out.Before.String(), After: out.After.String(), Reason: d.Reason}
 	if err != nil {
 		st.Error = err.Error()

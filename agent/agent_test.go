@@ -56,10 +56,17 @@ func TestAgentRunsAndStopsCleanly(t *testing.T) {
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn}))
 	var notes []string
 	a.SetNotify(func(s string) { notes = append(notes, s) })
+	loop := onFakeClock(a)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	time.Sleep(2500 * time.Millisecond)
+	// The first cycle runs at once; the next two come from the clock's
+	// ticker, and the rates need two samples.
+	if at := loop.cycled(t); !at.Equal(loop.clk.Now()) {
+		t.Fatalf("first cycle at %v, want %v", at, loop.clk.Now())
+	}
+	loop.tick(t)
+	loop.tick(t)
 	st := a.Snapshot()
 	cancel()
 	select {

@@ -51,6 +51,8 @@ import (
 //	  max_attempts     = 3
 //	  space_margin     = "1GiB"
 //	}
+//	fleet { endpoints = ["https://etcd-1:2379"] }  # fleet budgets: docs/fleet.md
+//	budget "nfs-a" { dirs = ["/srv/nfs-a"], max_copies = 1, max_speed = "16MiB" }
 //	doctor {
 //	  enabled        = true
 //	  interval       = "5m"                   # the cheap disk checks
@@ -128,6 +130,8 @@ type fileConfig struct {
 	ControlGroup     *string         `hcl:"control_group,optional"`
 	Jobs             *fileJobs       `hcl:"jobs,block"`
 	Doctor           *fileDoctor     `hcl:"doctor,block"`
+	Fleet            *fileFleet      `hcl:"fleet,block"`
+	Budgets          []fileBudget    `hcl:"budget,block"`
 	Remain           hcl.Body        `hcl:",remain"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/qtune/qtune/fleet"
 	"github.com/qtune/qtune/policy"
 )
 
@@ -24,6 +25,10 @@ type JobsConfig struct {
 	// AllowWriteBlocking lets copies run write-blocking (off: QEMU can
 	// crash when such a copy ends before it is ready; see docs/jobs.md).
 	AllowWriteBlocking bool
+	// Fleet is the fleet budgets on etcd (docs/fleet.md); nil without a
+	// fleet block. FleetHost is this host's name there.
+	Fleet     *fleet.Config
+	FleetHost string
 }
 
 func defaultJobsConfig() JobsConfig {
@@ -44,6 +49,7 @@ type fileJobs struct {
 
 func (c *JobsConfig) load(fc *fileConfig, path string) []string {
 	var errs []string
+	errs = append(errs, c.loadFleet(fc)...)
 	c.MirrorDirs = append(c.MirrorDirs, fc.MirrorDirs...)
 	if fc.ControlSocket != nil {
 		c.ControlSocket = *fc.ControlSocket
@@ -53,7 +59,7 @@ func (c *JobsConfig) load(fc *fileConfig, path string) []string {
 	}
 	j := fc.Jobs
 	if j == nil {
-		return nil
+		return errs
 	}
 	setInt := func(dst *int, v *int) {
 		if v != nil {

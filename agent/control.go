@@ -17,6 +17,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/jobs"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -152,17 +155,11 @@ func procGroups(pid int32) []int {
 	return nil
 }
 
-// ControlError is the body of a refused or failed control request.
-type ControlError struct {
-	Error string `json:"error"`
-	Code  string `json:"code,omitempty"` // a refusal's code
-}
-
 func (a *Agent) controlHandler(gid int) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
 		if a.jobs == nil {
-			writeJSON(w, []tuning.Job{})
+			writeJSON(w, []api.Job{})
 			return
 		}
 		jobs, err := a.jobs.Jobs()
@@ -170,39 +167,39 @@ func (a *Agent) controlHandler(gid int) http.Handler {
 			controlError(w, http.StatusInternalServerError, err)
 			return
 		}
-		writeJSON(w, jobs)
+		writeJSON(w, wireJobs(jobs))
 	})
 	mux.HandleFunc("POST /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
-		var req tuning.JobRequest
+		var req api.JobRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
 			controlError(w, http.StatusBadRequest, fmt.Errorf("job request: %w", err))
 			return
 		}
-		if _, ok := tuning.JobKindOf(policyKnob(req.Kind)); !ok || req.VM == "" || req.Disk == "" {
+		if !jobs.Known(req.Kind) || req.VM == "" || req.Disk == "" {
 			controlError(w, http.StatusBadRequest, fmt.Errorf("job request needs kind (stream, mirror, convert), vm and disk"))
 			return
 		}
-		p, err := a.exec.StartJob(r.Context(), req)
+		p, err := a.jobs.Start(r.Context(), a.exec, jobRequest(req))
 		if err != nil {
 			controlError(w, http.StatusConflict, err)
 			return
 		}
-		writeJSON(w, p)
+		writeJSON(w, wirePlanned(p))
 	})
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
 		if a.jobs == nil {
-			controlError(w, http.StatusNotFound, tuning.ErrNoJob)
+			controlError(w, http.StatusNotFound, state.ErrNoJob)
 			return
 		}
 		j, err := a.jobs.Cancel(r.PathValue("id"))
 		switch {
-		case errors.Is(err, tuning.ErrNoJob):
+		case errors.Is(err, state.ErrNoJob):
 			controlError(w, http.StatusNotFound, err)
 		case err != nil:
 			controlError(w, http.StatusConflict, err)
 		default:
 			a.log.Info("block job cancel asked by hand", "job", j.ID)
-			writeJSON(w, j)
+			writeJSON(w, wireJob(*j))
 		}
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -217,10 +214,10 @@ func (a *Agent) controlHandler(gid int) http.Handler {
 }
 
 func controlError(w http.ResponseWriter, status int, err error) {
-	body := ControlError{Error: err.Error()}
+	body := api.ControlError{Error: err.Error()}
 	var ref *tuning.Refusal
 	if errors.As(err, &ref) {
-		body.Code = ref.Code
+		body.Code = string(ref.Code)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

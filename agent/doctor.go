@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/doctor"
 	"github.com/qtune/qtune/internal/hoststat"
 	"github.com/qtune/qtune/internal/sample"
@@ -186,29 +187,18 @@ func (c *diskChecks) health(key string) *sample.Health {
 	return c.results[key].health
 }
 
-// FindingStatus is one finding of the agent's disk checks, in status.
-type FindingStatus struct {
-	VM       string            `json:"vm"`
-	Disk     string            `json:"disk"`
-	Check    string            `json:"check"`
-	Severity string            `json:"severity"`
-	Summary  string            `json:"summary"`
-	Evidence map[string]string `json:"evidence,omitempty"`
-	At       time.Time         `json:"at"`
-}
-
 // findings lists every finding worse than ok, worst first.
-func (c *diskChecks) findings() []FindingStatus {
+func (c *diskChecks) findings() []api.FindingStatus {
 	if c == nil {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []FindingStatus
+	var out []api.FindingStatus
 	for _, res := range c.results {
 		for _, f := range res.report.Findings {
 			if f.Severity > doctor.OK {
-				out = append(out, FindingStatus{VM: res.vm, Disk: res.disk, Check: f.Check, Severity: f.Severity.String(),
+				out = append(out, api.FindingStatus{VM: res.vm, Disk: res.disk, Check: f.Check, Severity: f.Severity.String(),
 					Summary: f.Summary, Evidence: f.Evidence, At: res.health.At})
 			}
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 )
 
@@ -72,7 +73,7 @@ func TestAgentDiskChecksFeedStatusAndPolicy(t *testing.T) {
 			// The points carry the disk's health to qtune plan: NaN
 			// figures (no qemu-img check yet on some disk) must encode.
 			a.mu.Lock()
-			h := append([]Cycle(nil), a.history...)
+			h := append([]api.Cycle(nil), a.history...)
 			a.mu.Unlock()
 			b, err := json.Marshal(h)
 			if err != nil || !strings.Contains(string(b), `"snapshot_count":6`) {

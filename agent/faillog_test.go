@@ -44,20 +44,18 @@ func TestBadSocketLoggedOnce(t *testing.T) {
 	cfg.Listen, cfg.Interval, cfg.CallTimeout = "127.0.0.1:0", time.Second, 500*time.Millisecond
 	var logs syncBuffer
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info}))
+	loop := onFakeClock(a)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if n, _ := sampleErrorCount(a); n >= 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("bad socket never failed 5 cycles; log:\n%s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	loop.cycled(t)
+	for i := 1; i < 5; i++ {
+		loop.tick(t)
+	}
+	if n, _ := sampleErrorCount(a); n != 5 {
+		cancel()
+		<-done
+		t.Fatalf("bad socket failed %v of 5 cycles; log:\n%s", n, logs.String())
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -3,22 +3,9 @@ package agent
 import (
 	"fmt"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/policy"
 )
-
-// HistogramStatus says whether qtune keeps QEMU latency histograms on the
-// disks it samples, and why.
-type HistogramStatus struct {
-	On bool `json:"on"`
-	// Why is "config" (histograms { enabled = true }), "rule NAME" (a
-	// rule reads a p95/p99 metric and the config leaves enabled unset),
-	// "disabled by config", "no rule needs them", or why the backend
-	// cannot have them.
-	Why string `json:"why"`
-	// Unknown are the rules whose p95/p99 metrics stay unknown because
-	// histograms are off.
-	Unknown []string `json:"unknown,omitempty"`
-}
 
 // histogramReader is a source whose samples carry latency histograms
 // (plain QEMU): only there are they worth turning on. libvirt's bulk
@@ -34,22 +21,22 @@ func (a *Agent) readsHistograms() bool {
 // decideHistograms applies the config to the rules that need histograms:
 // true keeps them on, false keeps them off, unset turns them on exactly
 // while some rule needs them.
-func decideHistograms(enabled *bool, rules []policy.HistogramRule, canSet bool) HistogramStatus {
+func decideHistograms(enabled *bool, rules []policy.HistogramRule, canSet bool) api.HistogramStatus {
 	var names []string
 	for _, r := range rules {
 		names = append(names, r.Rule)
 	}
 	switch {
 	case !canSet:
-		return HistogramStatus{Why: "not available under libvirt", Unknown: names}
+		return api.HistogramStatus{Why: "not available under libvirt", Unknown: names}
 	case enabled != nil && *enabled:
-		return HistogramStatus{On: true, Why: "config"}
+		return api.HistogramStatus{On: true, Why: "config"}
 	case enabled != nil:
-		return HistogramStatus{Why: "disabled by config", Unknown: names}
+		return api.HistogramStatus{Why: "disabled by config", Unknown: names}
 	case len(rules) > 0:
-		return HistogramStatus{On: true, Why: "rule " + rules[0].Rule}
+		return api.HistogramStatus{On: true, Why: "rule " + rules[0].Rule}
 	}
-	return HistogramStatus{Why: "no rule needs them"}
+	return api.HistogramStatus{Why: "no rule needs them"}
 }
 
 // applyHistograms decides for a set coming into force and logs what
@@ -82,7 +69,7 @@ func (a *Agent) applyHistograms(set *policy.Set) {
 	}
 }
 
-func (a *Agent) logHistograms(st HistogramStatus, rules []policy.HistogramRule) {
+func (a *Agent) logHistograms(st api.HistogramStatus, rules []policy.HistogramRule) {
 	switch {
 	case st.Why == "config":
 		a.log.Info("latency histograms enabled on every disk by the config")

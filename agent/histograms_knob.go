@@ -8,8 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -32,7 +34,7 @@ func (a *Agent) syncHistograms(ctx context.Context, now time.Time, disks []sampl
 	st := a.status.Histograms
 	a.mu.Unlock()
 	owned, _ := a.store.AllOwned() // a bad record is reported by reconcileOwned
-	recs := map[tuning.Target]tuning.Owned{}
+	recs := map[state.Target]state.Owned{}
 	for _, o := range owned {
 		if o.Knob == policy.KnobHistogram {
 			recs[o.Target] = o
@@ -40,7 +42,7 @@ func (a *Agent) syncHistograms(ctx context.Context, now time.Time, disks []sampl
 	}
 	reads := a.readsHistograms()
 	for _, d := range disks {
-		t := tuning.Target{VM: d.VM, Disk: d.Name}
+		t := state.Target{VM: d.VM, Disk: d.Name}
 		if o, ok := recs[t]; ok {
 			delete(recs, t) // a disk listed twice is handled once
 			a.holdHistogram(ctx, now, st, o, d)
@@ -53,12 +55,12 @@ func (a *Agent) syncHistograms(ctx context.Context, now time.Time, disks []sampl
 }
 
 // holdHistogram keeps, settles or releases one owned histogram.
-func (a *Agent) holdHistogram(ctx context.Context, now time.Time, st HistogramStatus, o tuning.Owned, d sample.Disk) {
+func (a *Agent) holdHistogram(ctx context.Context, now time.Time, st api.HistogramStatus, o state.Owned, d sample.Disk) {
 	k := ownedKey(o)
 	switch {
-	case st.On && o.Phase == tuning.PhaseReleased:
+	case st.On && o.Phase == state.PhaseReleased:
 		a.unorphan(k) // drifted: left as someone else set it
-	case st.On && o.Phase == tuning.PhaseApplied && sameHistogram(d, tuning.Histogram(o.Applied)):
+	case st.On && o.Phase == state.PhaseApplied && sameHistogram(d, tuning.Histogram(o.Applied)):
 		a.unorphan(k)
 	case st.On:
 		// A change a crash or a failure left unsettled, or a histogram
@@ -75,7 +77,7 @@ func (a *Agent) holdHistogram(ctx context.Context, now time.Time, st HistogramSt
 
 // histogramAction turns a disk's histogram on (or settles its record)
 // through the executor, retried with backoff after a failure.
-func (a *Agent) histogramAction(ctx context.Context, now time.Time, st HistogramStatus, t tuning.Target, rule string) {
+func (a *Agent) histogramAction(ctx context.Context, now time.Time, st api.HistogramStatus, t state.Target, rule string) {
 	k := t.String() + "/" + string(policy.KnobHistogram)
 	if g := a.recon.retry[k]; now.Before(g.next) {
 		return
@@ -96,11 +98,11 @@ func (a *Agent) histogramAction(ctx context.Context, now time.Time, st Histogram
 	switch {
 	case err != nil:
 		return
-	case o == nil && act.Result == string(tuning.ResultNoOp):
+	case o == nil && act.Result == string(state.ResultNoOp):
 		// The disk has a histogram someone else set: never owned, and
 		// not read again while its VM runs.
 		a.recon.foreignHist[t.String()] = a.vmIdentity(t.VM)
-	case act.Error != "" && (o == nil || o.Phase != tuning.PhaseReleased):
+	case act.Error != "" && (o == nil || o.Phase != state.PhaseReleased):
 		a.histogramRetry(k, now, fmt.Sprintf("latency histogram not set yet (%s %s)", act.Result, act.Error))
 	default:
 		delete(a.recon.retry, k)
@@ -110,7 +112,7 @@ func (a *Agent) histogramAction(ctx context.Context, now time.Time, st Histogram
 
 // releaseHistogram turns off a histogram qtune turned on (or drops the
 // record of one someone else took over), retried with backoff.
-func (a *Agent) releaseHistogram(ctx context.Context, now time.Time, o tuning.Owned) {
+func (a *Agent) releaseHistogram(ctx context.Context, now time.Time, o state.Owned) {
 	k := ownedKey(o)
 	if g := a.recon.retry[k]; now.Before(g.next) {
 		a.recon.orphaned(k, now, fmt.Sprintf("no rule needs latency histograms; turning this one off failed, next try at %s", g.next.Format(time.RFC3339)))
@@ -138,16 +140,16 @@ func (a *Agent) histogramRetry(k string, now time.Time, why string) {
 
 // histogramState is an owned histogram's state in status: held while
 // histograms are wanted, releasing (off at the next cycle) otherwise.
-func histogramState(st HistogramStatus) (string, string) {
+func histogramState(st api.HistogramStatus) (string, string) {
 	if st.On {
-		return OwnedHeld, "latency histograms wanted (" + st.Why + ")"
+		return api.OwnedHeld, "latency histograms wanted (" + st.Why + ")"
 	}
-	return OwnedReleasing, "latency histograms no longer wanted (" + st.Why + "): turned off at the next cycle"
+	return api.OwnedReleasing, "latency histograms no longer wanted (" + st.Why + "): turned off at the next cycle"
 }
 
 // histogramRule is the record's rule: the rule that needs histograms, or
 // "config" when histograms { enabled = true } keeps them on.
-func histogramRule(st HistogramStatus) string {
+func histogramRule(st api.HistogramStatus) string {
 	if r, ok := strings.CutPrefix(st.Why, "rule "); ok {
 		return r
 	}
@@ -156,7 +158,7 @@ func histogramRule(st HistogramStatus) string {
 
 // knownForeign says whether t was found with someone else's histogram on
 // the QEMU process that runs its VM now.
-func (a *Agent) knownForeign(t tuning.Target) bool {
+func (a *Agent) knownForeign(t state.Target) bool {
 	was, ok := a.recon.foreignHist[t.String()]
 	if !ok {
 		return false

@@ -4,13 +4,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
-func histRecord(t *testing.T, a *Agent) *tuning.Owned {
+func histRecord(t *testing.T, a *Agent) *state.Owned {
 	t.Helper()
-	o, err := a.store.Owned(tuning.Target{VM: "vm", Disk: "drive1"}, policy.KnobHistogram)
+	o, err := a.store.Owned(state.Target{VM: "vm", Disk: "drive1"}, policy.KnobHistogram)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,24 +27,23 @@ func histRecord(t *testing.T, a *Agent) *tuning.Owned {
 func TestHistogramReleasedAfterRestartWithoutItsRule(t *testing.T) {
 	r := newHistRig(t, nil)
 	a := r.a
-	a.setInForce(loadSet(t, avgRule+tailRule), PolicyFromFiles, time.Now())
+	a.setInForce(loadSet(t, avgRule+tailRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
-	if o := histRecord(t, a); o == nil || o.Phase != tuning.PhaseApplied || o.Rule != "tail" {
+	if o := histRecord(t, a); o == nil || o.Phase != state.PhaseApplied || o.Rule != "tail" {
 		t.Fatalf("record after turning it on: %+v", o)
 	}
-	kill(a)
+	r.kill()
 
 	a = r.start(t)
-	defer a.src.(*qmpSource).stopAll()
-	a.setInForce(&policy.Set{}, PolicyNone, time.Time{})
+	a.setInForce(&policy.Set{}, api.PolicyNone, time.Time{})
 	sampleOnce(t, a)
 	if n := len(r.sets()); n != 1 {
 		t.Fatalf("%d histogram sets with no clean policy, want the first alone", n)
 	}
-	if st := a.ownedStates(time.Now(), []tuning.Owned{*histRecord(t, a)}); st[0].State != OwnedOrphaned {
+	if st := a.ownedStates(time.Now(), []state.Owned{*histRecord(t, a)}); st[0].State != api.OwnedOrphaned {
 		t.Fatalf("with no clean policy: %+v, want orphaned", st[0])
 	}
-	a.setInForce(loadSet(t, avgRule), PolicyFromFiles, time.Now())
+	a.setInForce(loadSet(t, avgRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	got := r.sets()
 	if len(got) != 2 || got[1]["id"] != drive1 || len(got[1]) != 1 {
@@ -61,22 +62,21 @@ func TestHistogramReleasedAfterRestartWithoutItsRule(t *testing.T) {
 func TestHistogramRemovedBySomeoneElseIsLetGo(t *testing.T) {
 	r := newHistRig(t, nil)
 	a := r.a
-	defer a.src.(*qmpSource).stopAll()
-	a.setInForce(loadSet(t, tailRule), PolicyFromFiles, time.Now())
+	a.setInForce(loadSet(t, tailRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	r.remove()
 	sampleOnce(t, a)
 	sampleOnce(t, a)
-	if o := histRecord(t, a); o == nil || o.Phase != tuning.PhaseReleased {
+	if o := histRecord(t, a); o == nil || o.Phase != state.PhaseReleased {
 		t.Fatalf("record after someone removed it: %+v, want released", o)
 	}
-	if st := a.ownedStates(time.Now(), []tuning.Owned{*histRecord(t, a)}); st[0].State != OwnedDrifted {
+	if st := a.ownedStates(time.Now(), []state.Owned{*histRecord(t, a)}); st[0].State != api.OwnedDrifted {
 		t.Fatalf("state %+v, want drifted", st[0])
 	}
 	if n := len(r.sets()); n != 1 {
 		t.Fatalf("%d histogram sets, want the first alone: qtune does not fight", n)
 	}
-	a.setInForce(loadSet(t, avgRule), PolicyFromFiles, time.Now())
+	a.setInForce(loadSet(t, avgRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	if o := histRecord(t, a); o != nil || len(r.sets()) != 1 {
 		t.Fatalf("after the rule went: record %+v, sets %v; want no record and nothing sent", o, r.sets())
@@ -88,11 +88,10 @@ func TestHistogramRemovedBySomeoneElseIsLetGo(t *testing.T) {
 func TestHistogramsInDryRun(t *testing.T) {
 	r := newHistRig(t, nil)
 	a := r.a
-	defer a.src.(*qmpSource).stopAll()
 	a.exec = tuning.NewExecutor(a.src.Backend(), a.store, tuning.Options{DryRun: true, Identify: a.vmIdentity})
-	a.setInForce(loadSet(t, tailRule), PolicyFromFiles, time.Now())
+	a.setInForce(loadSet(t, tailRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
-	if o := histRecord(t, a); o == nil || o.Phase != tuning.PhaseApplied || len(r.sets()) != 1 {
+	if o := histRecord(t, a); o == nil || o.Phase != state.PhaseApplied || len(r.sets()) != 1 {
 		t.Fatalf("dry run: record %+v, sets %v", o, r.sets())
 	}
 }

@@ -10,18 +10,20 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
 // Against a real QEMU: a rule reading a p99 metric turns histograms on
 // (config unset) for the disk that had none, through the executor and
-// its state store, a reload without it turns them off again, and a histogram another client set on the other disk
-// keeps its boundaries throughout; with histograms { enabled = false }
-// none is set.
+// its state store, a reload without it turns them off again, and a
+// histogram another client set on the other disk keeps its boundaries
+// throughout; with histograms { enabled = false } none is set.
 func TestHistogramsFollowRulesOnQEMU(t *testing.T) {
 	lab.NeedQEMU(t)
 	dir := t.TempDir()
@@ -42,9 +44,8 @@ func TestHistogramsFollowRulesOnQEMU(t *testing.T) {
 		cfg := Defaults()
 		cfg.QMPDir, cfg.CallTimeout, cfg.HistogramsEnabled = socks, 10*time.Second, enabled
 		a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Error}))
-		a.src = newQMPSource(cfg, a.log, a.m)
-		defer a.src.(*qmpSource).stopAll()
-		store, err := tuning.OpenStore(t.TempDir())
+		defer startQMPSource(t, cfg, a)()
+		store, err := state.OpenStore(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +67,7 @@ func TestHistogramsFollowRulesOnQEMU(t *testing.T) {
 		}
 		got := map[string]*sample.Histogram{}
 		for _, r := range rules {
-			a.setInForce(loadSet(t, r), PolicyFromFiles, time.Now())
+			a.setInForce(loadSet(t, r), api.PolicyFromFiles, time.Now())
 			sampled() // the cycle that brings the histograms in line
 			for _, d := range sampled() {
 				got[d.Name+" after "+r[:10]] = d.ReadHist

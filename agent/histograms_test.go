@@ -14,7 +14,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -36,11 +39,11 @@ const (
 // already has a histogram someone else set, with a state store and an
 // executor; query-blockstats shows the histograms the VM was given. It
 // returns the arguments of every block-latency-histogram-set the VM
-// received.
-func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() []map[string]any) {
+// received, and what stops its source.
+func histogramAgent(t *testing.T, enabled *bool) (*Agent, *bytes.Buffer, func() []map[string]any, func()) {
 	t.Helper()
 	r := newHistRig(t, enabled)
-	return r.a, r.logs, r.sets
+	return r.a, r.logs, r.sets, r.stop
 }
 
 // histRig is histogramAgent's VM and agent, and what a test needs to
@@ -50,6 +53,7 @@ type histRig struct {
 	logs   *bytes.Buffer
 	sets   func() []map[string]any
 	remove func() // drops drive1's histogram as another client would
+	stop   func() // stops the source of the agent started last
 	cfg    Config
 }
 
@@ -116,7 +120,7 @@ func newHistRig(t *testing.T, enabled *bool) *histRig {
 			defer mu.Unlock()
 			delete(hist, drive1)
 		}}
-	r.a = r.start(t)
+	r.start(t)
 	return r
 }
 
@@ -124,8 +128,8 @@ func newHistRig(t *testing.T, enabled *bool) *histRig {
 func (r *histRig) start(t *testing.T) *Agent {
 	t.Helper()
 	a := New(r.cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: r.logs, Level: hclog.Info}))
-	a.src = newQMPSource(r.cfg, a.log, a.m)
-	store, err := tuning.OpenStore(r.cfg.StateDir)
+	r.stop = startQMPSource(t, r.cfg, a)
+	store, err := state.OpenStore(r.cfg.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,14 +137,15 @@ func (r *histRig) start(t *testing.T) *Agent {
 	a.store = store
 	a.exec = tuning.NewExecutor(a.src.Backend(), store, tuning.Options{Log: hclog.NewNullLogger(), Identify: a.vmIdentity})
 	a.eval = policy.NewEvaluator(&policy.Set{})
+	r.a = a
 	return a
 }
 
-// kill stops an agent as SIGKILL would: nothing is turned off, the
-// store is left as it is.
-func kill(a *Agent) {
-	a.src.(*qmpSource).stopAll()
-	a.store.Close()
+// kill stops the agent started last as SIGKILL would: nothing is
+// turned off, the store is left as it is.
+func (r *histRig) kill() {
+	r.stop()
+	r.a.store.Close()
 }
 
 func loadSet(t *testing.T, src string) *policy.Set {
@@ -164,7 +169,7 @@ func sampleOnce(t *testing.T, a *Agent) {
 			a.reconcileOwned(context.Background(), time.Now(), disks, errs, gone)
 			return
 		}
-		if !errors.Is(errs["vm"], errBusy) || time.Now().After(end) {
+		if !errors.Is(errs["vm"], facts.ErrBusy) || time.Now().After(end) {
 			t.Fatalf("sample: %v", errs)
 		}
 	}
@@ -174,11 +179,10 @@ func sampleOnce(t *testing.T, a *Agent) {
 // disks that had none; a reload without such a rule turns them off on
 // exactly those disks.
 func TestRuleNeedingHistogramsEnablesThem(t *testing.T) {
-	a, logs, sets := histogramAgent(t, nil)
-	defer a.src.(*qmpSource).stopAll()
-	a.setInForce(loadSet(t, avgRule+tailRule), PolicyFromFiles, time.Now())
+	a, logs, sets, stop := histogramAgent(t, nil)
+	a.setInForce(loadSet(t, avgRule+tailRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
-	a.setInForce(loadSet(t, avgRule+tailRule), PolicyFromFiles, time.Now()) // a reload: no new log line
+	a.setInForce(loadSet(t, avgRule+tailRule), api.PolicyFromFiles, time.Now()) // a reload: no new log line
 	sampleOnce(t, a)
 	got := sets()
 	if len(got) != 1 || got[0]["id"] != drive1 || got[0]["boundaries"] == nil {
@@ -187,7 +191,7 @@ func TestRuleNeedingHistogramsEnablesThem(t *testing.T) {
 	if st := a.Snapshot().Histograms; !st.On || st.Why != "rule tail" {
 		t.Errorf("status %+v", st)
 	}
-	a.setInForce(loadSet(t, avgRule), PolicyFromFiles, time.Now())
+	a.setInForce(loadSet(t, avgRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	got = sets()
 	if len(got) != 2 || got[1]["id"] != drive1 || got[1]["boundaries"] != nil {
@@ -196,7 +200,7 @@ func TestRuleNeedingHistogramsEnablesThem(t *testing.T) {
 	if st := a.Snapshot().Histograms; st.On || st.Why != "no rule needs them" {
 		t.Errorf("status %+v", st)
 	}
-	a.src.(*qmpSource).stopAll()
+	stop()
 	out := logs.String()
 	if n := strings.Count(out, "latency histograms enabled on every disk: rule tail reads disk.read_latency_p99_ms"); n != 1 {
 		t.Errorf("enable logged %d times:\n%s", n, out)
@@ -210,9 +214,8 @@ func TestRuleNeedingHistogramsEnablesThem(t *testing.T) {
 // the log and status say which rule's metric stays unknown.
 func TestHistogramsOffByConfigWarns(t *testing.T) {
 	off := false
-	a, logs, sets := histogramAgent(t, &off)
-	defer a.src.(*qmpSource).stopAll()
-	a.setInForce(loadSet(t, avgRule+tailRule), PolicyFromFiles, time.Now())
+	a, logs, sets, stop := histogramAgent(t, &off)
+	a.setInForce(loadSet(t, avgRule+tailRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	sampleOnce(t, a)
 	if got := sets(); len(got) != 0 {
@@ -221,7 +224,7 @@ func TestHistogramsOffByConfigWarns(t *testing.T) {
 	if st := a.Snapshot().Histograms; st.On || st.Why != "disabled by config" || len(st.Unknown) != 1 || st.Unknown[0] != "tail" {
 		t.Errorf("status %+v", st)
 	}
-	a.src.(*qmpSource).stopAll()
+	stop()
 	if out := logs.String(); !strings.Contains(out, "[WARN]  rule tail reads disk.read_latency_p99_ms, which will be unknown: latency histograms are off (disabled by config)") {
 		t.Errorf("no warning:\n%s", out)
 	}
@@ -230,9 +233,8 @@ func TestHistogramsOffByConfigWarns(t *testing.T) {
 // histograms { enabled = true } turns them on with no rule needing them.
 func TestHistogramsOnByConfig(t *testing.T) {
 	on := true
-	a, _, sets := histogramAgent(t, &on)
-	defer a.src.(*qmpSource).stopAll()
-	a.setInForce(loadSet(t, avgRule), PolicyFromFiles, time.Now())
+	a, _, sets, _ := histogramAgent(t, &on)
+	a.setInForce(loadSet(t, avgRule), api.PolicyFromFiles, time.Now())
 	sampleOnce(t, a)
 	if got := sets(); len(got) != 1 || got[0]["id"] != drive1 {
 		t.Fatalf("histogram sets %v", got)

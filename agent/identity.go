@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/internal/sample"
-	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -30,7 +30,7 @@ func (a *Agent) identity(vm string) (sample.VMIdentity, string) {
 // the knob) and the VM's rules start afresh. A record of unknown
 // identity adopts the VM's; a VM whose identity cannot be read is
 // matched by name, with a note in the log and in status.
-func (a *Agent) otherVM(now time.Time, o *tuning.Owned) bool {
+func (a *Agent) otherVM(now time.Time, o *state.Owned) bool {
 	cur, note := a.identity(o.VM)
 	a.noteIdentity(o.VM, note)
 	switch {
@@ -49,7 +49,7 @@ func (a *Agent) otherVM(now time.Time, o *tuning.Owned) bool {
 		a.recon.orphaned(k, now, "its VM is another one with the same name; the old record cannot be dropped: "+err.Error())
 		return true
 	}
-	a.noteReconciled(now, *o, tuning.Outcome{Result: tuning.ResultForgotten, Before: o.Applied, Reason: why}, nil)
+	a.noteReconciled(now, *o, tuning.Outcome{Result: state.ResultForgotten, Before: o.Applied, Reason: why}, nil)
 	a.eval.ForgetVM(o.VM)
 	a.settle(k)
 	return true
@@ -66,21 +66,6 @@ func (a *Agent) noteIdentity(vm, note string) {
 	if log, n := a.failLog.Failed("identity/"+vm, note); log {
 		a.log.Warn("VM identity unknown: its owned knobs are matched by name only", "vm", vm, "reason", note, "repeats_since_last_line", n)
 	}
-}
-
-// qemuIdentity is the identity of the plain QEMU VM behind the socket at
-// path, served by process pid (0: unknown).
-func qemuIdentity(path string, pid int) (sample.VMIdentity, string) {
-	id := sample.VMIdentity{Socket: path}
-	if pid <= 0 {
-		return id, "the process serving the QMP socket is unknown (no SO_PEERCRED)"
-	}
-	st, err := qmp.StartOf(pid)
-	if err != nil {
-		return id, "the QEMU process's start cannot be read: " + err.Error()
-	}
-	id.PID, id.Boot, id.StartTicks, id.Started = pid, st.Boot, st.Ticks, st.Started
-	return id, ""
 }
 
 // vmIdentity is the identity the executor keeps in a record it writes.

@@ -1,14 +1,14 @@
 package agent
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 func qemuProcess(pid int, ticks uint64) sample.VMIdentity {
@@ -16,14 +16,14 @@ func qemuProcess(pid int, ticks uint64) sample.VMIdentity {
 		Started: time.Date(2026, 1, 1, 11, 0, 0, 0, time.UTC).Add(time.Duration(ticks) * 10 * time.Millisecond)}
 }
 
-func withID(o tuning.Owned, id sample.VMIdentity) tuning.Owned {
+func withID(o state.Owned, id sample.VMIdentity) state.Owned {
 	o.VMID = id
 	return o
 }
 
 // logged finds the decision log record of vm with result, and returns
 // its reason.
-func logged(t *testing.T, r *reconRig, vm string, result tuning.Result) (string, bool) {
+func logged(t *testing.T, r *reconRig, vm string, result state.Result) (string, bool) {
 	t.Helper()
 	recs, err := r.a.store.Records(50)
 	if err != nil {
@@ -55,11 +55,11 @@ func TestSameNameDifferentUUIDForgetsTheOldDomain(t *testing.T) {
 	if r.holds("m") != 999 {
 		t.Fatalf("m holds %d, want 999 as its definition says", r.holds("m"))
 	}
-	why, ok := logged(t, r, "m", tuning.ResultForgotten)
+	why, ok := logged(t, r, "m", state.ResultForgotten)
 	if want := "vm m is a different domain (uuid uuid-new, was uuid-old): records of the old one forgotten"; !ok || why != want {
 		t.Fatalf("decision log: %q (found %v), want %q", why, ok, want)
 	}
-	if _, drift := logged(t, r, "m", tuning.ResultDrift); drift {
+	if _, drift := logged(t, r, "m", state.ResultDrift); drift {
 		t.Fatal("the new domain was reported as drift")
 	}
 	if len(st.Actions) != 1 || st.Actions[0].Result != "forgotten" || st.Actions[0].Reason == "" {
@@ -73,8 +73,8 @@ func TestSameNameDifferentUUIDForgetsTheOldDomain(t *testing.T) {
 func TestQEMURestartedOnTheSameSocketForgetsItsRecords(t *testing.T) {
 	old := withID(ownedThrottle("a", "calm", 256), qemuProcess(100, 5000))
 	old.Original = wr(5000) // a limit set before qtune; the new QEMU has none
-	l2 := tuning.Owned{Target: old.Target, Knob: policy.KnobL2Cache, Rule: "cover", Phase: tuning.PhaseApplied,
-		Original: tuning.KnobState{L2: &tuning.L2State{Size: 1 << 20}}, Applied: tuning.KnobState{L2: &tuning.L2State{Size: 64 << 20}},
+	l2 := state.Owned{Target: old.Target, Knob: policy.KnobL2Cache, Rule: "cover", Phase: state.PhaseApplied,
+		Original: state.OfL2(state.L2State{Size: 1 << 20}), Applied: state.OfL2(state.L2State{Size: 64 << 20}),
 		VMID: qemuProcess(100, 5000)}
 	r := newReconRig(t, map[string]string{"calm.hcl": calmRule}, old, l2)
 	r.b.vms["a"] = true
@@ -83,11 +83,11 @@ func TestQEMURestartedOnTheSameSocketForgetsItsRecords(t *testing.T) {
 	if len(st.Owned) != 0 || st.OwnedSettled["throttle"] != 1 || st.OwnedSettled["l2_cache"] != 1 {
 		t.Fatalf("owned %+v settled %v: want both records forgotten", st.Owned, st.OwnedSettled)
 	}
-	why, ok := logged(t, r, "a", tuning.ResultForgotten)
+	why, ok := logged(t, r, "a", state.ResultForgotten)
 	if !ok || !strings.Contains(why, "vm a is a new QEMU process (pid 231 started 2026-01-01T11:01:30Z, was pid 100 started 2026-01-01T11:00:50Z)") {
 		t.Fatalf("decision log: %q (found %v)", why, ok)
 	}
-	if _, drift := logged(t, r, "a", tuning.ResultDrift); drift || r.holds("a") != 0 {
+	if _, drift := logged(t, r, "a", state.ResultDrift); drift || r.holds("a") != 0 {
 		t.Fatalf("drift reported or knob touched (a holds %d)", r.holds("a"))
 	}
 }
@@ -105,7 +105,7 @@ func TestSameIdentityReturnsIsHeld(t *testing.T) {
 	r.b.state["m/disk0/throttle"] = wr(256)
 	r.src.ids["m"] = sample.VMIdentity{UUID: "uuid-1"}
 	st := r.step(t)
-	if ownedState(st, "m") != OwnedHeld || st.Owned[0].VMID.UUID != "uuid-1" {
+	if ownedState(st, "m") != api.OwnedHeld || st.Owned[0].VMID.UUID != "uuid-1" {
 		t.Fatalf("owned %+v, want held, identity uuid-1", st.Owned)
 	}
 }
@@ -117,7 +117,7 @@ func TestRecordWithoutIdentityAdoptsTheFirstSeen(t *testing.T) {
 	r.b.vms["a"] = true
 	r.b.state["a/disk0/throttle"] = wr(256)
 	r.src.ids["a"] = qemuProcess(100, 5000)
-	if st := r.step(t); ownedState(st, "a") != OwnedHeld || st.Owned[0].VMID != qemuProcess(100, 5000) {
+	if st := r.step(t); ownedState(st, "a") != api.OwnedHeld || st.Owned[0].VMID != qemuProcess(100, 5000) {
 		t.Fatalf("owned %+v, want held with the identity adopted", st.Owned)
 	}
 	r.src.ids["a"] = qemuProcess(101, 7000)
@@ -137,27 +137,11 @@ func TestUnreadableIdentityMatchesByName(t *testing.T) {
 	r.src.ids["a"] = sample.VMIdentity{Socket: "/run/qtune/a.sock"}
 	r.src.idNotes["a"] = "the QEMU process's start cannot be read: permission denied"
 	st := r.step(t)
-	if ownedState(st, "a") != OwnedHeld || !strings.Contains(st.Owned[0].IdentityNote, "permission denied") {
+	if ownedState(st, "a") != api.OwnedHeld || !strings.Contains(st.Owned[0].IdentityNote, "permission denied") {
 		t.Fatalf("owned %+v, want held by name with the note", st.Owned)
 	}
 	r.src.ids["a"], r.src.idNotes["a"] = qemuProcess(100, 5000), ""
-	if st := r.step(t); ownedState(st, "a") != OwnedHeld || st.Owned[0].IdentityNote != "" {
+	if st := r.step(t); ownedState(st, "a") != api.OwnedHeld || st.Owned[0].IdentityNote != "" {
 		t.Fatalf("owned %+v, want held, the note gone", st.Owned)
-	}
-}
-
-// A plain QEMU's identity is the process behind its socket; when that
-// process or its start cannot be known, the identity says why and is
-// not known (the VM is matched by name).
-func TestQEMUIdentity(t *testing.T) {
-	id, note := qemuIdentity("/run/qtune/a.sock", os.Getpid())
-	if !id.Known() || note != "" || id.PID != os.Getpid() || time.Since(id.Started) > time.Hour {
-		t.Fatalf("identity of this process: %+v %q", id, note)
-	}
-	for _, pid := range []int{0, 1 << 30} {
-		id, note := qemuIdentity("/run/qtune/a.sock", pid)
-		if id.Known() || note == "" || id.Socket != "/run/qtune/a.sock" {
-			t.Errorf("pid %d: %+v %q; want unknown, with a reason", pid, id, note)
-		}
 	}
 }

@@ -6,8 +6,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qtune/qtune/internal/qemuimg"
+	"github.com/qtune/qtune/jobs"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 // startJobs gives the executor a job manager when the backend can run
@@ -16,18 +18,20 @@ func (a *Agent) startJobs(ctx context.Context, wg *sync.WaitGroup) {
 	if a.refusing() {
 		return // the jobs' records are in the store it cannot trust
 	}
-	driver, ok := a.src.Backend().(tuning.JobDriver)
+	// One qemu-img for everything the agent runs: the doctor block's qemu_img.
+	qemuImg := qemuimg.Runner{Path: a.cfg.Doctor.QemuImg}
+	driver, ok := jobs.DriverFor(a.src.Backend(), jobs.DriverOptions{Log: a.log.Named("jobs"), QemuImg: qemuImg})
 	if !ok {
 		a.log.Info("block jobs are not available with this backend; stream, mirror and convert rules are refused", "backend", a.src.Name())
 		return
 	}
 	c := a.cfg.JobsConfig
-	jm := tuning.NewJobManager(driver, a.store, tuning.JobOptions{
+	jm := jobs.NewManager(driver, a.store, jobs.Options{
 		MirrorDirs:      c.MirrorDirs,
-		Budget:          &tuning.LocalBudget{Host: c.HostBudget, PerDir: c.DirBudget, Windows: c.Windows},
+		Budget:          &jobs.LocalBudget{Host: c.HostBudget, PerDir: c.DirBudget, Windows: c.Windows},
 		ConvergeTimeout: c.ConvergeTimeout, MaxAttempts: c.MaxAttempts, SpaceMargin: c.SpaceMargin,
-		AllowWriteBlocking: c.AllowWriteBlocking,
-		CallTimeout:        a.cfg.CallTimeout, Clock: a.clock, Log: a.log.Named("jobs"),
+		AllowWriteBlocking: c.AllowWriteBlocking, QemuImg: qemuImg,
+		CallTimeout: a.cfg.CallTimeout, Clock: a.clock, Log: a.log.Named("jobs"),
 		Wanted: a.ruleStillWants,
 	})
 	a.mu.Lock() // Snapshot may run already (it is public)
@@ -44,7 +48,7 @@ func (a *Agent) startJobs(ctx context.Context, wg *sync.WaitGroup) {
 
 // ruleStillWants: a ready copy a rule asked for pivots only while that
 // rule is in the policy in force.
-func (a *Agent) ruleStillWants(j *tuning.Job) bool {
+func (a *Agent) ruleStillWants(j *state.Job) bool {
 	names := a.ruleNames.Load()
 	return names != nil && (*names)[j.Rule]
 }
@@ -60,7 +64,7 @@ func (a *Agent) setRuleNames(set *policy.Set) {
 
 // jobCollector reads the jobs at each scrape, so progress is never a
 // cycle old.
-type jobCollector struct{ m *tuning.JobManager }
+type jobCollector struct{ m *jobs.Manager }
 
 var (
 	jobStateDesc    = prometheus.NewDesc("qtune_job_state", "1 for the state each block job is in; reason names a failed job's cause (target_full, target_gone, job_error, vm_gone, ...).", []string{"id", "kind", "vm", "disk", "state", "reason"}, nil)
@@ -85,7 +89,7 @@ func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, j := range jobs {
 		l := []string{j.ID, string(j.Kind), j.VM, j.Disk}
 		reason := "" // one series per job: the label does not change while it runs
-		if j.State == tuning.JobFailed {
+		if j.State == state.JobFailed {
 			reason = j.Cause
 		}
 		ch <- prometheus.MustNewConstMetric(jobStateDesc, prometheus.GaugeValue, 1, append(l, string(j.State), reason)...)
@@ -100,5 +104,3 @@ func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(jobETADesc, prometheus.GaugeValue, p.ETA.Seconds(), l...)
 	}
 }
-
-func policyKnob(k tuning.JobKind) policy.Knob { return policy.Knob(k) }

@@ -8,8 +8,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -31,13 +33,13 @@ func lastGoodAgent(t *testing.T, files map[string]string) *Agent {
 		}
 	}
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Error}))
-	s, err := tuning.OpenStore(cfg.StateDir)
+	s, err := state.OpenStore(cfg.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	a.store = s
-	o := &tuning.Owned{Target: tuning.Target{VM: "a", Disk: "disk0"}, Knob: policy.KnobThrottle, Rule: "calm", Phase: tuning.PhaseApplied}
+	o := &state.Owned{Target: state.Target{VM: "a", Disk: "disk0"}, Knob: policy.KnobThrottle, Rule: "calm", Phase: state.PhaseApplied}
 	if err := s.PutOwned(o); err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +57,7 @@ func ruleNames(a *Agent) []string {
 func TestBrokenPolicyAtStartRunsTheLastGoodSet(t *testing.T) {
 	a := lastGoodAgent(t, map[string]string{"calm.hcl": calmRule})
 	a.loadInitialPolicy() // clean: recorded as the last good set
-	if got := a.Snapshot().Policy.Source; got != PolicyFromFiles {
+	if got := a.Snapshot().Policy.Source; got != api.PolicyFromFiles {
 		t.Fatalf("source %q, want files", got)
 	}
 	// Restart with a typo in another file.
@@ -64,7 +66,7 @@ func TestBrokenPolicyAtStartRunsTheLastGoodSet(t *testing.T) {
 	}
 	a.loadInitialPolicy()
 	st := a.Snapshot().Policy
-	if st.Source != PolicyFromStore || st.Error == "" || st.BrokenSince.IsZero() || st.LoadedAt.IsZero() {
+	if st.Source != api.PolicyFromStore || st.Error == "" || st.BrokenSince.IsZero() || st.LoadedAt.IsZero() {
 		t.Fatalf("policy status %+v: want the last good set in force, the error and since when", st)
 	}
 	if got := ruleNames(a); len(got) != 1 || got[0] != "calm" {
@@ -75,11 +77,11 @@ func TestBrokenPolicyAtStartRunsTheLastGoodSet(t *testing.T) {
 	}
 	// The rule is in the set in force, so the knob it owns is kept
 	// (reconciled with a reachable VM).
-	r := &reconRig{a: a, b: &knobs{vms: map[string]bool{"a": true}, state: map[string]tuning.KnobState{}}, clk: clock.NewFake(time.Now())}
+	r := &reconRig{a: a, b: &knobs{vms: map[string]bool{"a": true}, state: map[string]state.KnobState{}}, clk: clock.NewFake(time.Now())}
 	r.src, a.clock = &fakeSource{b: r.b}, r.clk
 	a.src, a.exec = r.src, tuning.NewExecutor(r.b, a.store, tuning.Options{Clock: r.clk, Log: hclog.NewNullLogger()})
 	a.recon.checked["a/disk0/throttle"] = true // its record has no values to read back
-	if st := r.step(t); ownedState(st, "a") != OwnedHeld {
+	if st := r.step(t); ownedState(st, "a") != api.OwnedHeld {
 		t.Fatalf("owned %+v: want held by the last good set's rule", st.Owned)
 	}
 }
@@ -98,7 +100,7 @@ func TestBrokenPolicyAtFirstStartReleasesNothing(t *testing.T) {
 				}
 			}
 			a.loadInitialPolicy()
-			if st := a.Snapshot().Policy; st.Source != PolicyNone || st.Error == "" {
+			if st := a.Snapshot().Policy; st.Source != api.PolicyNone || st.Error == "" {
 				t.Fatalf("policy status %+v: want none in force and the error", st)
 			}
 			if a.rulesCanBeRemoved() {
@@ -108,10 +110,10 @@ func TestBrokenPolicyAtFirstStartReleasesNothing(t *testing.T) {
 			r := &reconRig{a: a, b: &knobs{vms: map[string]bool{"a": true}}, clk: clock.NewFake(time.Now())}
 			r.src, a.src = &fakeSource{b: r.b}, &fakeSource{b: r.b}
 			a.recon.checked["a/disk0/throttle"] = true // no read: nothing but the release is under test
-			if st := r.step(t); ownedState(st, "a") != OwnedOrphaned {
+			if st := r.step(t); ownedState(st, "a") != api.OwnedOrphaned {
 				t.Fatalf("owned %+v: want orphaned, kept", st.Owned)
 			}
-			if o, _ := a.store.Owned(tuning.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o == nil {
+			if o, _ := a.store.Owned(state.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o == nil {
 				t.Fatal("the owned throttle was released")
 			}
 		})

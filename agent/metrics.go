@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/internal/buildinfo"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
@@ -44,7 +46,7 @@ func (m *metrics) setPolicyLoadedAt(t time.Time) {
 type cycleSnapshot struct {
 	points     []sample.Point
 	states     []policy.StateInfo
-	owned      []OwnedStatus
+	owned      []api.OwnedStatus
 	settled    map[string]int // by knob
 	vms        int
 	vmStates   map[string]vmState // nil where the backend does not say
@@ -109,7 +111,11 @@ func newMetrics() *metrics {
 		}
 		return time.Since(time.Unix(0, at)).Seconds()
 	})
-	m.reg.MustRegister(policyAge, m.actions, m.cycle, m.late, m.sampleErrors, m.callDuration,
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "qtune_build_info", Help: "Always 1; the labels say which build of qtune runs (as qtune version prints it).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion}})
+	build.Set(1)
+	m.reg.MustRegister(build, policyAge, m.actions, m.cycle, m.late, m.sampleErrors, m.callDuration,
 		m.reloads, m.policyOK, m.policyRules, newSnapshotCollector(m))
 	return m
 }
@@ -183,10 +189,10 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		owned[[2]string{string(o.Knob), o.State}]++
 	}
 	for k, n := range s.settled {
-		owned[[2]string{k, OwnedSettled}] += float64(n)
+		owned[[2]string{k, api.OwnedSettled}] += float64(n)
 	}
 	for _, k := range policy.HeldKnobs() {
-		for _, st := range []string{OwnedHeld, OwnedReleasing, OwnedOrphaned, OwnedDrifted, OwnedSettled} {
+		for _, st := range []string{api.OwnedHeld, api.OwnedReleasing, api.OwnedOrphaned, api.OwnedDrifted, api.OwnedSettled} {
 			ch <- prometheus.MustNewConstMetric(c.owned, prometheus.GaugeValue, owned[[2]string{string(k), st}], string(k), st)
 		}
 	}

@@ -9,19 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
-)
-
-// The state of an owned knob, every cycle: the store is the truth, the
-// evaluator and the backends are checked against it.
-const (
-	OwnedHeld      = "held"      // its rule fires; qtune keeps it
-	OwnedReleasing = "releasing" // its rule stopped firing; restored after clear_after
-	OwnedOrphaned  = "orphaned"  // its rule is gone or its VM unreachable: retried with backoff
-	OwnedDrifted   = "drifted"   // someone else changed it; qtune let go and leaves it alone
-	OwnedSettled   = "settled"   // restored, handed over or forgotten this cycle; the record is gone
 )
 
 // goneCycles is how many cycles in a row a plain QEMU VM must be absent
@@ -45,20 +37,6 @@ type absence struct {
 	since  time.Time
 }
 
-// OwnedStatus is an owned knob with its state this cycle.
-type OwnedStatus struct {
-	tuning.Owned
-	State  string    `json:"state"`
-	Reason string    `json:"state_reason,omitempty"`
-	Since  time.Time `json:"state_since"` // orphaned: since when
-	// NotReadBack: QEMU cannot report this knob (a qcow2 cache size):
-	// its value here is qtune's record, not a reading.
-	NotReadBack bool `json:"not_read_back,omitempty"`
-	// IdentityNote: why the VM's identity cannot be read now; it is
-	// then matched by its name alone.
-	IdentityNote string `json:"identity_note,omitempty"`
-}
-
 // reconciler carries what reconciliation remembers between cycles.
 type reconciler struct {
 	checked  map[string]bool      // record checked against its backend since its VM was last reachable
@@ -67,7 +45,7 @@ type reconciler struct {
 	why      map[string]string    // record: why orphaned
 	retry    map[string]retryGate // record: when a failed release may be tried again
 	settled  map[string]int       // knob kind: records settled this cycle
-	actions  []ActionStatus       // what reconciliation did this cycle, for status
+	actions  []api.ActionStatus   // what reconciliation did this cycle, for status
 	sampled  map[string]bool      // VMs sampled this cycle; nil before the first
 	idNote   map[string]string    // VM: why its identity is unknown
 	ownedErr string
@@ -87,7 +65,9 @@ func newReconciler() *reconciler {
 		why: map[string]string{}, retry: map[string]retryGate{}, idNote: map[string]string{}, foreignHist: map[string]sample.VMIdentity{}}
 }
 
-func ownedKey(o tuning.Owned) string { return o.VM + "/" + o.Disk + "/" + string(o.Knob) }
+func ownedKey(o state.Owned) string { return o.VM + "/" + o.Disk + "/" + string(o.Knob) }
+
+func wireKey(o api.Owned) string { return o.VM + "/" + o.Disk + "/" + string(o.Knob) }
 
 // reconcileOwned runs before the evaluation of each cycle: it forgets the
 // knobs of VMs gone with their QEMU process, checks each record against
@@ -149,7 +129,7 @@ func (r *reconciler) noteAbsence(vm string, present, answered bool, now time.Tim
 	}
 }
 
-func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o tuning.Owned, vmGone bool) {
+func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o state.Owned, vmGone bool) {
 	r, k := a.recon, ownedKey(o)
 	switch {
 	case vmGone && !o.Persist:
@@ -164,17 +144,17 @@ func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o tuning.Owned,
 	case a.otherVM(now, &o):
 		return
 	}
-	if !r.checked[k] && o.Phase != tuning.PhaseReleased {
+	if !r.checked[k] && o.Phase != state.PhaseReleased {
 		out, err := a.exec.Reconcile(ctx, o)
 		if err != nil && !errors.Is(err, tuning.ErrDrift) {
 			r.orphaned(k, now, "its knob cannot be read: "+err.Error())
 			return
 		}
 		r.checked[k] = true
-		if out.Result != tuning.ResultNoOp {
+		if out.Result != state.ResultNoOp {
 			a.noteReconciled(now, o, out, err)
 		}
-		if out.Result == tuning.ResultResolved && a.isGone(o) {
+		if out.Result == state.ResultResolved && a.isGone(o) {
 			a.settle(k)
 			return
 		}
@@ -192,7 +172,7 @@ func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o tuning.Owned,
 
 // releaseOrphan restores a knob whose rule is not in the set in force,
 // when that set loaded cleanly; a failure is tried again with backoff.
-func (a *Agent) releaseOrphan(ctx context.Context, now time.Time, o tuning.Owned) {
+func (a *Agent) releaseOrphan(ctx context.Context, now time.Time, o state.Owned) {
 	r, k := a.recon, ownedKey(o)
 	if !a.rulesCanBeRemoved() {
 		r.orphaned(k, now, fmt.Sprintf("rule %s is not in force and no policy that loaded cleanly says it was removed", o.Rule))
@@ -218,7 +198,7 @@ func (a *Agent) releaseOrphan(ctx context.Context, now time.Time, o tuning.Owned
 }
 
 // isGone reports whether o's record left the store.
-func (a *Agent) isGone(o tuning.Owned) bool {
+func (a *Agent) isGone(o state.Owned) bool {
 	cur, err := a.store.Owned(o.Target, o.Knob)
 	return err == nil && cur == nil
 }
@@ -263,38 +243,38 @@ func (a *Agent) noteOwnedError(err error) {
 
 // ownedStates classifies every owned knob after the cycle's actions, and
 // warns (once, then as a reminder) about knobs orphaned too long.
-func (a *Agent) ownedStates(now time.Time, owned []tuning.Owned) []OwnedStatus {
+func (a *Agent) ownedStates(now time.Time, owned []state.Owned) []api.OwnedStatus {
 	r := a.recon
 	a.mu.Lock()
 	hist := a.status.Histograms
 	a.mu.Unlock()
-	out := make([]OwnedStatus, 0, len(owned))
+	out := make([]api.OwnedStatus, 0, len(owned))
 	for _, o := range owned {
 		k := ownedKey(o)
-		s := OwnedStatus{Owned: o, NotReadBack: !tuning.ReadsBack(o.Knob), IdentityNote: r.idNote[o.VM]}
+		s := api.OwnedStatus{Owned: wireOwned(o), NotReadBack: !tuning.ReadsBack(o.Knob), IdentityNote: r.idNote[o.VM]}
 		switch since, orphan := r.orphan[k]; {
-		case o.Phase == tuning.PhaseReleased && o.Knob == policy.KnobHistogram:
-			s.State, s.Reason = OwnedDrifted, "changed or removed by someone else; left as it is, the record dropped when no rule needs latency histograms"
-		case o.Phase == tuning.PhaseReleased:
-			s.State, s.Reason = OwnedDrifted, "changed by someone else; left as they set it until rule "+o.Rule+" stops firing"
+		case o.Phase == state.PhaseReleased && o.Knob == policy.KnobHistogram:
+			s.State, s.Reason = api.OwnedDrifted, "changed or removed by someone else; left as it is, the record dropped when no rule needs latency histograms"
+		case o.Phase == state.PhaseReleased:
+			s.State, s.Reason = api.OwnedDrifted, "changed by someone else; left as they set it until rule "+o.Rule+" stops firing"
 		case orphan:
-			s.State, s.Reason, s.Since = OwnedOrphaned, r.why[k], since
+			s.State, s.Reason, s.Since = api.OwnedOrphaned, r.why[k], since
 			a.warnOrphan(now, s)
 		case o.Knob == policy.KnobHistogram:
 			s.State, s.Reason = histogramState(hist)
 		case a.eval.StateOf(o.Rule, o.VM, o.Disk) == policy.StateFiring:
-			s.State = OwnedHeld
+			s.State = api.OwnedHeld
 		default:
-			s.State, s.Reason = OwnedReleasing, "rule "+o.Rule+" no longer fires: restored after its clear_after"
+			s.State, s.Reason = api.OwnedReleasing, "rule "+o.Rule+" no longer fires: restored after its clear_after"
 		}
 		out = append(out, s)
 	}
-	sort.Slice(out, func(i, j int) bool { return ownedKey(out[i].Owned) < ownedKey(out[j].Owned) })
+	sort.Slice(out, func(i, j int) bool { return wireKey(out[i].Owned) < wireKey(out[j].Owned) })
 	return out
 }
 
-func (a *Agent) warnOrphan(now time.Time, s OwnedStatus) {
-	k := ownedKey(s.Owned)
+func (a *Agent) warnOrphan(now time.Time, s api.OwnedStatus) {
+	k := wireKey(s.Owned)
 	if now.Sub(s.Since) < a.cfg.OrphanWarnAfter {
 		return
 	}
@@ -306,9 +286,9 @@ func (a *Agent) warnOrphan(now time.Time, s OwnedStatus) {
 
 // noteReconciled puts what a record's check did (resolved, drift) among
 // the cycle's actions, as an executed decision would be.
-func (a *Agent) noteReconciled(now time.Time, o tuning.Owned, out tuning.Outcome, err error) {
+func (a *Agent) noteReconciled(now time.Time, o state.Owned, out tuning.Outcome, err error) {
 	a.m.actions.WithLabelValues(o.Rule, string(o.Knob), string(out.Result)).Inc()
-	st := ActionStatus{At: now, Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: string(o.Knob), Result: string(out.Result),
+	st := api.ActionStatus{At: now, Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: string(o.Knob), Result: string(out.Result),
 		Before: out.Before.String(), After: out.After.String(), Reason: out.Reason}
 	if err != nil {
 		st.Error = err.Error()

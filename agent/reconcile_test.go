@@ -12,9 +12,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -22,12 +24,12 @@ import (
 // have is an error, never a default value.
 type knobs struct {
 	vms   map[string]bool
-	state map[string]tuning.KnobState
+	state map[string]state.KnobState
 }
 
-func (k *knobs) Read(_ context.Context, t tuning.Target, kn policy.Knob) (tuning.KnobState, error) {
+func (k *knobs) Read(_ context.Context, t state.Target, kn policy.Knob) (state.KnobState, error) {
 	if !k.vms[t.VM] {
-		return tuning.KnobState{}, fmt.Errorf("%s: %w", t.VM, tuning.ErrUnknownVM)
+		return state.KnobState{}, fmt.Errorf("%s: %w", t.VM, tuning.ErrUnknownVM)
 	}
 	if s, ok := k.state[t.String()+"/"+string(kn)]; ok {
 		return s, nil
@@ -35,7 +37,7 @@ func (k *knobs) Read(_ context.Context, t tuning.Target, kn policy.Knob) (tuning
 	return wr(0), nil
 }
 
-func (k *knobs) Apply(_ context.Context, t tuning.Target, kn policy.Knob, s tuning.KnobState, _ bool) error {
+func (k *knobs) Apply(_ context.Context, t state.Target, kn policy.Knob, s state.KnobState, _ bool) error {
 	if !k.vms[t.VM] {
 		return fmt.Errorf("%s: %w", t.VM, tuning.ErrUnknownVM)
 	}
@@ -43,7 +45,7 @@ func (k *knobs) Apply(_ context.Context, t tuning.Target, kn policy.Knob, s tuni
 	return nil
 }
 
-func wr(n uint64) tuning.KnobState { return tuning.KnobState{Throttle: &sample.Throttle{IOPSWrite: n}} }
+func wr(n uint64) state.KnobState { return state.OfThrottle(sample.Throttle{IOPSWrite: n}) }
 
 // fakeSource reports the VMs of its backend as sampled.
 type fakeSource struct {
@@ -90,7 +92,7 @@ type reconRig struct {
 
 // newReconRig is an agent over policy files, a store holding owned, and
 // a backend where no VM is reachable yet.
-func newReconRig(t *testing.T, files map[string]string, owned ...tuning.Owned) *reconRig {
+func newReconRig(t *testing.T, files map[string]string, owned ...state.Owned) *reconRig {
 	t.Helper()
 	cfg := Defaults()
 	cfg.PolicyDir, cfg.StateDir = t.TempDir(), t.TempDir()
@@ -102,7 +104,7 @@ func newReconRig(t *testing.T, files map[string]string, owned ...tuning.Owned) *
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Error}))
 	clk := clock.NewFake(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
 	a.clock = clk
-	s, err := tuning.OpenStore(cfg.StateDir)
+	s, err := state.OpenStore(cfg.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +115,7 @@ func newReconRig(t *testing.T, files map[string]string, owned ...tuning.Owned) *
 			t.Fatal(err)
 		}
 	}
-	b := &knobs{vms: map[string]bool{}, state: map[string]tuning.KnobState{}}
+	b := &knobs{vms: map[string]bool{}, state: map[string]state.KnobState{}}
 	src := &fakeSource{b: b, ids: map[string]sample.VMIdentity{}, idNotes: map[string]string{}}
 	a.src = src
 	a.exec = tuning.NewExecutor(b, s, tuning.Options{Clock: clk, Log: hclog.NewNullLogger(), Identify: a.vmIdentity})
@@ -122,7 +124,7 @@ func newReconRig(t *testing.T, files map[string]string, owned ...tuning.Owned) *
 }
 
 // step runs reconciliation and the cycle's publication as a cycle does.
-func (r *reconRig) step(t *testing.T) Status {
+func (r *reconRig) step(t *testing.T) api.Status {
 	t.Helper()
 	r.clk.Advance(time.Second)
 	now := r.clk.Now()
@@ -137,15 +139,15 @@ func (r *reconRig) holds(vm string) uint64 {
 	if !ok {
 		return 0
 	}
-	return s.Throttle.IOPSWrite
+	return s.Throttle().IOPSWrite
 }
 
-func ownedThrottle(vm, rule string, applied uint64) tuning.Owned {
-	return tuning.Owned{Target: tuning.Target{VM: vm, Disk: "disk0"}, Knob: policy.KnobThrottle, Rule: rule,
-		Original: wr(0), Applied: wr(applied), Phase: tuning.PhaseApplied}
+func ownedThrottle(vm, rule string, applied uint64) state.Owned {
+	return state.Owned{Target: state.Target{VM: vm, Disk: "disk0"}, Knob: policy.KnobThrottle, Rule: rule,
+		Original: wr(0), Applied: wr(applied), Phase: state.PhaseApplied}
 }
 
-func ownedState(st Status, vm string) string {
+func ownedState(st api.Status, vm string) string {
 	for _, o := range st.Owned {
 		if o.VM == vm {
 			return o.State
@@ -163,7 +165,7 @@ func TestRuleRemovedWhileDownIsReleasedOnceReachable(t *testing.T) {
 		ownedThrottle("a", "calm", 256), ownedThrottle("b", "calm", 256))
 	for i := 0; i < 2; i++ {
 		st := r.step(t)
-		if ownedState(st, "a") != OwnedOrphaned || ownedState(st, "b") != OwnedOrphaned {
+		if ownedState(st, "a") != api.OwnedOrphaned || ownedState(st, "b") != api.OwnedOrphaned {
 			t.Fatalf("cycle %d, VMs unreachable: %+v; want both orphaned", i, st.Owned)
 		}
 	}
@@ -196,7 +198,7 @@ func TestOwnedKnobIsAdoptedByItsRule(t *testing.T) {
 	r.b.vms["a"] = true
 	r.b.state["a/disk0/throttle"] = wr(256)
 	st := r.step(t)
-	if ownedState(st, "a") != OwnedHeld {
+	if ownedState(st, "a") != api.OwnedHeld {
 		t.Fatalf("owned %+v, want held by its rule", st.Owned)
 	}
 	// The disk is quiet now: the revert comes after clear_after.
@@ -228,23 +230,23 @@ func TestOwnedKnobIsAdoptedByItsRule(t *testing.T) {
 func TestIntentResolvedAndGoneVMForgotten(t *testing.T) {
 	rule := "rule \"calm\" {\n  when = disk.write_iops > 1000\n  throttle { write_iops = 256 }\n}\n"
 	intent := ownedThrottle("a", "calm", 256)
-	intent.Phase = tuning.PhaseIntent
+	intent.Phase = state.PhaseIntent
 	persisted := ownedThrottle("p", "calm", 256)
 	persisted.Persist = true
 	r := newReconRig(t, map[string]string{"calm.hcl": rule}, intent, ownedThrottle("g", "calm", 256), persisted)
 	r.b.vms["a"] = true
 	r.b.state["a/disk0/throttle"] = wr(256)
-	var st Status
+	var st api.Status
 	for i := 0; i < goneCycles; i++ {
 		st = r.step(t)
 	}
-	if o, _ := r.a.store.Owned(intent.Target, policy.KnobThrottle); o == nil || o.Phase != tuning.PhaseApplied {
+	if o, _ := r.a.store.Owned(intent.Target, policy.KnobThrottle); o == nil || o.Phase != state.PhaseApplied {
 		t.Fatalf("intent record %+v, want resolved as applied", o)
 	}
 	if ownedState(st, "g") != "none" || st.OwnedSettled["throttle"] != 1 {
 		t.Fatalf("owned %+v settled %v: want g forgotten in the last cycle", st.Owned, st.OwnedSettled)
 	}
-	if ownedState(st, "p") != OwnedOrphaned {
+	if ownedState(st, "p") != api.OwnedOrphaned {
 		t.Fatalf("persistent change of an absent VM: %q, want orphaned (kept)", ownedState(st, "p"))
 	}
 }
@@ -256,7 +258,7 @@ func TestNoCleanPolicyReleasesNothing(t *testing.T) {
 	r.b.vms["a"] = true
 	r.b.state["a/disk0/throttle"] = wr(256)
 	st := r.step(t)
-	if ownedState(st, "a") != OwnedOrphaned || r.holds("a") != 256 {
+	if ownedState(st, "a") != api.OwnedOrphaned || r.holds("a") != 256 {
 		t.Fatalf("owned %+v, a holds %d: want orphaned and kept at 256", st.Owned, r.holds("a"))
 	}
 	if !strings.Contains(st.Owned[0].Reason, "no policy that loaded cleanly") {
@@ -271,7 +273,7 @@ func TestFailedSampleForgetsNothing(t *testing.T) {
 	r := newReconRig(t, map[string]string{"calm.hcl": rule}, ownedThrottle("a", "calm", 256))
 	r.src.fail = errors.New("bulk stats: deadline exceeded")
 	for i := 0; i < 2*goneCycles; i++ {
-		if st := r.step(t); ownedState(st, "a") != OwnedOrphaned {
+		if st := r.step(t); ownedState(st, "a") != api.OwnedOrphaned {
 			t.Fatalf("cycle %d: owned %+v, want a orphaned and kept", i, st.Owned)
 		}
 	}
@@ -279,7 +281,7 @@ func TestFailedSampleForgetsNothing(t *testing.T) {
 	for i := 0; i < goneCycles; i++ {
 		r.step(t)
 	}
-	if o, _ := r.a.store.Owned(tuning.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o != nil {
+	if o, _ := r.a.store.Owned(state.Target{VM: "a", Disk: "disk0"}, policy.KnobThrottle); o != nil {
 		t.Fatalf("record %+v kept once the source answered without a", o)
 	}
 }
@@ -292,14 +294,14 @@ func TestAbsentLibvirtDomainKeepsItsRecords(t *testing.T) {
 	r := newReconRig(t, map[string]string{"calm.hcl": rule}, ownedThrottle("m", "calm", 256))
 	r.src.migrates = true
 	for i := 0; i < 2*goneCycles; i++ {
-		if st := r.step(t); ownedState(st, "m") != OwnedOrphaned {
+		if st := r.step(t); ownedState(st, "m") != api.OwnedOrphaned {
 			t.Fatalf("cycle %d: owned %+v, want m orphaned and kept", i, st.Owned)
 		}
 	}
 	// Back with qtune's throttle (migrated back): held again.
 	r.b.vms["m"] = true
 	r.b.state["m/disk0/throttle"] = wr(256)
-	if st := r.step(t); ownedState(st, "m") != OwnedHeld {
+	if st := r.step(t); ownedState(st, "m") != api.OwnedHeld {
 		t.Fatalf("owned %+v after the domain came back, want held", st.Owned)
 	}
 	// Away for good.

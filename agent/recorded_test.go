@@ -5,13 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 // cmdlineSource samples qcow2 disks whose L2 cache size is what its
@@ -26,21 +26,21 @@ func (s *cmdlineSource) Sample(context.Context) ([]sample.Disk, map[string]error
 	var out []sample.Disk
 	for vm := range s.b.vms {
 		d := sample.Disk{VM: vm, Name: "disk0", Format: "qcow2", Time: s.now(), VirtualSize: 8 << 30, ClusterSize: 64 << 10}
-		if st, ok := s.b.state[vm+"/disk0/l2_cache"]; ok && st.L2 != nil {
-			d.L2CacheSize = st.L2.Size
+		if st, ok := s.b.state[vm+"/disk0/l2_cache"]; ok && st.L2() != nil {
+			d.L2CacheSize = st.L2().Size
 		}
 		out = append(out, d)
 	}
 	return out, nil, nil
 }
 
-func l2(n uint64) tuning.KnobState {
-	return tuning.KnobState{L2: &tuning.L2State{Size: n, Needed: 1 << 20}}
+func l2(n uint64) state.KnobState {
+	return state.OfL2(state.L2State{Size: n, Needed: 1 << 20})
 }
 
 // diskL2 is the L2 figure status shows for vm's disk0, and whether it
 // says the figure is a record.
-func diskL2(st Status, vm string) (uint64, bool) {
+func diskL2(st api.Status, vm string) (uint64, bool) {
 	for _, v := range st.VMs {
 		for _, d := range v.Disks {
 			if v.Name == vm && d.Name == "disk0" {
@@ -59,8 +59,8 @@ func diskL2(st Status, vm string) (uint64, bool) {
 // gone, the sample is the backend's again.
 func TestL2FigureIsTheRecordAfterRestart(t *testing.T) {
 	rule := "rule \"l2\" {\n  when = disk.virtual_size > 0\n  l2_cache { size = \"2MiB\" }\n}\n"
-	rec := tuning.Owned{Target: tuning.Target{VM: "a", Disk: "disk0"}, Knob: policy.KnobL2Cache, Rule: "l2",
-		Original: l2(512 << 10), Applied: l2(2 << 20), Phase: tuning.PhaseApplied}
+	rec := state.Owned{Target: state.Target{VM: "a", Disk: "disk0"}, Knob: policy.KnobL2Cache, Rule: "l2",
+		Original: l2(512 << 10), Applied: l2(2 << 20), Phase: state.PhaseApplied}
 	r := newReconRig(t, map[string]string{"l2.hcl": rule}, rec)
 	src := &cmdlineSource{fakeSource: fakeSource{b: r.b}, now: r.clk.Now}
 	r.a.src = src
@@ -81,7 +81,7 @@ func TestL2FigureIsTheRecordAfterRestart(t *testing.T) {
 			t.Fatalf("cycle %d: status shows an L2 cache of %d (recorded %v); want the record's 2 MiB", i, got, recorded)
 		}
 		for _, act := range st.Actions {
-			if act.Result == string(tuning.ResultApplied) {
+			if act.Result == string(state.ResultApplied) {
 				t.Fatalf("cycle %d: %+v; the record says 2 MiB is in force, nothing to set", i, act)
 			}
 		}
@@ -99,24 +99,5 @@ func TestL2FigureIsTheRecordAfterRestart(t *testing.T) {
 	st := r.a.Snapshot()
 	if got, recorded := diskL2(st, "a"); len(st.Owned) != 0 || got != 512<<10 || recorded {
 		t.Fatalf("rule removed: owned %+v, L2 %d (recorded %v); want the original set back and read as the backend says", st.Owned, got, recorded)
-	}
-}
-
-// Under a local libvirtd a domain's identity has its QEMU process, from
-// libvirt's pid file: a domain started again keeps its UUID but not the
-// live changes made by passthrough. Without a pid file it is the UUID.
-func TestLibvirtIdentityHasTheQEMUProcess(t *testing.T) {
-	s, _, _ := newFakeSource(t)
-	s.pidDir = t.TempDir()
-	s.uuids = map[string]string{"d1": "u1", "d2": "u2"}
-	if err := os.WriteFile(filepath.Join(s.pidDir, "d1.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	id, _ := s.Identity("d1")
-	if id.UUID != "u1" || id.PID != os.Getpid() || id.StartTicks == 0 || id.Boot == "" {
-		t.Fatalf("identity %+v; want the UUID and this process", id)
-	}
-	if id, _ := s.Identity("d2"); id.UUID != "u2" || id.PID != 0 {
-		t.Fatalf("identity without a pid file %+v; want the UUID alone", id)
 	}
 }

@@ -8,15 +8,15 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 // A rule removed by a reload lets go of its knob at once; that revert is
 // among the actions status shows, as every executed decision is.
 func TestReloadRevertIsInStatus(t *testing.T) {
 	rule := "rule \"l2\" {\n  when = disk.virtual_size > 0\n  l2_cache { size = \"2MiB\" }\n}\n"
-	rec := tuning.Owned{Target: tuning.Target{VM: "a", Disk: "disk0"}, Knob: policy.KnobL2Cache, Rule: "l2",
-		Original: l2(512 << 10), Applied: l2(2 << 20), Phase: tuning.PhaseApplied}
+	rec := state.Owned{Target: state.Target{VM: "a", Disk: "disk0"}, Knob: policy.KnobL2Cache, Rule: "l2",
+		Original: l2(512 << 10), Applied: l2(2 << 20), Phase: state.PhaseApplied}
 	r := newReconRig(t, map[string]string{"l2.hcl": rule}, rec)
 	r.a.src = &cmdlineSource{fakeSource: fakeSource{b: r.b}, now: r.clk.Now}
 	r.b.vms["a"] = true
@@ -35,7 +35,7 @@ func TestReloadRevertIsInStatus(t *testing.T) {
 	st := r.a.Snapshot()
 	reverted := 0
 	for _, act := range st.Actions {
-		if act.Rule == "l2" && act.Result == string(tuning.ResultReverted) {
+		if act.Rule == "l2" && act.Result == string(state.ResultReverted) {
 			reverted++
 		}
 	}

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 // openStore opens the state store. One that another agent holds is
@@ -16,12 +17,12 @@ import (
 // nothing, and says why, until the store is repaired or restored. Its
 // decisions then land in a scratch store that is removed on exit.
 func (a *Agent) openStore() (closeStore func(), err error) {
-	st, err := tuning.OpenStore(a.cfg.StateDir)
+	st, err := state.OpenStore(a.cfg.StateDir)
 	if err == nil {
 		a.store = st
 		return func() { st.Close() }, nil
 	}
-	if errors.Is(err, tuning.ErrStoreLocked) {
+	if errors.Is(err, state.ErrStoreLocked) {
 		return nil, err
 	}
 	a.storeErr = err.Error()
@@ -31,7 +32,7 @@ func (a *Agent) openStore() (closeStore func(), err error) {
 	if serr != nil {
 		return nil, fmt.Errorf("%w (and no scratch store: %v)", err, serr)
 	}
-	if a.store, serr = tuning.OpenStore(scratch); serr != nil {
+	if a.store, serr = state.OpenStore(scratch); serr != nil {
 		os.RemoveAll(scratch)
 		return nil, fmt.Errorf("%w (and no scratch store: %v)", err, serr)
 	}
@@ -43,8 +44,8 @@ func (a *Agent) openStore() (closeStore func(), err error) {
 func (a *Agent) refusing() bool { return a.storeErr != "" }
 
 // refused is the outcome of every decision while refusing.
-func (a *Agent) refused(d policy.Decision) ActionStatus {
-	a.m.actions.WithLabelValues(d.Rule, string(d.Knob), string(tuning.ResultRefused)).Inc()
-	return ActionStatus{At: a.clock.Now(), Rule: d.Rule, VM: d.VM, Disk: d.Disk, Knob: string(d.Knob),
-		Result: string(tuning.ResultRefused), Reason: "state store refused: " + a.storeErr}
+func (a *Agent) refused(d policy.Decision) api.ActionStatus {
+	a.m.actions.WithLabelValues(d.Rule, string(d.Knob), string(state.ResultRefused)).Inc()
+	return api.ActionStatus{At: a.clock.Now(), Rule: d.Rule, VM: d.VM, Disk: d.Disk, Knob: string(d.Knob),
+		Result: string(state.ResultRefused), Reason: "state store refused: " + a.storeErr}
 }

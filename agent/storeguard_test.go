@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/qtune/qtune/internal/storetest"
+	"github.com/qtune/qtune/state/statetest"
 )
 
 // A store with a corrupted page is refused with a clear error naming it;
@@ -27,32 +27,22 @@ func TestAgentRefusesCorruptStoreAndKeepsReporting(t *testing.T) {
 	cfg.QMPDir, cfg.PolicyDir, cfg.StateDir = dir, "../examples/policy.d", t.TempDir()
 	cfg.ControlSocket = filepath.Join(t.TempDir(), "control.sock")
 	cfg.Listen, cfg.Interval, cfg.CallTimeout = "127.0.0.1:0", time.Second, 500*time.Millisecond
-	storetest.Corrupt(t, cfg.StateDir)
+	statetest.Corrupt(t, cfg.StateDir)
 	db := filepath.Join(cfg.StateDir, "state.db")
 	before, _ := os.ReadFile(db)
 
 	var logs syncBuffer
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn}))
+	loop := onFakeClock(a)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("Run ended early: %v", err)
-		default:
-		}
-		n, _ := testutil.GatherAndCount(a.m.reg, "qtune_disk_write_iops")
-		if n == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			err := <-done
-			t.Fatalf("no disk metrics while the store is refused (Run: %v); log:\n%s", err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	loop.cycled(t)
+	loop.tick(t) // rates need two samples
+	if n, _ := testutil.GatherAndCount(a.m.reg, "qtune_disk_write_iops"); n != 2 {
+		cancel()
+		err := <-done
+		t.Fatalf("%d disk write rates while the store is refused, want 2 (Run: %v); log:\n%s", n, err, logs.String())
 	}
 	st := a.Snapshot()
 	ok := gauge(t, a.m, "qtune_state_store_ok")

@@ -7,12 +7,13 @@ import (
 	"strconv"
 
 	"context"
-	"github.com/hashicorp/go-hclog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/internal/clock"
 )

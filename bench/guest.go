@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/loadgen"
 	"github.com/qtune/qtune/qmp"
@@ -260,7 +260,7 @@ func startAgent(ctx context.Context, o options, dir, config string, policy map[s
 	if err := a.cmd.Start(); err != nil {
 		return nil, err
 	}
-	_, err = a.waitFor(ctx, 30*time.Second, func(s agent.Status) bool { return !s.LastCycle.IsZero() })
+	_, err = a.waitFor(ctx, 30*time.Second, func(s api.Status) bool { return !s.LastCycle.IsZero() })
 	if err != nil {
 		a.stop()
 		return nil, fmt.Errorf("agent's first cycle: %w", err)
@@ -273,8 +273,8 @@ func (a *benchAgent) stop() {
 	a.cmd.Wait()
 }
 
-func (a *benchAgent) status() (agent.Status, error) {
-	var s agent.Status
+func (a *benchAgent) status() (api.Status, error) {
+	var s api.Status
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + a.addr + "/v1/status")
 	if err != nil {
@@ -285,7 +285,7 @@ func (a *benchAgent) status() (agent.Status, error) {
 }
 
 // waitFor polls the agent's status every 100 ms until ok holds.
-func (a *benchAgent) waitFor(ctx context.Context, limit time.Duration, ok func(agent.Status) bool) (agent.Status, error) {
+func (a *benchAgent) waitFor(ctx context.Context, limit time.Duration, ok func(api.Status) bool) (api.Status, error) {
 	deadline := time.Now().Add(limit)
 	for {
 		s, err := a.status()
@@ -300,7 +300,7 @@ func (a *benchAgent) waitFor(ctx context.Context, limit time.Duration, ok func(a
 }
 
 // lastAction is the latest action on vm with this result, if any.
-func lastAction(s agent.Status, vm, result string) *agent.ActionStatus {
+func lastAction(s api.Status, vm, result string) *api.ActionStatus {
 	for i := len(s.Actions) - 1; i >= 0; i-- {
 		if s.Actions[i].VM == vm && s.Actions[i].Result == result {
 			return &s.Actions[i]

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/loadgen"
 )
@@ -121,7 +121,7 @@ func l2Guest(ctx context.Context, o options, dir, raw, qcow string, phase time.D
 	}
 	defer a.stop()
 	start := time.Now()
-	s, err := a.waitFor(ctx, 30*time.Second, func(s agent.Status) bool { return lastAction(s, "l2qcow", "applied") != nil })
+	s, err := a.waitFor(ctx, 30*time.Second, func(s api.Status) bool { return lastAction(s, "l2qcow", "applied") != nil })
 	if err != nil {
 		return fmt.Errorf("no L2 action: %w", err)
 	}

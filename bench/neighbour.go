@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/loadgen"
 )
@@ -47,7 +47,7 @@ type neighbourPhase struct {
 	agentP99 float64 // median of the victim's read p99 (ms) from QEMU's histograms
 	devUtil  float64 // median of the busy share of the images' host device
 	// throttled is the culprit's throttle, nil if none came within waited.
-	throttled *agent.ActionStatus
+	throttled *api.ActionStatus
 	waited    time.Duration
 }
 
@@ -167,7 +167,7 @@ func (n *neighbourRun) measure(ctx context.Context, name, policy string, wait ti
 			return err
 		}
 		start := time.Now()
-		s, _ := n.agent.waitFor(ctx, wait, func(s agent.Status) bool {
+		s, _ := n.agent.waitFor(ctx, wait, func(s api.Status) bool {
 			a := lastAction(s, "culprit", "applied")
 			return a != nil && a.At.After(start)
 		})
@@ -204,7 +204,7 @@ func (n *neighbourRun) release(ctx context.Context) error {
 	if err := os.Remove(path); err != nil {
 		return err
 	}
-	_, err := n.agent.waitFor(ctx, 20*time.Second, func(s agent.Status) bool {
+	_, err := n.agent.waitFor(ctx, 20*time.Second, func(s api.Status) bool {
 		a, r := lastAction(s, "culprit", "applied"), lastAction(s, "culprit", "reverted")
 		return a == nil || (r != nil && r.At.After(a.At))
 	})
@@ -215,7 +215,7 @@ func (n *neighbourRun) release(ctx context.Context) error {
 // mean and p99 read latency as the agent saw them, and of its image
 // device's busy share, or 0 for each it did not see.
 func (n *neighbourRun) agentLatency(from time.Time) (mean, p99, util float64) {
-	var h []agent.Cycle
+	var h []api.Cycle
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + n.agent.addr + "/v1/history")
 	if err != nil {

@@ -55,13 +55,13 @@ var Checks = []Check{
 	{
 		Name:     "check_corruptions",
 		Title:    "qemu-img check finds corruptions",
-		Means:    "A refcount, L1 or L2 entry is inconsistent: clusters are referenced but not counted, or counted wrongly.",
+		Means:    "qemu-img check finds the image's metadata inconsistent (qcow2: a refcount, L1 or L2 entry; clusters referenced but not counted, or counted wrongly). It runs on every format that has a check: qcow2, qed, vdi, vhdx, parallels, vmdk.",
 		Matters:  "Writes can overwrite live data; QEMU marks the image corrupt when it trips over it.",
 		Fix:      "Stop the VM, back up the image, then repair it.",
 		Severity: "critical when check reports corruptions or could not complete; warn when the image is in use (read with force-share, a write in flight looks like a corruption); ok otherwise.",
 		Repair:   "qemu-img check -r all IMAGE  # WARNING: VM stopped and a backup first",
 		Image: func(f ImageFacts) *Finding {
-			if f.Info.Format != "qcow2" || (f.Check == nil && f.CheckErr == nil) {
+			if f.Check == nil && f.CheckErr == nil {
 				return nil
 			}
 			if f.CheckErr != nil {
@@ -324,10 +324,11 @@ func CheckImage(f ImageFacts) Report {
 			continue
 		}
 		fd.Check = c.Name
-		if fd.Severity > OK {
+		if fd.Severity > OK && fd.Fix == "" {
 			fd.Fix, fd.Repair, fd.Automate = c.Fix, c.Repair, c.Automate
 		}
 		r.Findings = append(r.Findings, *fd)
 	}
+	r.NotRun = notRun(f)
 	return r
 }

@@ -73,6 +73,12 @@ type Finding struct {
 	Repair string `json:"repair,omitempty"`
 	// Automate is the qtune policy or command that does the fix.
 	Automate string `json:"automate,omitempty"`
+	// Fields are the header fields a qcow2 check found impossible, each
+	// with its value and why.
+	Fields []FieldProblem `json:"fields,omitempty"`
+	// Salvage are shell commands that copy out what a damaged image
+	// still holds; they read the image and write only new files.
+	Salvage []string `json:"salvage,omitempty"`
 }
 
 // Report is every finding of one disk (or image).
@@ -80,6 +86,8 @@ type Report struct {
 	Target   string    `json:"target"`
 	Notes    []string  `json:"notes,omitempty"`
 	Findings []Finding `json:"findings"`
+	// NotRun are the checks that did not apply to the image, and why.
+	NotRun []NotRun `json:"not_run,omitempty"`
 }
 
 // Worst is the highest severity among the findings.

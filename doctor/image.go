@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,6 +95,17 @@ type ImageFacts struct {
 	// QueueErr when there is none (tmpfs, overlay, NFS).
 	Queue    hoststat.Queue
 	QueueErr error
+	// FileSize is the image file's length.
+	FileSize uint64
+	// OpenErr is why qemu-img could not open an image the doctor could
+	// read: the image is damaged, not unreadable.
+	OpenErr error
+	// Header is the doctor's own reading of a qcow2 image: when qemu-img
+	// cannot open it, and beside every qemu-img check of an image not in
+	// use.
+	Header *Qcow2Diag
+	// CheckUnsupported is set when qemu-img has no check for the format.
+	CheckUnsupported bool
 }
 
 // QemuImg runs qemu-img; Path empty means "qemu-img" from PATH.
@@ -122,7 +134,10 @@ func (q QemuImg) run(ctx context.Context, share bool, args ...string) ([]byte, i
 		code = ee.ExitCode()
 	}
 	msg := strings.TrimSpace(errb.String())
-	if strings.Contains(msg, "Failed to get shared") || strings.Contains(msg, "lock") {
+	// QEMU's lock errors: `Failed to get "write" lock` and `Failed to get
+	// shared "write" lock`; a bare "lock" would match check's reports
+	// about refcount blocks.
+	if strings.Contains(msg, "Failed to get shared") || strings.Contains(msg, `" lock`) {
 		return nil, code, fmt.Errorf("%s: %w", msg, errLocked)
 	}
 	if err != nil && out.Len() == 0 {
@@ -172,21 +187,135 @@ func (q QemuImg) Gather(ctx context.Context, path string, l2Cache uint64, skipCh
 		info, err = q.Info(ctx, path, true)
 	}
 	if err != nil {
-		return f, fmt.Errorf("image %s: %w", path, err)
+		if err := q.damaged(ctx, &f, err); err != nil {
+			return f, fmt.Errorf("image %s: %w", path, err)
+		}
+		f.hostFacts()
+		return f, nil
 	}
 	f.Info = info
+	f.hostFacts()
+	f.Chain = q.chain(ctx, path, info, f.Shared)
+	// qemu-img check opens the whole chain: with a link missing it can
+	// only fail, and backing_missing already says why.
+	if !skipCheck && info.Format != "raw" && !chainBroken(f.Chain) {
+		f.Check, f.CheckErr = q.Check(ctx, path, f.Shared)
+		if f.CheckErr != nil && strings.Contains(f.CheckErr.Error(), "does not support checks") {
+			f.Check, f.CheckErr, f.CheckUnsupported = nil, nil, true
+		}
+	}
+	if info.Format == "raw" {
+		f.CheckUnsupported = true
+		if rawLooksQcow2(path) {
+			if d, err := diagnoseFile(path, true); err == nil && qcow2WithoutMagic(d) {
+				f.Header = d
+			}
+		}
+	}
+	if info.Format == "qcow2" && !f.Shared && !skipCheck {
+		// With qemu-img check, the doctor's own walk: it names where
+		// check only counts, and sees what check does not (an image cut
+		// inside its L2 tables reads as zeros to QEMU). Not on an image
+		// in use, whose metadata moves under the reader.
+		if d, err := diagnoseFile(path, false); err == nil {
+			f.Header = d
+		}
+	}
+	return f, nil
+}
+
+// rawLooksQcow2 is the cheap first look (24 bytes) before a raw image
+// is read as a qcow2 whose magic is gone.
+func rawLooksQcow2(path string) bool {
+	file, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer file.Close()
+	var b [24]byte
+	if _, err := file.ReadAt(b[:], 0); err != nil {
+		return false
+	}
+	h := parseQcow2Header(b[:])
+	return h.Magic != qcow2Magic && (h.Version == 2 || h.Version == 3) && h.clusterOK()
+}
+
+// qcow2WithoutMagic says whether a file that probes as raw has the rest
+// of a qcow2 header: version, cluster size, and L1 and refcount tables
+// that fit the file. Random or guest data passes all of it by chance
+// about never; a qcow2 whose first four bytes were overwritten does.
+func qcow2WithoutMagic(d *Qcow2Diag) bool {
+	h := d.Header
+	if d.AssumedVersion != 0 || !h.clusterOK() || h.L1Size == 0 || h.RefTableClusters == 0 {
+		return false
+	}
+	for _, c := range []string{"qcow2_l1_table", "qcow2_refcount_table", "qcow2_size"} {
+		if len(d.Problems[c]) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// hostFacts reads what the file and filesystem under the image say.
+func (f *ImageFacts) hostFacts() {
+	path := f.Path
+	if st, err := os.Stat(path); err == nil {
+		f.FileSize = uint64(st.Size())
+	}
 	if abs, err := filepath.Abs(path); err == nil {
 		f.FS, f.FSErr = StatFS(abs)
 		f.Queue, f.QueueErr = hoststat.NewReader().QueueFor(abs)
 	}
 	f.Extents, f.ExtentsErr = Extents(path)
-	f.Chain = q.chain(ctx, path, info, f.Shared)
-	// qemu-img check opens the whole chain: with a link missing it can
-	// only fail, and backing_missing already says why.
-	if !skipCheck && info.Format == "qcow2" && !chainBroken(f.Chain) {
-		f.Check, f.CheckErr = q.Check(ctx, path, f.Shared)
+}
+
+// damaged decides what a failed qemu-img info means. A file that cannot
+// be opened, or a qemu-img that cannot run, leaves the image unread (the
+// error is returned); a file that reads but that qemu-img cannot open is
+// damaged: the doctor reads a qcow2 header itself and reports it.
+func (q QemuImg) damaged(ctx context.Context, f *ImageFacts, infoErr error) error {
+	if errors.Is(infoErr, errLocked) || ctx.Err() != nil {
+		return infoErr
 	}
-	return f, nil
+	if _, err := exec.LookPath(q.bin()); err != nil {
+		return infoErr
+	}
+	file, err := os.Open(f.Path)
+	if err != nil {
+		return err
+	}
+	st, err := file.Stat()
+	file.Close()
+	switch {
+	case err != nil:
+		return err
+	case st.IsDir():
+		return errors.New("a directory, not an image")
+	}
+	f.OpenErr = infoErr
+	d, err := diagnoseFile(f.Path, true)
+	if err != nil {
+		return err
+	}
+	if d != nil && d.Header.Magic == qcow2Magic {
+		f.Header = d
+	}
+	return nil
+}
+
+// diagnoseFile reads a qcow2 image's header and tables read-only.
+func diagnoseFile(path string, salvage bool) (*Qcow2Diag, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return DiagnoseQcow2(io.NewSectionReader(file, 0, st.Size()), uint64(st.Size()), salvage)
 }
 
 func (q QemuImg) chain(ctx context.Context, top string, info ImageInfo, share bool) []ChainLink {

@@ -60,17 +60,7 @@ const (
 // CacheMode names the cache mode the way libvirt's <driver cache=...>
 // does.
 func (l LiveDisk) CacheMode() string {
-	switch {
-	case l.CacheNoFlush:
-		return "unsafe"
-	case l.CacheWriteback && l.CacheDirect:
-		return "none"
-	case l.CacheWriteback:
-		return "writeback"
-	case l.CacheDirect:
-		return "directsync"
-	}
-	return "writethrough"
+	return sample.Cache{Writeback: l.CacheWriteback, Direct: l.CacheDirect, NoFlush: l.CacheNoFlush}.CacheMode()
 }
 
 // Thin reports whether the image may still grow on the host.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/loadgen"
 )
@@ -40,7 +41,12 @@ func TestLiveWritethroughDisk(t *testing.T) {
 	if err := os.Symlink(vm.QMPPath(), sock); err != nil {
 		t.Fatal(err)
 	}
-	disks, errs := LiveQMP(ctx, []string{sock}, LiveOptions{Interval: time.Second, CallTimeout: 5 * time.Second})
+	src, err := facts.OpenSampler(ctx, facts.Options{QMPSockets: []string{sock}, Interval: time.Second, CallTimeout: 5 * time.Second, Details: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	disks, errs := Live(ctx, src, time.Second)
 	if len(errs) > 0 || len(disks) != 1 {
 		t.Fatalf("%d disks, errors %v", len(disks), errs)
 	}
@@ -48,14 +54,14 @@ func TestLiveWritethroughDisk(t *testing.T) {
 	if l.VM != "web-1" || l.Disk != "disk0" || l.Image != img || l.RunState != "running" || l.IOStatus != "ok" || l.AIO != "threads" {
 		t.Fatalf("live disk: %+v", l)
 	}
-	facts, err := QemuImg{}.Gather(ctx, img, l.L2Cache, false)
+	imgFacts, err := QemuImg{}.Gather(ctx, img, l.L2Cache, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The filesystem under the image is the test's tmpfs, no property of
 	// the VM (the image and host tests cover those checks).
-	facts.QueueErr, facts.ExtentsErr, facts.FSErr = errLeftOut, errLeftOut, errLeftOut
-	r := CheckLive(l, &facts)
+	imgFacts.QueueErr, imgFacts.ExtentsErr, imgFacts.FSErr = errLeftOut, errLeftOut, errLeftOut
+	r := CheckLive(l, &imgFacts)
 	assertOnly(t, r, "cache_mode", Warn)
 	want := map[string]Severity{"vm_io_error": OK, "io_status": OK, "failed_ops": OK, "throttle": OK, "discard": Info, "l2_coverage": OK}
 	for _, f := range r.Findings {
@@ -70,7 +76,7 @@ func TestLiveWritethroughDisk(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("checks missing from the report: %v\n%+v", want, r)
 	}
-	if !facts.Shared || len(r.Notes) != 1 {
-		t.Errorf("the image a running VM holds is read with force-share: shared %v, notes %q", facts.Shared, r.Notes)
+	if !imgFacts.Shared || len(r.Notes) != 1 {
+		t.Errorf("the image a running VM holds is read with force-share: shared %v, notes %q", imgFacts.Shared, r.Notes)
 	}
 }

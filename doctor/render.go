@@ -38,6 +38,9 @@ func WriteText(w io.Writer, rs []Report) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		for _, n := range r.NotRun {
+			fmt.Fprintf(w, "  not run: %s (%s)\n", strings.Join(n.Checks, ", "), n.Why)
+		}
 		for _, f := range r.Findings {
 			if f.Severity > OK {
 				writeDetail(w, f)
@@ -52,6 +55,13 @@ func writeDetail(w io.Writer, f Finding) {
 	if len(f.Evidence) > 0 {
 		fmt.Fprintf(w, "    seen:     %s\n", evidence(f.Evidence))
 	}
+	for _, p := range f.Fields {
+		where := ""
+		if p.Bytes != "" {
+			where = " (bytes " + p.Bytes + ")"
+		}
+		fmt.Fprintf(w, "    field:    %s%s = %s: %s [%s]\n", p.Field, where, p.Value, p.Why, p.Severity)
+	}
 	if f.Fix != "" {
 		fmt.Fprintf(w, "    fix:      %s\n", f.Fix)
 	}
@@ -60,6 +70,9 @@ func writeDetail(w io.Writer, f Finding) {
 	}
 	if f.Automate != "" {
 		fmt.Fprintf(w, "    automate: %s\n", strings.ReplaceAll(f.Automate, "\n", "\n              "))
+	}
+	if len(f.Salvage) > 0 {
+		fmt.Fprintf(w, "    salvage:  %s\n", strings.Join(f.Salvage, "\n              "))
 	}
 }
 
@@ -90,7 +103,15 @@ func WriteHandbook(w io.Writer) error {
 	b.WriteString("them on every disk it samples, except `aio` and `failed_ops` and, of\n")
 	b.WriteString("`cache_mode`, all but unsafe (its samples lack the guest's write cache and the\n")
 	b.WriteString("error counters) and, under plain QEMU, `vm_io_error`; it exports the findings as\n")
-	b.WriteString("`qtune_disk_finding{vm,disk,check,severity}`.\n")
+	b.WriteString("`qtune_disk_finding{vm,disk,check,severity}`.\n\n")
+	b.WriteString("Every report says which format qemu-img probed (`format`) and lists the checks\n")
+	b.WriteString("that did not run on it and why (`not run:`; `not_run` in JSON): a check that did\n")
+	b.WriteString("not run is never reported ok. When qemu-img cannot open a qcow2 image, the doctor\n")
+	b.WriteString("reads the header itself, read-only, and judges every field (the `qcow2_*` checks);\n")
+	b.WriteString("it also walks the header and L1/L2 tables beside every `qemu-img check` of an image\n")
+	b.WriteString("not in use. `qcow2_salvage` prints the commands that copy out what the L2 tables\n")
+	b.WriteString("still map; they read the image and write only new files. Exit status 3 is for an\n")
+	b.WriteString("image that cannot be read at all (missing, no permission), not for a damaged one.\n")
 	for _, c := range Checks {
 		fmt.Fprintf(&b, "\n## `%s`: %s\n\n", c.Name, c.Title)
 		fmt.Fprintf(&b, "- **What it means**: %s\n", c.Means)

@@ -15,8 +15,8 @@ call_timeout = "5s"    # deadline of each call to QEMU or libvirt
 # in the log and in qtune status.
 orphan_warn_after = "10m"
 
-policy_dir = "/etc/qtune/policy.d"
-state_dir  = "/var/lib/qtune"
+policy_dir = "/etc/qtune/policy.d"   # *.hcl rules, reloaded on SIGHUP
+state_dir  = "/var/lib/qtune"        # the state store: what qtune changed, the original values
 listen     = "127.0.0.1:9477"   # /metrics, /healthz, /v1/status; or "unix:/run/qtune/qtune.sock"
 # A Prometheus web config (as exporters take): TLS and basic auth for the
 # listener. Needed before listening beyond loopback. "" = plain HTTP.
@@ -30,8 +30,9 @@ dry_run = false   # decide and record, never change a VM
 allow_passthrough = false
 
 log_level  = "info"   # reloaded on SIGHUP
-log_format = "json"
+log_format = "json"   # or "text"
 
+# How much qtune may change, whatever the rules say.
 limits {
   per_vm_per_hour     = 12      # changes to one VM
   per_host_per_minute = 30      # changes on the whole host
@@ -45,8 +46,8 @@ limits {
 # does; true keeps them on, false never turns them on (those rules' p99
 # conditions are then unknown, and the log says so).
 histograms {
-  # enabled     = true
-  boundaries_ms = [1, 5, 10, 50, 100, 500]
+  # enabled     = true     # unset: on while a rule in force needs them
+  boundaries_ms = [1, 5, 10, 50, 100, 500]   # bucket bounds of each histogram
 }
 
 # Block jobs (stream, mirror, convert) from rules or `qtune jobs start`.
@@ -56,8 +57,9 @@ mirror_dirs = []
 # `qtune jobs start|cancel` talk to the agent here: mode 0660, owner root
 # and control_group (empty: root only). Never the metrics listener.
 control_socket = "/run/qtune/control.sock"
-control_group  = ""
+control_group  = ""   # group allowed on the control socket besides root
 
+# How many block jobs run, and when.
 jobs {
   host_budget      = 2        # jobs at once on the host
   dir_budget       = 1        # jobs at once writing into one directory
@@ -76,8 +78,8 @@ jobs {
 # the cheap ones every interval; qemu-img check, which reads an image's
 # whole metadata, at most every check_interval per image, one at a time.
 doctor {
-  enabled        = true
-  interval       = "5m"
-  check_interval = "6h"
-  qemu_img       = "qemu-img"
+  enabled        = true         # checks on every disk sampled
+  interval       = "5m"         # the cheap checks, per disk
+  check_interval = "6h"         # qemu-img check, per image
+  qemu_img       = "qemu-img"   # the qemu-img binary
 }

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"fmt"
+	"math"
+	"math/big"
 	"path/filepath"
 	"strings"
 
@@ -51,10 +53,16 @@ func parseBlocks(c *collector, r *Rule, blocks hcl.Blocks, rule *hcl.Block) {
 	parseAction(c, r, actions[0])
 }
 
-func blockAttrs(c *collector, r *Rule, b *hcl.Block, s *hcl.BodySchema) attrs {
+func blockAttrs(c *collector, r *Rule, b *hcl.Block, s *hcl.BodySchema, bounds ...Bound) attrs {
 	content, diags := b.Body.Content(s)
 	c.diags(r.Name, diags)
 	a := attrs{c: c, rule: r.Name}
+	if len(bounds) > 0 {
+		a.bounds = map[string]Bound{}
+		for _, bd := range bounds {
+			a.bounds[bd.Attr] = bd
+		}
+	}
 	if content != nil {
 		a.m = content.Attributes
 	}
@@ -89,11 +97,15 @@ func parseMatch(c *collector, r *Rule, b *hcl.Block) {
 }
 
 // number reads a count or a size/rate: a number, or a string with a unit.
+// A value above the attribute's bound, or one that does not fit in 64
+// bits, is an error naming it: it never saturates.
 func (a attrs) number(name string, bytes bool) (uint64, bool) {
 	v, rng, ok := a.value(name)
 	if !ok {
 		return 0, false
 	}
+	var n uint64
+	text := ""
 	switch {
 	case v.Type() == cty.Number:
 		bf := v.AsBigFloat()
@@ -101,15 +113,22 @@ func (a attrs) number(name string, bytes bool) (uint64, bool) {
 			a.c.at(rng, a.rule, name+" must be a whole number of at least 0", "got "+bf.String())
 			return 0, false
 		}
-		n, _ := bf.Uint64()
-		return n, true
+		var acc big.Accuracy
+		n, acc = bf.Uint64()
+		text = bf.Text('f', 0)
+		if acc != big.Exact {
+			if !a.outOfBounds(name, text, rng) {
+				a.c.at(rng, a.rule, fmt.Sprintf("%s = %s is too large", name, text), fmt.Sprintf("the largest number qtune reads is %d", uint64(math.MaxUint64)))
+			}
+			return 0, false
+		}
 	case v.Type() == cty.String && bytes:
-		n, err := ParseSize(strings.TrimSuffix(v.AsString(), "/s"))
-		if err != nil {
+		var err error
+		text = fmt.Sprintf("%q", v.AsString())
+		if n, err = ParseSize(strings.TrimSuffix(v.AsString(), "/s")); err != nil {
 			a.c.at(rng, a.rule, name+": "+err.Error(), "")
 			return 0, false
 		}
-		return n, true
 	default:
 		want := "a number"
 		if bytes {
@@ -118,6 +137,21 @@ func (a attrs) number(name string, bytes bool) (uint64, bool) {
 		a.c.at(rng, a.rule, name+" must be "+want, "got "+v.Type().FriendlyName())
 		return 0, false
 	}
+	if b, ok := a.bounds[name]; ok && n > b.Max {
+		a.outOfBounds(name, text, rng)
+		return 0, false
+	}
+	return n, true
+}
+
+// outOfBounds reports name = text above the attribute's bound, if it
+// has one.
+func (a attrs) outOfBounds(name, text string, rng hcl.Range) bool {
+	b, ok := a.bounds[name]
+	if ok {
+		a.c.at(rng, a.rule, fmt.Sprintf("%s = %s is above %d, %s", name, text, b.Max, b.Why), "")
+	}
+	return ok
 }
 
 func (a attrs) has(name string) bool { _, ok := a.m[name]; return ok }

@@ -11,11 +11,11 @@ import (
 // (convert), and move the VM onto it.
 func init() {
 	copyAttrs := []string{"format", "cluster_size", "preallocation", "extended_l2", "compression_type", "speed", "copy_mode"}
-	builtin(ActionKind{Knob: KnobMirror, Job: true, Attrs: append([]string{"target_dir"}, copyAttrs...),
+	builtin(ActionKind{Knob: KnobMirror, Job: true, Attrs: append([]string{"target_dir"}, copyAttrs...), Bounds: []Bound{jobSpeedBound},
 		Parse:    func(b *Block) any { return parseMirror(b) },
 		Describe: func(spec any) string { return "mirror to " + spec.(*MirrorSpec).TargetDir },
 	}, func(a *Action) **MirrorSpec { return &a.Mirror })
-	builtin(ActionKind{Knob: KnobConvert, Job: true, Attrs: copyAttrs,
+	builtin(ActionKind{Knob: KnobConvert, Job: true, Attrs: copyAttrs, Bounds: []Bound{jobSpeedBound},
 		Parse:    func(b *Block) any { return parseConvert(b) },
 		Describe: func(spec any) string { return "convert to " + spec.(*ConvertSpec).Layout.String() },
 	}, func(a *Action) **ConvertSpec { return &a.Convert })

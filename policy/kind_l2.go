@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/zclconf/go-cty/cty"
 )
@@ -9,6 +10,11 @@ import (
 // The l2_cache block: the qcow2 metadata cache of a disk.
 func init() {
 	builtin(ActionKind{Knob: KnobL2Cache, Attrs: []string{"size", "max", "clean_interval"}, Parse: func(b *Block) any { return parseL2(b) },
+		Bounds: []Bound{
+			{Attr: "size", Max: L2CacheMax, Why: l2Why},
+			{Attr: "max", Max: L2CacheMax, Why: l2Why},
+			{Attr: "clean_interval", Max: math.MaxUint32, Why: "the longest cache-clean-interval QEMU accepts (in seconds, an unsigned 32-bit number)"},
+		},
 		Describe: func(spec any) string {
 			l := spec.(*L2Spec)
 			if l.Auto {
@@ -18,6 +24,13 @@ func init() {
 		},
 	}, func(a *Action) **L2Spec { return &a.L2Cache })
 }
+
+// L2CacheMax is the largest l2-cache-size QEMU takes whatever the image's
+// cluster size: it refuses a cache of more than 2^31-1 entries ("L2 cache
+// size too big"), and an entry is at least 512 bytes.
+const L2CacheMax = math.MaxInt32 * 512
+
+const l2Why = "the largest L2 cache QEMU takes for every cluster size (2^31-1 entries of 512 bytes)"
 
 func parseL2(x *Block) *L2Spec {
 	c, r, b, a := x.c, x.rule, x.hcl, x.a

@@ -1,8 +1,11 @@
 package policy
 
+import "math"
+
 // The stream block: a block job that flattens the backing chain.
 func init() {
-	builtin(ActionKind{Knob: KnobStream, Job: true, Attrs: []string{"speed", "base"}, Parse: func(b *Block) any { return parseStream(b) },
+	builtin(ActionKind{Knob: KnobStream, Job: true, Attrs: []string{"speed", "base"}, Bounds: []Bound{jobSpeedBound},
+		Parse: func(b *Block) any { return parseStream(b) },
 		Describe: func(spec any) string {
 			if s := spec.(*StreamSpec); s.Base != "" {
 				return "stream the backing chain down to " + s.Base
@@ -11,6 +14,11 @@ func init() {
 		},
 	}, func(a *Action) **StreamSpec { return &a.Stream })
 }
+
+// jobSpeedBound: a block job's speed is a signed 64-bit number of bytes
+// per second in QEMU (block-stream, blockdev-mirror, block-job-set-speed)
+// and in libvirt's bandwidth with the BYTES flag, which refuses more.
+var jobSpeedBound = Bound{Attr: "speed", Max: math.MaxInt64, Why: "the fastest block job speed QEMU and libvirt take (a signed 64-bit number of bytes/s)"}
 
 func parseStream(x *Block) *StreamSpec {
 	a := x.a

@@ -11,7 +11,7 @@ import (
 
 // The throttle block: QEMU's I/O limits of a disk.
 func init() {
-	builtin(ActionKind{Knob: KnobThrottle, Attrs: throttleAttrs(), Parse: func(b *Block) any { return parseThrottle(b) },
+	builtin(ActionKind{Knob: KnobThrottle, Attrs: throttleAttrs(), Bounds: throttleBounds(), Parse: func(b *Block) any { return parseThrottle(b) },
 		Describe: func(spec any) string { return ThrottleText(*spec.(*sample.Throttle)) },
 		InForce: func(spec any, p *sample.Point) bool {
 			cur, want := p.Disk.Throttle, *spec.(*sample.Throttle)
@@ -49,6 +49,19 @@ var throttleFields = []struct {
 	{"iops_size", true, func(t *sample.Throttle) *uint64 { return &t.IOPSSize }},
 }
 
+// ThrottleValueMax is the largest throttle limit, burst or burst length
+// QEMU accepts (THROTTLE_VALUE_MAX, include/qemu/throttle.h); libvirt
+// holds its blkdeviotune values to the same.
+const ThrottleValueMax = 1_000_000_000_000_000
+
+func throttleBounds() []Bound {
+	var out []Bound
+	for _, f := range throttleFields {
+		out = append(out, Bound{Attr: f.name, Max: ThrottleValueMax, Why: "the largest throttle value QEMU accepts (THROTTLE_VALUE_MAX)"})
+	}
+	return out
+}
+
 func throttleAttrs() []string {
 	names := []string{"group"}
 	for _, f := range throttleFields {
@@ -62,25 +75,28 @@ func throttleSchema() *hcl.BodySchema { return schemaOf(throttleAttrs()...) }
 func parseThrottle(x *Block) *sample.Throttle {
 	c, r, b, a := x.c, x.rule, x.hcl, x.a
 	t := &sample.Throttle{Group: a.str("group", "")}
+	refused := false // a limit was given but is wrong, and said so
 	for _, f := range throttleFields {
 		if n, ok := a.number(f.name, f.bytes); ok {
 			*f.field(t) = n
+		} else if a.has(f.name) {
+			refused = true
 		}
 	}
-	checkThrottle(c, r, b, a, t)
+	checkThrottle(c, r, b, a, t, refused)
 	return t
 }
 
 // checkThrottle applies QEMU's rules for a throttle, so an impossible one
 // is found by qtune policy check instead of by QEMU at 3 a.m.
-func checkThrottle(c *collector, r *Rule, b *hcl.Block, a attrs, t *sample.Throttle) {
+func checkThrottle(c *collector, r *Rule, b *hcl.Block, a attrs, t *sample.Throttle, refused bool) {
 	at := func(name string) hcl.Range {
 		if x, ok := a.m[name]; ok {
 			return x.Expr.Range()
 		}
 		return b.DefRange
 	}
-	if !t.Active() {
+	if !t.Active() && !refused {
 		c.at(b.DefRange, r.Name, "throttle sets no limit", "all zeros would turn throttling off; give at least one of total/read/write iops or bps")
 	}
 	for _, kind := range []string{"iops", "bps"} {
@@ -90,6 +106,9 @@ func checkThrottle(c *collector, r *Rule, b *hcl.Block, a attrs, t *sample.Throt
 		if total != nil && (rd || wr) {
 			c.at(total.Expr.Range(), r.Name, "total_"+kind+" cannot be combined with read_"+kind+" or write_"+kind, "QEMU refuses a total limit mixed with a read/write split")
 		}
+	}
+	if t.IOPSSize != 0 && t.IOPS|t.IOPSRead|t.IOPSWrite == 0 {
+		c.at(at("iops_size"), r.Name, "iops_size needs an iops limit", "QEMU counts a large request as several operations only against an iops limit")
 	}
 	vals := map[string]uint64{}
 	for _, f := range throttleFields {
@@ -106,6 +125,11 @@ func checkThrottle(c *collector, r *Rule, b *hcl.Block, a attrs, t *sample.Throt
 			}
 			if vals[length] != 0 && vals[max] == 0 {
 				c.at(at(length), r.Name, length+" needs "+max, "")
+			}
+			// QEMU holds a burst to what its bucket can count.
+			if vals[max] != 0 && vals[length] > ThrottleValueMax/vals[max] {
+				c.at(at(length), r.Name, fmt.Sprintf("%s = %d is too long for %s = %d", length, vals[length], max, vals[max]),
+					fmt.Sprintf("QEMU refuses a burst whose rate times length is above %d", uint64(ThrottleValueMax)))
 			}
 		}
 	}

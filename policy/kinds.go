@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -38,11 +39,26 @@ type ActionKind struct {
 	// InForce, when set, says whether a sample already shows the spec
 	// in effect (plan prints "= keeps" instead of "+ would set").
 	InForce func(spec any, p *sample.Point) bool
+	// Bounds are the largest values the hypervisor accepts for the
+	// block's attributes: policy check refuses more at its place in
+	// the file, instead of QEMU refusing it when a rule fires.
+	Bounds []Bound
 
 	// get and set map the spec to Action's typed field of a built-in
 	// kind; kinds without one keep their spec in Action.Other.
 	get func(Action) any
 	set func(*Action, any)
+}
+
+// Bound is the largest value a hypervisor accepts for one attribute of an
+// action block, in the attribute's unit (a count, bytes, bytes per
+// second; seconds for a duration).
+type Bound struct {
+	Attr string
+	Max  uint64
+	// Why says whose limit it is, ending the error: "the largest
+	// limit QEMU accepts (THROTTLE_VALUE_MAX)".
+	Why string
 }
 
 var kinds struct {
@@ -56,6 +72,11 @@ var kinds struct {
 func RegisterAction(k ActionKind) {
 	if k.Knob == "" || (k.Parse == nil && !k.Driven) || k.Describe == nil {
 		panic(fmt.Sprintf("policy: action kind %q needs a name, Parse and Describe", k.Knob))
+	}
+	for _, b := range k.Bounds {
+		if !slices.Contains(k.Attrs, b.Attr) {
+			panic(fmt.Sprintf("policy: action kind %q bounds %q, which is not one of its attributes", k.Knob, b.Attr))
+		}
 	}
 	if k.get == nil {
 		k.get = func(a Action) any { return a.Other }
@@ -196,8 +217,8 @@ type Block struct {
 	a    attrs
 }
 
-func newBlock(c *collector, r *Rule, b *hcl.Block, names []string) *Block {
-	return &Block{c: c, rule: r, hcl: b, a: blockAttrs(c, r, b, schemaOf(names...))}
+func newBlock(c *collector, r *Rule, b *hcl.Block, kind ActionKind) *Block {
+	return &Block{c: c, rule: r, hcl: b, a: blockAttrs(c, r, b, schemaOf(kind.Attrs...), kind.Bounds...)}
 }
 
 // AllowUnsafe is the rule's allow_unsafe.
@@ -241,5 +262,5 @@ func parseAction(c *collector, r *Rule, b *hcl.Block) {
 		return
 	}
 	r.Knob = kind.Knob
-	kind.set(&r.Action, kind.Parse(newBlock(c, r, b, kind.Attrs)))
+	kind.set(&r.Action, kind.Parse(newBlock(c, r, b, kind)))
 }

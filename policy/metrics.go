@@ -187,15 +187,7 @@ func LookupMetric(name string) (*Metric, bool) {
 
 // CacheModeName names the cache flags as libvirt's cache modes do.
 func CacheModeName(direct, noFlush bool) string {
-	switch {
-	case direct && noFlush:
-		return "direct,no-flush"
-	case direct:
-		return "none"
-	case noFlush:
-		return "unsafe"
-	}
-	return "writeback"
+	return sample.HostCache(direct, noFlush).CacheMode()
 }
 
 // scopeObject builds the cty object of one scope ("disk", "vm", "host").

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"sort"
@@ -205,6 +206,9 @@ type attrs struct {
 	c    *collector
 	rule string
 	m    hcl.Attributes
+	// bounds are the largest values the hypervisor accepts, by
+	// attribute (an action kind's Bounds).
+	bounds map[string]Bound
 }
 
 func (a attrs) value(name string) (cty.Value, hcl.Range, bool) {
@@ -262,7 +266,11 @@ func (a attrs) integer(name string, def int) int {
 		a.c.at(r, a.rule, name+" must be a whole number", "got "+bf.String())
 		return def
 	}
-	n, _ := bf.Int64()
+	n, acc := bf.Int64()
+	if acc != big.Exact || int64(int(n)) != n {
+		a.c.at(r, a.rule, name+" = "+bf.Text('f', 0)+" is too large", "")
+		return def
+	}
 	return int(n)
 }
 
@@ -286,6 +294,10 @@ func (a attrs) duration(name string, def time.Duration) time.Duration {
 	d, err := ParseDuration(v.AsString())
 	if err != nil {
 		a.c.at(r, a.rule, name+": "+err.Error(), "")
+		return def
+	}
+	if b, ok := a.bounds[name]; ok && uint64(d/time.Second) > b.Max {
+		a.c.at(r, a.rule, fmt.Sprintf("%s = %q is above %s, %s", name, v.AsString(), time.Duration(b.Max)*time.Second, b.Why), "")
 		return def
 	}
 	return d

@@ -293,7 +293,7 @@ func parseExpect(c *collector, test string, b *hcl.Block) Expectation {
 		}
 	}
 	for _, tb := range content.Blocks {
-		ta := blockAttrs(c, &Rule{Name: test}, tb, throttleSchema())
+		ta := blockAttrs(c, &Rule{Name: test}, tb, throttleSchema(), throttleBounds()...)
 		e.Throttle = map[string]uint64{}
 		for _, f := range throttleFields {
 			if n, ok := ta.number(f.name, f.bytes); ok {
@@ -377,11 +377,8 @@ func (t PolicyTest) points(i int, now time.Time, applied map[[2]string]sample.Th
 		dk := &p.Disk
 		dk.HostDevUtil, dk.HostDevReadBPS, dk.HostDevWriteBPS = math.NaN(), math.NaN(), math.NaN()
 		dk.HostDevReadLatencyMs, dk.HostDevWriteLatencyMs, dk.HostDevQueueDepth = math.NaN(), math.NaN(), math.NaN()
-		switch d.facts["cache_mode"] {
-		case "none":
-			p.Disk.CacheDirect = true
-		case "unsafe":
-			p.Disk.CacheNoFlush = true
+		if c, ok := sample.ParseCacheMode(d.facts["cache_mode"]); ok {
+			p.Disk.CacheDirect, p.Disk.CacheNoFlush = c.Direct, c.NoFlush
 		}
 		if !d.ownsThrottle() {
 			p.Disk.Throttle = applied[[2]string{d.vm, d.disk}]

@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"math/bits"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -29,13 +32,24 @@ func ParseSize(s string) (uint64, error) {
 			break
 		}
 	}
+	// A whole number is read exactly: through a float64, a count past
+	// 2^53 would come back as a neighbour.
+	if n, err := strconv.ParseUint(t, 10, 64); err == nil {
+		hi, lo := bits.Mul64(n, uint64(mult))
+		if hi != 0 {
+			return 0, fmt.Errorf("%q is too large (the most is %d bytes)", s, uint64(math.MaxUint64))
+		}
+		return lo, nil
+	} else if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("%q is too large (the most is %d bytes)", s, uint64(math.MaxUint64))
+	}
 	v, err := strconv.ParseFloat(t, 64)
 	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
 		return 0, fmt.Errorf("%q is not a size (try 64MiB, 1GiB or a number of bytes)", s)
 	}
 	b := v * mult
-	if b > math.MaxUint64/2 {
-		return 0, fmt.Errorf("%q is too large", s)
+	if b >= math.MaxUint64 {
+		return 0, fmt.Errorf("%q is too large (the most is %d bytes)", s, uint64(math.MaxUint64))
 	}
 	return uint64(math.Round(b)), nil
 }
@@ -45,16 +59,25 @@ func ParseRate(s string) (uint64, error) {
 	return ParseSize(strings.TrimSuffix(strings.TrimSpace(s), "/s"))
 }
 
+var durationSyntax = regexp.MustCompile(`^([0-9]+(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+$`)
+
 // ParseDuration reads "90s", "5m", "1h30m", and "2d" (days).
 func ParseDuration(s string) (time.Duration, error) {
 	t := strings.TrimSpace(s)
 	if d, ok := strings.CutSuffix(t, "d"); ok {
 		n, err := strconv.Atoi(d)
 		if err == nil && n >= 0 {
+			if n > math.MaxInt64/int(24*time.Hour) {
+				return 0, fmt.Errorf("duration %q is too long (the most is %d days)", s, math.MaxInt64/int(24*time.Hour))
+			}
 			return time.Duration(n) * 24 * time.Hour, nil
 		}
 	}
 	d, err := time.ParseDuration(t)
+	if err != nil && durationSyntax.MatchString(t) {
+		// Well formed, so time refused it for overflowing.
+		return 0, fmt.Errorf("duration %q is too long (the most is %v)", s, time.Duration(math.MaxInt64))
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a duration (try 90s, 5m, 1h)", s)
 	}

@@ -119,7 +119,7 @@ func diskFromInfo(vm string, bi BlockInfo, l2 map[string]uint64) sample.Disk {
 		if v, ok := l2[in.NodeName]; ok {
 			d.L2CacheSize = v
 		} else {
-			d.L2CacheSize = min(d.L2Needed(), DefaultL2CacheMax)
+			d.L2CacheSize = L2CacheInForce(d, 0)
 		}
 	}
 	return d
@@ -139,4 +139,17 @@ func histOf(h *LatencyHistogram) *sample.Histogram {
 		return nil
 	}
 	return &sample.Histogram{Boundaries: h.Boundaries, Bins: h.Bins}
+}
+
+// L2CacheInForce is the qcow2 L2 cache QEMU gives a disk whose metadata
+// cache is capped at cacheMax (libvirt's <metadata_cache><max_size>,
+// which becomes QEMU's cache-size, nearly all of it L2; 0: QEMU's default
+// cap): what covers the whole disk, at most the cap; 0 when the disk's
+// size or cluster size is not known. The agent, qtune stats and qtune
+// doctor all read this figure, computed here.
+func L2CacheInForce(d sample.Disk, cacheMax uint64) uint64 {
+	if cacheMax == 0 {
+		cacheMax = DefaultL2CacheMax
+	}
+	return min(d.L2Needed(), cacheMax)
 }

@@ -80,8 +80,11 @@ func TestQMPErrorKeepsClass(t *testing.T) {
 
 func TestDeadlineLeavesConnectionUsable(t *testing.T) {
 	s := qmpfake.New(t)
-	s.Reply("slow", "late")
-	s.Delay("slow", 500*time.Millisecond)
+	release := make(chan struct{})
+	s.Handle("slow", func(json.RawMessage) (any, string, string) {
+		<-release // answered only once the caller has given up
+		return "late", "", ""
+	})
 	s.Reply("fast", "ok")
 	c := dial(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -89,48 +92,69 @@ func TestDeadlineLeavesConnectionUsable(t *testing.T) {
 	start := time.Now()
 	_, err := c.Execute(ctx, "slow", nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
+		close(release)
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}
 	if d := time.Since(start); d > 400*time.Millisecond {
+		close(release)
 		t.Fatalf("call returned after %v, not at its deadline", d)
 	}
 	ret, err := c.Execute(context.Background(), "fast", nil)
 	if err != nil || string(ret) != `"ok"` {
+		close(release)
 		t.Fatalf("next call: %s, %v", ret, err)
 	}
-	time.Sleep(600 * time.Millisecond) // the late reply arrives and is dropped
+	// The late reply goes out before the next call's: the client reads
+	// it first, and must drop it rather than hand it to that call or
+	// close the connection.
+	close(release)
+	s.WaitSent(t, "slow", 1)
 	if ret, err := c.Execute(context.Background(), "fast", nil); err != nil || string(ret) != `"ok"` {
 		t.Fatalf("after late reply: %s, %v", ret, err)
 	}
 }
 
+// Replies come back in another order than the calls went out: every
+// third call is held until all the others are answered, and the first
+// call sent is one of them.
 func TestConcurrentCallsAreMatchedByID(t *testing.T) {
 	s := qmpfake.New(t)
+	release := make(chan struct{})
 	s.Handle("echo", func(args json.RawMessage) (any, string, string) {
 		var a struct{ N int }
 		json.Unmarshal(args, &a)
 		if a.N%3 == 0 {
-			time.Sleep(5 * time.Millisecond) // reorder replies
+			<-release
 		}
 		return a.N, "", ""
 	})
 	c := dial(t, s)
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
-	for i := 0; i < 100; i++ {
-		wg.Add(1)
-		go func(n int) {
-			defer wg.Done()
-			ret, err := c.Execute(context.Background(), "echo", map[string]int{"N": n})
-			if err != nil {
-				errs <- err
-				return
-			}
-			if string(ret) != fmt.Sprint(n) {
-				errs <- fmt.Errorf("call %d got reply %s", n, ret)
-			}
-		}(i)
+	call := func(n int) {
+		defer wg.Done()
+		ret, err := c.Execute(context.Background(), "echo", map[string]int{"N": n})
+		if err != nil {
+			errs <- err
+			return
+		}
+		if string(ret) != fmt.Sprint(n) {
+			errs <- fmt.Errorf("call %d got reply %s", n, ret)
+		}
 	}
+	wg.Add(1)
+	go call(0)
+	s.WaitReceived(t, "echo", 1)
+	held := 1
+	for i := 1; i < 100; i++ {
+		if i%3 == 0 {
+			held++
+		}
+		wg.Add(1)
+		go call(i)
+	}
+	s.WaitSent(t, "echo", 100-held)
+	close(release)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -186,9 +210,9 @@ func TestServerClosingMidReplyFailsPendingCalls(t *testing.T) {
 		_, err := c.Execute(context.Background(), "never", nil)
 		errs <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	s.WaitReceived(t, "never", 1) // pending, its reply an hour away
 	go c.Execute(context.Background(), "query-block", nil)
-	time.Sleep(20 * time.Millisecond)
+	s.WaitSent(t, "query-block", 1) // half a reply written: the client is mid-reply
 	s.HangUp()
 	select {
 	case err := <-errs:
@@ -280,8 +304,7 @@ func TestGoQEMUAdapter(t *testing.T) {
 		t.Fatalf("Run error reply: %s, %v", out, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	evs, _ := g.Events(ctx)
-	time.Sleep(10 * time.Millisecond)
+	evs, _ := g.Events(ctx) // subscribed when it returns
 	s.Event("STOP", nil)
 	select {
 	case ev := <-evs:

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs qtune under $DESTDIR (default: the root file system): the
-# binary, its systemd unit, /etc/qtune with the example config and
-# policies. A config or policy already in place is never overwritten, and
-# the service is never enabled or started; the commands to do so are
-# printed at the end.
+# Installs qtune under $DESTDIR (default: the root file system) with
+# prefix /usr/local: the same files as the Debian package (the list is
+# packaging/stage.sh), by hand. A config already in place is never
+# overwritten, the policy directory starts empty (the example policies
+# are under /usr/local/share/doc/qtune/examples), and the service is
+# never enabled or started; the commands to do so are printed at the end.
+# On Debian and Ubuntu, prefer the package (make deb; docs/install.md).
 #
 #   sudo systemd/install.sh
-#   DESTDIR=/tmp/stage systemd/install.sh     # staged, e.g. for packaging
+#   DESTDIR=/tmp/stage systemd/install.sh     # staged
 #
 # $GO picks the go command (default: go).
 set -euo pipefail
@@ -28,33 +30,29 @@ if ! command -v "$go" >/dev/null; then
 	exit 1
 fi
 
-install -d -m 0755 "$dest/usr/local/bin" "$dest/etc/systemd/system" "$dest/etc/qtune/policy.d"
-"$go" build -trimpath -o "$dest/usr/local/bin/qtune" ./cmd/qtune
-install -m 0644 systemd/qtune.service "$dest/etc/systemd/system/qtune.service"
-echo "installed $dest/usr/local/bin/qtune and $dest/etc/systemd/system/qtune.service"
+# The binary as the package has it (version stamped in, -trimpath).
+make -s build GO="$go"
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+packaging/stage.sh bin/qtune "$stage" /usr/local
 
-# The unit's Documentation= points here.
-install -d -m 0755 "$dest/usr/local/share/doc/qtune"
-for doc in README.md docs/metrics.md; do
-	if [[ -f "$doc" ]]; then
-		install -m 0644 "$doc" "$dest/usr/local/share/doc/qtune/"
-	fi
-done
+install -d -m 0755 "$dest/usr/local" "$dest/etc/systemd/system" "$dest/etc/qtune/policy.d"
+cp -R "$stage/usr/local/." "$dest/usr/local/"
+install -m 0644 "$stage/etc/systemd/system/qtune.service" "$dest/etc/systemd/system/qtune.service"
+echo "installed $dest/usr/local/bin/qtune, its man pages, completion and docs, and $dest/etc/systemd/system/qtune.service"
+install -d -m 0750 "$dest/var/lib/qtune"
 
 # A fresh install changes nothing on the host until an SRE says so: the
 # installed config starts in dry-run (decide, record and report, never
 # act). `qtune status` says DRY RUN until dry_run is set to false.
-if [[ -f examples/agent.hcl && ! -e "$dest/etc/qtune/agent.hcl" ]]; then
-	sed 's/^dry_run = false .*$/dry_run = true    # installed in dry-run: set false (then systemctl restart qtune) once `qtune status` shows the decisions you want/' \
-		examples/agent.hcl >"$dest/etc/qtune/agent.hcl"
-	chmod 0644 "$dest/etc/qtune/agent.hcl"
-	if ! grep -q '^dry_run = true' "$dest/etc/qtune/agent.hcl"; then
-		echo "install.sh: could not set dry_run = true in $dest/etc/qtune/agent.hcl" >&2
-		exit 1
-	fi
+if [[ ! -e "$dest/etc/qtune/agent.hcl" ]]; then
+	install -m 0644 "$stage/etc/qtune/agent.hcl" "$dest/etc/qtune/agent.hcl"
 	echo "installed $dest/etc/qtune/agent.hcl (dry_run = true: nothing is changed until you set it false)"
 else
 	echo "kept $dest/etc/qtune/agent.hcl as it is"
+fi
+if [[ ! -e "$dest/etc/qtune/policy.d/README" ]]; then
+	install -m 0644 "$stage/etc/qtune/policy.d/README" "$dest/etc/qtune/policy.d/README"
 fi
 
 # Mirrors write only into mirror_dirs; the unit's file system is
@@ -64,30 +62,19 @@ install -d -m 0755 "$(dirname "$dropin")"
 "$dest/usr/local/bin/qtune" agent --config "$dest/etc/qtune/agent.hcl" --systemd-dropin >"$dropin"
 echo "wrote $dropin (run again after changing mirror_dirs)"
 
-# Example policies only into an empty policy.d: an operator's own set is
-# left alone, and a policy deleted on purpose does not come back.
-shopt -s nullglob
-examples=(examples/policy.d/*.hcl)
-shopt -u nullglob
-if [[ -z "$(ls -A "$dest/etc/qtune/policy.d")" && ${#examples[@]} -gt 0 ]]; then
-	install -m 0644 "${examples[@]}" "$dest/etc/qtune/policy.d/"
-	echo "installed ${#examples[@]} example policies into $dest/etc/qtune/policy.d"
-else
-	echo "kept $dest/etc/qtune/policy.d as it is"
-fi
-
-# Whatever policies are in place now, say early if the agent would
-# reject them at start.
+# Whatever policies are in place, say early if the agent would reject
+# them at start.
 if ! "$dest/usr/local/bin/qtune" policy check "$dest/etc/qtune/policy.d" >/dev/null; then
 	echo "warning: the policies in $dest/etc/qtune/policy.d do not check; fix them before starting qtune" >&2
 fi
 
-cat <<'EOF'
+cat <<'EOF2'
 
 qtune is installed but not running. To start it now and at every boot:
   systemctl daemon-reload
   systemctl enable --now qtune
-A new install runs in dry-run: it decides and reports (qtune status,
-qtune plan) but changes no VM until dry_run = false in
-/etc/qtune/agent.hcl and `systemctl restart qtune`.
-EOF
+A new install runs in dry-run with no policy: it changes no VM. Copy
+policies from /usr/local/share/doc/qtune/examples/policy.d into
+/etc/qtune/policy.d (qtune plan shows what they would change), then set
+dry_run = false in /etc/qtune/agent.hcl and `systemctl restart qtune`.
+EOF2

@@ -7,30 +7,31 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 )
 
 // desired is the state a decision asks for, given the knob's state before
 // qtune touched it (original) and now (cur), from the knob's kind.
-func (e *Executor) desired(d policy.Decision, original, cur KnobState, t Target) (KnobState, error) {
+func (e *Executor) desired(d policy.Decision, original, cur state.KnobState, t state.Target) (state.KnobState, error) {
 	kind, err := knobKindOf(d.Knob)
 	if err != nil {
-		return KnobState{}, err
+		return state.KnobState{}, err
 	}
-	return kind.desired(e, d, original, cur, t)
+	return kind.Desired(e, d, original, cur, t)
 }
 
 // desiredL2 sizes the cache: full coverage ("auto") or the rule's size,
 // clamped by the rule's max and by what is left of the host-wide budget.
-func (e *Executor) desiredL2(d policy.Decision, cur KnobState, t Target) (KnobState, error) {
+func (e *Executor) desiredL2(d policy.Decision, cur state.KnobState, t state.Target) (state.KnobState, error) {
 	spec := d.Action.L2Cache
-	if spec == nil || cur.L2 == nil {
-		return KnobState{}, &Refusal{Code: "bounds", Reason: "not a qcow2 disk, or no L2 cache decision"}
+	if spec == nil || cur.L2() == nil {
+		return state.KnobState{}, &Refusal{Code: RefuseBounds, Reason: "not a qcow2 disk, or no L2 cache decision"}
 	}
 	size := spec.Size
 	if spec.Auto {
-		size = cur.L2.Needed
+		size = cur.L2().Needed
 		if size == 0 {
-			return KnobState{}, &Refusal{Code: "bounds", Reason: "full-coverage size unknown (virtual or cluster size missing)"}
+			return state.KnobState{}, &Refusal{Code: RefuseBounds, Reason: "full-coverage size unknown (virtual or cluster size missing)"}
 		}
 	}
 	if spec.Max != 0 {
@@ -39,18 +40,18 @@ func (e *Executor) desiredL2(d policy.Decision, cur KnobState, t Target) (KnobSt
 	size = max(size, e.limits.L2Min)
 	used, err := e.l2Used(t)
 	if err != nil {
-		return KnobState{}, err
+		return state.KnobState{}, err
 	}
 	if left := e.limits.L2Budget - min(used, e.limits.L2Budget); size > left {
-		if left <= cur.L2.Size {
-			return KnobState{}, &Refusal{Code: "budget", Reason: fmt.Sprintf("L2 cache budget of %d bytes is used up (%d by other disks)", e.limits.L2Budget, used)}
+		if left <= cur.L2().Size {
+			return state.KnobState{}, &Refusal{Code: RefuseBudget, Reason: fmt.Sprintf("L2 cache budget of %d bytes is used up (%d by other disks)", e.limits.L2Budget, used)}
 		}
 		size = left
 	}
-	if err := l2WithinLimit(size, cur.L2.Limit); err != nil {
-		return KnobState{}, err
+	if err := l2WithinLimit(size, cur.L2().Limit); err != nil {
+		return state.KnobState{}, err
 	}
-	return KnobState{L2: &L2State{Size: size, Needed: cur.L2.Needed}}, nil
+	return state.OfL2(state.L2State{Size: size, Needed: cur.L2().Needed}), nil
 }
 
 // l2WithinLimit refuses an L2 cache above the node's cache-size, which
@@ -63,22 +64,22 @@ func l2WithinLimit(size, limit uint64) error {
 	if limit == 0 || size <= limit {
 		return nil
 	}
-	return &Refusal{Code: "bounds", Reason: fmt.Sprintf(
+	return &Refusal{Code: RefuseBounds, Reason: fmt.Sprintf(
 		"the node's cache-size is %d bytes (under libvirt: the disk's <driver><metadata_cache><max_size>), below the wanted "+
 			"l2-cache-size of %d, and QEMU refuses an L2 cache above it: raise max_size to %d or more (virsh edit) and restart "+
 			"the domain, or give the rule a max of %d or less", limit, size, size, limit)}
 }
 
 // l2Used is the L2 cache qtune gave every other disk.
-func (e *Executor) l2Used(self Target) (uint64, error) {
+func (e *Executor) l2Used(self state.Target) (uint64, error) {
 	all, err := e.store.AllOwned()
 	if err != nil {
 		return 0, err
 	}
 	var used uint64
 	for _, o := range all {
-		if o.Knob == policy.KnobL2Cache && o.Target != self && o.Applied.L2 != nil && o.Phase != PhaseReleased {
-			used += o.Applied.L2.Size
+		if o.Knob == policy.KnobL2Cache && o.Target != self && o.Applied.L2() != nil && o.Phase != state.PhaseReleased {
+			used += o.Applied.L2().Size
 		}
 	}
 	return used, nil
@@ -101,7 +102,7 @@ func CombineThrottle(pre, want sample.Throttle) (sample.Throttle, error) {
 		{"bps", pre.BPS, pre.BPSRead, pre.BPSWrite, want.BPS, want.BPSRead, want.BPSWrite},
 	} {
 		if (kind.pt != 0 && kind.wr|kind.ww != 0) || (kind.wt != 0 && kind.pr|kind.pw != 0) {
-			return sample.Throttle{}, &Refusal{Code: "incompatible", Reason: fmt.Sprintf(
+			return sample.Throttle{}, &Refusal{Code: RefuseIncompatible, Reason: fmt.Sprintf(
 				"the disk already has a %s limit in another shape (total vs read/write) than the rule's; QEMU cannot combine them", kind.name)}
 		}
 	}
@@ -143,22 +144,22 @@ func CombineThrottle(pre, want sample.Throttle) (sample.Throttle, error) {
 }
 
 // checkLimits applies bounds, minimum change, cooldown and rate limits.
-func (e *Executor) checkLimits(t Target, d policy.Decision, owned *Owned, cur, want KnobState, now time.Time) error {
-	if kind, err := knobKindOf(d.Knob); err == nil && kind.bounds != nil {
-		if err := kind.bounds(e, want); err != nil {
+func (e *Executor) checkLimits(t state.Target, d policy.Decision, owned *state.Owned, cur, want state.KnobState, now time.Time) error {
+	if kind, err := knobKindOf(d.Knob); err == nil && kind.Bounds != nil {
+		if err := kind.Bounds(e, want); err != nil {
 			return err
 		}
 	}
 	if observes(d.Knob) {
 		return nil
 	}
-	if owned != nil && owned.Phase == PhaseApplied {
+	if owned != nil && owned.Phase == state.PhaseApplied {
 		if next := owned.LastChange.Add(d.Cooldown); now.Before(next) {
-			return &Refusal{Code: "cooldown", Reason: fmt.Sprintf("rule %s changed this knob at %s; next change allowed at %s",
+			return &Refusal{Code: RefuseCooldown, Reason: fmt.Sprintf("rule %s changed this knob at %s; next change allowed at %s",
 				owned.Rule, owned.LastChange.Format(time.RFC3339), next.Format(time.RFC3339))}
 		}
 		if rel := relativeChange(d.Knob, cur, want); rel < e.limits.MinChange {
-			return &Refusal{Code: "min-change", Reason: fmt.Sprintf("change of %.1f%% is below the minimum of %.1f%%", rel*100, e.limits.MinChange*100)}
+			return &Refusal{Code: RefuseMinChange, Reason: fmt.Sprintf("change of %.1f%% is below the minimum of %.1f%%", rel*100, e.limits.MinChange*100)}
 		}
 	}
 	vmCount, hostCount := 0, 0
@@ -177,10 +178,10 @@ func (e *Executor) checkLimits(t Target, d policy.Decision, owned *Owned, cur, w
 	}
 	e.changes = keep
 	if vmCount >= e.limits.PerVMPerHour {
-		return &Refusal{Code: "rate-limit-vm", Reason: fmt.Sprintf("%d changes to VM %s in the last hour (limit %d)", vmCount, t.VM, e.limits.PerVMPerHour)}
+		return &Refusal{Code: RefuseRateLimitVM, Reason: fmt.Sprintf("%d changes to VM %s in the last hour (limit %d)", vmCount, t.VM, e.limits.PerVMPerHour)}
 	}
 	if hostCount >= e.limits.PerHostPerMinute {
-		return &Refusal{Code: "rate-limit-host", Reason: fmt.Sprintf("%d changes on this host in the last minute (limit %d)", hostCount, e.limits.PerHostPerMinute)}
+		return &Refusal{Code: RefuseRateLimitHost, Reason: fmt.Sprintf("%d changes on this host in the last minute (limit %d)", hostCount, e.limits.PerHostPerMinute)}
 	}
 	return nil
 }
@@ -188,12 +189,12 @@ func (e *Executor) checkLimits(t Target, d policy.Decision, owned *Owned, cur, w
 func (e *Executor) throttleBounds(t sample.Throttle) error {
 	for name, v := range map[string]uint64{"iops": t.IOPS, "iops_rd": t.IOPSRead, "iops_wr": t.IOPSWrite} {
 		if v != 0 && v < e.limits.MinIOPS {
-			return &Refusal{Code: "bounds", Reason: fmt.Sprintf("%s=%d is below the floor of %d", name, v, e.limits.MinIOPS)}
+			return &Refusal{Code: RefuseBounds, Reason: fmt.Sprintf("%s=%d is below the floor of %d", name, v, e.limits.MinIOPS)}
 		}
 	}
 	for name, v := range map[string]uint64{"bps": t.BPS, "bps_rd": t.BPSRead, "bps_wr": t.BPSWrite} {
 		if v != 0 && v < e.limits.MinBPS {
-			return &Refusal{Code: "bounds", Reason: fmt.Sprintf("%s=%d is below the floor of %d", name, v, e.limits.MinBPS)}
+			return &Refusal{Code: RefuseBounds, Reason: fmt.Sprintf("%s=%d is below the floor of %d", name, v, e.limits.MinBPS)}
 		}
 	}
 	return nil
@@ -201,9 +202,9 @@ func (e *Executor) throttleBounds(t sample.Throttle) error {
 
 // relativeChange is the relative size of a change, as the knob's kind
 // measures it (1 for any change of a kind that does not).
-func relativeChange(k policy.Knob, a, b KnobState) float64 {
-	if kind, err := knobKindOf(k); err == nil && kind.change != nil {
-		return kind.change(a, b)
+func relativeChange(k policy.Knob, a, b state.KnobState) float64 {
+	if kind, err := knobKindOf(k); err == nil && kind.Change != nil {
+		return kind.Change(a, b)
 	}
 	return 1
 }

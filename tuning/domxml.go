@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/state"
 )
 
 // Editing a persistent domain definition by hand-made string surgery on
@@ -18,16 +21,11 @@ var (
 )
 
 // libvirtCacheMode names cache flags as <driver cache=...> does.
-func libvirtCacheMode(c CacheState) (string, error) {
-	switch {
-	case c.Direct && c.NoFlush:
+func libvirtCacheMode(c state.CacheState) (string, error) {
+	if c.Direct && c.NoFlush {
 		return "", fmt.Errorf("direct and no-flush together have no libvirt cache mode")
-	case c.Direct:
-		return "none", nil
-	case c.NoFlush:
-		return "unsafe", nil
 	}
-	return "writeback", nil
+	return sample.HostCache(c.Direct, c.NoFlush).CacheMode(), nil
 }
 
 // editDiskDriver applies edit to the <driver> element of the disk whose
@@ -98,4 +96,35 @@ func restoreMetadataCache(el, elem string) string {
 		return el[:start-1] + "/>"
 	}
 	return el
+}
+
+// RepointDisk points disk dev of a definition from old to new (and its
+// driver to format). A definition that no longer names old is left as
+// it is: someone else changed it.
+func RepointDisk(doc, dev, old, new, format string) (string, error) {
+	target := regexp.MustCompile(`<target\b[^>]*\bdev=['"]` + regexp.QuoteMeta(dev) + `['"]`)
+	source := regexp.MustCompile(`(<source\b[^>]*\bfile=)(['"])` + regexp.QuoteMeta(XMLEscape(old)) + `(['"])`)
+	found := false
+	out := diskElem.ReplaceAllStringFunc(doc, func(disk string) string {
+		if !target.MatchString(disk) || !source.MatchString(disk) {
+			return disk
+		}
+		found = true
+		disk = source.ReplaceAllStringFunc(disk, func(m string) string {
+			return source.FindStringSubmatch(m)[1] + "'" + XMLEscape(new) + "'"
+		})
+		if loc := driverElem.FindStringIndex(disk); loc != nil && format != "" {
+			disk = disk[:loc[0]] + setAttr(disk[loc[0]:loc[1]], "type", format) + disk[loc[1]:]
+		}
+		return disk
+	})
+	if !found {
+		return doc, nil
+	}
+	return out, nil
+}
+
+// XMLEscape escapes s for an attribute value or text of a domain XML.
+func XMLEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "'", "&apos;", `"`, "&quot;").Replace(s)
 }

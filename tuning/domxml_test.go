@@ -49,7 +49,7 @@ func TestRepointDisk(t *testing.T) {
 <disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='none'/><source file='/a/old.qcow2' index='1'/><target dev='vda' bus='virtio'/></disk>
 <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/a/other.qcow2'/><target dev='vdb' bus='virtio'/></disk>
 </devices></domain>`
-	out, err := repointDisk(doc, "vda", "/a/old.qcow2", "/fast/new.raw", "raw")
+	out, err := RepointDisk(doc, "vda", "/a/old.qcow2", "/fast/new.raw", "raw")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestRepointDisk(t *testing.T) {
 	if !strings.Contains(out, want) || !strings.Contains(out, "/a/other.qcow2") {
 		t.Fatalf("repointed:\n%s", out)
 	}
-	if same, _ := repointDisk(doc, "vda", "/a/somewhere-else.qcow2", "/x", "raw"); same != doc {
+	if same, _ := RepointDisk(doc, "vda", "/a/somewhere-else.qcow2", "/x", "raw"); same != doc {
 		t.Fatal("a definition someone changed was edited")
 	}
 }

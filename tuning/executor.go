@@ -12,30 +12,39 @@ import (
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-)
-
-// Result is what became of one decision.
-type Result string
-
-const (
-	ResultApplied      Result = "applied"
-	ResultNoOp         Result = "no-op"       // already as desired; no cooldown starts
-	ResultRefused      Result = "refused"     // a safety limit said no
-	ResultRecommended  Result = "recommended" // recommend mode: recorded, not acted on
-	ResultDryRun       Result = "dry-run"
-	ResultFailed       Result = "failed"
-	ResultVerifyFailed Result = "verify-failed"
-	ResultReverted     Result = "reverted"
-	ResultDrift        Result = "drift" // someone else changed an owned knob; qtune let go
+	"github.com/qtune/qtune/state"
 )
 
 // Refusal is a decision a safety limit stopped. Callers branch on Code.
 type Refusal struct {
-	Code   string // cooldown, rate-limit-vm, rate-limit-host, bounds, min-change, budget, incompatible, unsupported, passthrough, unsafe
+	Code   RefusalCode
 	Reason string
 }
 
-func (r *Refusal) Error() string { return "refused (" + r.Code + "): " + r.Reason }
+func (r *Refusal) Error() string { return "refused (" + string(r.Code) + "): " + r.Reason }
+
+// RefusalCode names the safety limit that refused a decision; the
+// control socket and the metrics carry it as it is.
+type RefusalCode string
+
+const (
+	RefuseCooldown      RefusalCode = "cooldown"        // the rule's cooldown since qtune's last change
+	RefuseRateLimitVM   RefusalCode = "rate-limit-vm"   // changes to one VM in an hour
+	RefuseRateLimitHost RefusalCode = "rate-limit-host" // changes on the host in a minute
+	RefuseBounds        RefusalCode = "bounds"          // a value outside what qtune or the hypervisor accepts
+	RefuseMinChange     RefusalCode = "min-change"      // a change too small to be worth making
+	RefuseBudget        RefusalCode = "budget"          // the host-wide L2 cache budget
+	RefuseIncompatible  RefusalCode = "incompatible"    // the disk's state and the rule's cannot be combined
+	RefuseUnsupported   RefusalCode = "unsupported"     // a knob or job kind this agent cannot act on
+	RefusePassthrough   RefusalCode = "passthrough"     // a change that needs QMP passthrough under libvirt
+	RefuseUnsafe        RefusalCode = "unsafe"          // a mode that can lose data or crash QEMU
+	RefuseDrift         RefusalCode = "drift"           // someone else holds the knob now
+	RefuseMirrorDir     RefusalCode = "mirror-dir"      // a copy into a directory not allowed
+	RefuseExists        RefusalCode = "exists"          // a copy's target exists already
+	RefuseSpace         RefusalCode = "space"           // not room enough for a job's data
+	RefuseFailedBefore  RefusalCode = "failed-before"   // the same job failed a short while ago
+	RefuseBusy          RefusalCode = "busy"            // the disk has a block job already
+)
 
 // ErrDrift is returned when an owned knob no longer holds what qtune set.
 var ErrDrift = errors.New("tuning: knob changed by someone else")
@@ -80,13 +89,13 @@ func (l Limits) withDefaults() Limits {
 // Executor applies decisions safely. It is safe for concurrent use.
 type Executor struct {
 	backend Backend
-	store   *Store
+	store   *state.Store
 	clock   clock.Clock
 	limits  Limits
 	dryRun  bool
 	log     hclog.Logger
 
-	jobs *JobManager // block jobs; nil refuses them
+	jobs JobPlanner // block jobs; nil refuses them
 
 	fail func(step string, k policy.Knob) // failpoint hook: tests only
 
@@ -118,7 +127,7 @@ type Options struct {
 }
 
 // NewExecutor returns an executor acting through b and recording in s.
-func NewExecutor(b Backend, s *Store, o Options) *Executor {
+func NewExecutor(b Backend, s *state.Store, o Options) *Executor {
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
@@ -134,9 +143,9 @@ func NewExecutor(b Backend, s *Store, o Options) *Executor {
 
 // Outcome is the result of one decision with the knob before and after.
 type Outcome struct {
-	Result Result
-	Before KnobState
-	After  KnobState
+	Result state.Result
+	Before state.KnobState
+	After  state.KnobState
 	Reason string
 }
 
@@ -146,7 +155,7 @@ type Outcome struct {
 func (e *Executor) Execute(ctx context.Context, d policy.Decision) (Outcome, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	t := Target{VM: d.VM, Disk: d.Disk}
+	t := state.Target{VM: d.VM, Disk: d.Disk}
 	var out Outcome
 	var err error
 	switch {
@@ -168,7 +177,7 @@ func (e *Executor) callCtx(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, e.limits.CallTimeout)
 }
 
-func (e *Executor) read(ctx context.Context, t Target, k policy.Knob) (KnobState, error) {
+func (e *Executor) read(ctx context.Context, t state.Target, k policy.Knob) (state.KnobState, error) {
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
 	s, err := e.backend.Read(cctx, t, k)
@@ -178,18 +187,18 @@ func (e *Executor) read(ctx context.Context, t Target, k policy.Knob) (KnobState
 	return e.recordedRead(t, k, s), nil
 }
 
-func (e *Executor) apply(ctx context.Context, t Target, d policy.Decision) (Outcome, error) {
+func (e *Executor) apply(ctx context.Context, t state.Target, d policy.Decision) (Outcome, error) {
 	now := e.clock.Now()
 	cur, err := e.read(ctx, t, d.Knob)
 	if err != nil {
-		return Outcome{Result: ResultFailed}, err
+		return Outcome{Result: state.ResultFailed}, err
 	}
 	owned, err := e.store.Owned(t, d.Knob)
 	if err != nil {
-		return Outcome{Result: ResultFailed, Before: cur}, err
+		return Outcome{Result: state.ResultFailed, Before: cur}, err
 	}
-	if owned != nil && owned.Phase == PhaseReleased {
-		return Outcome{Result: ResultRefused, Before: cur}, &Refusal{Code: "drift", Reason: fmt.Sprintf(
+	if owned != nil && owned.Phase == state.PhaseReleased {
+		return Outcome{Result: state.ResultRefused, Before: cur}, &Refusal{Code: RefuseDrift, Reason: fmt.Sprintf(
 			"someone else changed this knob at %s; qtune leaves it alone until rule %s stops firing",
 			owned.LastChange.Format(time.RFC3339), owned.Rule)}
 	}
@@ -202,21 +211,21 @@ func (e *Executor) apply(ctx context.Context, t Target, d policy.Decision) (Outc
 	}
 	want, err := e.desired(d, original, cur, t)
 	if err != nil {
-		return Outcome{Result: ResultRefused, Before: cur}, err
+		return Outcome{Result: state.ResultRefused, Before: cur}, err
 	}
 	if cur.Equal(want) {
 		return e.settleIntent(owned, cur)
 	}
 	if err := e.checkLimits(t, d, owned, cur, want, now); err != nil {
-		return Outcome{Result: ResultRefused, Before: cur, After: want}, err
+		return Outcome{Result: state.ResultRefused, Before: cur, After: want}, err
 	}
 	switch {
 	case d.Mode == policy.ModeRecommend:
-		return Outcome{Result: ResultRecommended, Before: cur, After: want}, nil
+		return Outcome{Result: state.ResultRecommended, Before: cur, After: want}, nil
 	case e.dryRun && !observes(d.Knob):
-		return Outcome{Result: ResultDryRun, Before: cur, After: want}, nil
+		return Outcome{Result: state.ResultDryRun, Before: cur, After: want}, nil
 	}
-	rec := &Owned{Target: t, Knob: d.Knob, Rule: d.Rule, Original: original, Applied: want, Phase: PhaseIntent,
+	rec := &state.Owned{Target: t, Knob: d.Knob, Rule: d.Rule, Original: original, Applied: want, Phase: state.PhaseIntent,
 		Since: now, LastChange: now, Cooldown: d.Cooldown, Persist: d.Persist, VMID: e.identify(t.VM)}
 	if owned != nil {
 		rec.Since = owned.Since
@@ -227,12 +236,12 @@ func (e *Executor) apply(ctx context.Context, t Target, d policy.Decision) (Outc
 	// Intent first: if qtune dies between here and the apply, the next
 	// start knows what the knob was and what was meant.
 	if err := e.store.PutOwned(rec); err != nil {
-		return Outcome{Result: ResultFailed, Before: cur, After: want}, err
+		return Outcome{Result: state.ResultFailed, Before: cur, After: want}, err
 	}
-	return e.applyAndVerify(ctx, t, d.Knob, rec, cur, want, d.Persist, ResultApplied)
+	return e.applyAndVerify(ctx, t, d.Knob, rec, cur, want, d.Persist, state.ResultApplied)
 }
 
-func (e *Executor) applyAndVerify(ctx context.Context, t Target, k policy.Knob, rec *Owned, before, want KnobState, persist bool, ok Result) (Outcome, error) {
+func (e *Executor) applyAndVerify(ctx context.Context, t state.Target, k policy.Knob, rec *state.Owned, before, want state.KnobState, persist bool, ok state.Result) (Outcome, error) {
 	e.failpoint(FailAfterIntent, k)
 	cctx, cancel := e.callCtx(ctx)
 	err := e.backend.Apply(cctx, t, k, want, persist)
@@ -241,23 +250,23 @@ func (e *Executor) applyAndVerify(ctx context.Context, t Target, k policy.Knob, 
 		e.failpoint(FailAfterChange, k)
 	}
 	if err != nil {
-		rec.Phase = PhaseFailed
+		rec.Phase = state.PhaseFailed
 		e.store.PutOwned(rec)
-		return Outcome{Result: ResultFailed, Before: before, After: want}, fmt.Errorf("apply %s to %s: %w", k, t, err)
+		return Outcome{Result: state.ResultFailed, Before: before, After: want}, fmt.Errorf("apply %s to %s: %w", k, t, err)
 	}
 	got, err := e.verify(ctx, t, k, want)
 	if err != nil || !got.Equal(want) {
-		rec.Phase = PhaseFailed
+		rec.Phase = state.PhaseFailed
 		e.store.PutOwned(rec)
 		if err == nil {
 			err = fmt.Errorf("verify %s of %s: reads back %s, want %s", k, t, got, want)
 		}
-		return Outcome{Result: ResultVerifyFailed, Before: before, After: got}, err
+		return Outcome{Result: state.ResultVerifyFailed, Before: before, After: got}, err
 	}
 	e.failpoint(FailAfterReadBack, k)
-	rec.Phase = PhaseApplied
+	rec.Phase = state.PhaseApplied
 	if err := e.store.PutOwned(rec); err != nil {
-		return Outcome{Result: ResultFailed, Before: before, After: got}, err
+		return Outcome{Result: state.ResultFailed, Before: before, After: got}, err
 	}
 	if !observes(k) {
 		e.changes = append(e.changes, change{vm: t.VM, at: rec.LastChange})
@@ -270,7 +279,7 @@ func (e *Executor) applyAndVerify(ctx context.Context, t Target, k policy.Knob, 
 // event (libvirt sends one for qtune's own persist) may have rebuilt
 // from the command line meanwhile: the change QEMU accepted is all
 // there is to check.
-func (e *Executor) verify(ctx context.Context, t Target, k policy.Knob, want KnobState) (KnobState, error) {
+func (e *Executor) verify(ctx context.Context, t state.Target, k policy.Knob, want state.KnobState) (state.KnobState, error) {
 	if !ReadsBack(k) {
 		return want, nil
 	}
@@ -280,12 +289,12 @@ func (e *Executor) verify(ctx context.Context, t Target, k policy.Knob, want Kno
 // settleIntent: the knob already holds what the rule wants. A record a
 // crash left between intent and verification, for this very value, is
 // what holds it: it becomes applied.
-func (e *Executor) settleIntent(owned *Owned, cur KnobState) (Outcome, error) {
-	out := Outcome{Result: ResultNoOp, Before: cur, After: cur}
-	if owned == nil || owned.Phase == PhaseApplied || !cur.Equal(owned.Applied) {
+func (e *Executor) settleIntent(owned *state.Owned, cur state.KnobState) (Outcome, error) {
+	out := Outcome{Result: state.ResultNoOp, Before: cur, After: cur}
+	if owned == nil || owned.Phase == state.PhaseApplied || !cur.Equal(owned.Applied) {
 		return out, nil
 	}
-	owned.Phase = PhaseApplied
+	owned.Phase = state.PhaseApplied
 	out.Reason = "the change was made before the agent stopped: owned as applied"
 	return out, e.store.PutOwned(owned)
 }
@@ -293,22 +302,22 @@ func (e *Executor) settleIntent(owned *Owned, cur KnobState) (Outcome, error) {
 // revert restores the original, unless the knob no longer holds what
 // qtune set. Reverts skip cooldowns and rate limits: undoing is always
 // allowed, and a revert refused now would never be asked for again.
-func (e *Executor) revert(ctx context.Context, t Target, d policy.Decision) (Outcome, error) {
+func (e *Executor) revert(ctx context.Context, t state.Target, d policy.Decision) (Outcome, error) {
 	owned, err := e.store.Owned(t, d.Knob)
 	if err != nil {
-		return Outcome{Result: ResultFailed}, err
+		return Outcome{Result: state.ResultFailed}, err
 	}
 	if owned == nil {
-		return Outcome{Result: ResultNoOp, Reason: "qtune does not own this knob"}, nil
+		return Outcome{Result: state.ResultNoOp, Reason: "qtune does not own this knob"}, nil
 	}
-	if owned.Phase == PhaseReleased {
+	if owned.Phase == state.PhaseReleased {
 		// The rule stopped firing: the hold on a knob someone else took
 		// ends, and what they set stays.
-		return Outcome{Result: ResultNoOp, Reason: "released after drift; left as it is"}, e.store.Release(t, d.Knob)
+		return Outcome{Result: state.ResultNoOp, Reason: "released after drift; left as it is"}, e.store.Release(t, d.Knob)
 	}
 	cur, err := e.read(ctx, t, d.Knob)
 	if err != nil {
-		return Outcome{Result: ResultFailed}, err
+		return Outcome{Result: state.ResultFailed}, err
 	}
 	switch {
 	case !ReadsBack(d.Knob):
@@ -316,21 +325,21 @@ func (e *Executor) revert(ctx context.Context, t Target, d policy.Decision) (Out
 		// set whatever it says.
 		cur = owned.Applied
 	case cur.Equal(owned.Original):
-		return Outcome{Result: ResultReverted, Before: cur, After: cur}, e.store.Release(t, d.Knob)
+		return Outcome{Result: state.ResultReverted, Before: cur, After: cur}, e.store.Release(t, d.Knob)
 	case !cur.Equal(owned.Applied):
 		return e.drift(t, d.Knob, owned, cur)
 	}
 	switch {
 	case d.Mode == policy.ModeRecommend:
-		return Outcome{Result: ResultRecommended, Before: cur, After: owned.Original}, nil
+		return Outcome{Result: state.ResultRecommended, Before: cur, After: owned.Original}, nil
 	case e.dryRun && !observes(d.Knob):
-		return Outcome{Result: ResultDryRun, Before: cur, After: owned.Original}, nil
+		return Outcome{Result: state.ResultDryRun, Before: cur, After: owned.Original}, nil
 	}
-	owned.Phase, owned.LastChange = PhaseIntent, e.clock.Now()
+	owned.Phase, owned.LastChange = state.PhaseIntent, e.clock.Now()
 	if err := e.store.PutOwned(owned); err != nil {
-		return Outcome{Result: ResultFailed, Before: cur}, err
+		return Outcome{Result: state.ResultFailed, Before: cur}, err
 	}
-	out, err := e.applyAndVerify(ctx, t, d.Knob, owned, cur, restoring(owned), owned.Persist, ResultReverted)
+	out, err := e.applyAndVerify(ctx, t, d.Knob, owned, cur, restoring(owned), owned.Persist, state.ResultReverted)
 	if err != nil {
 		return out, err
 	}
@@ -343,17 +352,17 @@ func (e *Executor) revert(ctx context.Context, t Target, d policy.Decision) (Out
 // The record stays, marked released, so that the rule that wanted the knob
 // does not take it back on its next evaluation; it goes when that rule
 // stops firing (its revert) — whoever changed the knob keeps it.
-func (e *Executor) drift(t Target, k policy.Knob, owned *Owned, cur KnobState) (Outcome, error) {
+func (e *Executor) drift(t state.Target, k policy.Knob, owned *state.Owned, cur state.KnobState) (Outcome, error) {
 	held := *owned
-	held.Phase, held.Applied, held.LastChange = PhaseReleased, cur, e.clock.Now()
+	held.Phase, held.Applied, held.LastChange = state.PhaseReleased, cur, e.clock.Now()
 	if err := e.store.PutOwned(&held); err != nil {
-		return Outcome{Result: ResultFailed, Before: cur}, err
+		return Outcome{Result: state.ResultFailed, Before: cur}, err
 	}
 	reason := fmt.Sprintf("qtune set %s, it is now %s: left alone and released", owned.Applied, cur)
-	return Outcome{Result: ResultDrift, Before: owned.Applied, After: cur, Reason: reason}, fmt.Errorf("%s %s: %s: %w", t, k, reason, ErrDrift)
+	return Outcome{Result: state.ResultDrift, Before: owned.Applied, After: cur, Reason: reason}, fmt.Errorf("%s %s: %s: %w", t, k, reason, ErrDrift)
 }
 
-func (e *Executor) audit(t Target, d policy.Decision, out Outcome) {
+func (e *Executor) audit(t state.Target, d policy.Decision, out Outcome) {
 	k := t.String() + "/" + string(d.Knob)
 	sig := d.Rule + "\x00" + string(out.Result) + "\x00" + out.After.String() + "\x00" + out.Reason
 	if e.last == nil {
@@ -361,11 +370,11 @@ func (e *Executor) audit(t Target, d policy.Decision, out Outcome) {
 	}
 	repeat := e.last[k] == sig
 	e.last[k] = sig
-	if repeat && out.Result != ResultApplied && out.Result != ResultReverted {
+	if repeat && out.Result != state.ResultApplied && out.Result != state.ResultReverted {
 		e.log.Trace("tuning action repeated", "rule", d.Rule, "vm", t.VM, "disk", t.Disk, "result", string(out.Result))
 		return
 	}
-	r := &Record{At: e.clock.Now(), Target: t, Knob: d.Knob, Rule: d.Rule, Result: out.Result,
+	r := &state.Record{At: e.clock.Now(), Target: t, Knob: d.Knob, Rule: d.Rule, Result: out.Result,
 		Reason: out.Reason, Inputs: d.Inputs, Before: out.Before.String(), After: out.After.String()}
 	if err := e.store.Append(r); err != nil {
 		e.log.Error("action log write failed", "vm", t.VM, "disk", t.Disk, "error", err.Error())
@@ -379,11 +388,11 @@ func (e *Executor) audit(t Target, d policy.Decision, out Outcome) {
 		args = append(args, "reason", out.Reason)
 	}
 	switch out.Result {
-	case ResultFailed, ResultVerifyFailed:
+	case state.ResultFailed, state.ResultVerifyFailed:
 		e.log.Error("tuning action", args...)
-	case ResultDrift, ResultRefused:
+	case state.ResultDrift, state.ResultRefused:
 		e.log.Warn("tuning action", args...)
-	case ResultNoOp:
+	case state.ResultNoOp:
 		e.log.Debug("tuning action", args...)
 	default:
 		e.log.Info("tuning action", args...)

@@ -13,13 +13,14 @@ import (
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeBackend holds knob states in memory; hooks inject failures.
 type fakeBackend struct {
-	state    map[string]KnobState
+	state    map[string]state.KnobState
 	applies  int
 	failNext error
 	// lie makes Apply store something other than asked (verify mismatch).
@@ -29,27 +30,27 @@ type fakeBackend struct {
 	gone map[string]bool
 }
 
-func key(t Target, k policy.Knob) string { return t.String() + "/" + string(k) }
+func key(t state.Target, k policy.Knob) string { return t.String() + "/" + string(k) }
 
-func (f *fakeBackend) Read(_ context.Context, t Target, k policy.Knob) (KnobState, error) {
+func (f *fakeBackend) Read(_ context.Context, t state.Target, k policy.Knob) (state.KnobState, error) {
 	if f.gone[t.VM] {
-		return KnobState{}, fmt.Errorf("%s: %w", t.VM, ErrUnknownVM)
+		return state.KnobState{}, fmt.Errorf("%s: %w", t.VM, ErrUnknownVM)
 	}
 	s, ok := f.state[key(t, k)]
 	if !ok {
 		switch k {
 		case policy.KnobThrottle:
-			return KnobState{Throttle: &sample.Throttle{}}, nil
+			return state.OfThrottle(sample.Throttle{}), nil
 		case policy.KnobCache:
-			return KnobState{Cache: &CacheState{}}, nil
+			return state.OfCache(state.CacheState{}), nil
 		case policy.KnobL2Cache:
-			return KnobState{L2: &L2State{Size: 1 << 20, Needed: 128 << 20}}, nil
+			return state.OfL2(state.L2State{Size: 1 << 20, Needed: 128 << 20}), nil
 		}
 	}
 	return s, nil
 }
 
-func (f *fakeBackend) Apply(_ context.Context, t Target, k policy.Knob, s KnobState, _ bool) error {
+func (f *fakeBackend) Apply(_ context.Context, t state.Target, k policy.Knob, s state.KnobState, _ bool) error {
 	if f.gone[t.VM] {
 		return fmt.Errorf("%s: %w", t.VM, ErrUnknownVM)
 	}
@@ -62,10 +63,10 @@ func (f *fakeBackend) Apply(_ context.Context, t Target, k policy.Knob, s KnobSt
 		return err
 	}
 	f.applies++
-	if f.lie && s.Throttle != nil {
-		x := *s.Throttle
+	if f.lie && s.Throttle() != nil {
+		x := *s.Throttle()
 		x.IOPSWrite++
-		s = KnobState{Throttle: &x}
+		s = state.OfThrottle(x)
 	}
 	f.state[key(t, k)] = s
 	return nil
@@ -73,25 +74,25 @@ func (f *fakeBackend) Apply(_ context.Context, t Target, k policy.Knob, s KnobSt
 
 type rig struct {
 	b   *fakeBackend
-	s   *Store
+	s   *state.Store
 	clk *clock.Fake
 	e   *Executor
 }
 
 func newRig(t *testing.T, o Options) *rig {
 	t.Helper()
-	s, err := OpenStore(t.TempDir())
+	s, err := state.OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	b := &fakeBackend{state: map[string]KnobState{}}
+	b := &fakeBackend{state: map[string]state.KnobState{}}
 	clk := clock.NewFake(time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC))
 	o.Clock = clk
 	return &rig{b: b, s: s, clk: clk, e: NewExecutor(b, s, o)}
 }
 
-var vda = Target{VM: "vm1", Disk: "vda"}
+var vda = state.Target{VM: "vm1", Disk: "vda"}
 
 func throttle(iopsWr uint64) policy.Decision {
 	return policy.Decision{Rule: "calm", VM: "vm1", Disk: "vda", Knob: policy.KnobThrottle, Mode: policy.ModeEnforce,
@@ -104,7 +105,7 @@ func revertOf(d policy.Decision) policy.Decision {
 	return d
 }
 
-func refusal(t *testing.T, err error, code string) {
+func refusal(t *testing.T, err error, code RefusalCode) {
 	t.Helper()
 	var r *Refusal
 	if !errors.As(err, &r) || r.Code != code {
@@ -116,22 +117,22 @@ func TestApplyVerifyRevert(t *testing.T) {
 	r := newRig(t, Options{})
 	ctx := context.Background()
 	out, err := r.e.Execute(ctx, throttle(300))
-	if err != nil || out.Result != ResultApplied || out.After.Throttle.IOPSWrite != 300 {
+	if err != nil || out.Result != state.ResultApplied || out.After.Throttle().IOPSWrite != 300 {
 		t.Fatalf("%+v %v", out, err)
 	}
 	o, _ := r.s.Owned(vda, policy.KnobThrottle)
-	if o == nil || o.Phase != PhaseApplied || o.Original.Throttle.Active() {
+	if o == nil || o.Phase != state.PhaseApplied || o.Original.Throttle().Active() {
 		t.Fatalf("owned %+v", o)
 	}
 	out, err = r.e.Execute(ctx, revertOf(throttle(300)))
-	if err != nil || out.Result != ResultReverted || out.After.Throttle.Active() {
+	if err != nil || out.Result != state.ResultReverted || out.After.Throttle().Active() {
 		t.Fatalf("revert %+v %v", out, err)
 	}
 	if o, _ := r.s.Owned(vda, policy.KnobThrottle); o != nil {
 		t.Fatalf("still owned after revert: %+v", o)
 	}
 	recs, _ := r.s.Records(10)
-	if len(recs) != 2 || recs[0].Result != ResultApplied || recs[1].Result != ResultReverted || recs[0].Inputs["disk.write_iops"] != 3000 {
+	if len(recs) != 2 || recs[0].Result != state.ResultApplied || recs[1].Result != state.ResultReverted || recs[0].Inputs["disk.write_iops"] != 3000 {
 		t.Fatalf("records %+v", recs)
 	}
 }
@@ -139,12 +140,12 @@ func TestApplyVerifyRevert(t *testing.T) {
 func TestNoOpStartsNoCooldown(t *testing.T) {
 	r := newRig(t, Options{})
 	ctx := context.Background()
-	r.b.state[key(vda, policy.KnobThrottle)] = KnobState{Throttle: &sample.Throttle{IOPSWrite: 300}}
+	r.b.state[key(vda, policy.KnobThrottle)] = state.OfThrottle(sample.Throttle{IOPSWrite: 300})
 	out, err := r.e.Execute(ctx, throttle(300))
-	if err != nil || out.Result != ResultNoOp || r.b.applies != 0 {
+	if err != nil || out.Result != state.ResultNoOp || r.b.applies != 0 {
 		t.Fatalf("%+v %v applies=%d", out, err, r.b.applies)
 	}
-	if out, err := r.e.Execute(ctx, throttle(200)); err != nil || out.Result != ResultApplied {
+	if out, err := r.e.Execute(ctx, throttle(200)); err != nil || out.Result != state.ResultApplied {
 		t.Fatalf("change after a no-op: %+v %v", out, err)
 	}
 }
@@ -205,12 +206,12 @@ func TestRecommendAndDryRunNeverAct(t *testing.T) {
 	d := throttle(300)
 	d.Mode = policy.ModeRecommend
 	out, err := r.e.Execute(context.Background(), d)
-	if err != nil || out.Result != ResultRecommended || out.After.Throttle.IOPSWrite != 300 || r.b.applies != 0 {
+	if err != nil || out.Result != state.ResultRecommended || out.After.Throttle().IOPSWrite != 300 || r.b.applies != 0 {
 		t.Fatalf("%+v %v", out, err)
 	}
 	dr := newRig(t, Options{DryRun: true})
 	out, err = dr.e.Execute(context.Background(), throttle(300))
-	if err != nil || out.Result != ResultDryRun || dr.b.applies != 0 {
+	if err != nil || out.Result != state.ResultDryRun || dr.b.applies != 0 {
 		t.Fatalf("%+v %v", out, err)
 	}
 	if o, _ := dr.s.Owned(vda, policy.KnobThrottle); o != nil {
@@ -223,27 +224,27 @@ func TestDriftOnRevertLeavesKnobAlone(t *testing.T) {
 	ctx := context.Background()
 	r.e.Execute(ctx, throttle(300))
 	// An operator sets their own limit.
-	r.b.state[key(vda, policy.KnobThrottle)] = KnobState{Throttle: &sample.Throttle{IOPS: 5000}}
+	r.b.state[key(vda, policy.KnobThrottle)] = state.OfThrottle(sample.Throttle{IOPS: 5000})
 	out, err := r.e.Execute(ctx, revertOf(throttle(300)))
-	if !errors.Is(err, ErrDrift) || out.Result != ResultDrift {
+	if !errors.Is(err, ErrDrift) || out.Result != state.ResultDrift {
 		t.Fatalf("%+v %v", out, err)
 	}
-	if got := r.b.state[key(vda, policy.KnobThrottle)]; got.Throttle.IOPS != 5000 {
-		t.Fatalf("the operator's limit was touched: %+v", got.Throttle)
+	if got := r.b.state[key(vda, policy.KnobThrottle)]; got.Throttle().IOPS != 5000 {
+		t.Fatalf("the operator's limit was touched: %+v", got.Throttle())
 	}
 	o, _ := r.s.Owned(vda, policy.KnobThrottle)
-	if o == nil || o.Phase != PhaseReleased {
+	if o == nil || o.Phase != state.PhaseReleased {
 		t.Fatalf("after drift: %+v, want a released record", o)
 	}
 	// The rule still fires: qtune does not take the knob back.
 	_, err = r.e.Execute(ctx, throttle(300))
 	refusal(t, err, "drift")
-	if got := r.b.state[key(vda, policy.KnobThrottle)]; got.Throttle.IOPS != 5000 {
-		t.Fatalf("qtune fought the operator: %+v", got.Throttle)
+	if got := r.b.state[key(vda, policy.KnobThrottle)]; got.Throttle().IOPS != 5000 {
+		t.Fatalf("qtune fought the operator: %+v", got.Throttle())
 	}
 	// The rule stops firing: the hold ends, the operator's value stays.
 	out, err = r.e.Execute(ctx, revertOf(throttle(300)))
-	if err != nil || out.Result != ResultNoOp || r.b.state[key(vda, policy.KnobThrottle)].Throttle.IOPS != 5000 {
+	if err != nil || out.Result != state.ResultNoOp || r.b.state[key(vda, policy.KnobThrottle)].Throttle().IOPS != 5000 {
 		t.Fatalf("revert after drift: %+v %v", out, err)
 	}
 	if o, _ := r.s.Owned(vda, policy.KnobThrottle); o != nil {
@@ -262,18 +263,18 @@ func TestIntentIsWrittenBeforeActingAndFailureIsRecorded(t *testing.T) {
 	}
 	r.b.failNext = errors.New("QEMU said no")
 	out, err := r.e.Execute(context.Background(), throttle(300))
-	if err == nil || out.Result != ResultFailed || !strings.Contains(err.Error(), "QEMU said no") {
+	if err == nil || out.Result != state.ResultFailed || !strings.Contains(err.Error(), "QEMU said no") {
 		t.Fatalf("%+v %v", out, err)
 	}
-	if phase != PhaseIntent {
+	if phase != state.PhaseIntent {
 		t.Fatalf("phase during apply = %q, want intent", phase)
 	}
 	o, _ := r.s.Owned(vda, policy.KnobThrottle)
-	if o == nil || o.Phase != PhaseFailed || o.Original.Throttle == nil {
+	if o == nil || o.Phase != state.PhaseFailed || o.Original.Throttle() == nil {
 		t.Fatalf("store after failure: %+v", o)
 	}
 	recs, _ := r.s.Records(1)
-	if recs[0].Result != ResultFailed || !strings.Contains(recs[0].Reason, "QEMU said no") {
+	if recs[0].Result != state.ResultFailed || !strings.Contains(recs[0].Reason, "QEMU said no") {
 		t.Fatalf("log %+v", recs)
 	}
 }
@@ -282,7 +283,7 @@ func TestVerifyMismatch(t *testing.T) {
 	r := newRig(t, Options{})
 	r.b.lie = true
 	out, err := r.e.Execute(context.Background(), throttle(300))
-	if err == nil || out.Result != ResultVerifyFailed || !strings.Contains(err.Error(), "reads back") {
+	if err == nil || out.Result != state.ResultVerifyFailed || !strings.Contains(err.Error(), "reads back") {
 		t.Fatalf("%+v %v", out, err)
 	}
 }
@@ -291,21 +292,21 @@ func TestPreexistingThrottleIsCombinedAndRestored(t *testing.T) {
 	r := newRig(t, Options{})
 	ctx := context.Background()
 	pre := sample.Throttle{IOPSRead: 500, IOPSWrite: 800, BPSWrite: 100 << 20, Group: "ops"}
-	r.b.state[key(vda, policy.KnobThrottle)] = KnobState{Throttle: &pre}
+	r.b.state[key(vda, policy.KnobThrottle)] = state.OfThrottle(pre)
 	out, err := r.e.Execute(ctx, throttle(300))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := *out.After.Throttle
+	got := *out.After.Throttle()
 	if got.IOPSRead != 500 || got.IOPSWrite != 300 || got.BPSWrite != 100<<20 || got.Group != "ops" {
 		t.Fatalf("combined %+v", got)
 	}
 	r.e.Execute(ctx, revertOf(throttle(300)))
-	if back := *r.b.state[key(vda, policy.KnobThrottle)].Throttle; back != pre {
+	if back := *r.b.state[key(vda, policy.KnobThrottle)].Throttle(); back != pre {
 		t.Fatalf("restored %+v, want %+v", back, pre)
 	}
 	// A total limit cannot be combined with the rule's split.
-	r.b.state[key(vda, policy.KnobThrottle)] = KnobState{Throttle: &sample.Throttle{IOPS: 1000}}
+	r.b.state[key(vda, policy.KnobThrottle)] = state.OfThrottle(sample.Throttle{IOPS: 1000})
 	_, err = r.e.Execute(ctx, throttle(300))
 	refusal(t, err, "incompatible")
 }
@@ -318,11 +319,11 @@ func TestL2BudgetIsShared(t *testing.T) {
 			Action: policy.Action{L2Cache: &policy.L2Spec{Auto: true, Max: 256 << 20}}}
 	}
 	out, err := r.e.Execute(ctx, l2("a"))
-	if err != nil || out.After.L2.Size != 128<<20 {
+	if err != nil || out.After.L2().Size != 128<<20 {
 		t.Fatalf("first disk: %+v %v", out, err)
 	}
 	out, err = r.e.Execute(ctx, l2("b"))
-	if err != nil || out.After.L2.Size != 32<<20 {
+	if err != nil || out.After.L2().Size != 32<<20 {
 		t.Fatalf("second disk gets what is left (32 MiB): %+v %v", out, err)
 	}
 	_, err = r.e.Execute(ctx, l2("c"))
@@ -331,30 +332,22 @@ func TestL2BudgetIsShared(t *testing.T) {
 
 func TestStoreLockedAndReopen(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenStore(dir)
+	s, err := state.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.PutOwned(&Owned{Target: vda, Knob: policy.KnobThrottle, Phase: PhaseApplied})
-	if _, err := OpenStore(dir); !errors.Is(err, ErrStoreLocked) {
+	s.PutOwned(&state.Owned{Target: vda, Knob: policy.KnobThrottle, Phase: state.PhaseApplied})
+	if _, err := state.OpenStore(dir); !errors.Is(err, state.ErrStoreLocked) {
 		t.Fatalf("second open: %v", err)
 	}
 	s.Close()
-	s, err = OpenStore(dir)
+	s, err = state.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	if o, _ := s.Owned(vda, policy.KnobThrottle); o == nil {
 		t.Fatal("ownership lost across reopen")
-	}
-	s.keepLog = 5
-	for i := 0; i < 12; i++ {
-		s.Append(&Record{Rule: "r"})
-	}
-	recs, _ := s.Records(100)
-	if len(recs) != 5 || recs[4].Seq != 12 {
-		t.Fatalf("retention: %d records, last %+v", len(recs), recs[len(recs)-1])
 	}
 }
 
@@ -363,7 +356,7 @@ func TestRepeatedOutcomesAreLoggedOnce(t *testing.T) {
 	d := throttle(300)
 	d.Mode = policy.ModeRecommend
 	for i := 0; i < 5; i++ {
-		if out, _ := r.e.Execute(context.Background(), d); out.Result != ResultRecommended {
+		if out, _ := r.e.Execute(context.Background(), d); out.Result != state.ResultRecommended {
 			t.Fatalf("step %d: %+v", i, out)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 )
 
 type crash string
@@ -30,7 +31,7 @@ func crashAt(t *testing.T, e *Executor, step string, d policy.Decision) {
 }
 
 // holds reports what the backend holds and what the store records.
-func holds(t *testing.T, r *rig) (uint64, *Owned) {
+func holds(t *testing.T, r *rig) (uint64, *state.Owned) {
 	t.Helper()
 	s, err := r.b.Read(context.Background(), vda, policy.KnobThrottle)
 	if err != nil {
@@ -40,7 +41,7 @@ func holds(t *testing.T, r *rig) (uint64, *Owned) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.Throttle.IOPSWrite, o
+	return s.Throttle().IOPSWrite, o
 }
 
 // A crash at each failpoint of an apply and of a revert leaves a record
@@ -54,7 +55,7 @@ func TestCrashAtEachFailpoint(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/%s/%s", during, step, after), func(t *testing.T) {
 					r := newRig(t, Options{})
 					ctx := context.Background()
-					r.b.state[key(vda, policy.KnobThrottle)] = KnobState{Throttle: &sample.Throttle{IOPSWrite: 5000}}
+					r.b.state[key(vda, policy.KnobThrottle)] = state.OfThrottle(sample.Throttle{IOPSWrite: 5000})
 					d := throttle(300)
 					if during == "revert" {
 						if _, err := r.e.Execute(ctx, d); err != nil {
@@ -64,7 +65,7 @@ func TestCrashAtEachFailpoint(t *testing.T) {
 					} else {
 						crashAt(t, r.e, step, d)
 					}
-					if _, o := holds(t, r); o == nil || o.Phase != PhaseIntent || o.Original.Throttle.IOPSWrite != 5000 {
+					if _, o := holds(t, r); o == nil || o.Phase != state.PhaseIntent || o.Original.Throttle().IOPSWrite != 5000 {
 						t.Fatalf("after the crash: record %+v, want the intent with the original 5000", o)
 					}
 					// The restart: a new executor over the same store.
@@ -79,7 +80,7 @@ func TestCrashAtEachFailpoint(t *testing.T) {
 					}
 					got, o := holds(t, r)
 					switch {
-					case after == "rule fires" && (got != 300 || o == nil || o.Phase != PhaseApplied || o.Original.Throttle.IOPSWrite != 5000):
+					case after == "rule fires" && (got != 300 || o == nil || o.Phase != state.PhaseApplied || o.Original.Throttle().IOPSWrite != 5000):
 						t.Fatalf("held: knob %d, record %+v; want 300 applied, original 5000", got, o)
 					case after == "rule gone" && (got != 5000 || o != nil):
 						t.Fatalf("restored: knob %d, record %+v; want 5000 and no record", got, o)
@@ -98,16 +99,16 @@ func TestCrashThenHandChangeIsDrift(t *testing.T) {
 		r := newRig(t, Options{})
 		ctx := context.Background()
 		crashAt(t, r.e, FailAfterChange, throttle(300))
-		r.b.state[key(vda, policy.KnobThrottle)] = KnobState{Throttle: &sample.Throttle{IOPSWrite: 700}}
+		r.b.state[key(vda, policy.KnobThrottle)] = state.OfThrottle(sample.Throttle{IOPSWrite: 700})
 		next := throttle(300)
 		if gone {
 			next = revertOf(next)
 		}
 		out, err := NewExecutor(r.b, r.s, Options{Clock: r.clk}).Execute(ctx, next)
-		if out.Result != ResultDrift {
+		if out.Result != state.ResultDrift {
 			t.Fatalf("rule gone %v: %+v %v, want drift", gone, out, err)
 		}
-		if got, o := holds(t, r); got != 700 || o == nil || o.Phase != PhaseReleased {
+		if got, o := holds(t, r); got != 700 || o == nil || o.Phase != state.PhaseReleased {
 			t.Fatalf("rule gone %v: knob %d record %+v, want 700 kept and the record released", gone, got, o)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/virt"
 )
 
@@ -28,7 +29,7 @@ func TestHistogramThroughLibvirtPassthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	store, err := OpenStore(t.TempDir())
+	store, err := state.OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestHistogramThroughLibvirtPassthrough(t *testing.T) {
 	}
 	on := policy.Decision{Rule: "tail", VM: "h1", Disk: "vda", Knob: policy.KnobHistogram, Mode: policy.ModeEnforce,
 		Action: policy.Action{Other: &policy.HistogramSpec{Boundaries: []uint64{1e6, 5e6}}}}
-	target := Target{VM: "h1", Disk: "vda"}
+	target := state.Target{VM: "h1", Disk: "vda"}
 
 	refusing := NewExecutor(NewLibvirtBackend(v, LibvirtBackendOptions{PidDir: pidDir}), store, Options{})
 	var r *Refusal
@@ -59,7 +60,7 @@ func TestHistogramThroughLibvirtPassthrough(t *testing.T) {
 	}
 
 	e := NewExecutor(NewLibvirtBackend(v, LibvirtBackendOptions{AllowPassthrough: true, PidDir: pidDir}), store, Options{})
-	if out, err := e.Execute(ctx, on); err != nil || out.Result != ResultApplied {
+	if out, err := e.Execute(ctx, on); err != nil || out.Result != state.ResultApplied {
 		t.Fatalf("on: %+v %v", out, err)
 	}
 	if h := readHist(); h == nil || len(h.Boundaries) != 2 || h.Boundaries[1] != 5e6 {
@@ -67,7 +68,7 @@ func TestHistogramThroughLibvirtPassthrough(t *testing.T) {
 	}
 	off := on
 	off.Revert, off.Action = true, policy.Action{}
-	if out, err := e.Execute(ctx, off); err != nil || out.Result != ResultReverted {
+	if out, err := e.Execute(ctx, off); err != nil || out.Result != state.ResultReverted {
 		t.Fatalf("off: %+v %v", out, err)
 	}
 	if h := readHist(); h != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 )
 
 // A disk hot-plugged with blockdev-add and device_add is on no command
@@ -39,7 +40,7 @@ func TestRealHotPluggedDisk(t *testing.T) {
 	defer c.Close()
 	backend := NewQMPBackend()
 	backend.AddVM(vm.Name, c, c.PeerPID())
-	store, err := OpenStore(t.TempDir())
+	store, err := state.OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestRealHotPluggedDisk(t *testing.T) {
 
 	thr := policy.Decision{Rule: "calm", VM: "hotplug", Disk: "hot0", Knob: policy.KnobThrottle,
 		Action: policy.Action{Throttle: &sample.Throttle{IOPSWrite: 150}}}
-	if out, err := e.Execute(ctx, thr); err != nil || out.Result != ResultApplied {
+	if out, err := e.Execute(ctx, thr); err != nil || out.Result != state.ResultApplied {
 		t.Fatalf("throttle on the hot-plugged disk: %+v %v", out, err)
 	}
 	for _, d := range []policy.Decision{
@@ -76,7 +77,7 @@ func TestRealHotPluggedDisk(t *testing.T) {
 		{Rule: "l2", VM: "hotplug", Disk: "hot0", Knob: policy.KnobL2Cache, Action: policy.Action{L2Cache: &policy.L2Spec{Size: 4 << 20}}},
 	} {
 		out, err := e.Execute(ctx, d)
-		if err == nil || out.Result == ResultApplied || !strings.Contains(err.Error(), "blockdev-add") || !strings.Contains(err.Error(), "restarted") {
+		if err == nil || out.Result == state.ResultApplied || !strings.Contains(err.Error(), "blockdev-add") || !strings.Contains(err.Error(), "restarted") {
 			t.Errorf("%s on a hot-plugged disk: %+v %v", d.Knob, out, err)
 		}
 		t.Logf("%s refused: %v", d.Knob, err)

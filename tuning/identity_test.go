@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
@@ -39,23 +37,5 @@ func TestRecordKeepsTheVMIdentity(t *testing.T) {
 	}
 	if got, _ := r.s.Owned(vda, policy.KnobThrottle); got.VMID.UUID != "u2" {
 		t.Fatalf("identity %v, want the first adopted (u2) kept", got.VMID)
-	}
-}
-
-// A record as the previous version wrote it (no identity) reads as one
-// of unknown identity, and the store writes none for it.
-func TestRecordWithoutIdentityReads(t *testing.T) {
-	r := newRig(t, Options{})
-	old := `{"vm":"vm1","disk":"vda","knob":"throttle","rule":"calm","original":{"throttle":{"bps":0,"bps_rd":0,"bps_wr":0,"iops":0,"iops_rd":0,"iops_wr":0}},` +
-		`"applied":{"throttle":{"bps":0,"bps_rd":0,"bps_wr":0,"iops":0,"iops_rd":0,"iops_wr":256}},"phase":"applied","since":"2026-01-01T12:00:00Z","last_change":"2026-01-01T12:00:00Z","cooldown":0}`
-	err := r.s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketOwned).Put(ownedKey(vda, policy.KnobThrottle), []byte(old))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := r.s.AllOwned()
-	if err != nil || len(all) != 1 || all[0].VMID.Known() || all[0].Applied.Throttle.IOPSWrite != 256 {
-		t.Fatalf("owned %+v, %v: want the old record, identity unknown", all, err)
 	}
 }

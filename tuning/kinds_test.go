@@ -1,4 +1,4 @@
-package tuning
+package tuning_test
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
+	"github.com/qtune/qtune/tuning"
 )
 
 // queueSpec is the spec and the state of a made-up knob, a disk's queue
@@ -27,7 +29,8 @@ type queueSpec struct {
 
 const knobQueue policy.Knob = "test_queue"
 
-// registerQueueKind is everything the made-up knob needs, in one place:
+// registerQueueKind is everything the made-up knob needs, in one place
+// and through the registries alone (this file is outside the package):
 // its policy block (schema, decoding, validation, plan text) and its
 // executor hooks (desired state, bounds, QMP read and apply).
 func registerQueueKind(t *testing.T) {
@@ -41,36 +44,36 @@ func registerQueueKind(t *testing.T) {
 		},
 		Describe: func(spec any) string { return fmt.Sprintf("queue depth %d", spec.(queueSpec).Depth) },
 	})
-	registerKnob(knobKind{knob: knobQueue,
-		desired: func(_ *Executor, d policy.Decision, _, _ KnobState, _ Target) (KnobState, error) {
-			return RawState(d.Action.Spec(d.Knob))
+	tuning.RegisterKnob(tuning.KnobKind{Knob: knobQueue,
+		Desired: func(_ *tuning.Executor, d policy.Decision, _, _ state.KnobState, _ state.Target) (state.KnobState, error) {
+			return state.Raw(d.Action.Spec(d.Knob))
 		},
-		bounds: func(_ *Executor, want KnobState) error {
+		Bounds: func(_ *tuning.Executor, want state.KnobState) error {
 			var q queueSpec
-			json.Unmarshal(want.Raw, &q)
+			json.Unmarshal(want.RawValue(), &q)
 			if q.Depth > 64 {
-				return &Refusal{Code: "bounds", Reason: fmt.Sprintf("queue depth %d is above 64", q.Depth)}
+				return &tuning.Refusal{Code: tuning.RefuseBounds, Reason: fmt.Sprintf("queue depth %d is above 64", q.Depth)}
 			}
 			return nil
 		},
-		qmpRead: func(ctx context.Context, r *reopener, d sample.Disk) (KnobState, error) {
+		QMPRead: func(ctx context.Context, r *tuning.VMHandle, d sample.Disk) (state.KnobState, error) {
 			var q queueSpec
-			if err := r.block.Call(ctx, "x-get-queue", map[string]any{"id": d.QOMPath}, &q); err != nil {
-				return KnobState{}, err
+			if err := r.Block().Call(ctx, "x-get-queue", map[string]any{"id": d.QOMPath}, &q); err != nil {
+				return state.KnobState{}, err
 			}
-			return RawState(q)
+			return state.Raw(q)
 		},
-		qmpApply: func(ctx context.Context, r *reopener, d sample.Disk, s KnobState) error {
+		QMPApply: func(ctx context.Context, r *tuning.VMHandle, d sample.Disk, s state.KnobState) error {
 			var q queueSpec
-			if err := json.Unmarshal(s.Raw, &q); err != nil {
+			if err := json.Unmarshal(s.RawValue(), &q); err != nil {
 				return err
 			}
-			return r.block.Call(ctx, "x-set-queue", map[string]any{"id": d.QOMPath, "depth": q.Depth}, nil)
+			return r.Block().Call(ctx, "x-set-queue", map[string]any{"id": d.QOMPath, "depth": q.Depth}, nil)
 		},
 	})
 	t.Cleanup(func() {
 		policy.UnregisterAction(knobQueue)
-		unregisterKnob(knobQueue)
+		tuning.UnregisterKnob(knobQueue)
 	})
 }
 
@@ -153,18 +156,22 @@ rule "too-deep" {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	b := NewQMPBackend()
+	b := tuning.NewQMPBackend()
 	b.AddVM("vm1", conn, 0)
-	disk, err := b.vms["vm1"].disk(ctx, "drive1")
+	vm, err := b.VM("vm1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenStore(t.TempDir())
+	disk, err := vm.Disk(ctx, "drive1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := state.OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	e := NewExecutor(b, s, Options{})
+	e := tuning.NewExecutor(b, s, tuning.Options{})
 
 	ev := policy.NewEvaluator(set)
 	t0 := time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -177,10 +184,10 @@ rule "too-deep" {
 		t.Fatalf("decisions %+v", ds)
 	}
 	out, err := e.Execute(ctx, ds[0])
-	if err != nil || out.Result != ResultApplied || depthOf(disk.QOMPath) != 32 {
+	if err != nil || out.Result != state.ResultApplied || depthOf(disk.QOMPath) != 32 {
 		t.Fatalf("apply: %+v %v, depth %d", out, err, depthOf(disk.QOMPath))
 	}
-	if o, _ := s.Owned(Target{VM: "vm1", Disk: "drive1"}, knobQueue); o == nil || o.Phase != PhaseApplied ||
+	if o, _ := s.Owned(state.Target{VM: "vm1", Disk: "drive1"}, knobQueue); o == nil || o.Phase != state.PhaseApplied ||
 		o.Original.String() != `{"depth":8}` || o.Applied.String() != `{"depth":32}` {
 		t.Fatalf("owned %+v", o)
 	}
@@ -197,7 +204,7 @@ rule "too-deep" {
 	if len(ds) != 1 || !ds[0].Revert {
 		t.Fatalf("after calming: %+v", ds)
 	}
-	if out, err := e.Execute(ctx, ds[0]); err != nil || out.Result != ResultReverted || depthOf(disk.QOMPath) != 8 {
+	if out, err := e.Execute(ctx, ds[0]); err != nil || out.Result != state.ResultReverted || depthOf(disk.QOMPath) != 8 {
 		t.Fatalf("revert: %+v %v, depth %d", out, err, depthOf(disk.QOMPath))
 	}
 	recs, _ := s.Records(10)

@@ -9,6 +9,7 @@ import (
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 )
 
 // HistogramState is a disk's QEMU latency histograms: the boundaries
@@ -23,11 +24,13 @@ type HistogramState struct {
 }
 
 // Histogram decodes the state of a histogram knob; a state of another
-// kind reads as off.
-func Histogram(s KnobState) HistogramState {
+// kind reads as off. The value is kept as state.Raw, {"raw": {...}}:
+// histograms compare by their JSON, which one struct always marshals
+// the same way, so the kind needs no key of its own.
+func Histogram(s state.KnobState) HistogramState {
 	var h HistogramState
-	if s.Raw != nil {
-		json.Unmarshal(s.Raw, &h)
+	if raw := s.RawValue(); raw != nil {
+		json.Unmarshal(raw, &h)
 	}
 	return h
 }
@@ -49,29 +52,29 @@ func Histogram(s KnobState) HistogramState {
 // histogram qtune turned on found gone on the same QEMU process was
 // removed by someone else, and is let go (drift), not turned on again.
 func init() {
-	registerKnob(knobKind{knob: policy.KnobHistogram, observes: true, putBackIsDrift: true,
-		desired:  desiredHistogram,
-		qmpRead:  qmpReadHistogram,
-		qmpApply: qmpApplyHistogram,
+	RegisterKnob(KnobKind{Knob: policy.KnobHistogram, Observes: true, PutBackIsDrift: true,
+		Desired:  desiredHistogram,
+		QMPRead:  qmpReadHistogram,
+		QMPApply: qmpApplyHistogram,
 	})
 }
 
-func desiredHistogram(_ *Executor, d policy.Decision, original, cur KnobState, _ Target) (KnobState, error) {
+func desiredHistogram(_ *Executor, d policy.Decision, original, cur state.KnobState, _ state.Target) (state.KnobState, error) {
 	if Histogram(original).On {
 		return cur, nil // someone else's: left as it is, never owned
 	}
 	spec, _ := d.Action.Other.(*policy.HistogramSpec)
 	if spec == nil || len(spec.Boundaries) == 0 {
-		return KnobState{}, &Refusal{Code: "bounds", Reason: "histogram decision without boundaries"}
+		return state.KnobState{}, &Refusal{Code: RefuseBounds, Reason: "histogram decision without boundaries"}
 	}
 	for i := 1; i < len(spec.Boundaries); i++ {
 		if spec.Boundaries[i] <= spec.Boundaries[i-1] {
 			// QEMU refuses them too, but only when the set is sent.
-			return KnobState{}, &Refusal{Code: "bounds", Reason: fmt.Sprintf("histogram boundaries %v are not strictly increasing", spec.Boundaries)}
+			return state.KnobState{}, &Refusal{Code: RefuseBounds, Reason: fmt.Sprintf("histogram boundaries %v are not strictly increasing", spec.Boundaries)}
 		}
 	}
 	b := slices.Clone(spec.Boundaries)
-	return RawState(HistogramState{On: true, Read: &b, Write: &b, Flush: &b})
+	return state.Raw(HistogramState{On: true, Read: &b, Write: &b, Flush: &b})
 }
 
 // histogramOf is the state query-blockstats reports for one disk.
@@ -88,24 +91,24 @@ func histogramOf(st qmp.BlockDeviceStats) HistogramState {
 	return h
 }
 
-func qmpReadHistogram(ctx context.Context, r *reopener, d sample.Disk) (KnobState, error) {
+func qmpReadHistogram(ctx context.Context, r *VMHandle, d sample.Disk) (state.KnobState, error) {
 	stats, err := r.block.QueryBlockstats(ctx, false)
 	if err != nil {
-		return KnobState{}, err
+		return state.KnobState{}, err
 	}
 	for _, st := range stats {
 		if d.QOMPath != "" && st.QDev == d.QOMPath || d.QOMPath == "" && st.Device == d.Name {
-			return RawState(histogramOf(st.Stats))
+			return state.Raw(histogramOf(st.Stats))
 		}
 	}
-	return KnobState{}, fmt.Errorf("%s/%s: disk not in query-blockstats", r.vm, d.Name)
+	return state.KnobState{}, fmt.Errorf("%s/%s: disk not in query-blockstats", r.vm, d.Name)
 }
 
 // qmpApplyHistogram sets a state whole: off removes every histogram of
 // the disk; on sets each kind it has, after removing them all when it
 // leaves a kind out (a set with only some kinds keeps the others).
-func qmpApplyHistogram(ctx context.Context, r *reopener, d sample.Disk, s KnobState) error {
-	if s.Raw == nil {
+func qmpApplyHistogram(ctx context.Context, r *VMHandle, d sample.Disk, s state.KnobState) error {
+	if s.RawValue() == nil {
 		return errNothingToApply(policy.KnobHistogram)
 	}
 	h := Histogram(s)

@@ -12,6 +12,7 @@ import (
 	"github.com/qtune/qtune/internal/qmpfake"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 )
 
 const (
@@ -109,7 +110,7 @@ func (v *histVM) setCalls() int {
 	return v.sets
 }
 
-func histExecutor(t *testing.T, v *histVM, dryRun bool) (*Executor, *Store) {
+func histExecutor(t *testing.T, v *histVM, dryRun bool) (*Executor, *state.Store) {
 	t.Helper()
 	conn, err := qmp.Dial(context.Background(), v.srv.Path)
 	if err != nil {
@@ -118,7 +119,7 @@ func histExecutor(t *testing.T, v *histVM, dryRun bool) (*Executor, *Store) {
 	t.Cleanup(func() { conn.Close() })
 	b := NewQMPBackend()
 	b.AddVM("vm1", conn, 0)
-	s, err := OpenStore(t.TempDir())
+	s, err := state.OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,28 +146,28 @@ func TestHistogramIntentBeforeSetAndRevert(t *testing.T) {
 	v := newHistVM(t)
 	e, s := histExecutor(t, v, true)
 	ctx := context.Background()
-	var atSet *Owned
-	v.onSet = func() { atSet, _ = s.Owned(Target{VM: "vm1", Disk: "drive1"}, policy.KnobHistogram) }
-	if out, err := e.Execute(ctx, histOn("drive1")); err != nil || out.Result != ResultApplied {
+	var atSet *state.Owned
+	v.onSet = func() { atSet, _ = s.Owned(state.Target{VM: "vm1", Disk: "drive1"}, policy.KnobHistogram) }
+	if out, err := e.Execute(ctx, histOn("drive1")); err != nil || out.Result != state.ResultApplied {
 		t.Fatalf("on: %+v %v", out, err)
 	}
-	if atSet == nil || atSet.Phase != PhaseIntent || Histogram(atSet.Original).On || !Histogram(atSet.Applied).On {
+	if atSet == nil || atSet.Phase != state.PhaseIntent || Histogram(atSet.Original).On || !Histogram(atSet.Applied).On {
 		t.Fatalf("record at the set call: %+v, want the intent to turn it on from off", atSet)
 	}
 	if h := v.get(qdevDrive1); len(h) != 3 || len(h["flush"]) != 2 {
 		t.Fatalf("histograms of drive1 %v, want rd, wr and flush", h)
 	}
-	if o, _ := s.Owned(Target{VM: "vm1", Disk: "drive1"}, policy.KnobHistogram); o == nil || o.Phase != PhaseApplied {
+	if o, _ := s.Owned(state.Target{VM: "vm1", Disk: "drive1"}, policy.KnobHistogram); o == nil || o.Phase != state.PhaseApplied {
 		t.Fatalf("record after the set: %+v", o)
 	}
 	v.onSet = nil
-	if out, err := e.Execute(ctx, histOff("drive1")); err != nil || out.Result != ResultReverted || v.get(qdevDrive1) != nil {
+	if out, err := e.Execute(ctx, histOff("drive1")); err != nil || out.Result != state.ResultReverted || v.get(qdevDrive1) != nil {
 		t.Fatalf("off: %+v %v, histograms %v", out, err, v.get(qdevDrive1))
 	}
-	if o, _ := s.Owned(Target{VM: "vm1", Disk: "drive1"}, policy.KnobHistogram); o != nil {
+	if o, _ := s.Owned(state.Target{VM: "vm1", Disk: "drive1"}, policy.KnobHistogram); o != nil {
 		t.Fatalf("record after the revert: %+v", o)
 	}
-	if out, err := e.Execute(ctx, histOn("drive1")); err != nil || out.Result != ResultApplied {
+	if out, err := e.Execute(ctx, histOn("drive1")); err != nil || out.Result != state.ResultApplied {
 		t.Fatalf("on again within the hour (limit of one change): %+v %v", out, err)
 	}
 }
@@ -178,13 +179,13 @@ func TestHistogramOfSomeoneElseUntouched(t *testing.T) {
 	v := newHistVM(t)
 	e, s := histExecutor(t, v, false)
 	ctx := context.Background()
-	if out, err := e.Execute(ctx, histOn("disk0")); err != nil || out.Result != ResultNoOp || !Histogram(out.Before).On {
+	if out, err := e.Execute(ctx, histOn("disk0")); err != nil || out.Result != state.ResultNoOp || !Histogram(out.Before).On {
 		t.Fatalf("on: %+v %v, want a no-op on the histogram there", out, err)
 	}
-	if o, _ := s.Owned(Target{VM: "vm1", Disk: "disk0"}, policy.KnobHistogram); o != nil {
+	if o, _ := s.Owned(state.Target{VM: "vm1", Disk: "disk0"}, policy.KnobHistogram); o != nil {
 		t.Fatalf("someone else's histogram owned: %+v", o)
 	}
-	if out, err := e.Execute(ctx, histOff("disk0")); err != nil || out.Result != ResultNoOp {
+	if out, err := e.Execute(ctx, histOff("disk0")); err != nil || out.Result != state.ResultNoOp {
 		t.Fatalf("off: %+v %v", out, err)
 	}
 	if n := v.setCalls(); n != 0 {
@@ -209,16 +210,16 @@ func TestHistogramDriftLetGo(t *testing.T) {
 			}
 			v.set(qdevDrive1, c.their)
 			calls := v.setCalls()
-			if out, err := e.Execute(ctx, histOn("drive1")); !errors.Is(err, ErrDrift) || out.Result != ResultDrift {
+			if out, err := e.Execute(ctx, histOn("drive1")); !errors.Is(err, ErrDrift) || out.Result != state.ResultDrift {
 				t.Fatalf("after someone else: %+v %v, want drift", out, err)
 			}
-			if out, err := e.Execute(ctx, histOn("drive1")); err == nil || out.Result != ResultRefused {
+			if out, err := e.Execute(ctx, histOn("drive1")); err == nil || out.Result != state.ResultRefused {
 				t.Fatalf("asked again: %+v %v, want refused while let go", out, err)
 			}
-			if out, err := e.Execute(ctx, histOff("drive1")); err != nil || out.Result != ResultNoOp {
+			if out, err := e.Execute(ctx, histOff("drive1")); err != nil || out.Result != state.ResultNoOp {
 				t.Fatalf("off: %+v %v", out, err)
 			}
-			if o, _ := s.Owned(Target{VM: "vm1", Disk: "drive1"}, policy.KnobHistogram); o != nil {
+			if o, _ := s.Owned(state.Target{VM: "vm1", Disk: "drive1"}, policy.KnobHistogram); o != nil {
 				t.Fatalf("record kept: %+v", o)
 			}
 			if n := v.setCalls(); n != calls {
@@ -234,12 +235,20 @@ func TestHistogramReconcile(t *testing.T) {
 	v := newHistVM(t)
 	e, s := histExecutor(t, v, false)
 	ctx := context.Background()
-	t1 := Target{VM: "vm1", Disk: "drive1"}
-	on, _ := desiredHistogram(nil, histOn("drive1"), KnobState{Raw: []byte(`{"on":false}`)}, KnobState{}, t1)
-	intent := Owned{Target: t1, Knob: policy.KnobHistogram, Rule: "tail", Original: KnobState{Raw: []byte(`{"on":false}`)},
-		Applied: on, Phase: PhaseIntent}
+	t1 := state.Target{VM: "vm1", Disk: "drive1"}
+	// Off as the store has kept it since histograms became a knob.
+	var off state.KnobState
+	if err := json.Unmarshal([]byte(`{"raw":{"on":false}}`), &off); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := state.Raw(HistogramState{}); !now.Equal(off) {
+		t.Fatalf("off is stored as %s, records hold %s", now, off)
+	}
+	on, _ := desiredHistogram(nil, histOn("drive1"), off, state.KnobState{}, t1)
+	intent := state.Owned{Target: t1, Knob: policy.KnobHistogram, Rule: "tail", Original: off,
+		Applied: on, Phase: state.PhaseIntent}
 	s.PutOwned(&intent)
-	if out, err := e.Reconcile(ctx, intent); err != nil || out.Result != ResultResolved {
+	if out, err := e.Reconcile(ctx, intent); err != nil || out.Result != state.ResultResolved {
 		t.Fatalf("intent never carried out: %+v %v", out, err)
 	}
 	if o, _ := s.Owned(t1, policy.KnobHistogram); o != nil {
@@ -252,11 +261,11 @@ func TestHistogramReconcile(t *testing.T) {
 	if !o.Applied.Equal(on) {
 		t.Fatalf("applied %s, want %s", o.Applied, on)
 	}
-	if out, err := e.Reconcile(ctx, *o); err != nil || out.Result != ResultNoOp {
+	if out, err := e.Reconcile(ctx, *o); err != nil || out.Result != state.ResultNoOp {
 		t.Fatalf("in force: %+v %v", out, err)
 	}
 	v.set(qdevDrive1, nil)
-	if out, err := e.Reconcile(ctx, *o); !errors.Is(err, ErrDrift) || out.Result != ResultDrift {
+	if out, err := e.Reconcile(ctx, *o); !errors.Is(err, ErrDrift) || out.Result != state.ResultDrift {
 		t.Fatalf("removed by someone else: %+v %v, want drift", out, err)
 	}
 }

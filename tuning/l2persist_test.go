@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 )
 
 // fakeDefs is libvirt's store of one persistent domain definition.
@@ -26,7 +27,7 @@ type l2DefBackend struct {
 	lb   *LibvirtBackend
 }
 
-func (b *l2DefBackend) Read(ctx context.Context, t Target, k policy.Knob) (KnobState, error) {
+func (b *l2DefBackend) Read(ctx context.Context, t state.Target, k policy.Knob) (state.KnobState, error) {
 	s, err := b.live.Read(ctx, t, k)
 	if err != nil {
 		return s, err
@@ -34,7 +35,7 @@ func (b *l2DefBackend) Read(ctx context.Context, t Target, k policy.Knob) (KnobS
 	return b.lb.defined(ctx, t, s, definedL2)
 }
 
-func (b *l2DefBackend) Apply(ctx context.Context, t Target, k policy.Knob, s KnobState, persist bool) error {
+func (b *l2DefBackend) Apply(ctx context.Context, t state.Target, k policy.Knob, s state.KnobState, persist bool) error {
 	if err := b.live.Apply(ctx, t, k, s, persist); err != nil || !persist {
 		return err
 	}
@@ -88,19 +89,19 @@ func TestL2PersistRevertRestoresDefinition(t *testing.T) {
 			r, defs, _ := newL2DefRig(t, driver)
 			before := defs.doc
 			dec := l2Persisted(64 << 20)
-			if out, err := r.e.Execute(ctx, dec); err != nil || out.Result != ResultApplied {
+			if out, err := r.e.Execute(ctx, dec); err != nil || out.Result != state.ResultApplied {
 				t.Fatalf("apply: %+v %v", out, err)
 			}
 			if !strings.Contains(defs.doc, "<max_size unit='bytes'>67108864</max_size>") {
 				t.Fatalf("the change is not in the definition:\n%s", defs.doc)
 			}
 			o, _ := r.s.Owned(vda, policy.KnobL2Cache)
-			if o == nil || o.Original.L2.Defined == nil {
+			if o == nil || o.Original.L2().Defined == nil {
 				t.Fatalf("the record keeps no original definition: %+v", o)
 			}
 			r.clk.Advance(2 * time.Minute)
 			dec.Revert = true
-			if out, err := r.e.Execute(ctx, dec); err != nil || out.Result != ResultReverted {
+			if out, err := r.e.Execute(ctx, dec); err != nil || out.Result != state.ResultReverted {
 				t.Fatalf("revert: %+v %v", out, err)
 			}
 			if defs.doc != before {
@@ -115,16 +116,16 @@ func TestL2PersistRevertRestoresDefinition(t *testing.T) {
 func TestL2PersistRevertOfOldRecordRemovesCap(t *testing.T) {
 	ctx := context.Background()
 	r, defs, logs := newL2DefRig(t, `<driver name='qemu' type='qcow2'><metadata_cache><max_size unit='bytes'>67108864</max_size></metadata_cache></driver>`)
-	r.b.state[key(vda, policy.KnobL2Cache)] = KnobState{L2: &L2State{Size: 64 << 20, Needed: 128 << 20}}
+	r.b.state[key(vda, policy.KnobL2Cache)] = state.OfL2(state.L2State{Size: 64 << 20, Needed: 128 << 20})
 	now := r.clk.Now()
-	if err := r.s.PutOwned(&Owned{Target: vda, Knob: policy.KnobL2Cache, Rule: "l2", Phase: PhaseApplied, Persist: true,
-		Original: KnobState{L2: &L2State{Size: 8192}}, Applied: KnobState{L2: &L2State{Size: 64 << 20}},
+	if err := r.s.PutOwned(&state.Owned{Target: vda, Knob: policy.KnobL2Cache, Rule: "l2", Phase: state.PhaseApplied, Persist: true,
+		Original: state.OfL2(state.L2State{Size: 8192}), Applied: state.OfL2(state.L2State{Size: 64 << 20}),
 		Since: now, LastChange: now}); err != nil {
 		t.Fatal(err)
 	}
 	dec := l2Persisted(64 << 20)
 	dec.Revert = true
-	if out, err := r.e.Execute(ctx, dec); err != nil || out.Result != ResultReverted || out.After.L2.Size != 8192 {
+	if out, err := r.e.Execute(ctx, dec); err != nil || out.Result != state.ResultReverted || out.After.L2().Size != 8192 {
 		t.Fatalf("revert: %+v %v", out, err)
 	}
 	if !strings.Contains(defs.doc, "<driver name='qemu' type='qcow2'/>") || strings.Contains(defs.doc, "8192") {
@@ -142,10 +143,10 @@ func TestL2PersistRevertOfOldRecordRemovesCap(t *testing.T) {
 // anything is written, with what to do.
 func TestL2AboveCacheSizeRefused(t *testing.T) {
 	r := newRig(t, Options{})
-	r.b.state[key(vda, policy.KnobL2Cache)] = KnobState{L2: &L2State{Size: 8192, Needed: 128 << 20, Limit: 8192}}
+	r.b.state[key(vda, policy.KnobL2Cache)] = state.OfL2(state.L2State{Size: 8192, Needed: 128 << 20, Limit: 8192})
 	out, err := r.e.Execute(context.Background(), l2Persisted(64<<20))
 	var ref *Refusal
-	if !errors.As(err, &ref) || ref.Code != "bounds" || out.Result != ResultRefused {
+	if !errors.As(err, &ref) || ref.Code != "bounds" || out.Result != state.ResultRefused {
 		t.Fatalf("%+v %v", out, err)
 	}
 	for _, w := range []string{"cache-size is 8192", "metadata_cache", "raise max_size to 67108864", "max of 8192"} {

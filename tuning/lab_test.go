@@ -9,6 +9,7 @@ import (
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 )
 
 // labExecutor connects to a lab VM and returns an executor on it.
@@ -23,7 +24,7 @@ func labExecutor(t *testing.T, vm *lab.VM, o Options) (*Executor, *qmp.Block) {
 	t.Cleanup(func() { c.Close() })
 	b := NewQMPBackend()
 	b.AddVM(vm.Name, c, c.PeerPID())
-	s, err := OpenStore(t.TempDir())
+	s, err := state.OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestRealThrottleThroughExecutor(t *testing.T) {
 	const limit = 150
 	d := policy.Decision{Rule: "calm", VM: "noisy", Disk: "disk0", Knob: policy.KnobThrottle, Mode: policy.ModeEnforce,
 		Action: policy.Action{Throttle: &sample.Throttle{IOPSWrite: limit}}}
-	if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultApplied {
+	if out, err := e.Execute(ctx, d); err != nil || out.Result != state.ResultApplied {
 		t.Fatalf("%+v %v", out, err)
 	}
 	time.Sleep(time.Second)
@@ -69,7 +70,7 @@ func TestRealThrottleThroughExecutor(t *testing.T) {
 		t.Errorf("throttled %.0f, want %d ±10%%", held, limit)
 	}
 	d.Revert, d.Action = true, policy.Action{}
-	if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultReverted {
+	if out, err := e.Execute(ctx, d); err != nil || out.Result != state.ResultReverted {
 		t.Fatalf("revert %+v %v", out, err)
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -99,13 +100,13 @@ func TestRealReopenThroughExecutor(t *testing.T) {
 		out, err := e.Execute(ctx, d)
 		// 1 GiB at 64 KiB clusters: 128 KiB of L2 covers it; QEMU's default
 		// already does, so auto sizing is a no-op...
-		if err != nil || out.Result != ResultNoOp {
+		if err != nil || out.Result != state.ResultNoOp {
 			t.Fatalf("%+v %v", out, err)
 		}
 		// ...while an explicit size is applied by reopen.
 		d.Action.L2Cache = &policy.L2Spec{Size: 4 << 20}
 		out, err = e.Execute(ctx, d)
-		if err != nil || out.Result != ResultApplied || out.After.L2.Size != 4<<20 {
+		if err != nil || out.Result != state.ResultApplied || out.After.L2().Size != 4<<20 {
 			t.Fatalf("%+v %v", out, err)
 		}
 		after, _ := b.QueryNamedBlockNodes(ctx, true)
@@ -117,7 +118,7 @@ func TestRealReopenThroughExecutor(t *testing.T) {
 			t.Errorf("backing chain depth %d after reopen", info[0].Inserted.BackingFileDepth)
 		}
 		d.Revert, d.Action = true, policy.Action{}
-		if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultReverted || out.After.L2.Size != 128<<10 {
+		if out, err := e.Execute(ctx, d); err != nil || out.Result != state.ResultReverted || out.After.L2().Size != 128<<10 {
 			t.Fatalf("revert %+v %v", out, err)
 		}
 	})
@@ -125,7 +126,7 @@ func TestRealReopenThroughExecutor(t *testing.T) {
 	t.Run("cache.direct off and back", func(t *testing.T) {
 		d := policy.Decision{Rule: "cache", VM: "reopen", Disk: "disk0", Knob: policy.KnobCache,
 			Action: policy.Action{Cache: &policy.CacheSpec{Direct: false}}}
-		if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultApplied {
+		if out, err := e.Execute(ctx, d); err != nil || out.Result != state.ResultApplied {
 			t.Fatalf("%+v %v", out, err)
 		}
 		for _, direct := range lab.ODirectT(t, vm.PID(), chain[0]) {
@@ -134,7 +135,7 @@ func TestRealReopenThroughExecutor(t *testing.T) {
 			}
 		}
 		d.Revert, d.Action = true, policy.Action{}
-		if out, err := e.Execute(ctx, d); err != nil || out.Result != ResultReverted {
+		if out, err := e.Execute(ctx, d); err != nil || out.Result != state.ResultReverted {
 			t.Fatalf("revert %+v %v", out, err)
 		}
 		flags := lab.ODirectT(t, vm.PID(), chain[0])

@@ -12,6 +12,7 @@ import (
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/virt"
 )
 
@@ -26,7 +27,7 @@ func TestRealLibvirtTuning(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	store, err := OpenStore(t.TempDir())
+	store, err := state.OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestRealLibvirtTuning(t *testing.T) {
 		const limit = 150
 		dec := policy.Decision{Rule: "calm", VM: "t1", Disk: "vda", Knob: policy.KnobThrottle, Persist: true,
 			Action: policy.Action{Throttle: &sample.Throttle{IOPSWrite: limit}}}
-		if out, err := e.Execute(ctx, dec); err != nil || out.Result != ResultApplied {
+		if out, err := e.Execute(ctx, dec); err != nil || out.Result != state.ResultApplied {
 			t.Fatalf("%+v %v", out, err)
 		}
 		time.Sleep(time.Second)
@@ -82,7 +83,7 @@ func TestRealLibvirtTuning(t *testing.T) {
 			t.Errorf("persist: <iotune> not in the inactive XML:\n%s", inactive)
 		}
 		dec.Revert, dec.Action = true, policy.Action{}
-		if out, err := e.Execute(ctx, dec); err != nil || out.Result != ResultReverted {
+		if out, err := e.Execute(ctx, dec); err != nil || out.Result != state.ResultReverted {
 			t.Fatalf("revert %+v %v", out, err)
 		}
 		if back := writeIOPS(2 * time.Second); back < free*0.5 {
@@ -97,7 +98,7 @@ func TestRealLibvirtTuning(t *testing.T) {
 		dec := policy.Decision{Rule: "l2", VM: "t1", Disk: "vda", Knob: policy.KnobL2Cache, Persist: true,
 			Action: policy.Action{L2Cache: &policy.L2Spec{Size: 2 << 20}}}
 		out, err := e.Execute(ctx, dec)
-		if err != nil || out.Result != ResultApplied || out.After.L2.Size != 2<<20 {
+		if err != nil || out.Result != state.ResultApplied || out.After.L2().Size != 2<<20 {
 			t.Fatalf("%+v %v", out, err)
 		}
 		if got := b.Tainted(); len(got) != 1 || got[0] != "t1" {
@@ -120,7 +121,7 @@ func TestRealLibvirtTuning(t *testing.T) {
 		// and a later, larger L2 change is accepted.
 		rev := dec
 		rev.Revert, rev.Action = true, policy.Action{}
-		if out, err := e.Execute(ctx, rev); err != nil || out.Result != ResultReverted {
+		if out, err := e.Execute(ctx, rev); err != nil || out.Result != state.ResultReverted {
 			t.Fatalf("revert %+v %v", out, err)
 		}
 		inactive, _ = d.Virsh(ctx, "dumpxml", "--inactive", "t1")
@@ -136,7 +137,7 @@ func TestRealLibvirtTuning(t *testing.T) {
 		b.Forget("t1")
 		dec.Action.L2Cache.Size = 4 << 20
 		out, err = e.Execute(ctx, dec)
-		if err != nil || out.Result != ResultApplied || out.After.L2.Size != 4<<20 {
+		if err != nil || out.Result != state.ResultApplied || out.After.L2().Size != 4<<20 {
 			t.Fatalf("L2 change after the restart: %+v %v", out, err)
 		}
 		t.Logf("after revert and restart: %s applied", out.After)

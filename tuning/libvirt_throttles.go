@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/virt"
 )
 
@@ -59,7 +60,7 @@ func (b *LibvirtBackend) throttlesChangedLocked(domain string) {
 	delete(b.throttles.byVM, domain)
 }
 
-func (b *LibvirtBackend) cachedThrottle(t Target) (sample.Throttle, bool) {
+func (b *LibvirtBackend) cachedThrottle(t state.Target) (sample.Throttle, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	th, ok := b.throttles.byVM[t.VM][t.Disk]
@@ -68,14 +69,14 @@ func (b *LibvirtBackend) cachedThrottle(t Target) (sample.Throttle, bool) {
 
 // readThrottle answers from the XML's view when it is current, and asks
 // libvirt otherwise.
-func (b *LibvirtBackend) readThrottle(ctx context.Context, t Target) (KnobState, error) {
+func (b *LibvirtBackend) readThrottle(ctx context.Context, t state.Target) (state.KnobState, error) {
 	if th, ok := b.cachedThrottle(t); ok {
-		return KnobState{Throttle: &th}, nil
+		return state.OfThrottle(th), nil
 	}
 	th, err := b.v.BlockIOTune(ctx, t.VM, t.Disk, false)
 	if err != nil {
-		return KnobState{}, err
+		return state.KnobState{}, err
 	}
 	th.Group = virt.OwnGroup(th.Group)
-	return KnobState{Throttle: &th}, nil
+	return state.OfThrottle(th), nil
 }

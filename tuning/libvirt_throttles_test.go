@@ -6,17 +6,18 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 )
 
 // The backend has no libvirt connection here: a read that asked libvirt
 // would panic, so every read below is proven to come from the XML's view.
 func TestThrottleReadsComeFromTheXMLView(t *testing.T) {
 	b := NewLibvirtBackend(nil, LibvirtBackendOptions{})
-	tgt := Target{VM: "t1", Disk: "vda"}
+	tgt := state.Target{VM: "t1", Disk: "vda"}
 	gen := b.ThrottleGeneration("t1")
 	b.NoteThrottles("t1", gen, map[string]sample.Throttle{"vda": {IOPSWrite: 150}})
 	got, err := b.Read(context.Background(), tgt, policy.KnobThrottle)
-	if err != nil || got.Throttle == nil || got.Throttle.IOPSWrite != 150 {
+	if err != nil || got.Throttle() == nil || got.Throttle().IOPSWrite != 150 {
 		t.Fatalf("read %+v %v", got, err)
 	}
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/virt"
 )
 
@@ -37,12 +38,10 @@ type LibvirtBackend struct {
 	log              hclog.Logger
 
 	mu        sync.Mutex
-	reopeners map[string]*reopener
+	reopeners map[string]*VMHandle
 	tainted   map[string]bool
-	jobEvents map[string]jobEvent  // last block-job event by domain and disk path
-	watches   map[string]*jobWatch // domains whose QEMU events are followed for job errors
 	throttles throttleCache
-	onJob     func()
+	jobEvent  func(domain, path string, state int32) // the job driver's, when there is one
 }
 
 // domainDefs reads and writes domain definitions.
@@ -67,7 +66,29 @@ func NewLibvirtBackend(v *virt.Libvirt, o LibvirtBackendOptions) *LibvirtBackend
 		o.Log = hclog.NewNullLogger()
 	}
 	return &LibvirtBackend{v: v, defs: v, allowPassthrough: o.AllowPassthrough, pidDir: o.PidDir, log: o.Log,
-		reopeners: map[string]*reopener{}, tainted: map[string]bool{}, watches: map[string]*jobWatch{}}
+		reopeners: map[string]*VMHandle{}, tainted: map[string]bool{}}
+}
+
+// Libvirt is the connection the backend works through (for the block
+// job driver, which uses libvirt's own job API).
+func (b *LibvirtBackend) Libvirt() *virt.Libvirt { return b.v }
+
+// NoteJobEvent passes a libvirt block-job event (the sampler receives
+// them) on to the job driver, if one listens.
+func (b *LibvirtBackend) NoteJobEvent(domain, path string, state int32) {
+	b.mu.Lock()
+	f := b.jobEvent
+	b.mu.Unlock()
+	if f != nil {
+		f(domain, path, state)
+	}
+}
+
+// SetJobEventSink sets the function NoteJobEvent calls.
+func (b *LibvirtBackend) SetJobEventSink(f func(domain, path string, state int32)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.jobEvent = f
 }
 
 // Tainted lists the domains qtune sent QMP to through libvirt.
@@ -92,32 +113,32 @@ func (b *LibvirtBackend) Forget(domain string) {
 }
 
 // Read implements Backend.
-func (b *LibvirtBackend) Read(ctx context.Context, t Target, k policy.Knob) (KnobState, error) {
+func (b *LibvirtBackend) Read(ctx context.Context, t state.Target, k policy.Knob) (state.KnobState, error) {
 	kind, err := knobKindOf(k)
 	if err != nil {
-		return KnobState{}, err
+		return state.KnobState{}, err
 	}
-	if kind.libvirtRead != nil {
-		return kind.libvirtRead(ctx, b, t)
+	if kind.LibvirtRead != nil {
+		return kind.LibvirtRead(ctx, b, t)
 	}
 	r, qname, err := b.reopener(ctx, t)
 	if err != nil {
-		return KnobState{}, err
+		return state.KnobState{}, err
 	}
 	s, err := r.read(ctx, qname, k)
-	if err != nil || kind.defined == nil {
+	if err != nil || kind.Defined == nil {
 		return s, err
 	}
-	return b.defined(ctx, t, s, kind.defined)
+	return b.defined(ctx, t, s, kind.Defined)
 }
 
 // defined adds to s what the persistent definition holds of the knob. A
 // disk the definition does not have (hot-plugged) adds nothing: no
 // change of it can be persisted either.
-func (b *LibvirtBackend) defined(ctx context.Context, t Target, s KnobState, add func(string, KnobState) KnobState) (KnobState, error) {
+func (b *LibvirtBackend) defined(ctx context.Context, t state.Target, s state.KnobState, add func(string, state.KnobState) state.KnobState) (state.KnobState, error) {
 	doc, err := b.defs.DomainXML(ctx, t.VM, true)
 	if err != nil {
-		return KnobState{}, fmt.Errorf("read the persistent definition of %s: %w", t.VM, err)
+		return state.KnobState{}, fmt.Errorf("read the persistent definition of %s: %w", t.VM, err)
 	}
 	out := s
 	_, err = editDiskDriver(doc, t.Disk, func(d string) string {
@@ -131,13 +152,13 @@ func (b *LibvirtBackend) defined(ctx context.Context, t Target, s KnobState, add
 }
 
 // Apply implements Backend.
-func (b *LibvirtBackend) Apply(ctx context.Context, t Target, k policy.Knob, s KnobState, persist bool) error {
+func (b *LibvirtBackend) Apply(ctx context.Context, t state.Target, k policy.Knob, s state.KnobState, persist bool) error {
 	kind, err := knobKindOf(k)
 	if err != nil {
 		return err
 	}
-	if kind.libvirtApply != nil {
-		return kind.libvirtApply(ctx, b, t, s, persist)
+	if kind.LibvirtApply != nil {
+		return kind.LibvirtApply(ctx, b, t, s, persist)
 	}
 	r, qname, err := b.reopener(ctx, t)
 	if err != nil {
@@ -154,17 +175,17 @@ func (b *LibvirtBackend) Apply(ctx context.Context, t Target, k policy.Knob, s K
 	if err := r.apply(ctx, qname, k, s); err != nil {
 		return err
 	}
-	if persist && kind.persist != nil {
-		return b.persist(ctx, t, s, kind.persist)
+	if persist && kind.Persist != nil {
+		return b.persist(ctx, t, s, kind.Persist)
 	}
 	return nil
 }
 
 // reopener returns the passthrough reopener of a domain and the QMP name
 // (device alias) of the disk.
-func (b *LibvirtBackend) reopener(ctx context.Context, t Target) (*reopener, string, error) {
+func (b *LibvirtBackend) reopener(ctx context.Context, t state.Target) (*VMHandle, string, error) {
 	if !b.allowPassthrough {
-		return nil, "", &Refusal{Code: "passthrough", Reason: "changing cache mode or qcow2 cache live under libvirt needs QMP passthrough (it taints the domain); the agent config does not allow it"}
+		return nil, "", &Refusal{Code: RefusePassthrough, Reason: "changing cache mode or qcow2 cache live under libvirt needs QMP passthrough (it taints the domain); the agent config does not allow it"}
 	}
 	doc, err := b.v.DomainXML(ctx, t.VM, false)
 	if err != nil {
@@ -187,7 +208,7 @@ func (b *LibvirtBackend) reopener(ctx context.Context, t Target) (*reopener, str
 	defer b.mu.Unlock()
 	r, ok := b.reopeners[t.VM]
 	if !ok {
-		r = newReopener(t.VM, qmp.NewBlock(b.v.Monitor(t.VM)), b.qemuPID(t.VM))
+		r = newVMHandle(t.VM, qmp.NewBlock(b.v.Monitor(t.VM)), b.qemuPID(t.VM))
 		b.reopeners[t.VM] = r
 	}
 	return r, qname, nil
@@ -204,7 +225,7 @@ func (b *LibvirtBackend) qemuPID(domain string) int {
 
 // persist writes a passthrough change into the persistent definition,
 // by the kind's edit of the disk's <driver> element.
-func (b *LibvirtBackend) persist(ctx context.Context, t Target, s KnobState, edit func(string, KnobState) (string, string, error)) error {
+func (b *LibvirtBackend) persist(ctx context.Context, t state.Target, s state.KnobState, edit func(string, state.KnobState) (string, string, error)) error {
 	doc, err := b.defs.DomainXML(ctx, t.VM, true)
 	if err != nil {
 		return err

@@ -10,10 +10,15 @@ import (
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 )
 
 // ErrUnknownVM is returned for a VM the backend has not been given.
 var ErrUnknownVM = errors.New("tuning: unknown VM")
+
+// ErrVMGone means the VM (its QEMU) is no longer there: its block jobs
+// died with it.
+var ErrVMGone = errors.New("tuning: VM is gone")
 
 // QMPBackend tunes plain QEMU VMs over their QMP monitors: throttles with
 // block_set_io_throttle, cache flags and qcow2 cache sizes with
@@ -21,20 +26,20 @@ var ErrUnknownVM = errors.New("tuning: unknown VM")
 // line so that nothing else is reset.
 type QMPBackend struct {
 	mu      sync.Mutex
-	vms     map[string]*reopener
+	vms     map[string]*VMHandle
 	removed map[string]bool // VMs whose socket went away: their jobs are gone
 	onJob   func()          // called on every job event
 }
 
 // NewQMPBackend returns a backend with no VMs.
 func NewQMPBackend() *QMPBackend {
-	return &QMPBackend{vms: map[string]*reopener{}, removed: map[string]bool{}}
+	return &QMPBackend{vms: map[string]*VMHandle{}, removed: map[string]bool{}}
 }
 
 // AddVM registers a VM: its monitor, and the pid of its QEMU for the
 // -blockdev options (0 when unknown: reopen is then refused).
 func (b *QMPBackend) AddVM(name string, ex qmp.Executor, pid int) {
-	r := newReopener(name, qmp.NewBlock(ex), pid)
+	r := newVMHandle(name, qmp.NewBlock(ex), pid)
 	if c, ok := ex.(interface{ Done() <-chan struct{} }); ok {
 		r.done = c.Done()
 	}
@@ -55,7 +60,7 @@ func (b *QMPBackend) RemoveVM(name string) {
 	b.removed[name] = true
 }
 
-func (b *QMPBackend) vm(name string) (*reopener, error) {
+func (b *QMPBackend) vm(name string) (*VMHandle, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r, ok := b.vms[name]
@@ -65,18 +70,59 @@ func (b *QMPBackend) vm(name string) (*reopener, error) {
 	return r, nil
 }
 
+// VM is the handle of a VM for its block jobs: a VM whose monitor
+// closed or whose socket went away is gone (ErrVMGone), one not
+// connected yet is not (ErrUnknownVM: after a restart the jobs are
+// looked at before the runners have connected).
+func (b *QMPBackend) VM(name string) (*VMHandle, error) {
+	b.mu.Lock()
+	r, ok := b.vms[name]
+	removed := b.removed[name]
+	b.mu.Unlock()
+	if !ok {
+		if removed {
+			return nil, fmt.Errorf("%s: socket removed: %w", name, ErrVMGone)
+		}
+		return nil, fmt.Errorf("%s: not connected (yet): %w", name, ErrUnknownVM)
+	}
+	if r.done != nil {
+		select {
+		case <-r.done:
+			return nil, fmt.Errorf("%s: monitor connection closed: %w", name, ErrVMGone)
+		default:
+		}
+	}
+	return r, nil
+}
+
+// SetJobNotify sets the function called on every job event of a VM added
+// afterwards (the job manager's Notify).
+func (b *QMPBackend) SetJobNotify(f func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.onJob = f
+}
+
+func forwardJobEvents(sub *qmp.Subscription, notify func()) {
+	for ev := range sub.C() {
+		if _, ok := qmp.DecodeJobEvent(ev); ok {
+			notify()
+		}
+	}
+}
+
 // Read implements Backend.
-func (b *QMPBackend) Read(ctx context.Context, t Target, k policy.Knob) (KnobState, error) {
+func (b *QMPBackend) Read(ctx context.Context, t state.Target, k policy.Knob) (state.KnobState, error) {
 	r, err := b.vm(t.VM)
 	if err != nil {
-		return KnobState{}, err
+		return state.KnobState{}, err
 	}
 	return r.read(ctx, t.Disk, k)
 }
 
 // Apply implements Backend. Plain QEMU has no persistent definition, so
 // persist is ignored.
-func (b *QMPBackend) Apply(ctx context.Context, t Target, k policy.Knob, s KnobState, _ bool) error {
+func (b *QMPBackend) Apply(ctx context.Context, t state.Target, k policy.Knob, s state.KnobState, _ bool) error {
 	r, err := b.vm(t.VM)
 	if err != nil {
 		return err
@@ -84,10 +130,11 @@ func (b *QMPBackend) Apply(ctx context.Context, t Target, k policy.Knob, s KnobS
 	return r.apply(ctx, t.Disk, k, s)
 }
 
-// reopener tunes one VM through a typed block API. It keeps the nodes'
+// VMHandle tunes one VM through a typed block API. It keeps the nodes'
 // option sets up to date with what it changed, because blockdev-reopen
-// must always be given them whole.
-type reopener struct {
+// must always be given them whole. The knob kinds and the block job
+// driver work on a VM through it.
+type VMHandle struct {
 	vm    string
 	block *qmp.Block
 	pid   int
@@ -99,8 +146,8 @@ type reopener struct {
 	optsErr error
 }
 
-func newReopener(vm string, block *qmp.Block, pid int) *reopener {
-	r := &reopener{vm: vm, block: block, pid: pid}
+func newVMHandle(vm string, block *qmp.Block, pid int) *VMHandle {
+	r := &VMHandle{vm: vm, block: block, pid: pid}
 	if pid > 0 {
 		r.opts, r.optsErr = qmp.CommandLineBlockdevs(pid)
 	} else {
@@ -109,9 +156,18 @@ func newReopener(vm string, block *qmp.Block, pid int) *reopener {
 	return r
 }
 
-// disk finds a disk by name (device id, or the QMP name mapped by the
+// Name is the VM's name.
+func (r *VMHandle) Name() string { return r.vm }
+
+// Block is the VM's typed QMP block API.
+func (r *VMHandle) Block() *qmp.Block { return r.block }
+
+// PID is the VM's QEMU process id, 0 when unknown.
+func (r *VMHandle) PID() int { return r.pid }
+
+// Disk finds a disk by name (device id, or the QMP name mapped by the
 // caller).
-func (r *reopener) disk(ctx context.Context, name string) (sample.Disk, error) {
+func (r *VMHandle) Disk(ctx context.Context, name string) (sample.Disk, error) {
 	r.mu.Lock()
 	l2 := qmp.L2CacheSizes(r.opts)
 	r.mu.Unlock()
@@ -127,29 +183,29 @@ func (r *reopener) disk(ctx context.Context, name string) (sample.Disk, error) {
 	return sample.Disk{}, fmt.Errorf("%s has no disk %q", r.vm, name)
 }
 
-func (r *reopener) read(ctx context.Context, name string, k policy.Knob) (KnobState, error) {
+func (r *VMHandle) read(ctx context.Context, name string, k policy.Knob) (state.KnobState, error) {
 	kind, err := knobKindOf(k)
 	if err != nil {
-		return KnobState{}, err
+		return state.KnobState{}, err
 	}
-	d, err := r.disk(ctx, name)
+	d, err := r.Disk(ctx, name)
 	if err != nil {
-		return KnobState{}, err
+		return state.KnobState{}, err
 	}
-	return kind.qmpRead(ctx, r, d)
+	return kind.QMPRead(ctx, r, d)
 }
 
-// nodeOption is a numeric option of a node as QEMU holds it (command
+// NodeOption is a numeric option of a node as QEMU holds it (command
 // line, then qtune's reopens).
-func (r *reopener) nodeOption(node, key string) (uint64, bool) {
+func (r *VMHandle) NodeOption(node, key string) (uint64, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return qmp.OptionUint(r.opts[node], key)
 }
 
-// fileNode is the protocol node under a disk's format node, named in the
+// FileNode is the protocol node under a disk's format node, named in the
 // format node's options.
-func (r *reopener) fileNode(d sample.Disk) (string, error) {
+func (r *VMHandle) FileNode(d sample.Disk) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if qmp.IsAutoNodeName(d.Node) {
@@ -169,16 +225,16 @@ func (r *reopener) fileNode(d sample.Disk) (string, error) {
 	return f, nil
 }
 
-func (r *reopener) apply(ctx context.Context, name string, k policy.Knob, s KnobState) error {
+func (r *VMHandle) apply(ctx context.Context, name string, k policy.Knob, s state.KnobState) error {
 	kind, err := knobKindOf(k)
 	if err != nil {
 		return err
 	}
-	d, err := r.disk(ctx, name)
+	d, err := r.Disk(ctx, name)
 	if err != nil {
 		return err
 	}
-	return kind.qmpApply(ctx, r, d, s)
+	return kind.QMPApply(ctx, r, d, s)
 }
 
 func errNothingToApply(k policy.Knob) error { return fmt.Errorf("knob %s: nothing to apply", k) }
@@ -191,9 +247,9 @@ func legacyDevice(d sample.Disk) string {
 	return ""
 }
 
-// reopen reopens node with changes and checks that the node graph did not
+// Reopen reopens node with changes and checks that the node graph did not
 // change anywhere else; if it did, it reopens with the old options.
-func (r *reopener) reopen(ctx context.Context, node string, changes map[string]any, allow ...string) error {
+func (r *VMHandle) Reopen(ctx context.Context, node string, changes map[string]any, allow ...string) error {
 	r.mu.Lock()
 	opts := r.opts
 	r.mu.Unlock()

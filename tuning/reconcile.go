@@ -6,16 +6,7 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-)
-
-// Result of reconciling a record.
-const (
-	// ResultResolved: a record left between intent and verification by a
-	// crash was matched with what the knob holds.
-	ResultResolved Result = "resolved"
-	// ResultForgotten: the record's VM is gone and its change went with
-	// it; the record is dropped without touching anything.
-	ResultForgotten Result = "forgotten"
+	"github.com/qtune/qtune/state"
 )
 
 // Reconcile checks one owned knob against what the backend reports, once
@@ -26,15 +17,15 @@ const (
 // an applied record whose knob holds neither value is drift. A knob
 // back at its original (the VM restarted) stays owned: the rule's next
 // decision applies it again or its revert releases it.
-func (e *Executor) Reconcile(ctx context.Context, o Owned) (Outcome, error) {
+func (e *Executor) Reconcile(ctx context.Context, o state.Owned) (Outcome, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if o.Phase == PhaseReleased {
-		return Outcome{Result: ResultNoOp}, nil
+	if o.Phase == state.PhaseReleased {
+		return Outcome{Result: state.ResultNoOp}, nil
 	}
 	cur, err := e.read(ctx, o.Target, o.Knob)
 	if err != nil {
-		return Outcome{Result: ResultFailed}, err
+		return Outcome{Result: state.ResultFailed}, err
 	}
 	d := policy.Decision{Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: o.Knob}
 	if !ReadsBack(o.Knob) {
@@ -42,14 +33,14 @@ func (e *Executor) Reconcile(ctx context.Context, o Owned) (Outcome, error) {
 	}
 	var out Outcome
 	switch {
-	case o.Phase == PhaseApplied && (cur.Equal(o.Applied) || cur.Equal(o.Original)) && !e.putBack(&o, cur):
-		return Outcome{Result: ResultNoOp, Before: cur, After: cur}, nil
-	case o.Phase != PhaseApplied && cur.Equal(o.Applied):
-		o.Phase = PhaseApplied
-		out = Outcome{Result: ResultResolved, Before: cur, After: cur, Reason: "the change was made before the agent stopped: owned as applied"}
+	case o.Phase == state.PhaseApplied && (cur.Equal(o.Applied) || cur.Equal(o.Original)) && !e.putBack(&o, cur):
+		return Outcome{Result: state.ResultNoOp, Before: cur, After: cur}, nil
+	case o.Phase != state.PhaseApplied && cur.Equal(o.Applied):
+		o.Phase = state.PhaseApplied
+		out = Outcome{Result: state.ResultResolved, Before: cur, After: cur, Reason: "the change was made before the agent stopped: owned as applied"}
 		err = e.store.PutOwned(&o)
-	case o.Phase != PhaseApplied && cur.Equal(o.Original):
-		out = Outcome{Result: ResultResolved, Before: cur, After: cur, Reason: "the change never reached the knob: nothing to restore"}
+	case o.Phase != state.PhaseApplied && cur.Equal(o.Original):
+		out = Outcome{Result: state.ResultResolved, Before: cur, After: cur, Reason: "the change never reached the knob: nothing to restore"}
 		err = e.store.Release(o.Target, o.Knob)
 	default:
 		out, err = e.drift(o.Target, o.Knob, &o, cur)
@@ -62,11 +53,11 @@ func (e *Executor) Reconcile(ctx context.Context, o Owned) (Outcome, error) {
 // the truth; whether a change a crash interrupted reached QEMU cannot be
 // known, so the original is set again, and the record goes (a rule
 // still firing applies its value anew).
-func (e *Executor) reconcileUnreadable(ctx context.Context, o Owned, d policy.Decision) (Outcome, error) {
-	if o.Phase == PhaseApplied || e.dryRun {
-		return Outcome{Result: ResultNoOp, Before: o.Applied, After: o.Applied}, nil
+func (e *Executor) reconcileUnreadable(ctx context.Context, o state.Owned, d policy.Decision) (Outcome, error) {
+	if o.Phase == state.PhaseApplied || e.dryRun {
+		return Outcome{Result: state.ResultNoOp, Before: o.Applied, After: o.Applied}, nil
 	}
-	out, err := e.applyAndVerify(ctx, o.Target, o.Knob, &o, o.Applied, restoring(&o), o.Persist, ResultResolved)
+	out, err := e.applyAndVerify(ctx, o.Target, o.Knob, &o, o.Applied, restoring(&o), o.Persist, state.ResultResolved)
 	if err == nil {
 		out.Reason = "interrupted change of a knob QEMU cannot report: the original set again"
 		err = e.store.Release(o.Target, o.Knob)
@@ -77,14 +68,14 @@ func (e *Executor) reconcileUnreadable(ctx context.Context, o Owned, d policy.De
 
 // Forget drops the record of a knob whose VM is gone, without touching
 // anything: a live change ends with the QEMU process that held it.
-func (e *Executor) Forget(o Owned, reason string) error {
+func (e *Executor) Forget(o state.Owned, reason string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.store.Release(o.Target, o.Knob); err != nil {
 		return fmt.Errorf("forget %s of %s: %w", o.Knob, o.Target, err)
 	}
 	e.audit(o.Target, policy.Decision{Rule: o.Rule, VM: o.VM, Disk: o.Disk, Knob: o.Knob},
-		Outcome{Result: ResultForgotten, Before: o.Applied, Reason: reason})
+		Outcome{Result: state.ResultForgotten, Before: o.Applied, Reason: reason})
 	return nil
 }
 
@@ -92,7 +83,7 @@ func (e *Executor) Forget(o Owned, reason string) error {
 // qtune kept them, or while its process could not be read) the identity
 // its VM has now: from here on a VM that comes back under the same name
 // is told apart.
-func (e *Executor) AdoptIdentity(o Owned, id sample.VMIdentity) error {
+func (e *Executor) AdoptIdentity(o state.Owned, id sample.VMIdentity) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cur, err := e.store.Owned(o.Target, o.Knob)

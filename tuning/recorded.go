@@ -3,6 +3,7 @@ package tuning
 import (
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 )
 
 // A knob QEMU cannot report (QEMU 7.2 has no l2-cache-size in any
@@ -21,13 +22,13 @@ import (
 // reached QEMU. A libvirt domain started again or migrated keeps its
 // UUID, and so its records, but its new QEMU process starts from the
 // definition: a live change is gone unless it was persisted into it.
-func Recorded(o Owned, cur sample.VMIdentity) (KnobState, bool) {
-	if ReadsBack(o.Knob) || o.Phase != PhaseApplied || !o.Persist && o.VMID.OtherProcess(cur) {
-		return KnobState{}, false
+func Recorded(o state.Owned, cur sample.VMIdentity) (state.KnobState, bool) {
+	if ReadsBack(o.Knob) || o.Phase != state.PhaseApplied || !o.Persist && o.VMID.OtherProcess(cur) {
+		return state.KnobState{}, false
 	}
 	kind, err := knobKindOf(o.Knob)
-	if err != nil || kind.recorded == nil {
-		return KnobState{}, false
+	if err != nil || kind.Recorded == nil {
+		return state.KnobState{}, false
 	}
 	return o.Applied, true
 }
@@ -35,20 +36,20 @@ func Recorded(o Owned, cur sample.VMIdentity) (KnobState, bool) {
 // OverlayRecorded puts into sampled disks the recorded value of every
 // owned knob QEMU cannot report, and names the knob in the disk's
 // Recorded list, so that status can say the figure is a record.
-func OverlayRecorded(disks []sample.Disk, owned []Owned, identify func(vm string) sample.VMIdentity) {
-	by := map[Target][]Owned{}
+func OverlayRecorded(disks []sample.Disk, owned []state.Owned, identify func(vm string) sample.VMIdentity) {
+	by := map[state.Target][]state.Owned{}
 	for _, o := range owned {
 		by[o.Target] = append(by[o.Target], o)
 	}
 	for i := range disks {
 		d := &disks[i]
-		for _, o := range by[Target{VM: d.VM, Disk: d.Name}] {
+		for _, o := range by[state.Target{VM: d.VM, Disk: d.Name}] {
 			s, ok := Recorded(o, identify(o.VM))
 			if !ok {
 				continue
 			}
 			kind, _ := knobKindOf(o.Knob)
-			if kind.sampled != nil && kind.sampled(d, s) {
+			if kind.Sampled != nil && kind.Sampled(d, s) {
 				d.Recorded = append(d.Recorded, string(o.Knob))
 			}
 		}
@@ -58,7 +59,7 @@ func OverlayRecorded(disks []sample.Disk, owned []Owned, identify func(vm string
 // recordedRead is what the executor takes as a knob's value: the
 // record's, for a knob QEMU cannot report that qtune set and verified;
 // otherwise what the backend read.
-func (e *Executor) recordedRead(t Target, k policy.Knob, read KnobState) KnobState {
+func (e *Executor) recordedRead(t state.Target, k policy.Knob, read state.KnobState) state.KnobState {
 	if ReadsBack(k) {
 		return read
 	}
@@ -71,5 +72,5 @@ func (e *Executor) recordedRead(t Target, k policy.Knob, read KnobState) KnobSta
 		return read
 	}
 	kind, _ := knobKindOf(k)
-	return kind.recorded(read, rec)
+	return kind.Recorded(read, rec)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 )
 
 // A sampled disk takes the figure of an applied record of a knob QEMU
@@ -22,18 +23,18 @@ func TestOverlayRecorded(t *testing.T) {
 	proc := func(pid int) sample.VMIdentity {
 		return sample.VMIdentity{UUID: "u1", PID: pid, Boot: "b", StartTicks: 7}
 	}
-	own := func(disk string, k policy.Knob, phase string, s KnobState) Owned {
-		return Owned{Target: Target{VM: "vm1", Disk: disk}, Knob: k, Phase: phase, Applied: s, VMID: proc(10)}
+	own := func(disk string, k policy.Knob, phase string, s state.KnobState) state.Owned {
+		return state.Owned{Target: state.Target{VM: "vm1", Disk: disk}, Knob: k, Phase: phase, Applied: s, VMID: proc(10)}
 	}
-	restarted, persisted, unknown := own("vdf", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)),
-		own("vdg", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)), own("vdh", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20))
+	restarted, persisted, unknown := own("vdf", policy.KnobL2Cache, state.PhaseApplied, l2Size(8<<20)),
+		own("vdg", policy.KnobL2Cache, state.PhaseApplied, l2Size(8<<20)), own("vdh", policy.KnobL2Cache, state.PhaseApplied, l2Size(8<<20))
 	restarted.VMID, persisted.VMID, persisted.Persist, unknown.VMID = proc(9), proc(9), true, sample.VMIdentity{UUID: "u1"}
-	OverlayRecorded(disks, []Owned{
-		own("vda", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)),
-		own("vda", policy.KnobThrottle, PhaseApplied, KnobState{Throttle: &sample.Throttle{IOPSWrite: 10}}),
-		own("vdb", policy.KnobL2Cache, PhaseIntent, l2Size(8<<20)),
-		own("vdc", policy.KnobL2Cache, PhaseFailed, l2Size(8<<20)),
-		own("vdd", policy.KnobL2Cache, PhaseApplied, l2Size(8<<20)),
+	OverlayRecorded(disks, []state.Owned{
+		own("vda", policy.KnobL2Cache, state.PhaseApplied, l2Size(8<<20)),
+		own("vda", policy.KnobThrottle, state.PhaseApplied, state.OfThrottle(sample.Throttle{IOPSWrite: 10})),
+		own("vdb", policy.KnobL2Cache, state.PhaseIntent, l2Size(8<<20)),
+		own("vdc", policy.KnobL2Cache, state.PhaseFailed, l2Size(8<<20)),
+		own("vdd", policy.KnobL2Cache, state.PhaseApplied, l2Size(8<<20)),
 		restarted, persisted, unknown,
 	}, func(string) sample.VMIdentity { return proc(10) })
 	want := []struct {
@@ -54,7 +55,7 @@ func TestOverlayRecorded(t *testing.T) {
 // read of a size QEMU cannot report is the command line's again.
 type forgetful struct{ *fakeBackend }
 
-func (f forgetful) Apply(ctx context.Context, t Target, k policy.Knob, s KnobState, persist bool) error {
+func (f forgetful) Apply(ctx context.Context, t state.Target, k policy.Knob, s state.KnobState, persist bool) error {
 	err := f.fakeBackend.Apply(ctx, t, k, s, persist)
 	delete(f.state, key(t, k))
 	return err
@@ -71,18 +72,18 @@ func TestUnreadableKnobReadsTheRecord(t *testing.T) {
 	d := policy.Decision{Rule: "l2", VM: "vm1", Disk: "vda", Knob: policy.KnobL2Cache, Mode: policy.ModeEnforce,
 		Action: policy.Action{L2Cache: &policy.L2Spec{Size: 8 << 20}}}
 	out, err := r.e.Execute(ctx, d)
-	if err != nil || out.Result != ResultApplied {
+	if err != nil || out.Result != state.ResultApplied {
 		t.Fatalf("%+v %v; want applied", out, err)
 	}
 	o, _ := r.s.Owned(vda, policy.KnobL2Cache)
-	if o == nil || o.Phase != PhaseApplied || o.Applied.L2.Size != 8<<20 {
+	if o == nil || o.Phase != state.PhaseApplied || o.Applied.L2().Size != 8<<20 {
 		t.Fatalf("record %+v; want 8 MiB applied", o)
 	}
-	if out, err := r.e.Execute(ctx, d); err != nil || out.Result != ResultNoOp || out.Before.L2.Size != 8<<20 || out.Before.L2.Needed != 128<<20 {
+	if out, err := r.e.Execute(ctx, d); err != nil || out.Result != state.ResultNoOp || out.Before.L2().Size != 8<<20 || out.Before.L2().Needed != 128<<20 {
 		t.Fatalf("again: %+v %v; want a no-op from the record's 8 MiB, the image's need kept", out, err)
 	}
 	d.Revert, d.Action = true, policy.Action{}
-	if out, err := r.e.Execute(ctx, d); err != nil || out.Result != ResultReverted || out.Before.L2.Size != 8<<20 || r.b.applies != 2 {
+	if out, err := r.e.Execute(ctx, d); err != nil || out.Result != state.ResultReverted || out.Before.L2().Size != 8<<20 || r.b.applies != 2 {
 		t.Fatalf("revert: %+v %v, %d applies; want reverted from 8 MiB with one more apply", out, err, r.b.applies)
 	}
 }

@@ -14,13 +14,14 @@ import (
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 )
 
 // A full state directory: the intent cannot be written, so the knob is
 // never touched and the outcome says why.
 func TestFullStateDirChangesNothing(t *testing.T) {
 	dir := lab.TmpfsT(t, "64k")
-	s, err := OpenStore(dir)
+	s, err := state.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,16 +44,16 @@ func TestFullStateDirChangesNothing(t *testing.T) {
 	// until the file must grow and cannot.
 	var putErr error
 	for i := 0; i < 100000 && putErr == nil; i++ {
-		putErr = s.PutOwned(&Owned{Target: Target{VM: fmt.Sprintf("filler-%06d", i), Disk: "vda"}, Knob: policy.KnobThrottle,
-			Phase: PhaseApplied, Rule: "filling the store until the file system is full"})
+		putErr = s.PutOwned(&state.Owned{Target: state.Target{VM: fmt.Sprintf("filler-%06d", i), Disk: "vda"}, Knob: policy.KnobThrottle,
+			Phase: state.PhaseApplied, Rule: "filling the store until the file system is full"})
 	}
 	if !errors.Is(putErr, syscall.ENOSPC) {
 		t.Fatalf("the store never ran out of space: %v", putErr)
 	}
-	b := &fakeBackend{state: map[string]KnobState{}}
+	b := &fakeBackend{state: map[string]state.KnobState{}}
 	e := NewExecutor(b, s, Options{Clock: clock.NewFake(time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC))})
 	out, err := e.Execute(context.Background(), throttle(300))
-	if err == nil || out.Result != ResultFailed || !errors.Is(err, syscall.ENOSPC) {
+	if err == nil || out.Result != state.ResultFailed || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("execute on a full state dir: %+v %v", out, err)
 	}
 	if b.applies != 0 {
@@ -68,7 +69,7 @@ func TestReadOnlyStateDirRefused(t *testing.T) {
 	if out, err := exec.Command("mount", "-o", "remount,ro", dir).CombinedOutput(); err != nil {
 		t.Fatalf("remount ro: %v %s", err, out)
 	}
-	_, err := OpenStore(dir)
+	_, err := state.OpenStore(dir)
 	if err == nil || !errors.Is(err, syscall.EROFS) {
 		t.Fatalf("open on a read-only dir: %v", err)
 	}

@@ -132,7 +132,8 @@ type DomainEvent struct {
 	// or "reconnected" (no Domain: the connection came back, and events
 	// may have been missed while it was down).
 	Kind string
-	// Lifecycle: libvirt's event and detail codes (started=2, stopped=5...).
+	// Lifecycle: libvirt's event and detail codes (started=2, stopped=5...);
+	// Migration says what they mean for a live migration.
 	Event, Detail int32
 	// Block job: the disk path, job type and status codes.
 	Path              string

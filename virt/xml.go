@@ -31,13 +31,8 @@ type DomainDisk struct {
 
 // CacheFlags maps libvirt's cache mode to the file node's flags.
 func (d DomainDisk) CacheFlags() (direct, noFlush bool) {
-	switch d.Cache {
-	case "none", "directsync":
-		return true, false
-	case "unsafe":
-		return false, true
-	}
-	return false, false
+	c, _ := sample.ParseCacheMode(d.Cache)
+	return c.Direct, c.NoFlush
 }
 
 // QOMPath is the disk's device model path, which throttle and histogram

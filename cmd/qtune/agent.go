@@ -19,7 +19,7 @@ func init() {
 }
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qtune agent", flag.ContinueOnError)
+	fs := newFlagSet("qtune agent")
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "agent config file (HCL); defaults apply without one")
 	libvirtURI := fs.String("libvirt-uri", "", "libvirt URI (default: the local socket)")

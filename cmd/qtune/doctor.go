@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -47,7 +46,7 @@ type doctorFlags struct {
 
 func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f doctorFlags
-	fs := flag.NewFlagSet("qtune doctor", flag.ContinueOnError)
+	fs := newFlagSet("qtune doctor")
 	fs.SetOutput(stderr)
 	fs.Var(&f.images, "image", "an image file to check offline (repeatable)")
 	fs.Var(&f.qmp, "qmp", "QMP socket of a running plain QEMU VM to check live (repeatable)")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"github.com/qtune/qtune/agent"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qtune/qtune/api"
 
 	"github.com/qtune/qtune/doctor"
 	"github.com/qtune/qtune/internal/lab"
@@ -274,7 +275,7 @@ func TestDoctorLibvirtDomainPausedOnFullFilesystem(t *testing.T) {
 	// The agent sees it too: disk.io_status is "nospace" for its policies.
 	a := startAgentWith(t, buildQtune(t), "# no rules\n", "--libvirt-socket", d.SocketPath(),
 		"--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu"))
-	a.waitFor(t, 20*time.Second, "disk.io_status nospace in the agent's samples", func(agent.Status) bool {
+	a.waitFor(t, 20*time.Second, "disk.io_status nospace in the agent's samples", func(api.Status) bool {
 		h := a.history(t)
 		if len(h) == 0 {
 			return false

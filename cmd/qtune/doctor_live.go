@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/qtune/qtune/doctor"
+	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/qmp"
-	"github.com/qtune/qtune/virt"
 )
 
 // live samples the VMs, then checks each disk and its image (read with
@@ -51,27 +51,29 @@ func (f *doctorFlags) live(ctx context.Context, q doctor.QemuImg) ([]doctor.Repo
 	return reports, errs
 }
 
+// sampleLive reads the VMs through facts, as the agent and qtune stats
+// do: the same names, the same figures.
 func (f *doctorFlags) sampleLive(ctx context.Context) ([]doctor.LiveDisk, []error) {
-	o := doctor.LiveOptions{Interval: f.interval, CallTimeout: f.callTO}
-	if !f.libvirt {
-		socks := []string(f.qmp)
-		if f.qmpDir != "" {
-			found, err := qmp.Sockets(f.qmpDir)
-			if err != nil || len(found) == 0 {
-				return nil, []error{fmt.Errorf("--qmp-dir %s: no *.sock QMP socket in it", f.qmpDir)}
-			}
-			socks = found
+	o := facts.Options{Interval: f.interval, CallTimeout: f.callTO, Details: true}
+	switch {
+	case !f.libvirt && f.qmpDir != "":
+		found, err := qmp.Sockets(f.qmpDir)
+		if err != nil || len(found) == 0 {
+			return nil, []error{fmt.Errorf("--qmp-dir %s: no *.sock QMP socket in it", f.qmpDir)}
 		}
-		return doctor.LiveQMP(ctx, socks, o)
+		o.QMPSockets = found
+	case !f.libvirt:
+		o.QMPSockets = []string(f.qmp)
+	default:
+		o.LibvirtURI, o.LibvirtSocket = f.uri, f.socket
+		if f.domain != "" {
+			o.Domains = []string{f.domain}
+		}
 	}
-	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{URI: f.uri, Socket: f.socket, CallTimeout: f.callTO})
+	src, err := facts.OpenSampler(ctx, o, nil)
 	if err != nil {
 		return nil, []error{err}
 	}
-	defer v.Close()
-	var doms []string
-	if f.domain != "" {
-		doms = []string{f.domain}
-	}
-	return doctor.LiveLibvirt(ctx, v, doms, o)
+	defer src.Close()
+	return doctor.Live(ctx, src, f.interval)
 }

@@ -32,6 +32,14 @@ func TestDoctorExitStatus(t *testing.T) {
 	if err := os.Remove(base); err != nil {
 		t.Fatal(err)
 	}
+	// A qcow2 whose L1 table offset was overwritten reads fine: it is
+	// damaged (critical, 2), not unreadable (3).
+	broken := mk("broken.qcow2", "-o", "size=64M")
+	if f, err := os.OpenFile(broken, os.O_RDWR, 0); err != nil {
+		t.Fatal(err)
+	} else if _, err := f.WriteAt([]byte("AAAAAAAA"), 40); err != nil || f.Close() != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		code int
@@ -41,6 +49,8 @@ func TestDoctorExitStatus(t *testing.T) {
 		{[]string{"--image", small, "--l2-cache", "64MiB"}, 0}, // small clusters alone are info
 		{[]string{"--image", top, "--image", small}, 2},
 		{[]string{"--image", filepath.Join(dir, "none.qcow2")}, 3},
+		{[]string{"--image", broken}, 2},
+		{[]string{"--image", dir}, 3}, // a directory is no image
 		{[]string{"--image", clean, "--l2-cache", "lots"}, exitUsage},
 		{nil, exitUsage},
 	} {

@@ -19,12 +19,12 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/loadgen"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 // End-to-end tests: the real qtune binary, real QEMU VMs, a real libvirtd.
@@ -131,33 +131,33 @@ func (a *runningAgent) start(t *testing.T, bin string, args ...string) *runningA
 			t.Logf("agent log:\n%s", a.log.String())
 		}
 	})
-	a.waitFor(t, 20*time.Second, "first cycle", func(s agent.Status) bool { return !s.LastCycle.IsZero() })
+	a.waitFor(t, 20*time.Second, "first cycle", func(s api.Status) bool { return !s.LastCycle.IsZero() })
 	return a
 }
 
-func (a *runningAgent) status(t *testing.T) agent.Status {
+func (a *runningAgent) status(t *testing.T) api.Status {
 	t.Helper()
-	var s agent.Status
+	var s api.Status
 	if err := agentGet(context.Background(), a.addr, "/v1/status", &s); err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func (a *runningAgent) history(t *testing.T) []agent.Cycle {
+func (a *runningAgent) history(t *testing.T) []api.Cycle {
 	t.Helper()
-	var h []agent.Cycle
+	var h []api.Cycle
 	if err := agentGet(context.Background(), a.addr, "/v1/history", &h); err != nil {
 		t.Fatal(err)
 	}
 	return h
 }
 
-func (a *runningAgent) waitFor(t *testing.T, limit time.Duration, what string, ok func(agent.Status) bool) agent.Status {
+func (a *runningAgent) waitFor(t *testing.T, limit time.Duration, what string, ok func(api.Status) bool) api.Status {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
-		var s agent.Status
+		var s api.Status
 		err := agentGet(context.Background(), a.addr, "/v1/status", &s)
 		if err == nil && ok(s) {
 			return s
@@ -186,7 +186,7 @@ func (a *runningAgent) metrics(t *testing.T) string {
 	return b.String()
 }
 
-func action(s agent.Status, vm, result string) *agent.ActionStatus {
+func action(s api.Status, vm, result string) *api.ActionStatus {
 	for i := len(s.Actions) - 1; i >= 0; i-- {
 		if s.Actions[i].VM == vm && s.Actions[i].Result == result {
 			return &s.Actions[i]
@@ -208,7 +208,7 @@ func loudNow(p sample.Point) bool {
 // (want true) or to fail without a break (want false): the cycle after
 // the last one, before at, that broke the run. A cycle without a sample
 // of the VM breaks a run either way, as it does for the policy engine.
-func onset(h []agent.Cycle, vm string, at time.Time, want bool) time.Time {
+func onset(h []api.Cycle, vm string, at time.Time, want bool) time.Time {
 	var start time.Time
 	for _, c := range h {
 		if c.At.After(at) {
@@ -274,7 +274,7 @@ func TestAgentEndToEndQMP(t *testing.T) {
 	a := startAgent(t, bin, "--qmp-dir", dir)
 
 	// Throttled within for + one interval of turning loud.
-	s := a.waitFor(t, 40*time.Second, "a throttle on the noisy VM", func(s agent.Status) bool { return action(s, "noisy", "applied") != nil })
+	s := a.waitFor(t, 40*time.Second, "a throttle on the noisy VM", func(s api.Status) bool { return action(s, "noisy", "applied") != nil })
 	applied := action(s, "noisy", "applied").At
 	h := a.history(t)
 	loud := onset(h, "noisy", applied, true)
@@ -287,7 +287,7 @@ func TestAgentEndToEndQMP(t *testing.T) {
 	t.Logf("loud from %s, throttled at %s", loud.Format("15:04:05.0"), applied.Format("15:04:05.0"))
 
 	// Reverted within clear_after + one interval of calming down.
-	s = a.waitFor(t, 40*time.Second, "the throttle lifted", func(s agent.Status) bool {
+	s = a.waitFor(t, 40*time.Second, "the throttle lifted", func(s api.Status) bool {
 		r := action(s, "noisy", "reverted")
 		return r != nil && r.At.After(applied)
 	})
@@ -364,7 +364,7 @@ rule "cap-readers" {
 		before := a.status(t)
 		os.WriteFile(filepath.Join(a.policy, "broken.hcl"), []byte("rule \"x\" { when = disk.nope > 1 }\n"), 0o644)
 		a.cmd.Process.Signal(syscall.SIGHUP)
-		s := a.waitFor(t, 10*time.Second, "the reload error", func(s agent.Status) bool { return s.Policy.Error != "" })
+		s := a.waitFor(t, 10*time.Second, "the reload error", func(s api.Status) bool { return s.Policy.Error != "" })
 		if !strings.Contains(s.Policy.Error, "broken.hcl:1:") || len(s.Policy.Rules) != len(before.Policy.Rules) {
 			t.Errorf("policy status after a broken reload: %+v", s.Policy)
 		}
@@ -373,7 +373,7 @@ rule "cap-readers" {
 		}
 		os.Remove(filepath.Join(a.policy, "broken.hcl"))
 		a.cmd.Process.Signal(syscall.SIGHUP)
-		a.waitFor(t, 10*time.Second, "a clean reload", func(s agent.Status) bool { return s.Policy.Error == "" })
+		a.waitFor(t, 10*time.Second, "a clean reload", func(s api.Status) bool { return s.Policy.Error == "" })
 	})
 
 	t.Run("a hung VM does not hold up the others", func(t *testing.T) {
@@ -408,7 +408,7 @@ rule "cap-readers" {
 	})
 
 	t.Run("SIGTERM exits promptly with owned knobs recorded", func(t *testing.T) {
-		a.waitFor(t, 40*time.Second, "the noisy VM throttled again", func(s agent.Status) bool { return len(s.Owned) > 0 })
+		a.waitFor(t, 40*time.Second, "the noisy VM throttled again", func(s api.Status) bool { return len(s.Owned) > 0 })
 		start := time.Now()
 		a.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -421,13 +421,13 @@ rule "cap-readers" {
 			t.Fatal("no exit within 10 s of SIGTERM")
 		}
 		t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
-		store, err := tuning.OpenStore(a.state)
+		store, err := state.OpenStore(a.state)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer store.Close()
 		owned, _ := store.AllOwned()
-		if len(owned) != 1 || owned[0].VM != "noisy" || owned[0].Knob != policy.KnobThrottle || owned[0].Original.Throttle == nil {
+		if len(owned) != 1 || owned[0].VM != "noisy" || owned[0].Knob != policy.KnobThrottle || owned[0].Original.Throttle() == nil {
 			t.Errorf("owned knobs after exit: %+v", owned)
 		}
 		if !strings.Contains(a.log.String(), "agent stopping") {
@@ -444,7 +444,7 @@ func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
 	d := lab.StartLibvirtdT(t)
 	d.WriterDomainT(t, "t1", 0)
 	a := startAgent(t, bin, "--log-level", "debug", "--libvirt-socket", d.SocketPath(), "--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu"))
-	a.waitFor(t, 20*time.Second, "the domain sampled", func(s agent.Status) bool { return len(s.VMs) == 1 && s.VMs[0].Name == "t1" && len(s.VMs[0].Disks) > 0 })
+	a.waitFor(t, 20*time.Second, "the domain sampled", func(s api.Status) bool { return len(s.VMs) == 1 && s.VMs[0].Name == "t1" && len(s.VMs[0].Disks) > 0 })
 	// Facts bulk stats lack come from the XML and the image header: the
 	// qcow2 cluster size and the L2 cache in force (64 MiB needs 8 KiB).
 	h := a.history(t)
@@ -453,7 +453,7 @@ func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
 		t.Errorf("libvirt disk facts: %+v", last)
 	}
 	// The loud domain is throttled through libvirt's own API.
-	a.waitFor(t, 30*time.Second, "a throttle on t1", func(s agent.Status) bool { return action(s, "t1", "applied") != nil })
+	a.waitFor(t, 30*time.Second, "a throttle on t1", func(s api.Status) bool { return action(s, "t1", "applied") != nil })
 	if out, err := d.Virsh(ctx, "blkdeviotune", "t1", "vda"); err != nil || !regexp.MustCompile(`write_iops_sec\s*:\s*150\b`).MatchString(out) {
 		t.Errorf("blkdeviotune after the agent acted: %s %v", out, err)
 	}
@@ -465,7 +465,7 @@ func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted := time.Now()
-	a.waitFor(t, 30*time.Second, "a reconnect and t1's writes sampled again", func(s agent.Status) bool {
+	a.waitFor(t, 30*time.Second, "a reconnect and t1's writes sampled again", func(s api.Status) bool {
 		return s.Reconnects >= 1 && s.Connected && s.LastCycle.After(restarted) && len(s.VMs) == 1 && len(s.VMs[0].Disks) > 0 &&
 			s.VMs[0].Disks[0].WriteIOPS >= 100 && s.VMs[0].Disks[0].Throttle != nil
 	})

@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 )
 
@@ -41,7 +42,7 @@ func rawKnob(t *testing.T, vm *lab.VM, k policy.Knob) string {
 	defer c.Close()
 	b := tuning.NewQMPBackend()
 	b.AddVM("loud", c, vm.PID())
-	s, err := b.Read(ctx, tuning.Target{VM: "loud", Disk: "disk0"}, k)
+	s, err := b.Read(ctx, state.Target{VM: "loud", Disk: "disk0"}, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +110,8 @@ func crashAndRestart(t *testing.T, bin string, read func() string, k policy.Knob
 	}
 	a = a.start(t, bin, backend...)
 	if !removed {
-		st := a.waitFor(t, 20*time.Second, "the knob held, its record applied", func(s agent.Status) bool {
-			return len(s.Owned) == 1 && s.Owned[0].State == agent.OwnedHeld && s.Owned[0].Phase == tuning.PhaseApplied
+		st := a.waitFor(t, 20*time.Second, "the knob held, its record applied", func(s api.Status) bool {
+			return len(s.Owned) == 1 && s.Owned[0].State == api.OwnedHeld && s.Owned[0].Phase == state.PhaseApplied
 		})
 		if st.Owned[0].Applied.String() == original || st.Owned[0].Original.String() != original {
 			t.Fatalf("held %+v; want a change from %s", st.Owned[0], original)
@@ -121,7 +122,7 @@ func crashAndRestart(t *testing.T, bin string, read func() string, k policy.Knob
 		removeRule(t, a)
 		a.cmd.Process.Signal(syscall.SIGHUP)
 	}
-	a.waitFor(t, 20*time.Second, "nothing owned", func(s agent.Status) bool { return len(s.Owned) == 0 })
+	a.waitFor(t, 20*time.Second, "nothing owned", func(s api.Status) bool { return len(s.Owned) == 0 })
 	a.cmd.Process.Signal(syscall.SIGKILL)
 	a.done <- <-a.done
 	if got := read(); readable && got != original {
@@ -168,15 +169,15 @@ func TestFailpointThenHandChangeIsDrift(t *testing.T) {
 	setWriteLimitByHand(t, vm.QMPPath(), 999)
 	t.Setenv("QTUNE_FAILPOINT", "")
 	a = a.start(t, bin, "--qmp-dir", dir)
-	st := a.waitFor(t, 20*time.Second, "the knob handed over", func(s agent.Status) bool {
-		return len(s.Owned) == 1 && s.Owned[0].State == agent.OwnedDrifted && diskWriteLimit(s, "loud", "disk0") != -1
+	st := a.waitFor(t, 20*time.Second, "the knob handed over", func(s api.Status) bool {
+		return len(s.Owned) == 1 && s.Owned[0].State == api.OwnedDrifted && diskWriteLimit(s, "loud", "disk0") != -1
 	})
 	if got := diskWriteLimit(st, "loud", "disk0"); got != 999 || !lineWith(a.log.String(), "vm=loud", "result=drift") {
 		t.Fatalf("write limit %d, want 999 as set by hand and a drift line in the log:\n%s", got, a.log.String())
 	}
 	removeRule(t, a)
 	a.cmd.Process.Signal(syscall.SIGHUP)
-	st = a.waitFor(t, 20*time.Second, "nothing owned", func(s agent.Status) bool { return len(s.Owned) == 0 })
+	st = a.waitFor(t, 20*time.Second, "nothing owned", func(s api.Status) bool { return len(s.Owned) == 0 })
 	a.cmd.Process.Signal(syscall.SIGKILL)
 	a.done <- <-a.done
 	if got := rawKnob(t, vm, policy.KnobThrottle); got != "iops_wr=999" {

@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 	"github.com/qtune/qtune/virt"
 )
@@ -36,10 +37,10 @@ func libvirtKnob(t *testing.T, d *lab.Libvirtd, k policy.Knob) string {
 			t.Fatal(err)
 		}
 		th.Group = ""
-		return tuning.KnobState{Throttle: &th}.String()
+		return state.OfThrottle(th).String()
 	}
 	b := tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{AllowPassthrough: true, PidDir: libvirtPidDir(d)})
-	s, err := b.Read(ctx, tuning.Target{VM: "loud", Disk: "vda"}, k)
+	s, err := b.Read(ctx, state.Target{VM: "loud", Disk: "vda"}, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,8 +86,8 @@ func TestFailpointsLibvirt(t *testing.T) {
 func l2DomainRestartedLibvirt(t *testing.T, bin string, d *lab.Libvirtd, backend []string) {
 	rule := "rule \"change\" {\n  when = disk.virtual_size > 0\n  for = \"1s\"\n  cooldown = \"1s\"\n  l2_cache { size = \"2MiB\" }\n}\n"
 	a := startAgentWith(t, bin, rule, backend...)
-	a.waitFor(t, 30*time.Second, "the L2 cache set and recorded", func(s agent.Status) bool {
-		return len(s.Owned) == 1 && s.Owned[0].Phase == tuning.PhaseApplied
+	a.waitFor(t, 30*time.Second, "the L2 cache set and recorded", func(s api.Status) bool {
+		return len(s.Owned) == 1 && s.Owned[0].Phase == state.PhaseApplied
 	})
 	waitRecordedL2(t, a, "loud", 2<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -124,7 +125,7 @@ func l2DomainRestartedLibvirt(t *testing.T, bin string, d *lab.Libvirtd, backend
 	}
 	removeRule(t, a)
 	a.cmd.Process.Signal(syscall.SIGHUP)
-	a.waitFor(t, 20*time.Second, "nothing owned", func(s agent.Status) bool { return len(s.Owned) == 0 })
+	a.waitFor(t, 20*time.Second, "nothing owned", func(s api.Status) bool { return len(s.Owned) == 0 })
 	t.Logf("first L2 figure after the restart %d; decisions:\n%s", first.Disk.L2CacheSize, grepLines(a.log.String(), "tuning action"))
 }
 
@@ -136,21 +137,21 @@ func l2DomainRestartedLibvirt(t *testing.T, bin string, d *lab.Libvirtd, backend
 func l2KilledWhileHeldLibvirt(t *testing.T, bin string, backend []string) {
 	rule := strings.Replace(failpointRule(policy.KnobL2Cache), "l2_cache {", "persist = true\n  l2_cache {", 1)
 	a := startAgentWith(t, bin, rule, backend...)
-	a.waitFor(t, 30*time.Second, "the L2 cache set and recorded", func(s agent.Status) bool {
-		return len(s.Owned) == 1 && s.Owned[0].Phase == tuning.PhaseApplied
+	a.waitFor(t, 30*time.Second, "the L2 cache set and recorded", func(s api.Status) bool {
+		return len(s.Owned) == 1 && s.Owned[0].Phase == state.PhaseApplied
 	})
 	waitRecordedL2(t, a, "loud", 2<<20)
 	a.cmd.Process.Signal(syscall.SIGKILL)
 	a.done <- <-a.done
 	a = a.start(t, bin, backend...)
-	st := a.waitFor(t, 20*time.Second, "the disk in status", func(s agent.Status) bool { _, _, ok := statusL2(s, "loud"); return ok })
+	st := a.waitFor(t, 20*time.Second, "the disk in status", func(s api.Status) bool { _, _, ok := statusL2(s, "loud"); return ok })
 	if size, recorded, _ := statusL2(st, "loud"); size != 2<<20 || !recorded {
 		t.Fatalf("after the restart status shows %d (recorded %v); want the record's 2 MiB", size, recorded)
 	}
 	historyL2(t, a, "loud", 2<<20)
 	removeRule(t, a)
 	a.cmd.Process.Signal(syscall.SIGHUP)
-	a.waitFor(t, 20*time.Second, "nothing owned", func(s agent.Status) bool { return len(s.Owned) == 0 })
+	a.waitFor(t, 20*time.Second, "nothing owned", func(s api.Status) bool { return len(s.Owned) == 0 })
 	if lineWith(a.log.String(), "knob=l2_cache", "result=applied") {
 		t.Fatalf("the L2 cache was set again although the record says it is in force:\n%s", grepLines(a.log.String(), "tuning action"))
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
@@ -57,8 +58,8 @@ func TestHistogramReleasedAfterRestartWithoutTheRule(t *testing.T) {
 	}
 
 	ag := startAgentWith(t, bin, tailPolicy, "--qmp-dir", dir, "--disk-checks=false")
-	ag.waitFor(t, 10*e2eInterval, "a's histogram held", func(s agent.Status) bool {
-		return ownedHistogram(s, "a") == agent.OwnedHeld
+	ag.waitFor(t, 10*e2eInterval, "a's histogram held", func(s api.Status) bool {
+		return ownedHistogram(s, "a") == api.OwnedHeld
 	})
 	if got, want := readA(), agent.Defaults().Histograms; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("a's histogram %v, want the configured %v", got, want)
@@ -95,7 +96,7 @@ func TestHistogramReleasedAfterRestartWithoutTheRule(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("a's histogram off %v after the restart began", time.Since(restarted).Round(time.Millisecond))
-	st = ag.waitFor(t, 5*e2eInterval, "no histogram owned", func(s agent.Status) bool { return len(s.Owned) == 0 })
+	st = ag.waitFor(t, 5*e2eInterval, "no histogram owned", func(s api.Status) bool { return len(s.Owned) == 0 })
 	if st.Histograms.On {
 		t.Errorf("histogram status %+v, want off", st.Histograms)
 	}
@@ -105,7 +106,7 @@ func TestHistogramReleasedAfterRestartWithoutTheRule(t *testing.T) {
 	checkB("after the restart")
 }
 
-func ownedHistogram(s agent.Status, vm string) string {
+func ownedHistogram(s api.Status, vm string) string {
 	for _, o := range s.Owned {
 		if o.VM == vm && o.Knob == policy.KnobHistogram {
 			return o.State

@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/policy"
 )
 
 // ownedOf is the throttle record of vm's disk in status, nil when there
 // is none.
-func ownedOf(s agent.Status, vm, disk string) *agent.OwnedStatus {
+func ownedOf(s api.Status, vm, disk string) *api.OwnedStatus {
 	for i, o := range s.Owned {
 		if o.VM == vm && o.Disk == disk && o.Knob == policy.KnobThrottle {
 			return &s.Owned[i]
@@ -49,9 +49,9 @@ func TestQEMURestartedWhileDownIsANewVM(t *testing.T) {
 	setWriteLimitByHand(t, sock, 5000)
 	rule := "rule \"calm\" {\n  when = disk.write_iops > 100\n  for = \"2s\"\n  throttle { write_iops = 256 }\n}\n"
 	ag := startAgentWith(t, bin, rule, "--qmp-dir", dir)
-	st := ag.waitFor(t, 60*time.Second, "a throttled", func(s agent.Status) bool {
+	st := ag.waitFor(t, 60*time.Second, "a throttled", func(s api.Status) bool {
 		o := ownedOf(s, "a", "disk0")
-		return diskWriteLimit(s, "a", "disk0") == 256 && o != nil && o.State == agent.OwnedHeld
+		return diskWriteLimit(s, "a", "disk0") == 256 && o != nil && o.State == api.OwnedHeld
 	})
 	if o := ownedOf(st, "a", "disk0"); o.VMID.PID != first.PID() || o.Original.Throttle.IOPSWrite != 5000 {
 		t.Fatalf("record %+v: want taken on pid %d, original 5000", o, first.PID())
@@ -64,9 +64,9 @@ func TestQEMURestartedWhileDownIsANewVM(t *testing.T) {
 	second := lab.WriterVMT(t, "a", 0, "-qmp", qmpArg)
 
 	ag = ag.start(t, bin, "--qmp-dir", dir)
-	st = ag.waitFor(t, 30*time.Second, "a throttled afresh", func(s agent.Status) bool {
+	st = ag.waitFor(t, 30*time.Second, "a throttled afresh", func(s api.Status) bool {
 		o := ownedOf(s, "a", "disk0")
-		return diskWriteLimit(s, "a", "disk0") == 256 && o != nil && o.VMID.PID == second.PID() && o.State == agent.OwnedHeld
+		return diskWriteLimit(s, "a", "disk0") == 256 && o != nil && o.VMID.PID == second.PID() && o.State == api.OwnedHeld
 	})
 	if o := ownedOf(st, "a", "disk0"); o.Original.Throttle.Active() {
 		t.Fatalf("new record's original %s, want the new VM's own (no limit)", o.Original)
@@ -90,9 +90,9 @@ func TestQEMURestartedWhileDownIsANewVM(t *testing.T) {
 	second.Signal(syscall.SIGKILL)
 	second.Stop()
 	third := lab.WriterVMT(t, "a", 0, "-qmp", qmpArg)
-	ag.waitFor(t, 30*time.Second, "a throttled afresh on the third QEMU", func(s agent.Status) bool {
+	ag.waitFor(t, 30*time.Second, "a throttled afresh on the third QEMU", func(s api.Status) bool {
 		o := ownedOf(s, "a", "disk0")
-		return diskWriteLimit(s, "a", "disk0") == 256 && o != nil && o.VMID.PID == third.PID() && o.State == agent.OwnedHeld
+		return diskWriteLimit(s, "a", "disk0") == 256 && o != nil && o.VMID.PID == third.PID() && o.State == api.OwnedHeld
 	})
 	forgotten = fmt.Sprintf("vm a is a new QEMU process (pid %d", third.PID())
 	if log := ag.log.String(); !lineWith(log, "vm=a", "result=forgotten", forgotten, fmt.Sprintf("was pid %d", second.PID())) ||
@@ -121,7 +121,7 @@ func libvirtRedefined(t *testing.T, ctx context.Context, a *runningAgent, d *lab
 		return strings.TrimSpace(out)
 	}
 	was := uuid()
-	a.waitFor(t, 30*time.Second, "a record of t1 taken on "+was, func(s agent.Status) bool {
+	a.waitFor(t, 30*time.Second, "a record of t1 taken on "+was, func(s api.Status) bool {
 		o := ownedOf(s, "t1", "vda")
 		return o != nil && o.VMID.UUID == was
 	})
@@ -137,9 +137,9 @@ func libvirtRedefined(t *testing.T, ctx context.Context, a *runningAgent, d *lab
 	if now == was {
 		t.Fatalf("the new t1 has the old one's UUID %s", now)
 	}
-	s := a.waitFor(t, 40*time.Second, "the new t1 throttled afresh", func(s agent.Status) bool {
+	s := a.waitFor(t, 40*time.Second, "the new t1 throttled afresh", func(s api.Status) bool {
 		o := ownedOf(s, "t1", "vda")
-		return o != nil && o.VMID.UUID == now && o.State == agent.OwnedHeld
+		return o != nil && o.VMID.UUID == now && o.State == api.OwnedHeld
 	})
 	t.Logf("t1 defined anew: uuid %s, was %s; throttled afresh %v after", now, was, time.Since(redefined).Round(100*time.Millisecond))
 	if o := ownedOf(s, "t1", "vda"); o.Original.Throttle.Active() {

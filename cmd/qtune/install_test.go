@@ -31,6 +31,16 @@ func TestInstallStartsInDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The policy directory starts empty: the examples are documentation.
+	if hcl, _ := filepath.Glob(filepath.Join(dest, "etc", "qtune", "policy.d", "*.hcl")); len(hcl) > 0 {
+		t.Fatalf("install put policies in force: %v", hcl)
+	}
+	for _, f := range []string{"usr/local/share/man/man1/qtune.1.gz", "usr/local/share/bash-completion/completions/qtune",
+		"usr/local/share/doc/qtune/examples/policy.d/noisy-neighbour.hcl"} {
+		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
+			t.Errorf("not installed: %v", err)
+		}
+	}
 	if example.Interval != cfg.Interval || example.StateDir != cfg.StateDir || example.PolicyDir != cfg.PolicyDir {
 		t.Fatalf("installed config differs from the example beyond dry_run: %+v", cfg)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -13,13 +12,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/jobs"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
 )
 
 func init() {
-	register(command{name: "jobs", summary: "list, start and cancel block jobs (stream, mirror, convert)", run: runJobs})
+	register(command{name: "jobs", summary: "list, start and cancel block jobs (stream, mirror, convert)", run: runJobs, subcommands: []string{"start", "cancel"}})
 }
 
 const defaultControlSocket = "/run/qtune/control.sock"
@@ -33,7 +32,7 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runJobsCancel(ctx, args[1:], stdout, stderr)
 		}
 	}
-	fs := flag.NewFlagSet("qtune jobs", flag.ContinueOnError)
+	fs := newFlagSet("qtune jobs")
 	fs.SetOutput(stderr)
 	sock := fs.String("socket", defaultControlSocket, "the agent's control socket")
 	watch := fs.Bool("watch", false, "redraw every second until interrupted")
@@ -48,7 +47,7 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	c := controlClient(*sock)
 	for {
-		var jobs []tuning.Job
+		var jobs []api.Job
 		if err := c.do(ctx, http.MethodGet, "/v1/jobs", nil, &jobs); err != nil {
 			fmt.Fprintf(stderr, "qtune jobs: %v\n", err)
 			return exitFailure
@@ -77,7 +76,7 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // printJobs draws one line per job with a progress bar.
-func printJobs(w io.Writer, jobs []tuning.Job, ended bool, now time.Time) {
+func printJobs(w io.Writer, jobs []api.Job, ended bool, now time.Time) {
 	fmt.Fprintf(w, "%-44s %-7s %-20s %-9s %-24s %6s %11s %8s\n", "ID", "KIND", "VM/DISK", "STATE", "PROGRESS", "", "RATE", "ETA")
 	shown := 0
 	for _, j := range jobs {
@@ -87,7 +86,7 @@ func printJobs(w io.Writer, jobs []tuning.Job, ended bool, now time.Time) {
 		shown++
 		p := j.Progress
 		pct := p.Percent()
-		if j.State == tuning.JobDone {
+		if j.State == api.JobDone {
 			pct = 100
 		}
 		rate, eta := "-", "-"
@@ -108,13 +107,13 @@ func printJobs(w io.Writer, jobs []tuning.Job, ended bool, now time.Time) {
 }
 
 // jobNote is the one thing an operator needs to know about a job now.
-func jobNote(j tuning.Job) string {
+func jobNote(j api.Job) string {
 	switch {
-	case j.State == tuning.JobFailed || j.State == tuning.JobCancelled:
+	case j.State == api.JobFailed || j.State == api.JobCancelled:
 		return strings.TrimSpace("error: " + j.Error)
 	case j.Waiting != "":
 		return "waiting: " + j.Waiting
-	case j.State == tuning.JobDone && j.Pivoted:
+	case j.State == api.JobDone && j.Pivoted:
 		return "now on " + j.Dest + "; the old image " + j.Source + " is kept for you to remove"
 	case j.Dest != "":
 		return j.Source + " -> " + j.Dest
@@ -141,7 +140,7 @@ func humanBytes(v float64) string {
 }
 
 func runJobsStart(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qtune jobs start", flag.ContinueOnError)
+	fs := newFlagSet("qtune jobs start")
 	fs.SetOutput(stderr)
 	sock := fs.String("socket", defaultControlSocket, "the agent's control socket")
 	speed := fs.String("speed", "", "speed cap, e.g. 50MiB (per second; default unlimited)")
@@ -173,7 +172,7 @@ func runJobsStart(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "qtune jobs start: %v\n", err)
 		return exitUsage
 	}
-	var p tuning.Planned
+	var p api.Planned
 	if err := controlClient(*sock).do(ctx, http.MethodPost, "/v1/jobs", req, &p); err != nil {
 		fmt.Fprintf(stderr, "qtune jobs start: %v\n", err)
 		return exitFailure
@@ -181,7 +180,7 @@ func runJobsStart(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	switch {
 	case p.Job == nil:
 		fmt.Fprintf(stdout, "%s: %s\n", p.Result, p.Reason)
-	case p.Result == tuning.ResultApplied:
+	case p.Result == api.ResultApplied:
 		fmt.Fprintf(stdout, "planned %s (watch it with qtune jobs --watch)\n", p.Job.ID)
 	default:
 		fmt.Fprintf(stdout, "%s %s: %s\n", p.Result, p.Job.ID, p.Reason)
@@ -191,15 +190,15 @@ func runJobsStart(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 type layoutFlags struct{ format, cluster, prealloc, extL2, compression string }
 
-func jobRequest(pos []string, speed, base, targetDir, copyMode string, lf layoutFlags) (tuning.JobRequest, error) {
+func jobRequest(pos []string, speed, base, targetDir, copyMode string, lf layoutFlags) (api.JobRequest, error) {
 	if len(pos) != 3 {
-		return tuning.JobRequest{}, errors.New("want stream|mirror|convert VM DISK")
+		return api.JobRequest{}, errors.New("want stream|mirror|convert VM DISK")
 	}
-	kind := tuning.JobKind(pos[0])
-	if _, ok := tuning.JobKindOf(policy.Knob(kind)); !ok {
-		return tuning.JobRequest{}, fmt.Errorf("%q is not stream, mirror or convert", pos[0])
+	kind := policy.Knob(pos[0])
+	if !jobs.Known(kind) {
+		return api.JobRequest{}, fmt.Errorf("%q is not stream, mirror or convert", pos[0])
 	}
-	req := tuning.JobRequest{Kind: kind, Target: tuning.Target{VM: pos[1], Disk: pos[2]}, Base: base, TargetDir: targetDir, CopyMode: copyMode}
+	req := api.JobRequest{Kind: kind, Target: api.Target{VM: pos[1], Disk: pos[2]}, Base: base, TargetDir: targetDir, CopyMode: copyMode}
 	var errs []string
 	size := func(name, v string) uint64 {
 		if v == "" {
@@ -221,10 +220,10 @@ func jobRequest(pos []string, speed, base, targetDir, copyMode string, lf layout
 	default:
 		errs = append(errs, "--extended-l2 is on or off")
 	}
-	if kind == tuning.JobMirror && targetDir == "" {
+	if kind == policy.KnobMirror && targetDir == "" {
 		errs = append(errs, "mirror needs --target-dir")
 	}
-	if kind != tuning.JobStream && base != "" {
+	if kind != policy.KnobStream && base != "" {
 		errs = append(errs, "--base is for stream")
 	}
 	if copyMode != "background" && copyMode != "write-blocking" {
@@ -237,7 +236,7 @@ func jobRequest(pos []string, speed, base, targetDir, copyMode string, lf layout
 }
 
 func runJobsCancel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qtune jobs cancel", flag.ContinueOnError)
+	fs := newFlagSet("qtune jobs cancel")
 	fs.SetOutput(stderr)
 	sock := fs.String("socket", defaultControlSocket, "the agent's control socket")
 	if err := fs.Parse(args); err != nil {
@@ -247,7 +246,7 @@ func runJobsCancel(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "usage: qtune jobs cancel [--socket PATH] ID")
 		return exitUsage
 	}
-	var j tuning.Job
+	var j api.Job
 	if err := controlClient(*sock).do(ctx, http.MethodPost, "/v1/jobs/"+fs.Arg(0)+"/cancel", nil, &j); err != nil {
 		fmt.Fprintf(stderr, "qtune jobs cancel: %v\n", err)
 		return exitFailure
@@ -288,7 +287,7 @@ func (c *control) do(ctx context.Context, method, path string, body, out any) er
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var ce agent.ControlError
+		var ce api.ControlError
 		if json.NewDecoder(resp.Body).Decode(&ce) == nil && ce.Error != "" {
 			return fmt.Errorf("%s: %s", resp.Status, ce.Error)
 		}

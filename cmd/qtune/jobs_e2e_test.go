@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/loadgen"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/policy"
 )
 
 func qtuneCmd(t *testing.T, bin string, args ...string) (string, error) {
@@ -22,7 +22,7 @@ func qtuneCmd(t *testing.T, bin string, args ...string) (string, error) {
 	return string(out), err
 }
 
-func jobOf(s agent.Status, id string) *tuning.Job {
+func jobOf(s api.Status, id string) *api.Job {
 	for i := range s.Jobs {
 		if s.Jobs[i].ID == id {
 			return &s.Jobs[i]
@@ -56,16 +56,16 @@ func TestJobsEndToEndMirrorSurvivesAgentKill(t *testing.T) {
 	}
 	args := []string{"--qmp-dir", dir, "--allow-mirror-dir", fast}
 	a := startAgent(t, bin, args...)
-	a.waitFor(t, 20*time.Second, "the VM sampled", func(s agent.Status) bool { return len(s.VMs) == 1 })
+	a.waitFor(t, 20*time.Second, "the VM sampled", func(s api.Status) bool { return len(s.VMs) == 1 })
 	sock := filepath.Join(a.state, "control.sock")
 	out, err := qtuneCmd(t, bin, "jobs", "start", "mirror", "mover", "disk0", "--target-dir", fast, "--speed", "2MiB", "--socket", sock)
 	if err != nil || !strings.Contains(out, "planned qtune-mirror-mover-disk0-") {
 		t.Fatalf("jobs start: %v\n%s", err, out)
 	}
 	id := strings.Fields(out)[1]
-	a.waitFor(t, 30*time.Second, "the mirror under way", func(s agent.Status) bool {
+	a.waitFor(t, 30*time.Second, "the mirror under way", func(s api.Status) bool {
 		j := jobOf(s, id)
-		return j != nil && j.State == tuning.JobRunning && j.Progress.Offset > 0
+		return j != nil && j.State == api.JobRunning && j.Progress.Offset > 0
 	})
 	if out, _ := qtuneCmd(t, bin, "jobs", "--socket", sock); !strings.Contains(out, id) || !strings.Contains(out, "running") || !strings.Contains(out, "/s") {
 		t.Errorf("qtune jobs while running:\n%s", out)
@@ -74,12 +74,12 @@ func TestJobsEndToEndMirrorSurvivesAgentKill(t *testing.T) {
 	a.done <- <-a.done // the cleanup waits for it again
 
 	b := a.start(t, bin, args...)
-	s := b.waitFor(t, 90*time.Second, "the mirror done", func(s agent.Status) bool {
+	s := b.waitFor(t, 90*time.Second, "the mirror done", func(s api.Status) bool {
 		j := jobOf(s, id)
 		return j != nil && j.State.Final()
 	})
 	j := jobOf(s, id)
-	if j.State != tuning.JobDone || !j.Pivoted {
+	if j.State != api.JobDone || !j.Pivoted {
 		t.Fatalf("job %s: %s", j.State, j.Error)
 	}
 	if !strings.Contains(b.log.String(), "adopting it") {
@@ -190,27 +190,27 @@ func TestJobsEndToEndPolicyStreamAndQEMUKilled(t *testing.T) {
 		}
 	}
 	a := startAgent(t, bin, "--qmp-dir", dir, "--allow-mirror-dir", fast)
-	a.waitFor(t, 20*time.Second, "both VMs sampled", func(s agent.Status) bool { return len(s.VMs) == 2 })
+	a.waitFor(t, 20*time.Second, "both VMs sampled", func(s api.Status) bool { return len(s.VMs) == 2 })
 	sock := filepath.Join(a.state, "control.sock")
 	out, err := qtuneCmd(t, bin, "jobs", "start", "mirror", "doomed", "disk0", "--target-dir", fast, "--speed", "1MiB", "--socket", sock)
 	if err != nil {
 		t.Fatalf("jobs start: %v\n%s", err, out)
 	}
 	mirror := strings.Fields(out)[1]
-	a.waitFor(t, 30*time.Second, "the mirror under way", func(s agent.Status) bool {
+	a.waitFor(t, 30*time.Second, "the mirror under way", func(s api.Status) bool {
 		j := jobOf(s, mirror)
-		return j != nil && j.State == tuning.JobRunning
+		return j != nil && j.State == api.JobRunning
 	})
 	rule := "rule \"flatten\" {\n  match { domain = \"chained\" }\n  when = disk.backing_depth > 0\n  for  = \"2s\"\n  stream { speed = \"8MiB\" }\n}\n"
 	if err := os.WriteFile(filepath.Join(a.policy, "flatten.hcl"), []byte(rule), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	doomed.Signal(syscall.SIGKILL)
-	s := a.waitFor(t, 30*time.Second, "the mirror failed", func(s agent.Status) bool {
+	s := a.waitFor(t, 30*time.Second, "the mirror failed", func(s api.Status) bool {
 		j := jobOf(s, mirror)
 		return j != nil && j.State.Final()
 	})
-	if j := jobOf(s, mirror); j.State != tuning.JobFailed || !strings.Contains(j.Error, "went away") {
+	if j := jobOf(s, mirror); j.State != api.JobFailed || !strings.Contains(j.Error, "went away") {
 		t.Fatalf("mirror on a killed QEMU: %s %q", j.State, j.Error)
 	}
 	// The reason where an SRE looks: qtune jobs, and the metric's label.
@@ -220,21 +220,21 @@ func TestJobsEndToEndPolicyStreamAndQEMUKilled(t *testing.T) {
 	if m := a.metrics(t); !strings.Contains(m, `id="`+mirror+`",kind="mirror",reason="vm_gone",state="failed"`) {
 		t.Errorf("no failed qtune_job_state with its reason:\n%s", m)
 	}
-	s = a.waitFor(t, 60*time.Second, "the rule's stream done", func(s agent.Status) bool {
+	s = a.waitFor(t, 60*time.Second, "the rule's stream done", func(s api.Status) bool {
 		for _, j := range s.Jobs {
-			if j.VM == "chained" && j.Kind == tuning.JobStream && j.State.Final() {
+			if j.VM == "chained" && j.Kind == policy.KnobStream && j.State.Final() {
 				return true
 			}
 		}
 		return false
 	})
 	for _, j := range s.Jobs {
-		if j.VM == "chained" && (j.State != tuning.JobDone || j.Rule != "flatten") {
+		if j.VM == "chained" && (j.State != api.JobDone || j.Rule != "flatten") {
 			t.Fatalf("stream: %+v", j)
 		}
 	}
 	// Still sampling the VM that lives.
-	s = a.waitFor(t, 10*time.Second, "fresh samples of the live VM", func(s agent.Status) bool {
+	s = a.waitFor(t, 10*time.Second, "fresh samples of the live VM", func(s api.Status) bool {
 		for _, vm := range s.VMs {
 			if vm.Name == "chained" && len(vm.Disks) > 0 && time.Since(vm.Disks[0].SampledAt) < 3*time.Second {
 				return true

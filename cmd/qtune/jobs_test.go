@@ -6,15 +6,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/policy"
 )
 
 func TestPrintJobs(t *testing.T) {
-	jobs := []tuning.Job{
-		{ID: "qtune-mirror-web1-vda-1a2b3c4d", Kind: tuning.JobMirror, Target: tuning.Target{VM: "web1", Disk: "vda"}, State: tuning.JobRunning,
-			Source: "/slow/web1.qcow2", Dest: "/fast/web1.qcow2", Progress: tuning.Progress{Offset: 1 << 30, Length: 4 << 30, Rate: 50 << 20, ETA: time.Minute}},
-		{ID: "qtune-stream-db-vdb-00ff00ff", Kind: tuning.JobStream, Target: tuning.Target{VM: "db", Disk: "vdb"}, State: tuning.JobPlanned, Waiting: "outside the maintenance windows 01:00-05:00"},
-		{ID: "qtune-convert-old-vda-12345678", Kind: tuning.JobConvert, State: tuning.JobFailed, Error: "the job failed: No space left on device"},
+	jobs := []api.Job{
+		{ID: "qtune-mirror-web1-vda-1a2b3c4d", Kind: policy.KnobMirror, Target: api.Target{VM: "web1", Disk: "vda"}, State: api.JobRunning,
+			Source: "/slow/web1.qcow2", Dest: "/fast/web1.qcow2", Progress: api.Progress{Offset: 1 << 30, Length: 4 << 30, Rate: 50 << 20, ETA: time.Minute}},
+		{ID: "qtune-stream-db-vdb-00ff00ff", Kind: policy.KnobStream, Target: api.Target{VM: "db", Disk: "vdb"}, State: api.JobPlanned, Waiting: "outside the maintenance windows 01:00-05:00"},
+		{ID: "qtune-convert-old-vda-12345678", Kind: policy.KnobConvert, State: api.JobFailed, Error: "the job failed: No space left on device"},
 	}
 	var b bytes.Buffer
 	printJobs(&b, jobs, false, time.Now())

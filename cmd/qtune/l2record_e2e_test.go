@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 const l2Policy = `
@@ -26,7 +26,7 @@ rule "l2" {
 // statusL2 is the L2 figure status shows for vm's disk (its only one)
 // and whether it says the figure is qtune's record; ok is false while
 // the disk is not in status.
-func statusL2(st agent.Status, vm string) (size uint64, recorded, ok bool) {
+func statusL2(st api.Status, vm string) (size uint64, recorded, ok bool) {
 	for _, v := range st.VMs {
 		for _, d := range v.Disks {
 			if v.Name == vm {
@@ -41,7 +41,7 @@ func statusL2(st agent.Status, vm string) (size uint64, recorded, ok bool) {
 // record of want (the cycle that sets it reports the size before).
 func waitRecordedL2(t *testing.T, a *runningAgent, vm string, want uint64) {
 	t.Helper()
-	a.waitFor(t, 10*time.Second, "the record's L2 cache in status", func(s agent.Status) bool {
+	a.waitFor(t, 10*time.Second, "the record's L2 cache in status", func(s api.Status) bool {
 		size, recorded, _ := statusL2(s, vm)
 		return size == want && recorded
 	})
@@ -81,8 +81,8 @@ func TestL2FigureIsTheRecordAfterRestartQMP(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startAgentWith(t, bin, l2Policy, "--qmp-dir", dir)
-	st := a.waitFor(t, 30*time.Second, "the L2 cache set and recorded", func(s agent.Status) bool {
-		return len(s.Owned) == 1 && s.Owned[0].Phase == tuning.PhaseApplied
+	st := a.waitFor(t, 30*time.Second, "the L2 cache set and recorded", func(s api.Status) bool {
+		return len(s.Owned) == 1 && s.Owned[0].Phase == state.PhaseApplied
 	})
 	const set = 2 << 20
 	if o := st.Owned[0]; o.Applied.L2 == nil || o.Applied.L2.Size != set || o.Original.L2.Size == set {
@@ -93,7 +93,7 @@ func TestL2FigureIsTheRecordAfterRestartQMP(t *testing.T) {
 	a.done <- <-a.done
 
 	a = a.start(t, bin, "--qmp-dir", dir)
-	st = a.waitFor(t, 20*time.Second, "the disk in status", func(s agent.Status) bool { _, _, ok := statusL2(s, "loud"); return ok })
+	st = a.waitFor(t, 20*time.Second, "the disk in status", func(s api.Status) bool { _, _, ok := statusL2(s, "loud"); return ok })
 	if size, recorded, _ := statusL2(st, "loud"); size != set || !recorded {
 		t.Fatalf("after the restart status shows %d (recorded %v); want the record's %d, not the command line's %d", size, recorded, set, original)
 	}
@@ -102,10 +102,10 @@ func TestL2FigureIsTheRecordAfterRestartQMP(t *testing.T) {
 	// A lost connection: QEMU stopped past the call timeout, so the
 	// agent drops the connection and dials again once QEMU runs.
 	vm.Signal(syscall.SIGSTOP)
-	a.waitFor(t, 20*time.Second, "the stopped VM's sample error", func(s agent.Status) bool { return s.Errors["loud"] != "" })
+	a.waitFor(t, 20*time.Second, "the stopped VM's sample error", func(s api.Status) bool { return s.Errors["loud"] != "" })
 	vm.Signal(syscall.SIGCONT)
 	reconnected := func() bool { return strings.Count(a.log.String(), "connected: vm=loud") >= 2 }
-	a.waitFor(t, 40*time.Second, "the QMP connection made again and the disk sampled", func(s agent.Status) bool {
+	a.waitFor(t, 40*time.Second, "the QMP connection made again and the disk sampled", func(s api.Status) bool {
 		_, _, ok := statusL2(s, "loud")
 		return reconnected() && ok && s.Errors["loud"] == ""
 	})

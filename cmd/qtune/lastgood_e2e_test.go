@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 )
 
 // diskWriteLimit is the write IOPS limit in force on vm's disk, as the
 // agent last sampled it; -1 when the disk is not seen.
-func diskWriteLimit(s agent.Status, vm, disk string) int64 {
+func diskWriteLimit(s api.Status, vm, disk string) int64 {
 	for _, v := range s.VMs {
 		if v.Name != vm {
 			continue
@@ -60,9 +60,9 @@ func TestBrokenPolicyAtRestartKeepsTheThrottleLibvirt(t *testing.T) {
 }
 
 func brokenPolicyScenario(t *testing.T, bin, vm, disk string, backend ...string) {
-	limit := func(s agent.Status) int64 { return diskWriteLimit(s, vm, disk) }
+	limit := func(s api.Status) int64 { return diskWriteLimit(s, vm, disk) }
 	a := startAgentWith(t, bin, lastGoodRule, backend...)
-	a.waitFor(t, 60*time.Second, "the throttle", func(s agent.Status) bool { return limit(s) == 150 })
+	a.waitFor(t, 60*time.Second, "the throttle", func(s api.Status) bool { return limit(s) == 150 })
 
 	a.cmd.Process.Signal(syscall.SIGKILL)
 	a.done <- <-a.done // its cleanup waits for it too
@@ -76,7 +76,7 @@ func brokenPolicyScenario(t *testing.T, bin, vm, disk string, backend ...string)
 	if got := limit(st); got != 150 {
 		t.Fatalf("write limit %d after a restart with a broken policy, want 150 kept\nlog:\n%s", got, a.log.String())
 	}
-	if st.Policy.Source != agent.PolicyFromStore || !strings.Contains(st.Policy.Error, "typo.hcl") || st.Policy.LoadedAt.IsZero() {
+	if st.Policy.Source != api.PolicyFromStore || !strings.Contains(st.Policy.Error, "typo.hcl") || st.Policy.LoadedAt.IsZero() {
 		t.Fatalf("policy status %+v: want the last good set in force and the broken file named", st.Policy)
 	}
 	if out, _ := qtuneCmd(t, bin, "status", "--addr", a.addr); !strings.Contains(out, "DOES NOT LOAD") || !strings.Contains(out, "last good set") {
@@ -93,7 +93,7 @@ func brokenPolicyScenario(t *testing.T, bin, vm, disk string, backend ...string)
 		t.Fatalf("policy check --against-agent with the typo fixed: %v\n%s", err, out)
 	}
 	a.cmd.Process.Signal(syscall.SIGHUP)
-	a.waitFor(t, 20*time.Second, "the files in force", func(s agent.Status) bool { return s.Policy.Source == agent.PolicyFromFiles })
+	a.waitFor(t, 20*time.Second, "the files in force", func(s api.Status) bool { return s.Policy.Source == api.PolicyFromFiles })
 	if got := limit(a.status(t)); got != 150 {
 		t.Fatalf("write limit %d after the typo was fixed, want 150", got)
 	}
@@ -103,7 +103,7 @@ func brokenPolicyScenario(t *testing.T, bin, vm, disk string, backend ...string)
 		t.Fatal(err)
 	}
 	a.cmd.Process.Signal(syscall.SIGHUP)
-	a.waitFor(t, 30*time.Second, "the throttle released", func(s agent.Status) bool { return limit(s) == 0 })
+	a.waitFor(t, 30*time.Second, "the throttle released", func(s api.Status) bool { return limit(s) == 0 })
 }
 
 // checkBeforeReload asks, while the last good set runs, what a reload

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 )
 
@@ -37,7 +37,7 @@ func libvirtDriftByEvent(t *testing.T, ctx context.Context, a *runningAgent, d *
 		t.Fatal(err)
 	}
 	changed := time.Now()
-	s := a.waitFor(t, 15*time.Second, "the drift on t1", func(s agent.Status) bool { return action(s, "t1", "drift") != nil })
+	s := a.waitFor(t, 15*time.Second, "the drift on t1", func(s api.Status) bool { return action(s, "t1", "drift") != nil })
 	seen := action(s, "t1", "drift").At.Sub(changed)
 	t.Logf("drift seen %v after blkdeviotune (interval %v)", seen.Round(time.Millisecond), e2eInterval)
 	if seen > e2eInterval+time.Second {
@@ -73,7 +73,7 @@ func libvirtHotPlug(t *testing.T, ctx context.Context, a *runningAgent, d *lab.L
 	if out, err := d.Virsh(ctx, "attach-disk", "t1", img, "vdb", "--live", "--subdriver", "qcow2", "--targetbus", "virtio"); err != nil {
 		t.Fatalf("attach-disk: %v %s", err, out)
 	}
-	a.waitFor(t, 15*time.Second, "the hot-plugged vdb with its facts", func(s agent.Status) bool {
+	a.waitFor(t, 15*time.Second, "the hot-plugged vdb with its facts", func(s api.Status) bool {
 		for _, vm := range s.VMs {
 			for _, dk := range vm.Disks {
 				if vm.Name == "t1" && dk.Name == "vdb" && dk.Format == "qcow2" {
@@ -92,7 +92,7 @@ func libvirtPausedDomain(t *testing.T, ctx context.Context, a *runningAgent, d *
 		t.Fatal(err)
 	}
 	defer d.Virsh(ctx, "resume", "t1")
-	s := a.waitFor(t, 15*time.Second, "t1 paused in status", func(s agent.Status) bool {
+	s := a.waitFor(t, 15*time.Second, "t1 paused in status", func(s api.Status) bool {
 		return len(s.VMs) == 1 && s.VMs[0].State == "paused"
 	})
 	if s.VMs[0].StateReason != "user" || len(s.VMs[0].Disks) == 0 {
@@ -104,7 +104,7 @@ func libvirtPausedDomain(t *testing.T, ctx context.Context, a *runningAgent, d *
 	if _, err := d.Virsh(ctx, "resume", "t1"); err != nil {
 		t.Fatal(err)
 	}
-	a.waitFor(t, 15*time.Second, "t1 running again", func(s agent.Status) bool {
+	a.waitFor(t, 15*time.Second, "t1 running again", func(s api.Status) bool {
 		return len(s.VMs) == 1 && s.VMs[0].State == "running"
 	})
 }

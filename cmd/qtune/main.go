@@ -25,7 +25,13 @@ const (
 type command struct {
 	name    string
 	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+	// subcommands are the words that may follow name, each with flags of
+	// its own; the man page and shell completion list them.
+	subcommands []string
+	// hidden commands serve the packaging and the shell (man pages,
+	// completion) and stay out of the usage text.
+	hidden bool
+	run    func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 var commands = map[string]command{}
@@ -44,6 +50,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return exitOK
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "qtune: unknown command %q\n", args[0])
@@ -57,8 +66,10 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: qtune <command> [flags]")
 	fmt.Fprintln(w)
 	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+	for n, c := range commands {
+		if !c.hidden {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	for _, n := range names {

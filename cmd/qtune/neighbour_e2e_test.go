@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/loadgen"
 )
@@ -87,7 +87,7 @@ func TestNeighbourVictimTriggersCulpritThrottle(t *testing.T) {
 	}
 	a := startAgentWith(t, bin, neighbourPolicy, "--qmp-dir", dir)
 
-	var applied *agent.ActionStatus
+	var applied *api.ActionStatus
 	for end := time.Now().Add(75 * time.Second); applied == nil && time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
 		applied = action(a.status(t), "culprit", "applied")
 	}

@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/policy"
 )
 
@@ -18,7 +17,7 @@ func init() {
 // and compares the decisions of the latest cycle with what is in force,
 // the way terraform plan compares configuration with state.
 func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qtune plan", flag.ContinueOnError)
+	fs := newFlagSet("qtune plan")
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", defaultAddr, "the agent's listen address, or unix:PATH")
 	dir := fs.String("policy", "", "the policy to try (file or directory)")
@@ -37,8 +36,8 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%v\nqtune plan: the policy does not load\n", err)
 		return exitFailure
 	}
-	var hist []agent.Cycle
-	var st agent.Status
+	var hist []api.Cycle
+	var st api.Status
 	if err := agentGet(ctx, *addr, "/v1/history", &hist); err != nil {
 		fmt.Fprintf(stderr, "qtune plan: %v\n", err)
 		return exitFailure
@@ -60,10 +59,10 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func printPlan(w io.Writer, set *policy.Set, cycle agent.Cycle, ds []policy.Decision, states []policy.StateInfo, st agent.Status) {
+func printPlan(w io.Writer, set *policy.Set, cycle api.Cycle, ds []policy.Decision, states []policy.StateInfo, st api.Status) {
 	fmt.Fprintf(w, "replayed %s of samples through %d rules; as of %s:\n", "the agent's recent history", len(set.Rules), cycle.At.Local().Format("15:04:05"))
 	printInForce(w, st.Policy)
-	if st.Policy.Source == agent.PolicyFromStore {
+	if st.Policy.Source == api.PolicyFromStore {
 		fmt.Fprintln(w, "this plan compares with that stored set, not with the files on disk")
 	}
 	if d := policy.DiffDefs(st.Policy.Defs, set.Defs()); !d.Empty() {
@@ -110,7 +109,7 @@ func printPlan(w io.Writer, set *policy.Set, cycle agent.Cycle, ds []policy.Deci
 
 // inForce reports whether the latest sample already shows the decision's
 // desired state.
-func inForce(c agent.Cycle, d policy.Decision) bool {
+func inForce(c api.Cycle, d policy.Decision) bool {
 	for i := range c.Points {
 		if p := &c.Points[i]; p.Disk.VM == d.VM && p.Disk.Name == d.Disk {
 			return d.InForce(p)

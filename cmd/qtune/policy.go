@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -12,9 +11,10 @@ import (
 
 func init() {
 	register(command{
-		name:    "policy",
-		summary: "check policy files, run their tests, list the metrics they may use",
-		run:     runPolicy,
+		name:        "policy",
+		summary:     "check policy files, run their tests, list the metrics they may use",
+		run:         runPolicy,
+		subcommands: []string{"check", "test", "metrics"},
 	})
 }
 
@@ -50,7 +50,7 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 func runPolicyCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qtune policy check", flag.ContinueOnError)
+	fs := newFlagSet("qtune policy check")
 	fs.SetOutput(stderr)
 	against := fs.Bool("against-agent", false, "compare with the set the running agent has in force")
 	addr := fs.String("addr", defaultAddr, "the agent's listen address, or unix:PATH (with --against-agent)")

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/policy"
 )
 
@@ -35,7 +35,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 // does not load (a reload would keep the set in force) or the agent
 // cannot be asked.
 func checkAgainstAgent(ctx context.Context, addr string, paths []string, stdout, stderr io.Writer) int {
-	var st agent.Status
+	var st api.Status
 	if err := agentGet(ctx, addr, "/v1/status", &st); err != nil {
 		fmt.Fprintf(stderr, "qtune policy check --against-agent: %v\n", err)
 		return exitFailure
@@ -64,12 +64,12 @@ func checkAgainstAgent(ctx context.Context, addr string, paths []string, stdout,
 }
 
 // printInForce says which set the agent runs and where it came from.
-func printInForce(w io.Writer, p agent.PolicyStatus) {
+func printInForce(w io.Writer, p api.PolicyStatus) {
 	switch p.Source {
-	case agent.PolicyFromStore:
+	case api.PolicyFromStore:
 		fmt.Fprintf(w, "the agent runs the last good set from its state store (%d rules, loaded %s): its policy directory %s does not load since %s\n",
 			len(p.Defs), p.LoadedAt.Local().Format(time.RFC3339), p.Dir, p.BrokenSince.Local().Format(time.RFC3339))
-	case agent.PolicyNone:
+	case api.PolicyNone:
 		fmt.Fprintf(w, "the agent runs no rules: its policy directory %s does not load since %s and no earlier set is stored\n",
 			p.Dir, p.BrokenSince.Local().Format(time.RFC3339))
 	default:
@@ -79,7 +79,7 @@ func printInForce(w io.Writer, p agent.PolicyStatus) {
 
 // printSetDiff lists what a reload to the checked set would change,
 // naming the knobs a removed rule holds (a reload releases them).
-func printSetDiff(w io.Writer, d policy.SetDiff, owned []agent.OwnedStatus) {
+func printSetDiff(w io.Writer, d policy.SetDiff, owned []api.OwnedStatus) {
 	if d.Empty() {
 		fmt.Fprintln(w, "no differences: a reload would change no rule")
 		return
@@ -100,7 +100,7 @@ func printSetDiff(w io.Writer, d policy.SetDiff, owned []agent.OwnedStatus) {
 	fmt.Fprintf(w, "%d added, %d changed, %d removed\n", len(d.Added), len(d.Changed), len(d.Removed))
 }
 
-func heldBy(owned []agent.OwnedStatus, rule string) []string {
+func heldBy(owned []api.OwnedStatus, rule string) []string {
 	var out []string
 	for _, o := range owned {
 		if o.Rule == rule {

@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
 )
 
 const (
@@ -28,12 +27,12 @@ const (
 )
 
 // fakeAgent serves st on /v1/status and one cycle on /v1/history.
-func fakeAgent(t *testing.T, st agent.Status) string {
+func fakeAgent(t *testing.T, st api.Status) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/status", func(w http.ResponseWriter, _ *http.Request) { json.NewEncoder(w).Encode(st) })
 	mux.HandleFunc("/v1/history", func(w http.ResponseWriter, _ *http.Request) {
-		json.NewEncoder(w).Encode([]agent.Cycle{{At: time.Now(), Points: []sample.Point{}}})
+		json.NewEncoder(w).Encode([]api.Cycle{{At: time.Now(), Points: []sample.Point{}}})
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -52,14 +51,14 @@ func policyDir(t *testing.T, files map[string]string) string {
 }
 
 // inForceStatus is an agent running the set in srcs, from source.
-func inForceStatus(t *testing.T, dir, source string, srcs map[string][]byte) agent.Status {
+func inForceStatus(t *testing.T, dir, source string, srcs map[string][]byte) api.Status {
 	t.Helper()
 	set, _, err := policy.Parse(srcs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := agent.Status{Policy: agent.PolicyStatus{Dir: dir, Source: source, Defs: set.Defs(), LoadedAt: time.Now()}}
-	st.Owned = []agent.OwnedStatus{{Owned: tuning.Owned{Target: tuning.Target{VM: "web", Disk: "vda"}, Knob: policy.KnobThrottle, Rule: "gone"}}}
+	st := api.Status{Policy: api.PolicyStatus{Dir: dir, Source: source, Defs: set.Defs(), LoadedAt: time.Now()}}
+	st.Owned = []api.OwnedStatus{{Owned: api.Owned{Target: api.Target{VM: "web", Disk: "vda"}, Knob: policy.KnobThrottle, Rule: "gone"}}}
 	return st
 }
 
@@ -73,7 +72,7 @@ func runPolicyCmd(t *testing.T, args ...string) (string, int) {
 func TestPolicyCheckAgainstAgent(t *testing.T) {
 	dir := policyDir(t, map[string]string{"a.hcl": ruleKeep + ruleNew + ruleAdded})
 	running := map[string][]byte{"a.hcl": []byte(ruleKeep + ruleOld + ruleGone)}
-	addr := fakeAgent(t, inForceStatus(t, dir, agent.PolicyFromFiles, running))
+	addr := fakeAgent(t, inForceStatus(t, dir, api.PolicyFromFiles, running))
 
 	// The flag may follow the directory, and the directory may be left out.
 	for _, args := range [][]string{
@@ -103,7 +102,7 @@ func TestPolicyCheckAgainstAgent(t *testing.T) {
 
 func TestPolicyCheckAgainstAgentSameSet(t *testing.T) {
 	dir := policyDir(t, map[string]string{"a.hcl": ruleKeep})
-	addr := fakeAgent(t, inForceStatus(t, dir, agent.PolicyFromFiles, map[string][]byte{"other.hcl": []byte(ruleKeep)}))
+	addr := fakeAgent(t, inForceStatus(t, dir, api.PolicyFromFiles, map[string][]byte{"other.hcl": []byte(ruleKeep)}))
 	out, code := runPolicyCmd(t, "check", "--against-agent", "--addr", addr)
 	if code != exitOK || !strings.Contains(out, "no differences") {
 		t.Fatalf("exit %d\n%s", code, out)
@@ -114,7 +113,7 @@ func TestPolicyCheckAgainstAgentSameSet(t *testing.T) {
 // not load is a failure and says that a reload would keep that set.
 func TestPolicyCheckAgainstAgentBrokenDir(t *testing.T) {
 	dir := policyDir(t, map[string]string{"a.hcl": ruleKeep, "typo.hcl": brokenRule})
-	st := inForceStatus(t, dir, agent.PolicyFromStore, map[string][]byte{"a.hcl": []byte(ruleKeep)})
+	st := inForceStatus(t, dir, api.PolicyFromStore, map[string][]byte{"a.hcl": []byte(ruleKeep)})
 	st.Policy.BrokenSince = time.Now()
 	addr := fakeAgent(t, st)
 	out, code := runPolicyCmd(t, "check", "--against-agent", "--addr", addr)
@@ -138,7 +137,7 @@ func TestPolicyCheckAgainstAgentUnreachable(t *testing.T) {
 // plan says when it compares with the stored last good set, and what a
 // candidate set changes in the rules.
 func TestPlanAgainstLastGoodSet(t *testing.T) {
-	st := inForceStatus(t, "/etc/qtune/policy.d", agent.PolicyFromStore, map[string][]byte{"a.hcl": []byte(ruleKeep + ruleGone)})
+	st := inForceStatus(t, "/etc/qtune/policy.d", api.PolicyFromStore, map[string][]byte{"a.hcl": []byte(ruleKeep + ruleGone)})
 	addr := fakeAgent(t, st)
 	cand := policyDir(t, map[string]string{"a.hcl": ruleKeep})
 	var out, errOut bytes.Buffer
@@ -155,7 +154,7 @@ func TestPlanAgainstLastGoodSet(t *testing.T) {
 			t.Errorf("plan lacks %q:\n%s", want, out.String())
 		}
 	}
-	st.Policy.Source = agent.PolicyFromFiles
+	st.Policy.Source = api.PolicyFromFiles
 	out.Reset()
 	runPlan(context.Background(), []string{"--addr", fakeAgent(t, st), "--policy", cand}, &out, &errOut)
 	if strings.Contains(out.String(), "stored set") {

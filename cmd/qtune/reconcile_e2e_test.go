@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/qmp"
 )
@@ -31,7 +31,7 @@ func TestRestartWithoutTheRuleReleasesOnceReachable(t *testing.T) {
 	}
 	rule := "rule \"calm\" {\n  when = disk.write_iops > 100\n  for = \"2s\"\n  throttle { write_iops = 256 }\n}\n"
 	ag := startAgentWith(t, bin, rule, "--qmp-dir", dir)
-	ag.waitFor(t, 60*time.Second, "both throttled", func(s agent.Status) bool {
+	ag.waitFor(t, 60*time.Second, "both throttled", func(s api.Status) bool {
 		return diskWriteLimit(s, "a", "disk0") == 256 && diskWriteLimit(s, "b", "disk0") == 256
 	})
 	ag.cmd.Process.Signal(syscall.SIGKILL)
@@ -45,7 +45,7 @@ func TestRestartWithoutTheRuleReleasesOnceReachable(t *testing.T) {
 	// The VMs are reachable from the first cycle, which restores a; its
 	// figures show in status from the second. Two intervals, and a third
 	// for a loaded host.
-	st := ag.waitFor(t, 3*e2eInterval, "a restored", func(s agent.Status) bool { return diskWriteLimit(s, "a", "disk0") == 0 })
+	st := ag.waitFor(t, 3*e2eInterval, "a restored", func(s api.Status) bool { return diskWriteLimit(s, "a", "disk0") == 0 })
 	if got := diskWriteLimit(st, "b", "disk0"); got != 999 {
 		t.Fatalf("b's write limit %d, want 999 as set by hand", got)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/lab"
 )
 
@@ -40,19 +40,19 @@ func TestAgentReconnectsToRestartedLibvirtdUnderManyDisks(t *testing.T) {
 	a := startAgentWith(t, bin, "", "--interval", "1s", "--disk-checks=false",
 		"--libvirt-socket", d.SocketPath(), "--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu"))
 	const all = restartDomains * restartDisksPerDomain
-	a.waitFor(t, time.Minute, "every disk sampled", func(s agent.Status) bool { return disksSeen(s) == all })
+	a.waitFor(t, time.Minute, "every disk sampled", func(s api.Status) bool { return disksSeen(s) == all })
 	pid := a.cmd.Process.Pid
 
 	restarting := time.Now()
 	if err := d.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	back := a.waitFor(t, 2*time.Minute, "a reconnect and every disk sampled again", func(s agent.Status) bool {
+	back := a.waitFor(t, 2*time.Minute, "a reconnect and every disk sampled again", func(s api.Status) bool {
 		return s.Reconnects >= 1 && s.Connected && s.LastCycle.After(restarting) && disksSeen(s) == all
 	})
 	t.Logf("every disk sampled again %v after the restart began", time.Since(restarting).Round(time.Millisecond))
 	// A few cycles on: still one reconnect, every disk, the same process.
-	later := a.waitFor(t, 30*time.Second, "three more cycles", func(s agent.Status) bool {
+	later := a.waitFor(t, 30*time.Second, "three more cycles", func(s api.Status) bool {
 		return s.LastCycle.After(back.LastCycle.Add(2500 * time.Millisecond))
 	})
 	if later.Reconnects != 1 || !later.Connected || disksSeen(later) != all {
@@ -71,7 +71,7 @@ func TestAgentReconnectsToRestartedLibvirtdUnderManyDisks(t *testing.T) {
 	}
 }
 
-func disksSeen(s agent.Status) int {
+func disksSeen(s api.Status) int {
 	n := 0
 	for _, vm := range s.VMs {
 		n += len(vm.Disks)

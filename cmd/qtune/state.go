@@ -4,17 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
 )
 
 func init() {
-	register(command{name: "state", summary: "check, export or import the agent's state store", run: runState})
+	register(command{name: "state", summary: "check, export or import the agent's state store", run: runState, subcommands: []string{"check", "export", "import"}})
 }
 
 const stateUsage = "usage: qtune state check|export [-o FILE]|import FILE [--state-dir DIR]"
@@ -26,14 +25,14 @@ func runState(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	verb := args[0]
-	fs := flag.NewFlagSet("qtune state "+verb, flag.ContinueOnError)
+	fs := newFlagSet("qtune state " + verb)
 	fs.SetOutput(stderr)
 	dir := fs.String("state-dir", "/var/lib/qtune", "the agent's state directory")
 	outPath := fs.String("o", "", "export: write to this file instead of stdout")
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitUsage
 	}
-	path := tuning.StorePath(*dir)
+	path := state.StorePath(*dir)
 	if verb == "import" {
 		if fs.NArg() != 1 {
 			fmt.Fprintln(stderr, stateUsage)
@@ -52,10 +51,10 @@ func runState(_ context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func stateCheck(path string, stdout, stderr io.Writer) int {
-	findings, err := tuning.CheckStoreFile(path)
+	findings, err := state.CheckStoreFile(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "qtune state check: %v\n", err)
-		if errors.Is(err, tuning.ErrStoreLocked) {
+		if errors.Is(err, state.ErrStoreLocked) {
 			fmt.Fprintln(stderr, "a running agent holds it; stop the agent first")
 		}
 		return exitFailure
@@ -72,7 +71,7 @@ func stateCheck(path string, stdout, stderr io.Writer) int {
 }
 
 func stateExport(path, outPath string, stdout, stderr io.Writer) int {
-	exp, err := tuning.ExportStoreFile(path, time.Now().UTC())
+	exp, err := state.ExportStoreFile(path, time.Now().UTC())
 	if err != nil {
 		fmt.Fprintf(stderr, "qtune state export: %v\n", err)
 		return exitFailure
@@ -100,12 +99,12 @@ func stateImport(path, from string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "qtune state import: %v\n", err)
 		return exitFailure
 	}
-	var exp tuning.StoreExport
+	var exp state.StoreExport
 	if err := json.Unmarshal(b, &exp); err != nil {
 		fmt.Fprintf(stderr, "qtune state import: %s: %v\n", from, err)
 		return exitFailure
 	}
-	if err := tuning.ImportStoreFile(path, &exp); err != nil {
+	if err := state.ImportStoreFile(path, &exp); err != nil {
 		fmt.Fprintf(stderr, "qtune state import: %s: %v\n", from, err)
 		return exitFailure
 	}

@@ -10,18 +10,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/internal/storetest"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/state"
+	"github.com/qtune/qtune/state/statetest"
 )
 
 func TestStateCheckAndExport(t *testing.T) {
 	good := t.TempDir()
-	s, err := tuning.OpenStore(good)
+	s, err := state.OpenStore(good)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Append(&tuning.Record{At: time.Unix(1, 0), Target: tuning.Target{VM: "a", Disk: "vda"}, Knob: policy.KnobThrottle, Result: tuning.ResultApplied})
+	s.Append(&state.Record{At: time.Unix(1, 0), Target: state.Target{VM: "a", Disk: "vda"}, Knob: policy.KnobThrottle, Result: state.ResultApplied})
 	// Held by a running agent: refused, not read under its feet.
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"state", "check", "--state-dir", good}, &out, &errOut); code != exitFailure || !strings.Contains(errOut.String(), "stop the agent") {
@@ -36,12 +36,12 @@ func TestStateCheckAndExport(t *testing.T) {
 	if code := run(context.Background(), []string{"state", "export", "--state-dir", good}, &out, &errOut); code != exitOK {
 		t.Fatalf("export: exit %d, %s", code, errOut.String())
 	}
-	var exp tuning.StoreExport
+	var exp state.StoreExport
 	if err := json.Unmarshal(out.Bytes(), &exp); err != nil {
 		t.Fatal(err)
 	}
-	var r tuning.Record
-	if len(exp.Buckets["log"]) != 1 || json.Unmarshal(exp.Buckets["log"][0].Value, &r) != nil || r.VM != "a" || r.Result != tuning.ResultApplied {
+	var r state.Record
+	if len(exp.Buckets["log"]) != 1 || json.Unmarshal(exp.Buckets["log"][0].Value, &r) != nil || r.VM != "a" || r.Result != state.ResultApplied {
 		t.Fatalf("export: %s", out.String())
 	}
 
@@ -53,7 +53,7 @@ func TestStateCheckAndExport(t *testing.T) {
 	if code := run(context.Background(), []string{"state", "import", "--state-dir", restored, dump}, &out, &errOut); code != exitOK {
 		t.Fatalf("import: exit %d, %s", code, errOut.String())
 	}
-	rs, err := tuning.OpenStore(restored)
+	rs, err := state.OpenStore(restored)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestStateCheckAndExport(t *testing.T) {
 	}
 	// An empty store held by a running agent: refused all the same.
 	heldDir := t.TempDir()
-	held, err := tuning.OpenStore(heldDir)
+	held, err := state.OpenStore(heldDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestStateCheckAndExport(t *testing.T) {
 	}
 
 	bad := t.TempDir()
-	storetest.Corrupt(t, bad)
+	statetest.Corrupt(t, bad)
 	out.Reset()
 	if code := run(context.Background(), []string{"state", "check", "--state-dir", bad}, &out, &errOut); code != exitFailure || !strings.Contains(out.String(), "consistency check") {
 		t.Fatalf("check of a corrupt store: exit %d, %s", code, out.String())

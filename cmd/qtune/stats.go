@@ -4,14 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
 	"sort"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
@@ -25,7 +25,7 @@ func init() {
 }
 
 // diskSource is where the disks come from: the agent's own sampling
-// (agent.Sampler), or a fake in tests.
+// (facts.Sampler), or a fake in tests.
 type diskSource interface {
 	Sample(ctx context.Context) (disks []sample.Disk, errs map[string]error, gone []string)
 	Close()
@@ -46,7 +46,7 @@ type statsFlags struct {
 
 func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f statsFlags
-	fs := flag.NewFlagSet("qtune stats", flag.ContinueOnError)
+	fs := newFlagSet("qtune stats")
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.qmpPath, "qmp", "", "QMP unix socket of a plain QEMU VM")
 	fs.StringVar(&f.qmpDir, "qmp-dir", "", "every plain QEMU VM whose QMP socket (*.sock) is in this directory, as the agent finds them")
@@ -69,7 +69,7 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "qtune stats: %v\n", err)
 		return exitUsage
 	}
-	src, err := agent.OpenSampler(ctx, f.samplerOptions(), nil)
+	src, err := facts.OpenSampler(ctx, f.samplerOptions(), nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "qtune stats: %v\n", err)
 		return exitFailure
@@ -108,20 +108,15 @@ func (f statsFlags) validate() error {
 }
 
 // samplerOptions are the flags as the agent's sampling takes them.
-func (f statsFlags) samplerOptions() agent.SamplerOptions {
-	cfg := agent.Defaults()
-	cfg.Interval, cfg.CallTimeout = f.interval, f.timeout
-	o := agent.SamplerOptions{Config: cfg}
+func (f statsFlags) samplerOptions() facts.Options {
+	o := facts.Options{Interval: f.interval, CallTimeout: f.timeout}
 	switch {
 	case f.qmpPath != "":
 		o.QMPSockets = []string{f.qmpPath}
 	case f.qmpDir != "":
 		o.QMPDir = f.qmpDir
 	default:
-		o.LibvirtURI = f.uri
-		if f.socket != "" {
-			o.LibvirtSocket = f.socket
-		}
+		o.LibvirtURI, o.LibvirtSocket = f.uri, f.socket
 		if f.domain != "" {
 			o.Domains = []string{f.domain}
 		}
@@ -215,7 +210,7 @@ func statsFatal(f statsFlags, errs map[string]error, printed int) error {
 			return err
 		}
 	}
-	if err := errs[agent.SourceError]; err != nil && printed == 0 {
+	if err := errs[api.SourceError]; err != nil && printed == 0 {
 		return err
 	}
 	return nil
@@ -234,7 +229,7 @@ func sayErrors(w io.Writer, errs map[string]error, said map[string]string) {
 			continue
 		}
 		said[vm] = text
-		if vm == agent.SourceError {
+		if vm == api.SourceError {
 			fmt.Fprintf(w, "qtune stats: %s\n", text)
 			continue
 		}
@@ -307,7 +302,7 @@ func (p *statsPrinter) printJSON(rows []statsRow) error {
 			// JSON has no NaN: no operations means no latency, null.
 			ReadLatencyMs: finite(r.ReadLatencyMs), WriteLatencyMs: finite(r.WriteLatencyMs),
 			FlushLatencyMs: finite(r.FlushLatencyMs),
-			InFlight:       r.QueueDepth, Cache: cacheMode(r.Disk), Format: r.Format,
+			InFlight:       r.QueueDepth, Cache: r.Disk.CacheMode(), Format: r.Format,
 			VirtualSize: r.VirtualSize, BackingDepth: r.BackingDepth, Counters: r.Counters,
 		}
 		if r.Throttle.Active() {
@@ -344,7 +339,7 @@ func (p *statsPrinter) printTable(rows []statsRow) error {
 			fmt.Sprintf("%.0f", r.ReadIOPS), fmt.Sprintf("%.0f", r.WriteIOPS),
 			fmt.Sprintf("%.2f", r.ReadBPS/1e6), fmt.Sprintf("%.2f", r.WriteBPS/1e6),
 			latency(r.ReadLatencyMs), latency(r.WriteLatencyMs), latency(r.FlushLatencyMs),
-			fmt.Sprintf("%.2f", r.QueueDepth), cacheMode(r.Disk), policy.ThrottleText(r.Throttle),
+			fmt.Sprintf("%.2f", r.QueueDepth), r.Disk.CacheMode(), policy.ThrottleText(r.Throttle),
 			dash(r.Format), size(r.VirtualSize), fmt.Sprint(r.BackingDepth))
 		if err != nil {
 			return err
@@ -365,21 +360,6 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// cacheMode names the host cache mode the way libvirt's <driver cache=...>
-// does, from the file node's flags.
-func cacheMode(d sample.Disk) string {
-	switch {
-	case d.CacheDirect && d.CacheNoFlush:
-		return "direct,no-flush"
-	case d.CacheDirect:
-		return "none"
-	case d.CacheNoFlush:
-		return "unsafe"
-	default:
-		return "writeback"
-	}
 }
 
 // size prints a byte count in binary units, "-" for none.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/sample"
 )
 
@@ -25,7 +25,7 @@ type fakeSource struct {
 
 func (f *fakeSource) Sample(context.Context) ([]sample.Disk, map[string]error, []string) {
 	if f.calls >= len(f.samples) {
-		return nil, map[string]error{agent.SourceError: errors.New("script exhausted")}, nil
+		return nil, map[string]error{api.SourceError: errors.New("script exhausted")}, nil
 	}
 	s := f.samples[f.calls]
 	var errs map[string]error
@@ -143,7 +143,7 @@ func TestStatsLoopGoesOnPastOneVMsError(t *testing.T) {
 		errs = append(errs, map[string]error{"vm2": broken})
 	}
 	errs[0] = map[string]error{"vm2": errors.New("domain vm2: XML read still under way after 500ms")}
-	errs[3] = map[string]error{agent.SourceError: errors.New("libvirt: connection lost"), "vm2": broken}
+	errs[3] = map[string]error{api.SourceError: errors.New("libvirt: connection lost"), "vm2": broken}
 	samples[3] = nil
 	errs[4] = map[string]error{"vm2": errors.New("domain vm2 XML: timeout")}
 	src := &fakeSource{samples: samples, errs: errs}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -13,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/policy"
 )
 
@@ -49,14 +48,14 @@ func agentGet(ctx context.Context, addr, path string, v any) error {
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qtune status", flag.ContinueOnError)
+	fs := newFlagSet("qtune status")
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", defaultAddr, "the agent's listen address, or unix:PATH")
 	asJSON := fs.Bool("json", false, "print the raw status document")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	var st agent.Status
+	var st api.Status
 	if err := agentGet(ctx, *addr, "/v1/status", &st); err != nil {
 		fmt.Fprintf(stderr, "qtune status: %v\n", err)
 		return exitFailure
@@ -71,11 +70,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return exitOK
 }
 
-func printStatus(w io.Writer, st agent.Status) {
+func printStatus(w io.Writer, st api.Status) {
 	conn := "connected"
 	if !st.Connected {
 		conn = "DISCONNECTED"
 	}
+	printAgentVersion(w, st.Version)
 	fmt.Fprintf(w, "backend %s: %s (reconnects %d), interval %s, last cycle %s took %s%s\n",
 		st.Backend, conn, st.Reconnects, st.Interval, st.LastCycle.Local().Format("15:04:05"), st.CycleDuration,
 		map[bool]string{true: ", DRY RUN", false: ""}[st.DryRun])
@@ -125,7 +125,7 @@ func printStatus(w io.Writer, st agent.Status) {
 			}
 			if o.Reason != "" {
 				line := "            " + o.Reason
-				if o.State == agent.OwnedOrphaned {
+				if o.State == api.OwnedOrphaned {
 					line += " (orphaned since " + o.Since.Local().Format("15:04:05") + ")"
 				}
 				fmt.Fprintln(w, line)
@@ -180,12 +180,12 @@ func throttleText(ok bool, f func() string) string {
 }
 
 // printPolicyStatus says which set is in force and where it came from.
-func printPolicyStatus(w io.Writer, p agent.PolicyStatus) {
+func printPolicyStatus(w io.Writer, p api.PolicyStatus) {
 	switch p.Source {
-	case agent.PolicyFromStore:
+	case api.PolicyFromStore:
 		fmt.Fprintf(w, "policy %s DOES NOT LOAD (since %s); in force: the last good set from the state store, %d rules, loaded %s\n",
 			p.Dir, p.BrokenSince.Local().Format(time.RFC3339), len(p.Rules), p.LoadedAt.Local().Format(time.RFC3339))
-	case agent.PolicyNone:
+	case api.PolicyNone:
 		fmt.Fprintf(w, "policy %s DOES NOT LOAD (since %s) and no earlier set is stored: no rules in force; knobs qtune holds are kept, not released\n",
 			p.Dir, p.BrokenSince.Local().Format(time.RFC3339))
 	default:
@@ -196,7 +196,7 @@ func printPolicyStatus(w io.Writer, p agent.PolicyStatus) {
 	}
 }
 
-func printHistogramStatus(w io.Writer, h agent.HistogramStatus) {
+func printHistogramStatus(w io.Writer, h api.HistogramStatus) {
 	state := map[bool]string{true: "on", false: "off"}[h.On]
 	fmt.Fprintf(w, "latency histograms %s (%s)\n", state, h.Why)
 	if len(h.Unknown) > 0 {

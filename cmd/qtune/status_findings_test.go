@@ -5,12 +5,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 )
 
 func TestStatusPrintsDiskFindings(t *testing.T) {
 	var b bytes.Buffer
-	printStatus(&b, agent.Status{Findings: []agent.FindingStatus{
+	printStatus(&b, api.Status{Findings: []api.FindingStatus{
 		{VM: "web-1", Disk: "vda", Check: "io_status", Severity: "critical", Summary: "io-status nospace"},
 		{VM: "db-1", Disk: "vdb", Check: "internal_snapshots", Severity: "warn", Summary: "6 internal snapshots"},
 	}})
@@ -24,7 +24,7 @@ func TestStatusPrintsDiskFindings(t *testing.T) {
 // A disk's L2 cache that is qtune's record, not a reading, says so.
 func TestStatusPrintsRecordedL2(t *testing.T) {
 	var b bytes.Buffer
-	printStatus(&b, agent.Status{VMs: []agent.VMStatus{{Name: "web-1", Disks: []agent.DiskStatus{
+	printStatus(&b, api.Status{VMs: []api.VMStatus{{Name: "web-1", Disks: []api.DiskStatus{
 		{Name: "vda", L2CacheSize: 2 << 20, Recorded: []string{"l2_cache"}},
 		{Name: "vdb", L2CacheSize: 8 << 10},
 	}}}})
@@ -38,7 +38,7 @@ func TestStatusPrintsRecordedL2(t *testing.T) {
 // p95/p99 metrics stay unknown.
 func TestStatusPrintsHistograms(t *testing.T) {
 	var b bytes.Buffer
-	printStatus(&b, agent.Status{Histograms: agent.HistogramStatus{Why: "disabled by config", Unknown: []string{"protect-neighbours"}}})
+	printStatus(&b, api.Status{Histograms: api.HistogramStatus{Why: "disabled by config", Unknown: []string{"protect-neighbours"}}})
 	for _, want := range []string{"latency histograms off (disabled by config)", "p95/p99 metrics stay unknown for rules: protect-neighbours"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())

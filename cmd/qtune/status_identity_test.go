@@ -5,20 +5,19 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
-	"github.com/qtune/qtune/tuning"
 )
 
 // Each owned knob says what VM it was taken on, or why that is unknown.
 func TestStatusPrintsOwnedKnobIdentity(t *testing.T) {
-	owned := func(vm string, id sample.VMIdentity, note string) agent.OwnedStatus {
-		return agent.OwnedStatus{Owned: tuning.Owned{Target: tuning.Target{VM: vm, Disk: "vda"}, Knob: policy.KnobThrottle,
-			Rule: "calm", VMID: id}, State: agent.OwnedHeld, IdentityNote: note}
+	owned := func(vm string, id sample.VMIdentity, note string) api.OwnedStatus {
+		return api.OwnedStatus{Owned: api.Owned{Target: api.Target{VM: vm, Disk: "vda"}, Knob: policy.KnobThrottle,
+			Rule: "calm", VMID: id}, State: api.OwnedHeld, IdentityNote: note}
 	}
 	var b bytes.Buffer
-	printStatus(&b, agent.Status{Owned: []agent.OwnedStatus{
+	printStatus(&b, api.Status{Owned: []api.OwnedStatus{
 		owned("web-1", sample.VMIdentity{UUID: "5f2c0d6e-0000-4000-8000-000000000001"}, ""),
 		owned("db-1", sample.VMIdentity{Socket: "/run/qtune/db-1.sock"}, "the QEMU process's start cannot be read: permission denied"),
 		owned("old-1", sample.VMIdentity{}, ""),

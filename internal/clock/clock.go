@@ -13,6 +13,15 @@ type Clock interface {
 	Now() time.Time
 	// After delivers the time once d has passed on this clock.
 	After(d time.Duration) <-chan time.Time
+	// NewTicker ticks every d on this clock. Like time.Ticker, it
+	// drops ticks a slow reader misses rather than queueing them.
+	NewTicker(d time.Duration) Ticker
+}
+
+// Ticker is what a clock's NewTicker returns.
+type Ticker interface {
+	C() <-chan time.Time
+	Stop()
 }
 
 // Real is the wall clock.
@@ -24,11 +33,64 @@ func (Real) Now() time.Time { return time.Now() }
 // After is time.After.
 func (Real) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
+// NewTicker is time.NewTicker.
+func (Real) NewTicker(d time.Duration) Ticker { return realTicker{time.NewTicker(d)} }
+
+type realTicker struct{ t *time.Ticker }
+
+func (r realTicker) C() <-chan time.Time { return r.t.C }
+func (r realTicker) Stop()               { r.t.Stop() }
+
 // Fake is a clock that moves only when told to.
 type Fake struct {
 	mu      sync.Mutex
 	now     time.Time
 	waiters []waiter
+	tickers []*fakeTicker
+}
+
+// fakeTicker ticks when the fake is advanced past its next tick.
+type fakeTicker struct {
+	f     *Fake
+	every time.Duration
+	next  time.Time // guarded by f.mu
+	c     chan time.Time
+}
+
+func (t *fakeTicker) C() <-chan time.Time { return t.c }
+
+// Stop stops the ticker; a tick already delivered stays in the channel,
+// as with time.Ticker.
+func (t *fakeTicker) Stop() {
+	t.f.mu.Lock()
+	defer t.f.mu.Unlock()
+	for i, o := range t.f.tickers {
+		if o == t {
+			t.f.tickers = append(t.f.tickers[:i], t.f.tickers[i+1:]...)
+			return
+		}
+	}
+}
+
+// NewTicker returns a ticker that ticks each time the fake is advanced
+// past another d. It panics on d <= 0, as time.NewTicker does.
+func (f *Fake) NewTicker(d time.Duration) Ticker {
+	if d <= 0 {
+		panic("clock: non-positive interval for NewTicker")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := &fakeTicker{f: f, every: d, next: f.now.Add(d), c: make(chan time.Time, 1)}
+	f.tickers = append(f.tickers, t)
+	return t
+}
+
+// Tickers is how many tickers run on the fake, so a test can wait until
+// a goroutine has made its ticker before advancing the clock.
+func (f *Fake) Tickers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.tickers)
 }
 
 type waiter struct {
@@ -75,6 +137,18 @@ func (f *Fake) Advance(d time.Duration) {
 		w.c <- f.now
 	}
 	f.waiters = keep
+	for _, t := range f.tickers {
+		if t.next.After(f.now) {
+			continue
+		}
+		for !t.next.After(f.now) { // one tick for however many periods passed
+			t.next = t.next.Add(t.every)
+		}
+		select {
+		case t.c <- f.now:
+		default: // the reader has not taken the last tick: drop this one
+		}
+	}
 }
 
 // Set moves the clock to t (forward only; earlier times are ignored).

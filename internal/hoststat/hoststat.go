@@ -215,11 +215,11 @@ func (r *Reader) deviceOf(path string, now time.Time) (uint64, error) {
 
 func (r *Reader) forDevice(path string, dev uint64, now time.Time) (Image, error) {
 	img := Image{Util: math.NaN(), Dev: unknownDevice()}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(path, &fs); err != nil {
-		return img, fmt.Errorf("statfs %s: %w", path, err)
+	fs, err := StatFS(path)
+	if err != nil {
+		return img, err
 	}
-	img.FreeBytes = fs.Bavail * uint64(fs.Bsize)
+	img.FreeBytes = fs.Free
 	img.Device = r.cachedWholeDevice(unix.Major(dev), unix.Minor(dev))
 	c, err := r.counters(img.Device, now)
 	if err != nil {

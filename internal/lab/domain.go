@@ -34,9 +34,11 @@ type DomainSpec struct {
 
 // Domain is a running lab domain.
 type Domain struct {
-	Name   string
-	Serial string // the serial console log
-	d      *Libvirtd
+	Name string
+	// Serial is the serial console log. It is opened for appending, so
+	// a migrated domain's log goes on in the same file.
+	Serial string
+	d      *Libvirtd // where it runs now (MigrateTo moves it)
 }
 
 // DefineDomain defines a persistent TCG domain booting the lab's guest and
@@ -120,7 +122,7 @@ func domainXML(spec DomainSpec, kernel, initrd, serial string) string {
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
 %s    <serial type='file'>
-      <source path='%s'/>
+      <source path='%s' append='on'/>
       <target port='0'/>
     </serial>
     <memballoon model='none'/>

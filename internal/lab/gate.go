@@ -1,5 +1,6 @@
 // Package lab runs real QEMU VMs, guests that do real disk I/O, and an
-// isolated libvirtd, for qtune's integration tests, demo and benchmarks.
+// isolated libvirtd (or several, with live migration between them; see
+// docs/lab.md), for qtune's integration tests, demo and benchmarks.
 // Everything it starts lives in its own temporary directory and is stopped
 // by PID.
 package lab
@@ -7,6 +8,7 @@ package lab
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -30,6 +32,36 @@ func NeedLibvirt(t testing.TB) {
 	need(t, "qemu-system-x86_64", "qemu-img", "libvirtd", "virtlogd", "virsh", "unshare", "nsenter")
 }
 
+// NeedEtcd skips the test when etcd (Debian's etcd-server) is missing,
+// or fails it when the lab is required.
+func NeedEtcd(t testing.TB) {
+	t.Helper()
+	need(t, "etcd")
+}
+
+// debPackage is the Debian package each tool comes from.
+var debPackage = map[string]string{
+	"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils",
+	"libvirtd": "libvirt-daemon-system", "virtlogd": "libvirt-daemon-system", "virsh": "libvirt-clients",
+	"unshare": "util-linux", "nsenter": "util-linux", "etcd": "etcd-server",
+}
+
+func packagesOf(tools []string) string {
+	var pkgs []string
+	seen := map[string]bool{}
+	for _, tool := range tools {
+		p := debPackage[tool]
+		if p == "" {
+			p = tool
+		}
+		if !seen[p] {
+			seen[p] = true
+			pkgs = append(pkgs, p)
+		}
+	}
+	return strings.Join(pkgs, " ")
+}
+
 func need(t testing.TB, tools ...string) {
 	t.Helper()
 	if os.Getenv("QTUNE_LAB") == "off" {
@@ -45,7 +77,7 @@ func need(t testing.TB, tools ...string) {
 		return
 	}
 	if Required() {
-		t.Fatalf("QTUNE_LAB=require but %v not found on PATH (install qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients)", missing)
+		t.Fatalf("QTUNE_LAB=require but %v not found on PATH (install %s)", missing, packagesOf(missing))
 	}
 	t.Skipf("integration test needs %v (set QTUNE_LAB=require to make this a failure)", missing)
 }

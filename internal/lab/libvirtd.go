@@ -20,10 +20,21 @@ import (
 // and /var/cache/libvirt are directories of the lab, so it neither sees nor
 // disturbs a libvirtd the machine may already run. Its socket is an
 // ordinary file under Dir that any client outside the namespace can dial.
+//
+// Several can run at once (StartLibvirtds): each has its own host UUID,
+// its own migration ports and no cgroups of its own, so a domain can be
+// live-migrated from one to another over loopback (see Migrate).
 type Libvirtd struct {
 	Dir    string
 	holder *exec.Cmd // keeps the namespace alive
 	done   chan struct{}
+	mntNS  string // the namespace, as /proc/PID/ns/mnt names it
+	// HostUUID is the host_uuid the daemon reports: libvirt refuses a
+	// migration between two daemons with the same one.
+	HostUUID string
+	// MigrationPorts are the first and last port the daemon listens on
+	// for an incoming migration.
+	MigrationPorts [2]int
 }
 
 // libvirtdDirs are bind-mounted over the daemon's paths, in this order.
@@ -32,6 +43,7 @@ var libvirtdDirs = []struct{ sub, target string }{
 	{"etc", "/etc/libvirt"},
 	{"lib", "/var/lib/libvirt"},
 	{"log", "/var/log/libvirt"},
+	{"cache", "/var/cache/libvirt"},
 }
 
 // StartLibvirtd starts the daemon and waits until its socket answers.
@@ -59,18 +71,45 @@ func StartLibvirtd(ctx context.Context) (*Libvirtd, error) {
 // StartLibvirtdT is StartLibvirtd for tests, stopped at the test's end.
 func StartLibvirtdT(t testing.TB) *Libvirtd {
 	t.Helper()
+	return StartLibvirtdsT(t, 1)[0]
+}
+
+// StartLibvirtds starts n daemons, one after the other (the first start
+// on a machine probes QEMU; the others copy its result), each in its own
+// namespace. On error the ones already started are stopped.
+func StartLibvirtds(ctx context.Context, n int) ([]*Libvirtd, error) {
+	var ds []*Libvirtd
+	for i := 0; i < n; i++ {
+		d, err := StartLibvirtd(ctx)
+		if err != nil {
+			for _, started := range ds {
+				started.Stop()
+			}
+			return nil, fmt.Errorf("libvirtd %d of %d: %w", i+1, n, err)
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
+// StartLibvirtdsT is StartLibvirtds for tests; every daemon is stopped at
+// the test's end, and a namespace left behind fails the test.
+func StartLibvirtdsT(t testing.TB, n int) []*Libvirtd {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	d, err := StartLibvirtd(ctx)
+	ds, err := StartLibvirtds(ctx, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := d.Stop(); err != nil {
-			t.Errorf("stop libvirtd: %v", err)
-		}
-	})
-	return d
+	for _, d := range ds {
+		t.Cleanup(func() {
+			if err := d.Stop(); err != nil {
+				t.Errorf("stop libvirtd: %v", err)
+			}
+		})
+	}
+	return ds
 }
 
 // SocketPath is the daemon's read-write socket, dialable from outside.
@@ -79,48 +118,12 @@ func (d *Libvirtd) SocketPath() string { return filepath.Join(d.Dir, "run", "lib
 // URI is a virsh URI for the daemon.
 func (d *Libvirtd) URI() string { return "qemu:///system?socket=" + d.SocketPath() }
 
-func (d *Libvirtd) prepare() error {
-	for _, m := range libvirtdDirs {
-		if err := os.MkdirAll(filepath.Join(d.Dir, m.sub), 0o755); err != nil {
-			return err
-		}
-	}
-	// A copy of the stock configuration without autostarted networks or
-	// pools: the lab's daemon must not touch the host's bridges.
-	if out, err := exec.Command("cp", "-a", "/etc/libvirt/.", filepath.Join(d.Dir, "etc")).CombinedOutput(); err != nil {
-		return fmt.Errorf("copy /etc/libvirt: %w: %s", err, out)
-	}
-	for _, p := range []string{"qemu/networks/autostart", "storage/autostart", "nwfilter"} {
-		os.RemoveAll(filepath.Join(d.Dir, "etc", p))
-	}
-	// Run QEMU as root (libvirt-qemu cannot use /dev/kvm here and libvirt
-	// then re-probes QEMU on every call), log QEMU's output to files
-	// without virtlogd, and no security driver to configure.
-	conf := "\nuser = \"root\"\ngroup = \"root\"\nstdio_handler = \"file\"\nsecurity_driver = \"none\"\n"
-	f, err := os.OpenFile(filepath.Join(d.Dir, "etc", "qemu.conf"), os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = f.WriteString(conf)
-	return err
-}
-
 func (d *Libvirtd) startHolder(ctx context.Context) error {
-	cache, err := CacheDir()
-	if err != nil {
-		return err
-	}
-	vcache := filepath.Join(cache, "libvirt-cache")
-	if err := os.MkdirAll(vcache, 0o755); err != nil {
-		return err
-	}
 	var script strings.Builder
 	script.WriteString("set -e\n")
 	for _, m := range libvirtdDirs {
 		fmt.Fprintf(&script, "mount --bind %q %q\n", filepath.Join(d.Dir, m.sub), m.target)
 	}
-	fmt.Fprintf(&script, "mount --bind %q /var/cache/libvirt\n", vcache)
 	script.WriteString("echo ready\nexec sleep 2147483647\n")
 	d.holder = exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script.String())
 	d.holder.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -145,6 +148,10 @@ func (d *Libvirtd) startHolder(ctx context.Context) error {
 			<-d.done
 			return fmt.Errorf("namespace holder failed: %s", stderr.String())
 		}
+		d.mntNS, err = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", d.holder.Process.Pid))
+		if err != nil {
+			return fmt.Errorf("namespace holder: %w", err)
+		}
 		return nil
 	case <-ctx.Done():
 		d.holder.Process.Kill()
@@ -153,15 +160,24 @@ func (d *Libvirtd) startHolder(ctx context.Context) error {
 }
 
 func (d *Libvirtd) startDaemon(ctx context.Context) error {
-	cache, _ := CacheDir()
-	// The first start on a machine probes QEMU's capabilities (~8 s) into
-	// the shared cache; serialise that across test binaries.
+	cache, err := CacheDir()
+	if err != nil {
+		return err
+	}
+	shared := filepath.Join(cache, "libvirt-cache")
+	// The first start on a machine probes QEMU's capabilities (~8 s);
+	// the probe is kept in the lab cache and copied to every later
+	// daemon. Serialise that across test binaries.
 	unlock, err := lockCache(cache)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(d.holder.Process.Pid), "-m", "libvirtd", "-d")
+	_, err = copyCapsCache(shared, filepath.Join(d.Dir, "cache"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(d.holder.Process.Pid), "-m", "libvirtd", "-d", "-p", d.pidFile())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("libvirtd -d: %w: %s", err, out)
 	}
@@ -169,7 +185,10 @@ func (d *Libvirtd) startDaemon(ctx context.Context) error {
 	for {
 		out, err := exec.CommandContext(ctx, "virsh", "-q", "-c", d.URI(), "version").CombinedOutput()
 		if err == nil {
-			return nil
+			// Back to the lab cache: the first probe, or a new one
+			// after QEMU or libvirt changed.
+			_, err = copyCapsCache(filepath.Join(d.Dir, "cache"), shared)
+			return err
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("libvirtd at %s does not answer: %s\n%s", d.SocketPath(), out, d.logTail())
@@ -177,6 +196,8 @@ func (d *Libvirtd) startDaemon(ctx context.Context) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+func (d *Libvirtd) pidFile() string { return filepath.Join(d.Dir, "libvirtd.pid") }
 
 func (d *Libvirtd) logTail() string {
 	b, _ := os.ReadFile(filepath.Join(d.Dir, "log", "libvirtd.log"))
@@ -189,7 +210,7 @@ func (d *Libvirtd) logTail() string {
 
 // PID is libvirtd's process id (from its pid file), 0 when not running.
 func (d *Libvirtd) PID() int {
-	b, err := os.ReadFile(filepath.Join(d.Dir, "run", "libvirtd.pid"))
+	b, err := os.ReadFile(d.pidFile())
 	if err != nil {
 		return 0
 	}
@@ -250,6 +271,9 @@ func (d *Libvirtd) Stop() error {
 	if d.holder != nil && d.holder.Process != nil {
 		d.holder.Process.Kill()
 		<-d.done
+	}
+	if err := d.namespaceGone(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(d.Dir); err != nil {
 		errs = append(errs, err)

@@ -15,6 +15,9 @@ import (
 	"time"
 )
 
+// counts is how far the server got with one command.
+type counts struct{ received, sent int }
+
 // Handler answers one command: a value for "return", or a QMP error class
 // and description when class is not empty.
 type Handler func(args json.RawMessage) (ret any, class, desc string)
@@ -34,6 +37,8 @@ type Server struct {
 	client   net.Conn
 	wmu      sync.Mutex
 	received []string
+	counts   map[string]*counts // by command
+	changed  chan struct{}      // closed and replaced when counts change
 
 	sem  chan struct{} // one greeted client at a time
 	wg   sync.WaitGroup
@@ -52,6 +57,7 @@ func New(t testing.TB) *Server {
 		Path: path, version: [3]int{7, 2, 0}, ln: ln,
 		handlers: map[string]Handler{}, delay: map[string]time.Duration{}, raw: map[string]string{},
 		sem: make(chan struct{}, 1), done: make(chan struct{}),
+		counts: map[string]*counts{}, changed: make(chan struct{}),
 	}
 	s.Handle("qmp_capabilities", func(json.RawMessage) (any, string, string) { return struct{}{}, "", "" })
 	s.wg.Add(1)
@@ -100,6 +106,56 @@ func (s *Server) Received() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.received...)
+}
+
+// countLocked moves a command's counts and wakes the waiters.
+func (s *Server) countLocked(cmd string, f func(*counts)) {
+	c := s.counts[cmd]
+	if c == nil {
+		c = &counts{}
+		s.counts[cmd] = c
+	}
+	f(c)
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// WaitReceived waits until the server has read n requests of command,
+// so a test knows a call is on the wire (pending) without sleeping. It
+// fails the test after 10 s.
+func (s *Server) WaitReceived(t testing.TB, command string, n int) {
+	t.Helper()
+	s.wait(t, "received", command, n, func(c counts) int { return c.received })
+}
+
+// WaitSent waits until the server has written n replies to command (a
+// Raw one included), so a test knows a reply is on its way to the
+// client. It fails the test after 10 s.
+func (s *Server) WaitSent(t testing.TB, command string, n int) {
+	t.Helper()
+	s.wait(t, "sent", command, n, func(c counts) int { return c.sent })
+}
+
+func (s *Server) wait(t testing.TB, what, command string, n int, get func(counts) int) {
+	t.Helper()
+	limit := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		var c counts
+		if p := s.counts[command]; p != nil {
+			c = *p
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		if get(c) >= n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-limit:
+			t.Fatalf("qmpfake: %d of %d %s %s after 10s", get(c), n, command, what)
+		}
+	}
 }
 
 // Event sends an event to the current client.
@@ -204,6 +260,7 @@ func (s *Server) serve(c net.Conn) {
 func (s *Server) answer(c net.Conn, cmd string, args, id json.RawMessage) {
 	s.mu.Lock()
 	s.received = append(s.received, cmd)
+	s.countLocked(cmd, func(c *counts) { c.received++ })
 	h, ok := s.handlers[cmd]
 	d := s.delay[cmd]
 	raw, isRaw := s.raw[cmd]
@@ -219,6 +276,7 @@ func (s *Server) answer(c net.Conn, cmd string, args, id json.RawMessage) {
 		s.wmu.Lock()
 		c.Write([]byte(raw))
 		s.wmu.Unlock()
+		s.sent(cmd)
 		return
 	}
 	resp := map[string]any{}
@@ -237,6 +295,13 @@ func (s *Server) answer(c net.Conn, cmd string, args, id json.RawMessage) {
 		}
 	}
 	s.send(c, resp)
+	s.sent(cmd)
+}
+
+func (s *Server) sent(cmd string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.countLocked(cmd, func(c *counts) { c.sent++ })
 }
 
 func (s *Server) send(c net.Conn, v any) error {
