@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/hoststat"
 	"github.com/qtune/qtune/internal/logonce"
@@ -57,7 +58,7 @@ const (
 
 // Agent is the daemon.
 type Agent struct {
-	cfg     Config
+	cfg     config.Config
 	cfgPath string
 	log     hclog.InterceptLogger
 	clock   clock.Clock
@@ -96,7 +97,7 @@ type Agent struct {
 
 // New builds an agent from a validated config. cfgPath (may be empty) is
 // read again on SIGHUP for the log level.
-func New(cfg Config, cfgPath string, log hclog.InterceptLogger) *Agent {
+func New(cfg config.Config, cfgPath string, log hclog.InterceptLogger) *Agent {
 	return &Agent{cfg: cfg, cfgPath: cfgPath, log: log, clock: clock.Real{}, notify: func(string) {},
 		host: hoststat.NewReader(), m: newMetrics(), rates: sample.NewRater(),
 		failLog: logonce.New(clock.Real{}, failureReminder), recon: newReconciler()}
@@ -348,7 +349,7 @@ func (a *Agent) reload(ctx context.Context) {
 	a.notify(sdnotify.Reloading())
 	defer a.notify("READY=1")
 	if a.cfgPath != "" {
-		if cfg, err := LoadConfig(a.cfgPath); err == nil {
+		if cfg, err := config.Load(a.cfgPath); err == nil {
 			if lvl := hclog.LevelFromString(cfg.LogLevel); lvl != hclog.NoLevel {
 				a.log.SetLevel(lvl)
 			}

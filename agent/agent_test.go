@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
 
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/qmpfake"
 )
 
@@ -49,7 +50,7 @@ func TestAgentRunsAndStopsCleanly(t *testing.T) {
 	if err := os.Symlink(vm.Path, filepath.Join(dir, "fake.sock")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.QMPDir, cfg.PolicyDir, cfg.StateDir = dir, "../examples/policy.d", t.TempDir()
 	cfg.ControlSocket = filepath.Join(cfg.StateDir, "control.sock")
 	cfg.Listen, cfg.Interval, cfg.CallTimeout = "127.0.0.1:0", time.Second, 500*time.Millisecond

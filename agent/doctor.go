@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/doctor"
 	"github.com/qtune/qtune/internal/hoststat"
 	"github.com/qtune/qtune/internal/sample"
@@ -25,7 +26,7 @@ const gatherTimeout = 10 * time.Minute
 // so two qemu-img checks never run at once. The agent reads the results
 // into each point (policy metrics), status and /metrics.
 type diskChecks struct {
-	cfg  DoctorConfig
+	cfg  config.DoctorConfig
 	q    doctor.QemuImg
 	log  hclog.Logger
 	last func() *cycleSnapshot // the last cycle's points and VM states
@@ -49,7 +50,7 @@ type checkMemo struct {
 	err error
 }
 
-func newDiskChecks(cfg DoctorConfig, log hclog.Logger, last func() *cycleSnapshot, now func() time.Time) *diskChecks {
+func newDiskChecks(cfg config.DoctorConfig, log hclog.Logger, last func() *cycleSnapshot, now func() time.Time) *diskChecks {
 	return &diskChecks{cfg: cfg, q: doctor.QemuImg{Path: cfg.QemuImg}, log: log, last: last, now: now,
 		results: map[string]diskResult{}, checked: map[string]checkMemo{}, runs: map[string]float64{}}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/lab"
 )
 
@@ -41,7 +42,7 @@ func TestAgentDiskChecksFeedStatusAndPolicy(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(pol, "snaps.hcl"), []byte(rule), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.QMPDir, cfg.PolicyDir, cfg.StateDir = dir, pol, t.TempDir()
 	cfg.ControlSocket = filepath.Join(cfg.StateDir, "control.sock")
 	cfg.Listen, cfg.Interval, cfg.CallTimeout = "127.0.0.1:0", time.Second, 500*time.Millisecond

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/sample"
 )
@@ -46,7 +47,7 @@ func TestDiskChecksFindingsAndHealth(t *testing.T) {
 	}
 	points := []sample.Point{point("a", snaps), point("b", clean)}
 	now := time.Now()
-	cfg := defaultDoctorConfig()
+	cfg := config.Defaults().Doctor
 	states := map[string]vmState{"a": {State: "running"}, "b": {State: "paused", Reason: "ioerror"}}
 	last := func() *cycleSnapshot { return &cycleSnapshot{points: points, vmStates: states} }
 	c := newDiskChecks(cfg, hclog.NewNullLogger(), last, func() time.Time { return now })

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/qtune/qtune/config"
 )
 
 // notQEMU listens on a unix socket and answers every connection with
@@ -38,7 +40,7 @@ func notQEMU(t *testing.T, path string) {
 func TestBadSocketLoggedOnce(t *testing.T) {
 	dir := t.TempDir()
 	notQEMU(t, filepath.Join(dir, "bad.sock"))
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.QMPDir, cfg.PolicyDir, cfg.StateDir = dir, "../examples/policy.d", t.TempDir()
 	cfg.ControlSocket = filepath.Join(t.TempDir(), "control.sock")
 	cfg.Listen, cfg.Interval, cfg.CallTimeout = "127.0.0.1:0", time.Second, 500*time.Millisecond

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
@@ -87,7 +88,7 @@ func (a *Agent) histogramAction(ctx context.Context, now time.Time, st api.Histo
 	}
 	bounds := a.cfg.Histograms
 	if len(bounds) == 0 { // no boundaries would make the set a removal
-		bounds = Defaults().Histograms
+		bounds = config.Defaults().Histograms
 	}
 	d := policy.Decision{At: now, Rule: rule, VM: t.VM, Disk: t.Disk, Knob: policy.KnobHistogram, Mode: policy.ModeEnforce,
 		Action: policy.Action{Other: &policy.HistogramSpec{Boundaries: slices.Clone(bounds)}},

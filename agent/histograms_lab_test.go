@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
@@ -41,7 +42,7 @@ func TestHistogramsFollowRulesOnQEMU(t *testing.T) {
 	theirs := setForeignHistogram(t, vm.QMPPath(), "disk1")
 
 	run := func(enabled *bool, rules ...string) map[string]*sample.Histogram {
-		cfg := Defaults()
+		cfg := config.Defaults()
 		cfg.QMPDir, cfg.CallTimeout, cfg.HistogramsEnabled = socks, 10*time.Second, enabled
 		a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Error}))
 		defer startQMPSource(t, cfg, a)()
@@ -77,7 +78,7 @@ func TestHistogramsFollowRulesOnQEMU(t *testing.T) {
 	}
 	got := run(nil, tailRule, avgRule)
 	tail, avg := tailRule[:10], avgRule[:10]
-	if h := got["disk0 after "+tail]; h == nil || fmt.Sprint(h.Boundaries) != fmt.Sprint(Defaults().Histograms) {
+	if h := got["disk0 after "+tail]; h == nil || fmt.Sprint(h.Boundaries) != fmt.Sprint(config.Defaults().Histograms) {
 		t.Errorf("disk0 with a p99 rule: histogram %+v, want the configured boundaries", h)
 	}
 	if h := got["disk0 after "+avg]; h != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
@@ -54,7 +55,7 @@ type histRig struct {
 	sets   func() []map[string]any
 	remove func() // drops drive1's histogram as another client would
 	stop   func() // stops the source of the agent started last
-	cfg    Config
+	cfg    config.Config
 }
 
 func newHistRig(t *testing.T, enabled *bool) *histRig {
@@ -107,7 +108,7 @@ func newHistRig(t *testing.T, enabled *bool) *histRig {
 	if err := os.Symlink(vm.Path, filepath.Join(dir, "vm.sock")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.QMPDir, cfg.StateDir, cfg.CallTimeout, cfg.HistogramsEnabled = dir, t.TempDir(), 5*time.Second, enabled
 	r := &histRig{cfg: cfg, logs: &bytes.Buffer{},
 		sets: func() []map[string]any {

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
@@ -25,7 +26,7 @@ const calmRule = `rule "calm" {
 // of rule "calm", over a policy directory holding files.
 func lastGoodAgent(t *testing.T, files map[string]string) *Agent {
 	t.Helper()
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.PolicyDir, cfg.StateDir = t.TempDir(), t.TempDir()
 	for n, text := range files {
 		if err := os.WriteFile(filepath.Join(cfg.PolicyDir, n), []byte(text), 0o644); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
@@ -94,7 +95,7 @@ type reconRig struct {
 // a backend where no VM is reachable yet.
 func newReconRig(t *testing.T, files map[string]string, owned ...state.Owned) *reconRig {
 	t.Helper()
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.PolicyDir, cfg.StateDir = t.TempDir(), t.TempDir()
 	for n, text := range files {
 		if err := os.WriteFile(filepath.Join(cfg.PolicyDir, n), []byte(text), 0o644); err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/facts"
 	ibackoff "github.com/qtune/qtune/internal/backoff"
 	"github.com/qtune/qtune/tuning"
@@ -21,7 +22,7 @@ const sourceError = facts.SourceError
 
 // factsOptions are the agent's config as facts takes it; call durations
 // go to the agent's metrics.
-func factsOptions(cfg Config, m *metrics) facts.Options {
+func factsOptions(cfg config.Config, m *metrics) facts.Options {
 	return facts.Options{QMPDir: cfg.QMPDir, LibvirtURI: cfg.LibvirtURI, LibvirtSocket: cfg.LibvirtSocket, LibvirtPidDir: cfg.LibvirtPidDir,
 		Interval: cfg.Interval, CallTimeout: cfg.CallTimeout,
 		ObserveCall: func(backend, call string, d time.Duration) {
@@ -31,7 +32,7 @@ func factsOptions(cfg Config, m *metrics) facts.Options {
 
 // openSource opens where the VMs are (a QMP directory, or libvirt) and
 // the tuning backend over the connections facts hands over.
-func openSource(ctx context.Context, cfg Config, log hclog.Logger, m *metrics) (source, error) {
+func openSource(ctx context.Context, cfg config.Config, log hclog.Logger, m *metrics) (source, error) {
 	o := factsOptions(cfg, m)
 	if cfg.QMPDir != "" {
 		s := newQMPSource()

@@ -4,12 +4,14 @@ import (
 	"context"
 	"sync"
 	"testing"
+
+	"github.com/qtune/qtune/config"
 )
 
 // startQMPSource opens the agent's source over cfg.QMPDir for a, as Run
 // does, and follows the directory until stop (which may be called more
 // than once; the test's end calls it too).
-func startQMPSource(t *testing.T, cfg Config, a *Agent) (stop func()) {
+func startQMPSource(t *testing.T, cfg config.Config, a *Agent) (stop func()) {
 	t.Helper()
 	src, err := openSource(context.Background(), cfg, a.log, a.m)
 	if err != nil {

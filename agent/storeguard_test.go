@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/state/statetest"
 )
 
@@ -23,7 +24,7 @@ func TestAgentRefusesCorruptStoreAndKeepsReporting(t *testing.T) {
 	if err := os.Symlink(vm.Path, filepath.Join(dir, "fake.sock")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.QMPDir, cfg.PolicyDir, cfg.StateDir = dir, "../examples/policy.d", t.TempDir()
 	cfg.ControlSocket = filepath.Join(t.TempDir(), "control.sock")
 	cfg.Listen, cfg.Interval, cfg.CallTimeout = "127.0.0.1:0", time.Second, 500*time.Millisecond

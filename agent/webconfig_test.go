@@ -21,6 +21,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/qtune/qtune/config"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key into dir.
@@ -70,7 +72,7 @@ func TestListenerWebConfigTLSAndBasicAuth(t *testing.T) {
 	webCfg := filepath.Join(dir, "web.yml")
 	os.WriteFile(webCfg, []byte(fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  prom: %s\n", cert, key, hash)), 0o600)
 
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.QMPDir, cfg.PolicyDir, cfg.StateDir = t.TempDir(), "../examples/policy.d", t.TempDir()
 	cfg.ControlSocket = filepath.Join(t.TempDir(), "control.sock")
 	cfg.Listen, cfg.WebConfigFile = freePort(t), webCfg
@@ -122,7 +124,7 @@ func TestListenerWebConfigTLSAndBasicAuth(t *testing.T) {
 
 // A web config that does not load stops the agent at start, naming it.
 func TestListenerBadWebConfigRefused(t *testing.T) {
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.QMPDir, cfg.PolicyDir, cfg.StateDir = t.TempDir(), "../examples/policy.d", t.TempDir()
 	cfg.ControlSocket = filepath.Join(t.TempDir(), "control.sock")
 	cfg.Listen = "127.0.0.1:0"

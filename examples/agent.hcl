@@ -83,3 +83,30 @@ doctor {
   check_interval = "6h"         # qemu-img check, per image
   qemu_img       = "qemu-img"   # the qemu-img binary
 }
+
+# A fleet-wide budget for copies, shared by every host on etcd
+# (docs/fleet.md): each mirror, convert or stream into a budget's
+# directories takes one of its slots first, so a storage backend never
+# runs more copies, or more copy bandwidth, than its budget, whichever
+# hosts they start from. Off unless a fleet block is given; every host
+# should carry the same budget blocks.
+# fleet {
+#   endpoints       = ["https://etcd-1:2379", "https://etcd-2:2379"]   # etcd's client URLs
+#   dial_timeout    = "5s"       # connecting to etcd
+#   request_timeout = "2s"       # each etcd call
+#   lease_ttl       = "15s"      # a dead host's slots return after this
+#   floor_speed     = "1MiB"     # per second, for a copy whose slot is lost until it is taken again
+#   ca_file         = ""         # TLS: the CA that signed etcd's certificates
+#   cert_file       = ""         # TLS: this host's client certificate
+#   key_file        = ""         # TLS: its key
+#   username        = ""         # etcd's own authentication, if enabled
+#   password_file   = ""         # the password for username, read at load
+#   prefix          = "/qtune/budgets/"   # where the budgets' keys live in etcd
+#   host            = ""         # this host's name in the fleet; the hostname when empty
+# }
+# One budget per storage backend:
+# budget "nfs-a" {
+#   dirs       = ["/srv/nfs-a"]  # target directories, and source directories of streams
+#   max_copies = 1               # copies at once, fleet-wide
+#   max_speed  = "16MiB"         # per second, summed over its copies
+# }

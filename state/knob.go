@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/qtune/qtune/internal/sample"
@@ -257,20 +256,7 @@ func (s *KnobState) UnmarshalJSON(b []byte) error {
 }
 
 func throttleString(raw json.RawMessage) string {
-	// UseNumber keeps limits as the integers they are: a float64 would
-	// print 100 MiB/s as 1.048576e+08 in the audit line.
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var m map[string]any
-	dec.Decode(&m)
-	var parts []string
-	for _, k := range []string{"iops", "iops_rd", "iops_wr", "bps", "bps_rd", "bps_wr", "iops_max", "iops_rd_max", "iops_wr_max", "bps_max", "bps_rd_max", "bps_wr_max", "iops_size", "group"} {
-		if v, ok := m[k]; ok && v != json.Number("0") && v != "" {
-			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
-		}
-	}
-	if len(parts) == 0 {
-		return "unthrottled"
-	}
-	return strings.Join(parts, " ")
+	var t sample.Throttle
+	json.Unmarshal(raw, &t)
+	return t.Limits()
 }

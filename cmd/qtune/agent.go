@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/sdnotify"
 )
 
@@ -46,10 +47,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	cfg := agent.Defaults()
+	cfg := config.Defaults()
 	if *configPath != "" {
 		var err error
-		if cfg, err = agent.LoadConfig(*configPath); err != nil {
+		if cfg, err = config.Load(*configPath); err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitUsage
 		}

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qtune/qtune/agent"
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/config"
 )
 
 func init() {
@@ -212,7 +212,7 @@ func runVMs(ctx context.Context, args []string, stdout, _ io.Writer) int {
 	}
 	if *addr == "" {
 		*addr = defaultAddr
-		if cfg, err := agent.LoadConfig("/etc/qtune/agent.hcl"); err == nil && cfg.Listen != "" {
+		if cfg, err := config.Load("/etc/qtune/agent.hcl"); err == nil && cfg.Listen != "" {
 			*addr = cfg.Listen
 		}
 	}

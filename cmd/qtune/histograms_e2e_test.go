@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtune/qtune/agent"
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
@@ -61,7 +61,7 @@ func TestHistogramReleasedAfterRestartWithoutTheRule(t *testing.T) {
 	ag.waitFor(t, 10*e2eInterval, "a's histogram held", func(s api.Status) bool {
 		return ownedHistogram(s, "a") == api.OwnedHeld
 	})
-	if got, want := readA(), agent.Defaults().Histograms; fmt.Sprint(got) != fmt.Sprint(want) {
+	if got, want := readA(), config.Defaults().Histograms; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("a's histogram %v, want the configured %v", got, want)
 	}
 	st := ag.status(t)

@@ -86,7 +86,7 @@ func TestOnlyTheAgentCommandImportsTheAgent(t *testing.T) {
 // The internal/ packages are the ground floor; cmd/ and bench the top.
 var floors = [][]string{
 	{"qmp", "policy", "fleet"},
-	{"virt", "api", "state"},
+	{"virt", "api", "state", "config"},
 	{"facts", "tuning"},
 	{"jobs", "doctor"},
 	{"agent"},

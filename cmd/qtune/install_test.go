@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/config"
 )
 
 // A fresh install changes nothing on the host: its config is in dry-run.
@@ -20,14 +20,14 @@ func TestInstallStartsInDryRun(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("install.sh: %v\n%s", err, out)
 	}
-	cfg, err := agent.LoadConfig(filepath.Join(dest, "etc", "qtune", "agent.hcl"))
+	cfg, err := config.Load(filepath.Join(dest, "etc", "qtune", "agent.hcl"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !cfg.DryRun {
 		t.Fatal("installed config is not in dry-run")
 	}
-	example, err := agent.LoadConfig(filepath.Join("..", "..", "examples", "agent.hcl"))
+	example, err := config.Load(filepath.Join("..", "..", "examples", "agent.hcl"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/manpage"
 	"github.com/qtune/qtune/policy"
 )
@@ -25,7 +25,7 @@ func configPage(example string) *manpage.Page {
 		"sizes take IEC units (\"1GiB\").")
 	p.SH("settings")
 	desc := exampleComments(example)
-	for _, k := range manpage.HCLKeys(agent.ConfigFileSchema()) {
+	for _, k := range manpage.HCLKeys(config.FileSchema()) {
 		d := desc[k.Path]
 		text := d.text
 		if k.Block {
@@ -51,7 +51,7 @@ func configPage(example string) *manpage.Page {
 
 var (
 	keyLine   = regexp.MustCompile(`^\s*(?:#\s*)?([a-z0-9_]+)\s*=`)
-	blockLine = regexp.MustCompile(`^\s*([a-z0-9_]+)\s*\{\s*$`)
+	blockLine = regexp.MustCompile(`^\s*(?:#\s*)?([a-z0-9_]+)\s*(?:"[^"]*"\s*)?\{\s*$`)
 	trailing  = regexp.MustCompile(`\s#\s+(.*)$`)
 )
 
@@ -68,7 +68,7 @@ func exampleComments(text string) map[string]exampleSetting {
 	for _, l := range strings.Split(text, "\n") {
 		t := strings.TrimSpace(l)
 		switch {
-		case t == "}":
+		case t == "}" || t == "# }":
 			block, above = "", nil
 		case blockLine.MatchString(l):
 			block = blockLine.FindStringSubmatch(l)[1]

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/qtune/qtune/agent"
+	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/manpage"
 	"github.com/qtune/qtune/policy"
 )
@@ -118,7 +118,7 @@ func TestManConfigPageHasEverySetting(t *testing.T) {
 	}
 	page := configPage(string(example)).String()
 	desc := exampleComments(string(example))
-	keys := manpage.HCLKeys(agent.ConfigFileSchema())
+	keys := manpage.HCLKeys(config.FileSchema())
 	if len(keys) < 30 {
 		t.Fatalf("only %d settings in the schema", len(keys))
 	}

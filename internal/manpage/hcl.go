@@ -19,14 +19,14 @@ func HCLKeys(v any) []Key {
 }
 
 func walk(t reflect.Type, prefix string) []Key {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem() // a block that may repeat (budget "a" {...}) is a slice
 	}
 	var keys []Key
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		name, kind, _ := strings.Cut(f.Tag.Get("hcl"), ",")
-		if name == "" || kind == "remain" {
+		if name == "" || kind == "remain" || kind == "label" {
 			continue
 		}
 		if kind == "block" {

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 )
 
 func TestExampleConfigIsTheDefaults(t *testing.T) {
-	cfg, err := LoadConfig("../examples/agent.hcl")
+	cfg, err := Load("../examples/agent.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "agent.hcl")
 	os.WriteFile(path, []byte("interval = \"5s\"\nintervall = \"5s\"\nlimits {\n  per_vm_per_hour = \"many\"\n}\n"), 0o644)
-	_, err := LoadConfig(path)
+	_, err := Load(path)
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -39,11 +39,11 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		}
 	}
 	os.WriteFile(path, []byte("interval = \"soon\"\n"), 0o644)
-	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "interval") {
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "interval") {
 		t.Errorf("bad duration: %v", err)
 	}
 	os.WriteFile(path, []byte("qmp_dir = \"/run/q\"\ninterval = \"2s\"\nhistograms {\n  enabled = true\n}\n"), 0o644)
-	cfg, err := LoadConfig(path)
+	cfg, err := Load(path)
 	if err != nil || cfg.QMPDir != "/run/q" || cfg.Interval != 2*time.Second || len(cfg.Histograms) != 6 || cfg.Histograms[0] != 1e6 ||
 		cfg.HistogramsEnabled == nil || !*cfg.HistogramsEnabled {
 		t.Errorf("%+v %v", cfg, err)
@@ -68,7 +68,7 @@ func TestConfigAllowWriteBlocking(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "agent.hcl")
 	for body, want := range map[string]bool{"": false, "jobs {\n  allow_write_blocking = true\n}\n": true, "jobs {\n  max_attempts = 2\n}\n": false} {
 		os.WriteFile(path, []byte(body), 0o644)
-		cfg, err := LoadConfig(path)
+		cfg, err := Load(path)
 		if err != nil || cfg.JobsConfig.AllowWriteBlocking != want {
 			t.Errorf("%q: allow=%v %v, want %v", body, cfg.JobsConfig.AllowWriteBlocking, err, want)
 		}
@@ -81,7 +81,7 @@ func TestConfigHistogramsEnabled(t *testing.T) {
 	for body, want := range map[string]string{"": "unset", "histograms {\n  boundaries_ms = [2, 20]\n}\n": "unset",
 		"histograms {\n  enabled = false\n}\n": "false", "histograms {\n  enabled = true\n}\n": "true"} {
 		os.WriteFile(path, []byte(body), 0o644)
-		cfg, err := LoadConfig(path)
+		cfg, err := Load(path)
 		got := "unset"
 		if cfg.HistogramsEnabled != nil {
 			got = map[bool]string{true: "true", false: "false"}[*cfg.HistogramsEnabled]

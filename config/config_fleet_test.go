@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"os"
@@ -31,7 +31,7 @@ budget "ceph" {
   max_copies = 4
 }
 `), 0o644)
-	cfg, err := LoadConfig(path)
+	cfg, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ budget "nfs-a" {
   max_copies = 1
 }
 `), 0o644)
-	_, err = LoadConfig(path)
+	_, err = Load(path)
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -78,11 +78,11 @@ budget "nfs-a" {
 	}
 
 	os.WriteFile(path, []byte("budget \"a\" {\n  dirs = [\"/a\"]\n  max_copies = 1\n}\n"), 0o644)
-	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), path+`:1:1: budget "a" needs a fleet block`) {
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path+`:1:1: budget "a" needs a fleet block`) {
 		t.Errorf("budget without fleet: %v", err)
 	}
 	os.WriteFile(path, []byte("fleet {\n  endpoint = [\"x\"]\n}\n"), 0o644)
-	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), path+":2:") {
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path+":2:") {
 		t.Errorf("unknown fleet setting: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -147,9 +147,9 @@ type fileHistograms struct {
 	BoundariesMs []float64 `hcl:"boundaries_ms,optional"`
 }
 
-// LoadConfig reads an HCL config file over the defaults. Every problem
+// Load reads an HCL config file over the defaults. Every problem
 // is reported with file:line:col.
-func LoadConfig(path string) (Config, error) {
+func Load(path string) (Config, error) {
 	c := Defaults()
 	src, err := os.ReadFile(path)
 	if err != nil {
