@@ -7,9 +7,16 @@ import (
 	"github.com/qtune/qtune/policy"
 )
 
-// histogramSetter is a source that can turn latency histograms on and
-// off (plain QEMU; libvirt does not let qtune set them).
-type histogramSetter interface{ SetHistograms(on bool) }
+// histogramReader is a source whose samples carry latency histograms
+// (plain QEMU): only there are they worth turning on. libvirt's bulk
+// stats have none.
+type histogramReader interface{ ReadsHistograms() bool }
+
+// readsHistograms says whether the agent's source samples histograms.
+func (a *Agent) readsHistograms() bool {
+	r, ok := a.src.(histogramReader)
+	return ok && r.ReadsHistograms()
+}
 
 // decideHistograms applies the config to the rules that need histograms:
 // true keeps them on, false keeps them off, unset turns them on exactly
@@ -32,20 +39,19 @@ func decideHistograms(enabled *bool, rules []policy.HistogramRule, canSet bool) 
 	return api.HistogramStatus{Why: "no rule needs them"}
 }
 
-// applyHistograms decides for a set coming into force, tells the source,
-// and logs what changed: once when histograms go on or off, and a warning
-// per rule whose tail-latency condition they leave unknown.
+// applyHistograms decides for a set coming into force and logs what
+// changed: once when histograms go on or off, and a warning per rule
+// whose tail-latency condition they leave unknown. Each cycle then brings
+// the disks in line, every change through the executor as a knob of its
+// own (histograms_knob.go).
 func (a *Agent) applyHistograms(set *policy.Set) {
-	hs, canSet := a.src.(histogramSetter)
+	canSet := a.readsHistograms()
 	rules := set.HistogramRules()
 	st := decideHistograms(a.cfg.HistogramsEnabled, rules, canSet)
 	a.mu.Lock()
 	prev := a.status.Histograms
 	a.status.Histograms = st
 	a.mu.Unlock()
-	if canSet {
-		hs.SetHistograms(st.On)
-	}
 	if st.On != prev.On || (st.On && st.Why != prev.Why) {
 		a.logHistograms(st, rules)
 	}

@@ -14,14 +14,17 @@ import (
 	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/internal/sample"
+	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/qmp"
+	"github.com/qtune/qtune/state"
+	"github.com/qtune/qtune/tuning"
 )
 
 // Against a real QEMU: a rule reading a p99 metric turns histograms on
-// (config unset) for the disk that had none, a reload without it turns
-// them off again, and a histogram another client set on the other disk
-// keeps its boundaries throughout; with histograms { enabled = false }
-// none is set.
+// (config unset) for the disk that had none, through the executor and
+// its state store, a reload without it turns them off again, and a
+// histogram another client set on the other disk keeps its boundaries
+// throughout; with histograms { enabled = false } none is set.
 func TestHistogramsFollowRulesOnQEMU(t *testing.T) {
 	lab.NeedQEMU(t)
 	dir := t.TempDir()
@@ -43,18 +46,31 @@ func TestHistogramsFollowRulesOnQEMU(t *testing.T) {
 		cfg.QMPDir, cfg.CallTimeout, cfg.HistogramsEnabled = socks, 10*time.Second, enabled
 		a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Error}))
 		defer startQMPSource(t, cfg, a)()
-		got := map[string]*sample.Histogram{}
-		for _, r := range rules {
-			a.setInForce(loadSet(t, r), api.PolicyFromFiles, time.Now())
-			sampled, errs, _ := a.src.Sample(context.Background())
+		store, err := state.OpenStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		a.store = store
+		a.exec = tuning.NewExecutor(a.src.Backend(), store, tuning.Options{Identify: a.vmIdentity})
+		a.eval = policy.NewEvaluator(&policy.Set{})
+		sampled := func() []sample.Disk {
+			disks, errs, gone := a.src.Sample(context.Background())
 			for i := 0; len(errs) > 0 && i < 100; i++ { // busy: the runner has not taken the request yet
 				time.Sleep(20 * time.Millisecond)
-				sampled, errs, _ = a.src.Sample(context.Background())
+				disks, errs, gone = a.src.Sample(context.Background())
 			}
 			if len(errs) > 0 {
 				t.Fatalf("sample: %v", errs)
 			}
-			for _, d := range sampled {
+			a.reconcileOwned(context.Background(), time.Now(), disks, errs, gone)
+			return disks
+		}
+		got := map[string]*sample.Histogram{}
+		for _, r := range rules {
+			a.setInForce(loadSet(t, r), api.PolicyFromFiles, time.Now())
+			sampled() // the cycle that brings the histograms in line
+			for _, d := range sampled() {
 				got[d.Name+" after "+r[:10]] = d.ReadHist
 			}
 		}

@@ -49,6 +49,10 @@ type reconciler struct {
 	sampled  map[string]bool      // VMs sampled this cycle; nil before the first
 	idNote   map[string]string    // VM: why its identity is unknown
 	ownedErr string
+	// foreignHist: disks (VM/disk) found with a histogram someone else
+	// set, in a way the sample does not show (flush only), and the VM
+	// as it was then: never owned while it runs.
+	foreignHist map[string]sample.VMIdentity
 }
 
 type retryGate struct {
@@ -58,7 +62,7 @@ type retryGate struct {
 
 func newReconciler() *reconciler {
 	return &reconciler{checked: map[string]bool{}, absent: map[string]absence{}, orphan: map[string]time.Time{},
-		why: map[string]string{}, retry: map[string]retryGate{}, idNote: map[string]string{}}
+		why: map[string]string{}, retry: map[string]retryGate{}, idNote: map[string]string{}, foreignHist: map[string]sample.VMIdentity{}}
 }
 
 func ownedKey(o state.Owned) string { return o.VM + "/" + o.Disk + "/" + string(o.Knob) }
@@ -108,6 +112,7 @@ func (a *Agent) reconcileOwned(ctx context.Context, now time.Time, disks []sampl
 		}
 		a.reconcileOne(ctx, now, o, gone)
 	}
+	a.syncHistograms(ctx, now, disks)
 }
 
 func (r *reconciler) noteAbsence(vm string, present, answered bool, now time.Time) {
@@ -153,6 +158,9 @@ func (a *Agent) reconcileOne(ctx context.Context, now time.Time, o state.Owned, 
 			a.settle(k)
 			return
 		}
+	}
+	if o.Knob == policy.KnobHistogram {
+		return // no rule's action: held or released by syncHistograms
 	}
 	if a.eval.Set().Rule(o.Rule) == nil {
 		a.releaseOrphan(ctx, now, o)
@@ -237,16 +245,23 @@ func (a *Agent) noteOwnedError(err error) {
 // warns (once, then as a reminder) about knobs orphaned too long.
 func (a *Agent) ownedStates(now time.Time, owned []state.Owned) []api.OwnedStatus {
 	r := a.recon
+	a.mu.Lock()
+	hist := a.status.Histograms
+	a.mu.Unlock()
 	out := make([]api.OwnedStatus, 0, len(owned))
 	for _, o := range owned {
 		k := ownedKey(o)
 		s := api.OwnedStatus{Owned: wireOwned(o), NotReadBack: !tuning.ReadsBack(o.Knob), IdentityNote: r.idNote[o.VM]}
 		switch since, orphan := r.orphan[k]; {
+		case o.Phase == state.PhaseReleased && o.Knob == policy.KnobHistogram:
+			s.State, s.Reason = api.OwnedDrifted, "changed or removed by someone else; left as it is, the record dropped when no rule needs latency histograms"
 		case o.Phase == state.PhaseReleased:
 			s.State, s.Reason = api.OwnedDrifted, "changed by someone else; left as they set it until rule "+o.Rule+" stops firing"
 		case orphan:
 			s.State, s.Reason, s.Since = api.OwnedOrphaned, r.why[k], since
 			a.warnOrphan(now, s)
+		case o.Knob == policy.KnobHistogram:
+			s.State, s.Reason = histogramState(hist)
 		case a.eval.StateOf(o.Rule, o.VM, o.Disk) == policy.StateFiring:
 			s.State = api.OwnedHeld
 		default:

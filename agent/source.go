@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -37,7 +35,7 @@ func factsOptions(cfg config.Config, m *metrics) facts.Options {
 func openSource(ctx context.Context, cfg config.Config, log hclog.Logger, m *metrics) (source, error) {
 	o := factsOptions(cfg, m)
 	if cfg.QMPDir != "" {
-		s := newQMPSource(cfg, log)
+		s := newQMPSource()
 		o.QMP = s
 		src, err := facts.Open(ctx, o, log)
 		if err != nil {
@@ -70,56 +68,25 @@ func (s *libvirtSource) Backend() tuning.Backend { return s.backend }
 func (s *libvirtSource) Tainted() []string       { return s.backend.Tainted() }
 
 // qmpSource is plain QEMU VMs as facts reads them, tuned through a
-// backend given each VM's connection as facts makes it. It also keeps
-// latency histograms on while they are wanted (histograms_qmp.go).
+// backend given each VM's connection as facts makes it. Its samples
+// carry latency histograms (histograms_qmp.go); turning them on and off
+// is the executor's, as the histogram knob (histograms_knob.go).
 type qmpSource struct {
 	*facts.Source
-	backend  *tuning.QMPBackend
-	log      hclog.Logger
-	hists    []uint64    // histogram boundaries, ns
-	histWant atomic.Bool // latency histograms wanted on every disk
-
-	mu   sync.Mutex
-	hist map[string]*histVM // by VM, for its current connection
+	backend *tuning.QMPBackend
 }
 
-func newQMPSource(cfg config.Config, log hclog.Logger) *qmpSource {
-	hists := cfg.Histograms
-	if len(hists) == 0 { // no boundaries would make the set a removal
-		hists = config.Defaults().Histograms
-	}
-	return &qmpSource{backend: tuning.NewQMPBackend(), log: log.Named("qmp"), hists: hists, hist: map[string]*histVM{}}
+func newQMPSource() *qmpSource {
+	return &qmpSource{backend: tuning.NewQMPBackend()}
 }
 
 func (s *qmpSource) Backend() tuning.Backend { return s.backend }
 func (s *qmpSource) Tainted() []string       { return nil }
 
-// VMConnected gives the backend the VM's new connection; what qtune
-// turned on over the old one is not known on the new.
-func (s *qmpSource) VMConnected(vm facts.VM) {
-	s.mu.Lock()
-	s.hist[vm.Name] = &histVM{}
-	s.mu.Unlock()
-	s.backend.AddVM(vm.Name, vm.Monitor, vm.PID)
-}
+// VMConnected gives the backend the VM's new connection.
+func (s *qmpSource) VMConnected(vm facts.VM) { s.backend.AddVM(vm.Name, vm.Monitor, vm.PID) }
 
-// BeforeSample brings the VM's histograms in line, so that the sample
-// shows them.
-func (s *qmpSource) BeforeSample(ctx context.Context, vm facts.VM) {
-	s.mu.Lock()
-	hv := s.hist[vm.Name]
-	s.mu.Unlock()
-	if hv != nil {
-		s.syncHistograms(ctx, vm, hv)
-	}
-}
-
-func (s *qmpSource) VMGone(name string) {
-	s.mu.Lock()
-	delete(s.hist, name)
-	s.mu.Unlock()
-	s.backend.RemoveVM(name)
-}
+func (s *qmpSource) VMGone(name string) { s.backend.RemoveVM(name) }
 
 // backoff is the wait before the nth retry in a row of an orphaned knob.
 func backoff(n int, jitter float64) time.Duration { return ibackoff.Wait(n, jitter) }

@@ -308,9 +308,6 @@ func (r *qmpRunner) loop(ctx context.Context) {
 			}
 			cctx, cancel := context.WithTimeout(ctx, r.src.timeout)
 			start := time.Now()
-			if r.src.hooks != nil {
-				r.src.hooks.BeforeSample(cctx, vm.handle)
-			}
 			if vm.changed() {
 				vm.sampler.Invalidate()
 			}

@@ -69,18 +69,17 @@ type VM struct {
 	// one that is not a query makes the next sample read the disks
 	// again. Its dynamic type also has Done and Subscribe, as *qmp.Conn.
 	Monitor qmp.Executor
-	// Block reads (and sets latency histograms, which change no disk's
-	// facts) over the same connection, uncounted.
+	// Block reads over the same connection, uncounted.
 	Block *qmp.Block
 }
 
 // QMPHooks hear what a plain QEMU VM's runner does: VMConnected after
-// each connection and BeforeSample before each sample (within its
-// deadline), both on the VM's own runner goroutine; VMGone when its
-// socket went away, after its runner stopped.
+// each connection, on the VM's own runner goroutine; VMGone when its
+// socket went away, after its runner stopped. Nothing is changed on a VM
+// from here: latency histograms too are set through the executor, as
+// tuning's histogram knob, and only read here.
 type QMPHooks interface {
 	VMConnected(vm VM)
-	BeforeSample(ctx context.Context, vm VM)
 	VMGone(name string)
 }
 

@@ -25,6 +25,10 @@ type ActionKind struct {
 	// Job marks a one-shot block job: started once, never held or
 	// reverted.
 	Job bool
+	// Driven marks a knob the agent sets from what the rules in force
+	// need (latency histograms for p95/p99 metrics), never written in a
+	// rule: it has no block and no Parse.
+	Driven bool
 	// Attrs are the block's attribute names; any other is an error.
 	Attrs []string
 	// Parse decodes the block into the kind's spec, reporting every
@@ -66,7 +70,7 @@ var kinds struct {
 // name, parser or describer, or one registered twice: that is a
 // programming error found at start, not a policy error.
 func RegisterAction(k ActionKind) {
-	if k.Knob == "" || k.Parse == nil || k.Describe == nil {
+	if k.Knob == "" || (k.Parse == nil && !k.Driven) || k.Describe == nil {
 		panic(fmt.Sprintf("policy: action kind %q needs a name, Parse and Describe", k.Knob))
 	}
 	for _, b := range k.Bounds {
@@ -186,7 +190,9 @@ func (d Decision) InForce(p *sample.Point) bool {
 func actionNames() []string {
 	var names []string
 	for _, k := range ActionKinds() {
-		names = append(names, string(k.Knob))
+		if !k.Driven {
+			names = append(names, string(k.Knob))
+		}
 	}
 	return names
 }
@@ -251,7 +257,7 @@ func (b *Block) rangeOf(attr string) hcl.Range {
 // parseAction decodes a rule's one action block through its kind.
 func parseAction(c *collector, r *Rule, b *hcl.Block) {
 	kind, ok := ActionKindOf(Knob(b.Type))
-	if !ok {
+	if !ok || kind.Driven {
 		c.at(b.DefRange, r.Name, "unknown action "+b.Type, "give one of "+strings.Join(actionNames(), ", "))
 		return
 	}

@@ -150,6 +150,9 @@ func (e *Executor) checkLimits(t state.Target, d policy.Decision, owned *state.O
 			return err
 		}
 	}
+	if observes(d.Knob) {
+		return nil
+	}
 	if owned != nil && owned.Phase == state.PhaseApplied {
 		if next := owned.LastChange.Add(d.Cooldown); now.Before(next) {
 			return &Refusal{Code: RefuseCooldown, Reason: fmt.Sprintf("rule %s changed this knob at %s; next change allowed at %s",

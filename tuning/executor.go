@@ -202,7 +202,7 @@ func (e *Executor) apply(ctx context.Context, t state.Target, d policy.Decision)
 			"someone else changed this knob at %s; qtune leaves it alone until rule %s stops firing",
 			owned.LastChange.Format(time.RFC3339), owned.Rule)}
 	}
-	if owned != nil && !cur.Equal(owned.Applied) && !cur.Equal(owned.Original) {
+	if owned != nil && (!cur.Equal(owned.Applied) && !cur.Equal(owned.Original) || e.putBack(owned, cur)) {
 		return e.drift(t, d.Knob, owned, cur)
 	}
 	original := cur
@@ -222,7 +222,7 @@ func (e *Executor) apply(ctx context.Context, t state.Target, d policy.Decision)
 	switch {
 	case d.Mode == policy.ModeRecommend:
 		return Outcome{Result: state.ResultRecommended, Before: cur, After: want}, nil
-	case e.dryRun:
+	case e.dryRun && !observes(d.Knob):
 		return Outcome{Result: state.ResultDryRun, Before: cur, After: want}, nil
 	}
 	rec := &state.Owned{Target: t, Knob: d.Knob, Rule: d.Rule, Original: original, Applied: want, Phase: state.PhaseIntent,
@@ -268,7 +268,9 @@ func (e *Executor) applyAndVerify(ctx context.Context, t state.Target, k policy.
 	if err := e.store.PutOwned(rec); err != nil {
 		return Outcome{Result: state.ResultFailed, Before: before, After: got}, err
 	}
-	e.changes = append(e.changes, change{vm: t.VM, at: rec.LastChange})
+	if !observes(k) {
+		e.changes = append(e.changes, change{vm: t.VM, at: rec.LastChange})
+	}
 	return Outcome{Result: ok, Before: before, After: got}, nil
 }
 
@@ -330,7 +332,7 @@ func (e *Executor) revert(ctx context.Context, t state.Target, d policy.Decision
 	switch {
 	case d.Mode == policy.ModeRecommend:
 		return Outcome{Result: state.ResultRecommended, Before: cur, After: owned.Original}, nil
-	case e.dryRun:
+	case e.dryRun && !observes(d.Knob):
 		return Outcome{Result: state.ResultDryRun, Before: cur, After: owned.Original}, nil
 	}
 	owned.Phase, owned.LastChange = state.PhaseIntent, e.clock.Now()

@@ -61,6 +61,15 @@ type KnobKind struct {
 	// recorded.go.
 	Recorded func(read, rec state.KnobState) state.KnobState
 	Sampled  func(d *sample.Disk, rec state.KnobState) bool
+	// Observes: the knob makes a VM observable and tunes nothing (latency
+	// histograms). It is set in dry-run too, and is neither refused by
+	// nor counted in cooldowns, the minimum change and the rate limits.
+	Observes bool
+	// PutBackIsDrift: nobody but qtune sets the knob back to its
+	// original on a running QEMU, so an applied knob found there on the
+	// same process was changed by someone else (drift), not lost with a
+	// QEMU restart, and is not set again.
+	PutBackIsDrift bool
 }
 
 var knobKinds struct {
@@ -95,8 +104,6 @@ func UnregisterKnob(k policy.Knob) {
 	delete(knobKinds.by, k)
 }
 
-// knobKindOf returns the registered kind of k, or a refusal that names
-// it as unsupported.
 // ReadsBack reports whether the hypervisor can report k's value.
 func ReadsBack(k policy.Knob) bool {
 	kind, err := knobKindOf(k)
@@ -113,6 +120,23 @@ func restoring(o *state.Owned) state.KnobState {
 	return kind.Restoring(o.Original)
 }
 
+// observes reports whether k only makes a VM observable (see KnobKind).
+func observes(k policy.Knob) bool {
+	kind, err := knobKindOf(k)
+	return err == nil && kind.Observes
+}
+
+// putBack reports whether an owned knob found at its original is drift:
+// its kind says nobody but qtune puts it back, its record is applied,
+// and its VM runs on the QEMU process the record was taken on.
+func (e *Executor) putBack(o *state.Owned, cur state.KnobState) bool {
+	kind, err := knobKindOf(o.Knob)
+	return err == nil && kind.PutBackIsDrift && o.Phase == state.PhaseApplied && cur.Equal(o.Original) &&
+		!cur.Equal(o.Applied) && !o.VMID.OtherProcess(e.identify(o.VM))
+}
+
+// knobKindOf returns the registered kind of k, or a refusal that names
+// it as unsupported.
 func knobKindOf(k policy.Knob) (KnobKind, error) {
 	knobKinds.RLock()
 	defer knobKinds.RUnlock()

@@ -33,7 +33,7 @@ func (e *Executor) Reconcile(ctx context.Context, o state.Owned) (Outcome, error
 	}
 	var out Outcome
 	switch {
-	case o.Phase == state.PhaseApplied && (cur.Equal(o.Applied) || cur.Equal(o.Original)):
+	case o.Phase == state.PhaseApplied && (cur.Equal(o.Applied) || cur.Equal(o.Original)) && !e.putBack(&o, cur):
 		return Outcome{Result: state.ResultNoOp, Before: cur, After: cur}, nil
 	case o.Phase != state.PhaseApplied && cur.Equal(o.Applied):
 		o.Phase = state.PhaseApplied

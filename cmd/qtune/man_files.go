@@ -146,6 +146,9 @@ func policyPage() *manpage.Page {
 	p.SH("actions")
 	p.P("Exactly one action block per rule: it names the knob the rule owns.")
 	for _, k := range policy.ActionKinds() {
+		if k.Driven { // set by the agent itself, never written in a rule
+			continue
+		}
 		what := "holds a setting while the rule fires and reverts it after"
 		if k.Job {
 			what = "starts a block job once; it is never reverted"

@@ -144,6 +144,9 @@ func TestManPolicyPageHasEveryAttribute(t *testing.T) {
 		}
 	}
 	for _, k := range policy.ActionKinds() {
+		if item := ".TP\n\\fB" + manpage.Escape(string(k.Knob)) + `\fR`; k.Driven == strings.Contains(page, item) {
+			t.Errorf("qtune-policy(5): action %s listed %v, want it listed only when a rule can write it", k.Knob, !k.Driven)
+		}
 		for _, a := range k.Attrs {
 			if !strings.Contains(page, manpage.Escape(a)) {
 				t.Errorf("qtune-policy(5) lacks %s's %s", k.Knob, a)
