@@ -24,6 +24,7 @@ import (
 
 	"github.com/qtune/qtune/api"
 	"github.com/qtune/qtune/config"
+	"github.com/qtune/qtune/fleet"
 	"github.com/qtune/qtune/internal/clock"
 	"github.com/qtune/qtune/internal/hoststat"
 	"github.com/qtune/qtune/internal/logonce"
@@ -73,6 +74,7 @@ type Agent struct {
 	host     *hoststat.Reader
 	m        *metrics
 	jobs     *jobs.Manager // nil when the backend runs no block jobs
+	fleet    *fleet.Fleet  // the fleet budgets on etcd; nil without a fleet block
 	checks   *diskChecks   // the disk checks; nil when disabled
 
 	failLog *logonce.Limiter // repeated failures: logged at start, change, reminder

@@ -169,6 +169,17 @@ func (a *Agent) controlHandler(gid int) http.Handler {
 		}
 		writeJSON(w, wireJobs(jobs))
 	})
+	mux.HandleFunc("GET /v1/fleet", func(w http.ResponseWriter, r *http.Request) {
+		v, err := a.fleetView(r.Context())
+		switch {
+		case errors.Is(err, errNoFleet):
+			controlError(w, http.StatusNotFound, err)
+		case err != nil:
+			controlError(w, http.StatusBadGateway, err)
+		default:
+			writeJSON(w, v)
+		}
+	})
 	mux.HandleFunc("POST /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
 		var req api.JobRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {

@@ -15,13 +15,27 @@ import (
 var metricName = regexp.MustCompile(`(^|[^:a-z0-9_])(qtune_[a-z0-9_]+)`)
 
 // exportedMetrics are the metric names this package registers, read from
-// its source so that no list can drift from it.
+// its source so that no list can drift from it, and those of the fleet
+// package, whose collector the agent registers when a fleet is configured
+// (checked here, so the scan cannot outlive the registration).
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
+	wiring, err := os.ReadFile("jobs.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`MustRegister\(f\.Collector\(\)\)`).Match(wiring) {
+		t.Fatal("the agent no longer registers the fleet's collector: its metrics are not exported")
+	}
+	fleetFiles, err := filepath.Glob("../fleet/*.go")
+	if err != nil || len(fleetFiles) == 0 {
+		t.Fatalf("fleet sources: %v %v", fleetFiles, err)
+	}
+	files = append(files, fleetFiles...)
 	lit := regexp.MustCompile(`"(qtune_[a-z0-9_]+)"`)
 	out := map[string]bool{}
 	for _, f := range files {
@@ -36,7 +50,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 			out[m[1]] = true
 		}
 	}
-	if len(out) < 20 || !out["qtune_disk_finding"] || !out["qtune_disk_write_ops_total"] {
+	if len(out) < 20 || !out["qtune_disk_finding"] || !out["qtune_disk_write_ops_total"] || !out["qtune_fleet_lease_ok"] {
 		t.Fatalf("found only %d metric names in the agent's source: %v", len(out), out)
 	}
 	return out

@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/fleet"
 	"github.com/qtune/qtune/internal/qemuimg"
 	"github.com/qtune/qtune/jobs"
 	"github.com/qtune/qtune/policy"
@@ -26,9 +29,26 @@ func (a *Agent) startJobs(ctx context.Context, wg *sync.WaitGroup) {
 		return
 	}
 	c := a.cfg.JobsConfig
+	var budget jobs.Budget = &jobs.LocalBudget{Host: c.HostBudget, PerDir: c.DirBudget, Windows: c.Windows}
+	if c.Fleet != nil {
+		// New returns without a lease when etcd does not answer: copies
+		// under a fleet budget then wait, with the reason, until it does.
+		f, err := fleet.New(ctx, *c.Fleet, c.FleetHost, a.log.Named("fleet"))
+		if err != nil {
+			// Fail closed: no copy may start without its fleet slot.
+			a.log.Error("fleet budgets cannot be opened; block jobs are off", "error", err.Error())
+			return
+		}
+		a.mu.Lock()
+		a.fleet = f
+		a.mu.Unlock()
+		a.m.reg.MustRegister(f.Collector())
+		budget = &jobs.FleetBudget{Local: budget, Fleet: f, Log: a.log.Named("fleet")}
+		a.log.Info("fleet budgets on etcd", "host", c.FleetHost, "budgets", len(c.Fleet.Budgets), "lease_ok", f.LeaseOK(), "ttl", f.TTL().String())
+	}
 	jm := jobs.NewManager(driver, a.store, jobs.Options{
 		MirrorDirs:      c.MirrorDirs,
-		Budget:          &jobs.LocalBudget{Host: c.HostBudget, PerDir: c.DirBudget, Windows: c.Windows},
+		Budget:          budget,
 		ConvergeTimeout: c.ConvergeTimeout, MaxAttempts: c.MaxAttempts, SpaceMargin: c.SpaceMargin,
 		AllowWriteBlocking: c.AllowWriteBlocking, QemuImg: qemuImg,
 		CallTimeout: a.cfg.CallTimeout, Clock: a.clock, Log: a.log.Named("jobs"),
@@ -43,7 +63,44 @@ func (a *Agent) startJobs(ctx context.Context, wg *sync.WaitGroup) {
 	a.exec.SetJobs(a.jobs)
 	a.m.reg.MustRegister(&jobCollector{m: a.jobs})
 	wg.Add(1)
-	go func() { defer wg.Done(); a.jobs.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		a.jobs.Run(ctx)
+		if a.fleet != nil {
+			// The lease is not revoked: copies keep running in their
+			// VMs, and a restarted agent takes their slots back.
+			a.fleet.Close()
+		}
+	}()
+}
+
+// fleetView is GET /v1/fleet: the fleet's slots as etcd has them now.
+func (a *Agent) fleetView(ctx context.Context) (api.Fleet, error) {
+	a.mu.Lock()
+	f := a.fleet
+	a.mu.Unlock()
+	if f == nil {
+		return api.Fleet{}, errNoFleet
+	}
+	held, waiting, err := f.Held(ctx)
+	if err != nil {
+		return api.Fleet{}, err
+	}
+	out := api.Fleet{Host: a.cfg.JobsConfig.FleetHost, LeaseOK: f.LeaseOK(), Held: []api.FleetSlot{}, Waiting: []api.FleetSlot{}}
+	for _, s := range held {
+		out.Held = append(out.Held, wireSlot(s))
+	}
+	for _, s := range waiting {
+		out.Waiting = append(out.Waiting, wireSlot(s))
+	}
+	return out, nil
+}
+
+var errNoFleet = errors.New("no fleet block in the agent's configuration")
+
+func wireSlot(s fleet.Slot) api.FleetSlot {
+	return api.FleetSlot{Budget: s.Budget, Job: s.JobID, Host: s.Host, VM: s.VM, Disk: s.Disk, Kind: s.Kind,
+		Speed: s.Speed, Since: s.Since, Running: s.Running}
 }
 
 // ruleStillWants: a ready copy a rule asked for pivots only while that

@@ -32,7 +32,7 @@ func wireJob(j state.Job) api.Job {
 	p := j.Progress
 	return api.Job{ID: j.ID, Kind: j.Kind, Target: api.Target(j.Target), Rule: j.Rule, By: j.By,
 		State: api.JobState(j.State), Source: j.Source, Dest: j.Dest, DestCreated: j.DestCreated,
-		Layout: j.Layout, Base: j.Base, Speed: j.Speed, WriteBlocking: j.WriteBlocking,
+		Layout: j.Layout, Base: j.Base, Speed: j.Speed, SlowedTo: j.SlowedTo, WriteBlocking: j.WriteBlocking,
 		CancelAsked: j.CancelAsked, Restart: j.Restart, Attempts: j.Attempts, PivotTries: j.PivotTries,
 		PivotAt: j.PivotAt, NextTry: j.NextTry, Created: j.Created, Updated: j.Updated,
 		Started: j.Started, Ended: j.Ended, Waiting: j.Waiting, Error: j.Error, Cause: j.Cause, Pivoted: j.Pivoted,

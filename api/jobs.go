@@ -38,24 +38,28 @@ type Job struct {
 	Source string `json:"source"`
 	// Dest is the new image (mirror, convert); DestCreated says qtune made
 	// it (and so may remove it, if no pivot happened).
-	Dest          string        `json:"dest,omitempty"`
-	DestCreated   bool          `json:"dest_created,omitempty"`
-	Layout        policy.Layout `json:"layout,omitempty"`
-	Base          string        `json:"base,omitempty"` // stream down to this image
-	Speed         uint64        `json:"speed,omitempty"`
-	WriteBlocking bool          `json:"write_blocking,omitempty"`
-	CancelAsked   bool          `json:"cancel_asked,omitempty"`
-	Restart       bool          `json:"restart,omitempty"`
-	Attempts      int           `json:"attempts"`
-	PivotTries    int           `json:"pivot_tries,omitempty"`
-	PivotAt       time.Time     `json:"pivot_at,omitempty"`
-	NextTry       time.Time     `json:"next_try,omitempty"`
-	Created       time.Time     `json:"created"`
-	Updated       time.Time     `json:"updated"`
-	Started       time.Time     `json:"started,omitempty"` // the current attempt
-	Ended         time.Time     `json:"ended,omitempty"`
-	Progress      Progress      `json:"progress"`
-	// Waiting says why a planned job has not started yet.
+	Dest        string        `json:"dest,omitempty"`
+	DestCreated bool          `json:"dest_created,omitempty"`
+	Layout      policy.Layout `json:"layout,omitempty"`
+	Base        string        `json:"base,omitempty"` // stream down to this image
+	Speed       uint64        `json:"speed,omitempty"`
+	// SlowedTo is the speed a running copy was slowed to while its fleet
+	// slot is lost (0: it runs at Speed).
+	SlowedTo      uint64    `json:"slowed_to,omitempty"`
+	WriteBlocking bool      `json:"write_blocking,omitempty"`
+	CancelAsked   bool      `json:"cancel_asked,omitempty"`
+	Restart       bool      `json:"restart,omitempty"`
+	Attempts      int       `json:"attempts"`
+	PivotTries    int       `json:"pivot_tries,omitempty"`
+	PivotAt       time.Time `json:"pivot_at,omitempty"`
+	NextTry       time.Time `json:"next_try,omitempty"`
+	Created       time.Time `json:"created"`
+	Updated       time.Time `json:"updated"`
+	Started       time.Time `json:"started,omitempty"` // the current attempt
+	Ended         time.Time `json:"ended,omitempty"`
+	Progress      Progress  `json:"progress"`
+	// Waiting says why a planned job has not started yet, or why a
+	// running copy is slowed.
 	Waiting string `json:"waiting,omitempty"`
 	Error   string `json:"error,omitempty"`
 	// Cause is the failure's short name (target_full, job_error, ...).

@@ -58,6 +58,10 @@ type Driver interface {
 	// concluded job to dismiss, a target node to delete); it is safe to
 	// call more than once.
 	Finish(ctx context.Context, j *state.Job) error
+	// SetSpeed changes a running job's speed limit, bytes/s (0 =
+	// unlimited): a copy whose fleet slot is lost is slowed, not
+	// cancelled.
+	SetSpeed(ctx context.Context, j *state.Job, speed uint64) error
 }
 
 // Budget decides whether a job may start now. The local one counts jobs

@@ -222,6 +222,11 @@ func (b *LibvirtDriver) CancelJob(ctx context.Context, j *state.Job) error {
 	return b.v.BlockJobAbort(ctx, j.VM, j.Disk, false)
 }
 
+// SetSpeed implements Driver (virDomainBlockJobSetSpeed, in bytes).
+func (b *LibvirtDriver) SetSpeed(ctx context.Context, j *state.Job, speed uint64) error {
+	return b.v.BlockJobSetSpeed(ctx, j.VM, j.Disk, speed)
+}
+
 // Finish implements Driver: libvirt clears its jobs itself; after a
 // pivot the persistent definition follows the live one.
 func (b *LibvirtDriver) Finish(ctx context.Context, j *state.Job) error {

@@ -99,6 +99,18 @@ func TestRealLibvirtJobs(t *testing.T) {
 		if err != nil || p.Result != state.ResultApplied {
 			t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
 		}
+		// SetSpeed, as a copy whose fleet slot is lost is slowed: libvirt
+		// reports the new bandwidth (in MiB/s without the bytes flag).
+		j := l.waitState(t, p.Job.ID, state.JobRunning, 30*time.Second)
+		if err := b.SetSpeed(ctx, j, 3<<20); err != nil {
+			t.Fatalf("set speed: %v", err)
+		}
+		if info, err := v.BlockJobInfo(ctx, "lvstream", "vda"); err != nil || !info.Found || info.Bandwidth != 3 {
+			t.Fatalf("after SetSpeed(3MiB): %+v %v", info, err)
+		}
+		if err := b.SetSpeed(ctx, j, 1<<20); err != nil {
+			t.Fatalf("set speed back: %v", err)
+		}
 		if j := l.waitState(t, p.Job.ID, state.JobDone, time.Minute); j.State != state.JobDone {
 			t.Fatalf("stream %s: %s", j.State, j.Error)
 		}

@@ -154,6 +154,10 @@ func (m *Manager) Run(ctx context.Context) {
 	m.holdRunning()
 	t := time.NewTicker(m.o.PollInterval)
 	defer t.Stop()
+	var slots <-chan struct{} // a fleet slot lost or taken back: speeds to set
+	if k, ok := m.o.Budget.(SlotKeeper); ok {
+		slots = k.Changed()
+	}
 	for {
 		m.Step(ctx)
 		select {
@@ -161,6 +165,7 @@ func (m *Manager) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-m.poke:
+		case <-slots:
 		}
 	}
 }
@@ -173,11 +178,21 @@ func (m *Manager) holdRunning() {
 		m.log.Error("read jobs", "error", err.Error())
 		return
 	}
+	var live []string
 	for i := range jobs {
-		if j := &jobs[i]; !j.State.Final() && j.State != state.JobPlanned {
+		j := &jobs[i]
+		if j.State.Final() {
+			continue
+		}
+		live = append(live, j.ID)
+		if j.State != state.JobPlanned {
 			m.o.Budget.Hold(j)
 			m.log.Info("block job in flight at start; adopting it", "job", j.ID, "state", string(j.State))
 		}
+	}
+	// Planned jobs count as live: their place in a fleet's line is kept.
+	if k, ok := m.o.Budget.(SlotKeeper); ok {
+		k.Adopted(live)
 	}
 }
 

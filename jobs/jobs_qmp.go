@@ -165,6 +165,15 @@ func (b *QMPDriver) CancelJob(ctx context.Context, j *state.Job) error {
 	return r.Block().BlockJobCancel(ctx, j.ID, false)
 }
 
+// SetSpeed implements Driver (block-job-set-speed).
+func (b *QMPDriver) SetSpeed(ctx context.Context, j *state.Job, speed uint64) error {
+	r, err := b.jobVM(j.VM)
+	if err != nil {
+		return err
+	}
+	return r.Block().BlockJobSetSpeed(ctx, j.ID, speed)
+}
+
 // Finish implements Driver: dismiss the concluded job, and delete the
 // target nodes of a copy that did not pivot (the file is then free to go).
 func (b *QMPDriver) Finish(ctx context.Context, j *state.Job) error {

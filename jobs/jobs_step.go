@@ -42,7 +42,54 @@ func (m *Manager) Step(ctx context.Context) {
 		if err := m.step(ctx, j, hv[j.VM], hvErr[j.VM]); err != nil {
 			m.log.Error("block job step", "job", j.ID, "state", string(j.State), "error", err.Error())
 		}
+		if err := m.keepSlot(ctx, j); err != nil {
+			m.log.Error("block job speed", "job", j.ID, "error", err.Error())
+		}
 	}
+}
+
+// keepSlot slows a running copy whose fleet slot went with the lease to
+// the floor speed, and gives it its own speed back once the slot is held
+// again. It is never cancelled: a cancelled copy loses its progress.
+func (m *Manager) keepSlot(ctx context.Context, j *state.Job) error {
+	k, ok := m.o.Budget.(SlotKeeper)
+	if !ok || (j.State != state.JobRunning && j.State != state.JobReady) {
+		return nil
+	}
+	floor, why := k.Keep(j)
+	switch {
+	case why != "" && j.SlowedTo != floor:
+		if err := m.setSpeed(ctx, j, floor); err != nil {
+			return err
+		}
+		j.SlowedTo, j.Waiting = floor, why
+		m.audit(j, fmt.Sprintf("slowed to %d B/s: %s", floor, why))
+		return m.save(j)
+	case why != "" && j.Waiting != why:
+		j.Waiting = why
+		return m.save(j)
+	case why == "" && j.SlowedTo != 0:
+		if err := m.setSpeed(ctx, j, j.Speed); err != nil {
+			return err
+		}
+		j.SlowedTo, j.Waiting = 0, ""
+		m.audit(j, fmt.Sprintf("fleet slot held again: back to %s", speedText(j.Speed)))
+		return m.save(j)
+	}
+	return nil
+}
+
+func (m *Manager) setSpeed(ctx context.Context, j *state.Job, speed uint64) error {
+	return m.callDriver(ctx, "set speed", j, func(ctx context.Context, j *state.Job) error {
+		return m.driver.SetSpeed(ctx, j, speed)
+	})
+}
+
+func speedText(s uint64) string {
+	if s == 0 {
+		return "no speed limit"
+	}
+	return fmt.Sprintf("%d B/s", s)
 }
 
 // hypervisorJobs lists the block jobs of every VM that has an unended job.

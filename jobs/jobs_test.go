@@ -26,7 +26,8 @@ type fakeJobs struct {
 	calls   []string
 	failOn  map[string]error
 	foreign []HVJob
-	wb      []bool // the copy mode of each start: write-blocking or not
+	wb      []bool            // the copy mode of each start: write-blocking or not
+	speeds  map[string]uint64 // the last speed set, by job
 }
 
 func newFakeJobs() *fakeJobs {
@@ -104,6 +105,19 @@ func (f *fakeJobs) Finish(_ context.Context, j *state.Job) error {
 	defer f.mu.Unlock()
 	f.call("finish")
 	delete(f.jobs, j.ID)
+	return nil
+}
+
+func (f *fakeJobs) SetSpeed(_ context.Context, j *state.Job, speed uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("speed"); err != nil {
+		return err
+	}
+	if f.speeds == nil {
+		f.speeds = map[string]uint64{}
+	}
+	f.speeds[j.ID] = speed
 	return nil
 }
 

@@ -69,6 +69,9 @@ type Job struct {
 	Layout      policy.Layout `json:"layout,omitempty"`
 	Base        string        `json:"base,omitempty"` // stream down to this image
 	Speed       uint64        `json:"speed,omitempty"`
+	// SlowedTo is the speed (bytes/s) a running copy was slowed to because
+	// its fleet slot went with the lease; 0 while it runs at Speed.
+	SlowedTo uint64 `json:"slowed_to,omitempty"`
 	// WriteBlocking: the copy runs (or is to run) in write-blocking mode.
 	WriteBlocking bool `json:"write_blocking,omitempty"`
 	// CancelAsked: someone asked for a cancel; the job ends cancelled.

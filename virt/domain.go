@@ -366,6 +366,18 @@ func (v *Libvirt) BlockJobAbort(ctx context.Context, domain, disk string, pivot 
 	})
 }
 
+// BlockJobSetSpeed changes the speed limit of a disk's block job, in
+// bytes/s (0 = unlimited).
+func (v *Libvirt) BlockJobSetSpeed(ctx context.Context, domain, disk string, speed uint64) error {
+	d, err := v.lookup(ctx, domain)
+	if err != nil {
+		return err
+	}
+	return v.call(ctx, "block job set speed "+domain+"/"+disk, func(l *libvirt.Libvirt) error {
+		return l.DomainBlockJobSetSpeed(d, disk, speed, libvirt.DomainBlockJobSpeedBandwidthBytes)
+	})
+}
+
 // BlockJob is a disk's running job as libvirt reports it.
 type BlockJob struct {
 	Found     bool

@@ -38,8 +38,9 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	watch := fs.Bool("watch", false, "redraw every second until interrupted")
 	all := fs.Bool("all", false, "also list jobs that ended")
 	asJSON := fs.Bool("json", false, "print the jobs as JSON")
+	inFleet := fs.Bool("fleet", false, "list the fleet budgets' slots held and copies waiting, every host's, as etcd has them")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: qtune jobs [--watch] [--all] [--json] [--socket PATH]\n       qtune jobs start stream|mirror|convert VM DISK [flags]\n       qtune jobs cancel ID")
+		fmt.Fprintln(stderr, "usage: qtune jobs [--watch] [--all] [--json] [--fleet] [--socket PATH]\n       qtune jobs start stream|mirror|convert VM DISK [flags]\n       qtune jobs cancel ID")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -47,6 +48,34 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	c := controlClient(*sock)
 	for {
+		if *inFleet {
+			var f api.Fleet
+			if err := c.do(ctx, http.MethodGet, "/v1/fleet", nil, &f); err != nil {
+				fmt.Fprintf(stderr, "qtune jobs: %v\n", err)
+				return exitFailure
+			}
+			if *asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				enc.Encode(f)
+				return exitOK
+			}
+			var buf bytes.Buffer
+			if *watch {
+				buf.WriteString("\x1b[H\x1b[2J")
+			}
+			printFleet(&buf, f, time.Now())
+			stdout.Write(buf.Bytes())
+			if !*watch {
+				return exitOK
+			}
+			select {
+			case <-ctx.Done():
+				return exitOK
+			case <-time.After(time.Second):
+			}
+			continue
+		}
 		var jobs []api.Job
 		if err := c.do(ctx, http.MethodGet, "/v1/jobs", nil, &jobs); err != nil {
 			fmt.Fprintf(stderr, "qtune jobs: %v\n", err)
@@ -103,6 +132,38 @@ func printJobs(w io.Writer, jobs []api.Job, ended bool, now time.Time) {
 	}
 	if shown == 0 {
 		fmt.Fprintln(w, "(no jobs)")
+	}
+}
+
+// printFleet draws the slots held fleet-wide, then the copies waiting in
+// the order they will be served.
+func printFleet(w io.Writer, f api.Fleet, now time.Time) {
+	lease := "held"
+	if !f.LeaseOK {
+		lease = "LOST (this host's copies run at the floor speed)"
+	}
+	fmt.Fprintf(w, "host %s, fleet lease %s\n\n", f.Host, lease)
+	row := func(s api.FleetSlot) {
+		speed := "unbounded"
+		if s.Speed > 0 {
+			speed = humanBytes(float64(s.Speed)) + "/s"
+		}
+		fmt.Fprintf(w, "%-12s %-16s %-24s %-8s %11s %-20s %s\n", s.Budget, s.Host, s.VM+"/"+s.Disk, s.Kind, speed,
+			s.Since.Local().Format("2006-01-02 15:04:05"), now.Sub(s.Since).Round(time.Second))
+	}
+	fmt.Fprintf(w, "%-12s %-16s %-24s %-8s %11s %-20s %s\n", "BUDGET", "HOST", "VM/DISK", "KIND", "SPEED", "SINCE", "FOR")
+	for _, s := range f.Held {
+		row(s)
+	}
+	if len(f.Held) == 0 {
+		fmt.Fprintln(w, "(no slots held)")
+	}
+	fmt.Fprintln(w, "\nwaiting, in the order they will be served:")
+	for _, s := range f.Waiting {
+		row(s)
+	}
+	if len(f.Waiting) == 0 {
+		fmt.Fprintln(w, "(none)")
 	}
 }
 
