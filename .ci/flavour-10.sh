@@ -40,8 +40,32 @@ versions() {
 		qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 }
 
+# Wrappers in $dir/bin run the tree's programs on the host through the
+# tree's own dynamic loader and libraries, so sockets, images and temporary
+# directories keep their host paths. QEMU is given the tree's firmware, and
+# its modules through QEMU_MODULE_DIR. The test lab puts $dir/bin first on
+# PATH when QTUNE_LAB_FLAVOUR=10; libvirtd runs chrooted in the tree instead
+# (it has compiled-in paths for its drivers and state).
+wrappers() {
+	mkdir -p "$dir/bin"
+	local libs="$root/usr/lib/x86_64-linux-gnu:$root/lib/x86_64-linux-gnu"
+	local tool extra
+	for tool in qemu-system-x86_64 qemu-img qemu-io qemu-nbd virsh; do
+		extra=""
+		if [ "$tool" = qemu-system-x86_64 ]; then
+			extra="-L '$root/usr/share/qemu' -L '$root/usr/share/seabios'"
+		fi
+		printf '#!/bin/sh\nQEMU_MODULE_DIR=%s exec %s --library-path %s %s %s "$@"\n' \
+			"'$root/usr/lib/x86_64-linux-gnu/qemu'" "'$root/lib64/ld-linux-x86-64.so.2'" "'$libs'" \
+			"'$root/usr/bin/$tool'" "$extra" >"$dir/bin/$tool.new"
+		chmod 755 "$dir/bin/$tool.new"
+		mv "$dir/bin/$tool.new" "$dir/bin/$tool"
+	done
+}
+
 if [ "${FORCE:-}" != 1 ] && [ -f "$root/.qtune-flavour" ] && [ "$(cat "$root/.qtune-flavour")" = "$recipe" ]; then
 	echo "flavour-10: $root is up to date"
+	wrappers
 	versions "$root"
 	exit 0
 fi
@@ -86,5 +110,6 @@ fi
 mv "$new" "$root"
 rm -rf "$dir/root.old"
 
+wrappers
 echo "flavour-10: built $root in $(($(date +%s) - start)) s, $(du -sh "$root" | cut -f1)"
 versions "$root"
