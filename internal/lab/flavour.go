@@ -57,7 +57,7 @@ func flavourMissing() string {
 		filepath.Join(filepath.Dir(root), "bin", "qemu-system-x86_64"),
 	} {
 		if _, err := os.Stat(p); err != nil {
-			return fmt.Sprintf("%s=%s but its root is not built (%v; run make lab-flavour-%s)", FlavourEnv, Flavour(), err, Flavour())
+			return fmt.Sprintf("lab flavour %s=%s is not built (%v; run make lab-flavour-%s)", FlavourEnv, Flavour(), err, Flavour())
 		}
 	}
 	return ""
@@ -170,6 +170,11 @@ func flavourMounts(root string) (string, error) {
 		return "", err
 	}
 	var b strings.Builder
+	// The root is a mount point of its own: libvirt makes "/" a slave
+	// mount before it starts QEMU in a mount namespace, which fails
+	// ("Failed disable mount propagation out of the root filesystem")
+	// when the chroot's "/" is a mere directory.
+	fmt.Fprintf(&b, "mount --bind %q %q\n", root, root)
 	seen := map[string]bool{}
 	for _, m := range []struct{ how, dir string }{
 		{"--rbind", "/dev"}, {"--bind", "/proc"}, {"--rbind", "/sys"},
