@@ -6,6 +6,9 @@
 #               with their tests, and the example Prometheus rules with
 #               theirs (promtool, from Debian's prometheus package).
 #   make build  the qtune binary into ./bin
+#   make test-flavour-10  the integration test packages again on QEMU 10.0
+#               and libvirt 11.3 (make lab-flavour-10 builds their root
+#               from bookworm-backports, once, under the lab cache)
 #   make bench  quick benchmarks (under five minutes) into bench/RESULTS.md;
 #               make bench-full for every size and longer phases
 
@@ -13,7 +16,7 @@ GO      ?= go
 BIN     := bin/qtune
 FUZZTIME ?= 12s
 
-.PHONY: all build bench bench-full test fmt-check vet unit fuzz policies prometheus-rules clean stats-demo demo install lab-deps
+.PHONY: all build bench bench-full test fmt-check vet unit fuzz policies prometheus-rules clean stats-demo demo install lab-deps lab-flavour-10 test-flavour-10
 
 all: build
 
@@ -91,3 +94,23 @@ lab-deps:
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends qemu-system-x86 qemu-utils; \
 	fi
+
+# The lab cache, as internal/lab.CacheDir finds it; the flavour's root and
+# its wrappers live under it.
+LAB_CACHE := $(or $(QTUNE_LAB_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/qtune-lab)
+
+# QEMU 10.0 and libvirt 11.3 from bookworm-backports in a root of their
+# own, beside the system's (see docs/development.md). Kept between runs.
+lab-flavour-10:
+	@sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	if ! command -v mmdebstrap >/dev/null; then \
+		$$sudo apt-get install -y -q --no-install-recommends mmdebstrap; \
+	fi; \
+	$$sudo env QTUNE_LAB_CACHE=$(LAB_CACHE) .ci/flavour-10.sh
+
+# The packages with real-QEMU or real-libvirt tests, run on the flavour.
+FLAVOUR_PKGS ?= ./internal/lab ./qmp ./virt ./tuning ./doctor ./agent ./fleet ./cmd/qtune
+
+test-flavour-10: lab-flavour-10
+	PATH=$(LAB_CACHE)/flavour-10/bin:$$PATH QTUNE_LAB_CACHE=$(LAB_CACHE) QTUNE_LAB_FLAVOUR=10 QTUNE_LAB=require \
+		$(GO) test -count=1 -p 1 -timeout 30m $(FLAVOUR_PKGS)
