@@ -112,5 +112,7 @@ lab-flavour-10:
 FLAVOUR_PKGS ?= ./internal/lab ./qmp ./virt ./tuning ./doctor ./agent ./fleet ./cmd/qtune
 
 test-flavour-10: lab-flavour-10
+	@QTUNE_LAB_CACHE=$(LAB_CACHE) QTUNE_LAB_FLAVOUR=10 QTUNE_LAB=require \
+		$(GO) test -count=1 -v -run '^TestVersions$$' ./internal/lab
 	PATH=$(LAB_CACHE)/flavour-10/bin:$$PATH QTUNE_LAB_CACHE=$(LAB_CACHE) QTUNE_LAB_FLAVOUR=10 QTUNE_LAB=require \
 		$(GO) test -count=1 -p 1 -timeout 30m $(FLAVOUR_PKGS)
