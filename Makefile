@@ -109,7 +109,7 @@ lab-flavour-10:
 	$$sudo env QTUNE_LAB_CACHE=$(LAB_CACHE) .ci/flavour-10.sh
 
 # The packages with real-QEMU or real-libvirt tests, run on the flavour.
-FLAVOUR_PKGS ?= ./internal/lab ./qmp ./virt ./tuning ./doctor ./agent ./fleet ./cmd/qtune
+FLAVOUR_PKGS ?= ./internal/lab ./internal/hoststat ./qmp ./virt ./tuning ./doctor ./agent ./fleet ./cmd/qtune
 
 test-flavour-10: lab-flavour-10
 	@QTUNE_LAB_CACHE=$(LAB_CACHE) QTUNE_LAB_FLAVOUR=10 QTUNE_LAB=require \
