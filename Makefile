@@ -12,6 +12,9 @@
 #               same file)
 #   make deb-check  builds the package and installs, upgrades, removes and
 #               purges it on this machine (packaging/ci-check.sh; root)
+#   make test-flavour-10  the integration test packages again on QEMU 10.0
+#               and libvirt 11.3 (make lab-flavour-10 builds their root
+#               from bookworm-backports, once, under the lab cache)
 #   make bench  quick benchmarks (under five minutes) into bench/RESULTS.md;
 #               make bench-full for every size and longer phases
 
@@ -37,7 +40,7 @@ DEB     := dist/qtune_$(VERSION)-1_amd64.deb
 NFPM    := $(GO) tool -modfile=tools/go.mod nfpm
 export SOURCE_DATE_EPOCH
 
-.PHONY: all build bench bench-full test fmt-check vet unit fuzz policies prometheus-rules clean stats-demo demo install lab-deps deb deb-check
+.PHONY: all build bench bench-full test fmt-check vet unit fuzz policies prometheus-rules clean stats-demo demo install lab-deps deb deb-check lab-flavour-10 test-flavour-10
 
 all: build
 
@@ -127,3 +130,25 @@ lab-deps:
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends qemu-system-x86 qemu-utils; \
 	fi
+
+# The lab cache, as internal/lab.CacheDir finds it; the flavour's root and
+# its wrappers live under it.
+LAB_CACHE := $(or $(QTUNE_LAB_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/qtune-lab)
+
+# QEMU 10.0 and libvirt 11.3 from bookworm-backports in a root of their
+# own, beside the system's (see docs/development.md). Kept between runs.
+lab-flavour-10:
+	@sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	if ! command -v mmdebstrap >/dev/null; then \
+		$$sudo apt-get install -y -q --no-install-recommends mmdebstrap; \
+	fi; \
+	$$sudo env QTUNE_LAB_CACHE=$(LAB_CACHE) .ci/flavour-10.sh
+
+# The packages with real-QEMU or real-libvirt tests, run on the flavour.
+FLAVOUR_PKGS ?= ./internal/lab ./internal/hoststat ./qmp ./virt ./tuning ./doctor ./agent ./fleet ./cmd/qtune
+
+test-flavour-10: lab-flavour-10
+	@QTUNE_LAB_CACHE=$(LAB_CACHE) QTUNE_LAB_FLAVOUR=10 QTUNE_LAB=require \
+		$(GO) test -count=1 -v -run '^TestVersions$$' ./internal/lab
+	PATH=$(LAB_CACHE)/flavour-10/bin:$$PATH QTUNE_LAB_CACHE=$(LAB_CACHE) QTUNE_LAB_FLAVOUR=10 QTUNE_LAB=require \
+		$(GO) test -count=1 -p 1 -timeout 30m $(FLAVOUR_PKGS)

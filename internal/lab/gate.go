@@ -8,6 +8,7 @@ package lab
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -15,7 +16,8 @@ import (
 // Required reports whether integration tests must run: QTUNE_LAB=require
 // (set by "make test" and so by CI) turns a missing tool into a failure
 // instead of a skip. QTUNE_LAB=off skips every integration test, for a
-// quick run of the unit tests alone.
+// quick run of the unit tests alone. A lab flavour (FlavourEnv) asked
+// for but not built counts as missing too.
 func Required() bool { return os.Getenv("QTUNE_LAB") == "require" }
 
 // NeedQEMU skips the test when qemu-system-x86_64 or qemu-img is missing,
@@ -67,9 +69,15 @@ func need(t testing.TB, tools ...string) {
 	if os.Getenv("QTUNE_LAB") == "off" {
 		t.Skip("QTUNE_LAB=off: unit tests only")
 	}
+	if why := flavourMissing(); why != "" {
+		if Required() {
+			t.Fatalf("QTUNE_LAB=require but %s", why)
+		}
+		t.Skipf("integration test needs the lab flavour: %s", why)
+	}
 	var missing []string
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
+		if !haveTool(tool) {
 			missing = append(missing, tool)
 		}
 	}
@@ -80,4 +88,15 @@ func need(t testing.TB, tools ...string) {
 		t.Fatalf("QTUNE_LAB=require but %v not found on PATH (install %s)", missing, packagesOf(missing))
 	}
 	t.Skipf("integration test needs %v (set QTUNE_LAB=require to make this a failure)", missing)
+}
+
+// haveTool looks a tool up on PATH, or, for the daemons of a lab flavour
+// other than the system's, in the flavour's root, where they run.
+func haveTool(tool string) bool {
+	if root, _ := FlavourRoot(); root != "" && (tool == "libvirtd" || tool == "virtlogd") {
+		_, err := os.Stat(filepath.Join(root, "usr", "sbin", tool))
+		return err == nil
+	}
+	_, err := exec.LookPath(tool)
+	return err == nil
 }

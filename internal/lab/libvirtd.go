@@ -121,8 +121,24 @@ func (d *Libvirtd) URI() string { return "qemu:///system?socket=" + d.SocketPath
 func (d *Libvirtd) startHolder(ctx context.Context) error {
 	var script strings.Builder
 	script.WriteString("set -e\n")
+	root, err := FlavourRoot()
+	if err != nil {
+		return err
+	}
+	if root != "" {
+		// The flavour's libvirtd runs chrooted in its root: the host's
+		// /dev, /proc and /sys, and the temporary and cache directories
+		// that hold the tests' images, kernels and sockets, appear there
+		// at the same paths, so a domain XML names the same files
+		// inside and out.
+		mounts, err := flavourMounts(root)
+		if err != nil {
+			return err
+		}
+		script.WriteString(mounts)
+	}
 	for _, m := range libvirtdDirs {
-		fmt.Fprintf(&script, "mount --bind %q %q\n", filepath.Join(d.Dir, m.sub), m.target)
+		fmt.Fprintf(&script, "mount --bind %q %q\n", filepath.Join(d.Dir, m.sub), filepath.Join(root, m.target))
 	}
 	script.WriteString("echo ready\nexec sleep 2147483647\n")
 	d.holder = exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script.String())
@@ -164,7 +180,9 @@ func (d *Libvirtd) startDaemon(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	shared := filepath.Join(cache, "libvirt-cache")
+	// One probe per flavour: each libvirt keeps its own format, and
+	// sharing one would re-probe at every switch.
+	shared := filepath.Join(cache, "libvirt-cache"+Flavour())
 	// The first start on a machine probes QEMU's capabilities (~8 s);
 	// the probe is kept in the lab cache and copied to every later
 	// daemon. Serialise that across test binaries.
@@ -177,7 +195,12 @@ func (d *Libvirtd) startDaemon(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(d.holder.Process.Pid), "-m", "libvirtd", "-d", "-p", d.pidFile())
+	argv, err := libvirtdCommand("libvirtd")
+	if err != nil {
+		return err
+	}
+	argv = append([]string{"-t", strconv.Itoa(d.holder.Process.Pid), "-m"}, argv...)
+	cmd := exec.CommandContext(ctx, "nsenter", append(argv, "-d", "-p", d.pidFile())...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("libvirtd -d: %w: %s", err, out)
 	}

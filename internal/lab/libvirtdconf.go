@@ -37,7 +37,11 @@ func (d *Libvirtd) prepare() error {
 	d.HostUUID = uuid
 	slot := (os.Getpid()*7 + int(portSlot.Add(1))) % migrationPortSlots
 	d.MigrationPorts = [2]int{migrationPortBase + slot*migrationPortCount, migrationPortBase + slot*migrationPortCount + migrationPortCount - 1}
-	confs, err := filepath.Glob("/etc/libvirt/*.conf")
+	root, err := FlavourRoot()
+	if err != nil {
+		return err
+	}
+	confs, err := filepath.Glob(filepath.Join(root, "/etc/libvirt/*.conf"))
 	if err != nil {
 		return err
 	}

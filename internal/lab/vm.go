@@ -139,8 +139,9 @@ func (vm *VM) args(ctx context.Context, cfg VMConfig) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
+		// no_timer_check: see domainXML.
 		a = append(a, "-kernel", kernel, "-initrd", initrd,
-			"-append", "console=ttyS0 panic=-1 quiet loglevel=3 "+cfg.Workload.Cmdline())
+			"-append", "console=ttyS0 panic=-1 quiet loglevel=3 no_timer_check "+cfg.Workload.Cmdline())
 	}
 	for _, d := range cfg.Disks {
 		da, err := vm.diskArgs(ctx, d)
