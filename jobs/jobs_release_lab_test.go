@@ -110,7 +110,7 @@ func TestRealJobMirrorLetsGoOfSource(t *testing.T) {
 	l, j, held := copyOffTmpfs(t, "letgo", func(dir string) Request {
 		return Request{Kind: policy.KnobMirror, Target: state.Target{VM: "letgo", Disk: "disk0"}, TargetDir: dir, Speed: 8 << 20}
 	}, 0)
-	checkStamps(t, j.Kept[0].Path)
+	checkStamps(t, held)
 	provesReleased(t, l.vm.PID(), j.Kept, filepath.Dir(j.Source))
 	waitVerified(t, l.vm) // the guest reads its data back, through the copy only
 	l.vm.Stop()
