@@ -37,7 +37,7 @@ func wireJob(j state.Job) api.Job {
 		PivotAt: j.PivotAt, NextTry: j.NextTry, Created: j.Created, Updated: j.Updated,
 		Started: j.Started, Ended: j.Ended, Waiting: j.Waiting, Error: j.Error, Cause: j.Cause, Pivoted: j.Pivoted,
 		Progress: api.Progress{Offset: p.Offset, Length: p.Length, Rate: p.Rate, ETA: p.ETA, At: p.At},
-		Kept:     wireKept(j.Kept)}
+		Chain:    j.Chain, Kept: wireKept(j.Kept)}
 }
 
 func wireKept(ks []state.Kept) []api.Kept {

@@ -61,6 +61,9 @@ type Job struct {
 	// Cause is the failure's short name (target_full, job_error, ...).
 	Cause   string `json:"cause,omitempty"`
 	Pivoted bool   `json:"pivoted,omitempty"`
+	// Chain is the disk's backing files when the job was planned, top
+	// first.
+	Chain []string `json:"chain,omitempty"`
 	// Kept lists the images the job took the disk off, left on disk.
 	Kept []Kept `json:"kept,omitempty"`
 }

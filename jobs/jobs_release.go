@@ -154,7 +154,7 @@ func (m *Manager) keep(j *state.Job) {
 func keptNote(j *state.Job) string {
 	s := ""
 	for _, k := range j.Kept {
-		s += "; " + k.Path + " (" + strconv.FormatUint(k.Bytes>>20, 10) + " MiB) is kept"
+		s += fmt.Sprintf("; %s (%.1f MiB) is kept", k.Path, float64(k.Bytes)/(1<<20))
 		if k.Open {
 			s += ", still open in QEMU until the VM stops"
 		} else {
