@@ -11,6 +11,7 @@ import (
 	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/facts"
 	ibackoff "github.com/qtune/qtune/internal/backoff"
+	"github.com/qtune/qtune/qmp"
 	"github.com/qtune/qtune/tuning"
 	"github.com/qtune/qtune/virt"
 )
@@ -64,6 +65,43 @@ func openSource(ctx context.Context, cfg config.Config, log hclog.Logger, m *met
 type libvirtSource struct {
 	*facts.Source
 	backend *tuning.LibvirtBackend
+
+	capsMu      sync.Mutex
+	caps        []string
+	capsAt      time.Time
+	capsReading bool
+}
+
+// capsEvery is how often libvirt's capabilities are read again: a
+// libvirt upgraded under a running agent, domains given <statistics>.
+const capsEvery = 10 * time.Minute
+
+// BackendCapabilities is what libvirt was last found to offer; a read
+// older than capsEvery is refreshed in the background, so that status
+// never waits on libvirt.
+func (s *libvirtSource) BackendCapabilities() []string {
+	s.capsMu.Lock()
+	defer s.capsMu.Unlock()
+	if time.Since(s.capsAt) > capsEvery && !s.capsReading {
+		s.capsReading = true
+		go s.readCapabilities()
+	}
+	return s.caps
+}
+
+func (s *libvirtSource) readCapabilities() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := s.backend.Libvirt().Capabilities(ctx)
+	s.capsMu.Lock()
+	defer s.capsMu.Unlock()
+	s.capsReading = false
+	if err != nil {
+		s.caps = []string{"unknown: " + err.Error()}
+		s.capsAt = time.Now().Add(-capsEvery + time.Minute) // again in a minute
+		return
+	}
+	s.caps, s.capsAt = c.Names(), time.Now()
 }
 
 func (s *libvirtSource) Backend() tuning.Backend { return s.backend }
@@ -105,13 +143,49 @@ func (s *qmpSource) VMConnected(vm facts.VM) {
 
 // BeforeSample brings the VM's histograms in line, so that the sample
 // shows them.
+// What the VM's QEMU can do is read first, once per connection: it
+// decides which commands are sent to it.
 func (s *qmpSource) BeforeSample(ctx context.Context, vm facts.VM) {
+	caps, known := s.vmCapabilities(ctx, vm.Name)
 	s.mu.Lock()
 	hv := s.hist[vm.Name]
 	s.mu.Unlock()
-	if hv != nil {
+	if hv != nil && (!known || caps.LatencyHistograms) {
 		s.syncHistograms(ctx, vm, hv)
 	}
+}
+
+// vmCapabilities reads (once per connection) what a VM's QEMU offers.
+func (s *qmpSource) vmCapabilities(ctx context.Context, name string) (qmp.Capabilities, bool) {
+	h, err := s.backend.VM(name)
+	if err != nil {
+		return qmp.Capabilities{}, false
+	}
+	if c, ok := h.KnownCapabilities(); ok {
+		return c, true
+	}
+	c, err := h.Capabilities(ctx)
+	if err != nil {
+		s.log.Warn("cannot read what QEMU offers; assuming QEMU 7.2's commands", "vm", name, "error", err.Error())
+		return qmp.Capabilities{}, false
+	}
+	if !c.LatencyHistograms {
+		s.log.Info("QEMU has no latency histograms (block-latency-histogram-set): none are turned on", "vm", name)
+	}
+	return c, true
+}
+
+// Capabilities says, per VM, what its QEMU was found to offer.
+func (s *qmpSource) Capabilities() map[string][]string {
+	out := map[string][]string{}
+	for _, name := range s.backend.VMs() {
+		if h, err := s.backend.VM(name); err == nil {
+			if c, ok := h.KnownCapabilities(); ok {
+				out[name] = c.Names()
+			}
+		}
+	}
+	return out
 }
 
 func (s *qmpSource) VMGone(name string) {
