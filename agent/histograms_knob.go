@@ -49,7 +49,7 @@ func (a *Agent) syncHistograms(ctx context.Context, now time.Time, disks []sampl
 			a.holdHistogram(ctx, now, st, o, d)
 			continue
 		}
-		if st.On && reads && !hasHistogram(d) && !a.knownForeign(t) {
+		if st.On && reads && !hasHistogram(d) && !a.knownForeign(t) && a.offersHistograms(d.VM) {
 			a.histogramAction(ctx, now, st, t, "")
 		}
 	}
@@ -183,4 +183,14 @@ func sameHistogram(d sample.Disk, h tuning.HistogramState) bool {
 		return slices.Equal(s.Boundaries, *b)
 	}
 	return h.On && same(d.ReadHist, h.Read) && same(d.WriteHist, h.Write)
+}
+
+// offersHistograms reports whether a VM's hypervisor has latency
+// histograms, as far as the source knows (unknown counts as yes: the
+// set call then says).
+func (a *Agent) offersHistograms(vm string) bool {
+	if o, ok := a.src.(interface{ OffersHistograms(string) bool }); ok {
+		return o.OffersHistograms(vm)
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -9,6 +10,7 @@ import (
 	"github.com/qtune/qtune/config"
 	"github.com/qtune/qtune/facts"
 	ibackoff "github.com/qtune/qtune/internal/backoff"
+	"github.com/qtune/qtune/qmp"
 	"github.com/qtune/qtune/tuning"
 	"github.com/qtune/qtune/virt"
 )
@@ -35,7 +37,7 @@ func factsOptions(cfg config.Config, m *metrics) facts.Options {
 func openSource(ctx context.Context, cfg config.Config, log hclog.Logger, m *metrics) (source, error) {
 	o := factsOptions(cfg, m)
 	if cfg.QMPDir != "" {
-		s := newQMPSource()
+		s := newQMPSource(log)
 		o.QMP = s
 		src, err := facts.Open(ctx, o, log)
 		if err != nil {
@@ -62,6 +64,43 @@ func openSource(ctx context.Context, cfg config.Config, log hclog.Logger, m *met
 type libvirtSource struct {
 	*facts.Source
 	backend *tuning.LibvirtBackend
+
+	capsMu      sync.Mutex
+	caps        []string
+	capsAt      time.Time
+	capsReading bool
+}
+
+// capsEvery is how often libvirt's capabilities are read again: a
+// libvirt upgraded under a running agent, domains given <statistics>.
+const capsEvery = 10 * time.Minute
+
+// BackendCapabilities is what libvirt was last found to offer; a read
+// older than capsEvery is refreshed in the background, so that status
+// never waits on libvirt.
+func (s *libvirtSource) BackendCapabilities() []string {
+	s.capsMu.Lock()
+	defer s.capsMu.Unlock()
+	if time.Since(s.capsAt) > capsEvery && !s.capsReading {
+		s.capsReading = true
+		go s.readCapabilities()
+	}
+	return s.caps
+}
+
+func (s *libvirtSource) readCapabilities() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := s.backend.Libvirt().Capabilities(ctx)
+	s.capsMu.Lock()
+	defer s.capsMu.Unlock()
+	s.capsReading = false
+	if err != nil {
+		s.caps = []string{"unknown: " + err.Error()}
+		s.capsAt = time.Now().Add(-capsEvery + time.Minute) // again in a minute
+		return
+	}
+	s.caps, s.capsAt = c.Names(), time.Now()
 }
 
 func (s *libvirtSource) Backend() tuning.Backend { return s.backend }
@@ -74,19 +113,78 @@ func (s *libvirtSource) Tainted() []string       { return s.backend.Tainted() }
 type qmpSource struct {
 	*facts.Source
 	backend *tuning.QMPBackend
+	log     hclog.Logger
 }
 
-func newQMPSource() *qmpSource {
-	return &qmpSource{backend: tuning.NewQMPBackend()}
+func newQMPSource(log hclog.Logger) *qmpSource {
+	return &qmpSource{backend: tuning.NewQMPBackend(), log: log.Named("qmp")}
 }
 
 func (s *qmpSource) Backend() tuning.Backend { return s.backend }
 func (s *qmpSource) Tainted() []string       { return nil }
 
 // VMConnected gives the backend the VM's new connection.
-func (s *qmpSource) VMConnected(vm facts.VM) { s.backend.AddVM(vm.Name, vm.Monitor, vm.PID) }
+func (s *qmpSource) VMConnected(vm facts.VM) {
+	s.backend.AddVM(vm.Name, vm.Monitor, vm.PID)
+	s.readCapabilities(vm.Name)
+}
 
 func (s *qmpSource) VMGone(name string) { s.backend.RemoveVM(name) }
+
+// readCapabilities reads what the VM's QEMU can do, once per connection:
+// it decides which commands are sent to it.
+func (s *qmpSource) readCapabilities(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), capsTimeout)
+	defer cancel()
+	s.vmCapabilities(ctx, name)
+}
+
+// capsTimeout bounds the schema read (about 200 KB from QEMU).
+const capsTimeout = 10 * time.Second
+
+// OffersHistograms reports whether the VM's QEMU has latency histograms
+// (block-latency-histogram-set), or is not known yet not to.
+func (s *qmpSource) OffersHistograms(vm string) bool {
+	h, err := s.backend.VM(vm)
+	if err != nil {
+		return true
+	}
+	c, known := h.KnownCapabilities()
+	return !known || c.LatencyHistograms
+}
+
+// vmCapabilities reads (once per connection) what a VM's QEMU offers.
+func (s *qmpSource) vmCapabilities(ctx context.Context, name string) (qmp.Capabilities, bool) {
+	h, err := s.backend.VM(name)
+	if err != nil {
+		return qmp.Capabilities{}, false
+	}
+	if c, ok := h.KnownCapabilities(); ok {
+		return c, true
+	}
+	c, err := h.Capabilities(ctx)
+	if err != nil {
+		s.log.Warn("cannot read what QEMU offers; assuming QEMU 7.2's commands", "vm", name, "error", err.Error())
+		return qmp.Capabilities{}, false
+	}
+	if !c.LatencyHistograms {
+		s.log.Info("QEMU has no latency histograms (block-latency-histogram-set): none are turned on", "vm", name)
+	}
+	return c, true
+}
+
+// Capabilities says, per VM, what its QEMU was found to offer.
+func (s *qmpSource) Capabilities() map[string][]string {
+	out := map[string][]string{}
+	for _, name := range s.backend.VMs() {
+		if h, err := s.backend.VM(name); err == nil {
+			if c, ok := h.KnownCapabilities(); ok {
+				out[name] = c.Names()
+			}
+		}
+	}
+	return out
+}
 
 // backoff is the wait before the nth retry in a row of an orphaned knob.
 func backoff(n int, jitter float64) time.Duration { return ibackoff.Wait(n, jitter) }

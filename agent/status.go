@@ -21,6 +21,13 @@ type domainStater interface {
 	DomainStates() map[string]vmState
 }
 
+// vmCapabler is a source that knows what each VM's QEMU offers;
+// backendCapabler one that knows what its backend offers.
+type (
+	vmCapabler      interface{ Capabilities() map[string][]string }
+	backendCapabler interface{ BackendCapabilities() []string }
+)
+
 const keepActions = 50
 
 // publish updates status, metrics and history after a cycle.
@@ -63,6 +70,13 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 		}
 		v.State, v.StateReason = st.State, st.Reason
 	}
+	if cs, ok := a.src.(vmCapabler); ok {
+		for name, c := range cs.Capabilities() {
+			if v := vms[name]; v != nil {
+				v.Capabilities = c
+			}
+		}
+	}
 	list := make([]api.VMStatus, 0, len(vms))
 	for _, v := range vms {
 		list = append(list, *v)
@@ -78,6 +92,9 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 	s.StoreError = a.storeErr
 	s.Interval, s.LastCycle, s.CycleDuration = a.cfg.Interval.String(), now, dur.Round(time.Millisecond).String()
 	s.VMs, s.Rules, s.Owned, s.Tainted = list, states, owned, tainted
+	if bc, ok := a.src.(backendCapabler); ok {
+		s.BackendCapabilities = bc.BackendCapabilities()
+	}
 	s.OwnedError, s.OwnedSettled = a.recon.ownedErr, a.recon.settled
 	s.Findings = a.checks.findings()
 	s.Errors = map[string]string{}

@@ -36,7 +36,16 @@ func wireJob(j state.Job) api.Job {
 		CancelAsked: j.CancelAsked, Restart: j.Restart, Attempts: j.Attempts, PivotTries: j.PivotTries,
 		PivotAt: j.PivotAt, NextTry: j.NextTry, Created: j.Created, Updated: j.Updated,
 		Started: j.Started, Ended: j.Ended, Waiting: j.Waiting, Error: j.Error, Cause: j.Cause, Pivoted: j.Pivoted,
-		Progress: api.Progress{Offset: p.Offset, Length: p.Length, Rate: p.Rate, ETA: p.ETA, At: p.At}}
+		Progress: api.Progress{Offset: p.Offset, Length: p.Length, Rate: p.Rate, ETA: p.ETA, At: p.At},
+		Chain:    j.Chain, Kept: wireKept(j.Kept)}
+}
+
+func wireKept(ks []state.Kept) []api.Kept {
+	var out []api.Kept
+	for _, k := range ks {
+		out = append(out, api.Kept(k))
+	}
+	return out
 }
 
 func wireJobs(jobs []state.Job) []api.Job {

@@ -65,6 +65,20 @@ type Job struct {
 	// Cause is the failure's short name (target_full, job_error, ...).
 	Cause   string `json:"cause,omitempty"`
 	Pivoted bool   `json:"pivoted,omitempty"`
+	// Chain is the disk's backing files when the job was planned, top
+	// first.
+	Chain []string `json:"chain,omitempty"`
+	// Kept lists the images the job took the disk off, left on disk.
+	Kept []Kept `json:"kept,omitempty"`
+}
+
+// Kept is an image a job took a disk off and left on disk. Open says
+// QEMU still held it when the job ended (deleting it frees nothing until
+// the VM stops); closed, it is free to delete.
+type Kept struct {
+	Path  string `json:"path"`
+	Bytes uint64 `json:"bytes"` // the space it takes on its filesystem
+	Open  bool   `json:"open,omitempty"`
 }
 
 // Progress is a job's progress as last seen.

@@ -28,7 +28,11 @@ type Status struct {
 	Jobs          []Job              `json:"jobs"`                    // block jobs, newest first
 	Actions       []ActionStatus     `json:"actions"`                 // the latest, newest last
 	Tainted       []string           `json:"tainted,omitempty"`
-	Errors        map[string]string  `json:"errors,omitempty"` // latest sample error per VM
+	// BackendCapabilities is what the backend was found to offer: under
+	// libvirt its version, its QEMU's, and whether the bulk stats carry
+	// timed block statistics and latency histograms.
+	BackendCapabilities []string          `json:"backend_capabilities,omitempty"`
+	Errors              map[string]string `json:"errors,omitempty"` // latest sample error per VM
 	// Findings are the disk checks' findings worse than ok, worst first.
 	Findings []FindingStatus `json:"findings,omitempty"`
 	// Version is the running agent's build, which after an upgrade may
@@ -83,6 +87,10 @@ type VMStatus struct {
 	State       string       `json:"state,omitempty"`
 	StateReason string       `json:"state_reason,omitempty"`
 	Disks       []DiskStatus `json:"disks"`
+	// Capabilities is what the VM's QEMU was found to offer, from its
+	// QMP schema ("blockdev-reopen", "no block-job-change", ...); empty
+	// when not read (under libvirt, see Status.BackendCapabilities).
+	Capabilities []string `json:"capabilities,omitempty"`
 }
 
 // DiskStatus is one disk's latest figures.

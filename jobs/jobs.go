@@ -22,7 +22,8 @@
 //
 // Whatever happens, the VM stays on its source until a pivot of a ready
 // job, the source is never deleted, and a target qtune created is removed
-// only when no pivot happened.
+// only when no pivot happened. A finished job lets go of the images it
+// took the disk off (jobs_release.go): QEMU closes them, they stay on disk.
 //
 // Jobs reach a hypervisor through a Driver (QMPDriver, LibvirtDriver,
 // over the tuning backends' exported handles), and reach the executor's

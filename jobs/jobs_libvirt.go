@@ -28,6 +28,7 @@ type LibvirtDriver struct {
 	v       *virt.Libvirt
 	log     hclog.Logger
 	qemuImg qemuimg.Runner // reads the images libvirt names
+	pid     func(domain string) int
 
 	mu        sync.Mutex
 	jobEvents map[string]jobEvent  // last block-job event by domain and disk path
@@ -47,7 +48,7 @@ func NewLibvirtDriver(b *tuning.LibvirtBackend, o DriverOptions) *LibvirtDriver 
 	if o.Log == nil {
 		o.Log = hclog.NewNullLogger()
 	}
-	d := &LibvirtDriver{v: b.Libvirt(), log: o.Log, qemuImg: o.QemuImg, watches: map[string]*jobWatch{}}
+	d := &LibvirtDriver{v: b.Libvirt(), log: o.Log, qemuImg: o.QemuImg, pid: b.QEMUPID, watches: map[string]*jobWatch{}}
 	b.SetJobEventSink(d.NoteJobEvent)
 	return d
 }
@@ -226,6 +227,11 @@ func (b *LibvirtDriver) CancelJob(ctx context.Context, j *state.Job) error {
 func (b *LibvirtDriver) SetSpeed(ctx context.Context, j *state.Job, speed uint64) error {
 	return b.v.BlockJobSetSpeed(ctx, j.VM, j.Disk, speed)
 }
+
+// QEMUPID implements pidDriver: after a pivot or a pull, libvirt itself
+// deletes the nodes of the images the disk left (blockdev-del), so qtune
+// only looks whether QEMU still holds them.
+func (b *LibvirtDriver) QEMUPID(vm string) int { return b.pid(vm) }
 
 // Finish implements Driver: libvirt clears its jobs itself; after a
 // pivot the persistent definition follows the live one.

@@ -114,7 +114,7 @@ func hvBlocks(h HVJob, t state.Target) bool {
 // there is nothing to do (noop) or why it is refused (err).
 func (m *Manager) shape(r Request, img DiskImage) (*state.Job, string, error) {
 	j := &state.Job{Kind: r.Kind, Target: r.Target, Rule: r.Rule, Source: img.Path, Speed: r.Speed,
-		WriteBlocking: r.CopyMode == "write-blocking"}
+		Chain: img.Chain, WriteBlocking: r.CopyMode == "write-blocking"}
 	spec, ok := jobKindOf(r.Kind)
 	if !ok {
 		return nil, "", &tuning.Refusal{Code: tuning.RefuseUnsupported, Reason: fmt.Sprintf("unknown job kind %q", r.Kind)}

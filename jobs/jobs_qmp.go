@@ -185,6 +185,11 @@ func (b *QMPDriver) Finish(ctx context.Context, j *state.Job) error {
 	if err := r.Block().JobDismiss(ctx, j.ID); err != nil && !notFound(err) {
 		errs = append(errs, err)
 	}
+	// A copy that pivoted, or a stream, let go of images: their nodes,
+	// once unused, are deleted so that QEMU closes the files.
+	if _, err := releaseNodes(ctx, r.Block(), releasedPaths(j)); err != nil {
+		errs = append(errs, err)
+	}
 	if pivots(j) && !j.Pivoted {
 		fileNode, fmtNode := targetNodes(j.ID)
 		for _, n := range []string{fmtNode, fileNode} {
@@ -194,6 +199,14 @@ func (b *QMPDriver) Finish(ctx context.Context, j *state.Job) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// QEMUPID implements pidDriver.
+func (b *QMPDriver) QEMUPID(vm string) int {
+	if r, err := b.jobVM(vm); err == nil {
+		return r.PID()
+	}
+	return 0
 }
 
 // notFound: QEMU's answer for a job or node that is not there.

@@ -273,7 +273,8 @@ func (m *Manager) concluded(ctx context.Context, j *state.Job, h HVJob, found bo
 		spec, _ := jobKindOf(j.Kind)
 		return spec.ended(m, ctx, j, img)
 	case j.Pivoted:
-		return m.end(ctx, j, state.JobDone, "the VM runs on "+j.Dest+"; the source "+j.Source+" is kept")
+		m.keep(j)
+		return m.end(ctx, j, state.JobDone, "the VM runs on "+j.Dest+keptNote(j))
 	case j.State == state.JobPivoting && j.CancelAsked:
 		return m.fail(ctx, j, CausePivotFailed, j.Error)
 	case j.State == state.JobPivoting:
@@ -293,7 +294,8 @@ func (m *Manager) streamEnded(ctx context.Context, j *state.Job, img DiskImage) 
 	flat := len(img.Chain) == 0 || (j.Base != "" && len(img.Chain) > 0 && img.Chain[0] == j.Base)
 	switch {
 	case flat && img.Path == j.Source:
-		return m.end(ctx, j, state.JobDone, "chain flattened")
+		m.keep(j)
+		return m.end(ctx, j, state.JobDone, "chain flattened"+keptNote(j))
 	case j.CancelAsked:
 		return m.end(ctx, j, state.JobCancelled, "cancelled; the chain is partly streamed, which is harmless")
 	}

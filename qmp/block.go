@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // ErrAutoNode is returned for nodes QEMU named itself ("#block123"):
@@ -16,6 +17,16 @@ var ErrAutoNode = errors.New("qmp: auto-named node")
 // or a libvirt passthrough monitor.
 type Block struct {
 	ex Executor
+
+	mu        sync.Mutex
+	reopenCmd string // from the schema (UseCapabilities); "" until known
+}
+
+// UseCapabilities has b send the commands c says this QEMU has.
+func (b *Block) UseCapabilities(c Capabilities) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reopenCmd = c.Reopen
 }
 
 // NewBlock wraps ex.
@@ -174,6 +185,17 @@ func (b *Block) BlockdevReopen(ctx context.Context, options []map[string]any) er
 		if n, _ := o["node-name"].(string); n == "" || IsAutoNodeName(n) {
 			return fmt.Errorf("blockdev-reopen of node %q: %w", n, ErrAutoNode)
 		}
+	}
+	b.mu.Lock()
+	cmd := b.reopenCmd
+	b.mu.Unlock()
+	if cmd == "x-blockdev-reopen" {
+		// Before 6.1 the command took one node's options, boxed: one
+		// node per call, so several at once could change half of them.
+		if len(options) != 1 {
+			return fmt.Errorf("this QEMU reopens one node at a time (x-blockdev-reopen), %d asked for at once", len(options))
+		}
+		return b.call(ctx, cmd, options[0], nil)
 	}
 	return b.call(ctx, "blockdev-reopen", map[string]any{"options": options}, nil)
 }

@@ -95,6 +95,21 @@ type Job struct {
 	// Cause is the failure's short name (Cause* constants), for metrics.
 	Cause   string `json:"cause,omitempty"`
 	Pivoted bool   `json:"pivoted,omitempty"`
+	// Chain is the disk's backing files when the job was planned, top
+	// first: a stream takes some of them out of use.
+	Chain []string `json:"chain,omitempty"`
+	// Kept lists the images the job took the disk off: left on disk,
+	// never deleted by qtune.
+	Kept []Kept `json:"kept,omitempty"`
+}
+
+// Kept is an image a job took a disk off. Open says QEMU still held it
+// when the job ended (its space is not freed by deleting it until the
+// VM stops); closed, it is free to delete.
+type Kept struct {
+	Path  string `json:"path"`
+	Bytes uint64 `json:"bytes"` // the space it takes on its filesystem
+	Open  bool   `json:"open,omitempty"`
 }
 
 // TargetDir is the directory the job writes into (for budgets).

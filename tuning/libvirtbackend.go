@@ -214,6 +214,10 @@ func (b *LibvirtBackend) reopener(ctx context.Context, t state.Target) (*VMHandl
 	return r, qname, nil
 }
 
+// QEMUPID is the pid of a running domain's QEMU, from libvirt's pid
+// file; 0 when it cannot be read.
+func (b *LibvirtBackend) QEMUPID(domain string) int { return b.qemuPID(domain) }
+
 func (b *LibvirtBackend) qemuPID(domain string) int {
 	raw, err := os.ReadFile(filepath.Join(b.pidDir, domain+".pid"))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 
@@ -50,6 +51,18 @@ func (b *QMPBackend) AddVM(name string, ex qmp.Executor, pid int) {
 	if m, ok := ex.(interface{ Subscribe(int) *qmp.Subscription }); ok && b.onJob != nil {
 		go forwardJobEvents(m.Subscribe(32), b.onJob)
 	}
+}
+
+// VMs names the VMs the backend has, sorted.
+func (b *QMPBackend) VMs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]string, 0, len(b.vms))
+	for n := range b.vms {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // RemoveVM forgets a VM.
@@ -144,7 +157,12 @@ type VMHandle struct {
 	mu      sync.Mutex
 	opts    map[string]qmp.NodeOptions
 	optsErr error
+	caps    *qmp.Capabilities // read once per connection
 }
+
+// ErrNoReopen is returned by Reopen on a QEMU whose schema has no
+// blockdev-reopen of any name.
+var ErrNoReopen = errors.New("no blockdev-reopen")
 
 func newVMHandle(vm string, block *qmp.Block, pid int) *VMHandle {
 	r := &VMHandle{vm: vm, block: block, pid: pid}
@@ -164,6 +182,37 @@ func (r *VMHandle) Block() *qmp.Block { return r.block }
 
 // PID is the VM's QEMU process id, 0 when unknown.
 func (r *VMHandle) PID() int { return r.pid }
+
+// Capabilities is what the VM's QEMU can do, from its QMP schema, read
+// once per connection; the handle's Block then sends the commands this
+// QEMU has (its reopen). Under libvirt this is passthrough, which taints
+// the domain: it is read only where passthrough is in use already.
+func (r *VMHandle) Capabilities(ctx context.Context) (qmp.Capabilities, error) {
+	r.mu.Lock()
+	c := r.caps
+	r.mu.Unlock()
+	if c != nil {
+		return *c, nil
+	}
+	got, err := r.block.QueryCapabilities(ctx)
+	if err != nil {
+		return qmp.Capabilities{}, fmt.Errorf("capabilities of %s: %w", r.vm, err)
+	}
+	r.mu.Lock()
+	r.caps = &got
+	r.mu.Unlock()
+	return got, nil
+}
+
+// KnownCapabilities is what Capabilities found, if it was read.
+func (r *VMHandle) KnownCapabilities() (qmp.Capabilities, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.caps == nil {
+		return qmp.Capabilities{}, false
+	}
+	return *r.caps, true
+}
 
 // Disk finds a disk by name (device id, or the QMP name mapped by the
 // caller).
@@ -251,8 +300,11 @@ func legacyDevice(d sample.Disk) string {
 // change anywhere else; if it did, it reopens with the old options.
 func (r *VMHandle) Reopen(ctx context.Context, node string, changes map[string]any, allow ...string) error {
 	r.mu.Lock()
-	opts := r.opts
+	opts, caps := r.opts, r.caps
 	r.mu.Unlock()
+	if caps != nil && caps.Reopen == "" {
+		return fmt.Errorf("reopen %s: this QEMU has no blockdev-reopen (its QMP schema lacks it): %w", node, ErrNoReopen)
+	}
 	entry, err := qmp.ReopenOptions(opts, node, changes)
 	if err != nil {
 		return err

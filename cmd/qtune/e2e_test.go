@@ -338,7 +338,8 @@ func TestAgentEndToEndQMP(t *testing.T) {
 		if code := run(context.Background(), []string{"status", "--addr", a.addr}, &out, &errOut); code != exitOK {
 			t.Fatalf("status: %s", errOut.String())
 		}
-		for _, want := range []string{"backend qmp:", "noisy", "reader", "RECENT ACTIONS", "calm-noisy-writers"} {
+		for _, want := range []string{"backend qmp:", "noisy", "reader", "RECENT ACTIONS", "calm-noisy-writers",
+			"noisy            qemu offers: blockdev-reopen, latency-histograms, blockdev-del, block-graph"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("status lacks %q:\n%s", want, out.String())
 			}

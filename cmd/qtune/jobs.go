@@ -129,6 +129,9 @@ func printJobs(w io.Writer, jobs []api.Job, ended bool, now time.Time) {
 		if note := jobNote(j); note != "" {
 			fmt.Fprintf(w, "    %s\n", note)
 		}
+		for _, k := range j.Kept {
+			fmt.Fprintf(w, "    kept: %s\n", keptLine(k))
+		}
 	}
 	if shown == 0 {
 		fmt.Fprintln(w, "(no jobs)")
@@ -175,11 +178,21 @@ func jobNote(j api.Job) string {
 	case j.Waiting != "":
 		return "waiting: " + j.Waiting
 	case j.State == api.JobDone && j.Pivoted:
-		return "now on " + j.Dest + "; the old image " + j.Source + " is kept for you to remove"
+		return "now on " + j.Dest
 	case j.Dest != "":
 		return j.Source + " -> " + j.Dest
 	}
 	return ""
+}
+
+// keptLine tells an image a job left on disk: where, how much space it
+// takes, and whether deleting it frees that space now.
+func keptLine(k api.Kept) string {
+	s := k.Path + " (" + humanBytes(float64(k.Bytes)) + ")"
+	if k.Open {
+		return s + ": still open in QEMU; deleting it frees its space only once the VM stops"
+	}
+	return s + ": no longer open: free to delete"
 }
 
 func bar(pct float64, width int) string {

@@ -16,6 +16,10 @@ func TestPrintJobs(t *testing.T) {
 			Source: "/slow/web1.qcow2", Dest: "/fast/web1.qcow2", Progress: api.Progress{Offset: 1 << 30, Length: 4 << 30, Rate: 50 << 20, ETA: time.Minute}},
 		{ID: "qtune-stream-db-vdb-00ff00ff", Kind: policy.KnobStream, Target: api.Target{VM: "db", Disk: "vdb"}, State: api.JobPlanned, Waiting: "outside the maintenance windows 01:00-05:00"},
 		{ID: "qtune-convert-old-vda-12345678", Kind: policy.KnobConvert, State: api.JobFailed, Error: "the job failed: No space left on device"},
+		{ID: "qtune-mirror-web2-vda-0a0b0c0d", Kind: policy.KnobMirror, Target: api.Target{VM: "web2", Disk: "vda"}, State: api.JobDone, Pivoted: true,
+			Source: "/slow/web2.qcow2", Dest: "/fast/web2.qcow2", Kept: []api.Kept{{Path: "/slow/web2.qcow2", Bytes: 3 << 30}}},
+		{ID: "qtune-stream-web3-vda-0a0b0c0e", Kind: policy.KnobStream, Target: api.Target{VM: "web3", Disk: "vda"}, State: api.JobDone,
+			Source: "/v/web3.qcow2", Kept: []api.Kept{{Path: "/v/base.qcow2", Bytes: 1 << 20, Open: true}}},
 	}
 	var b bytes.Buffer
 	printJobs(&b, jobs, false, time.Now())
@@ -30,8 +34,12 @@ func TestPrintJobs(t *testing.T) {
 	}
 	b.Reset()
 	printJobs(&b, jobs, true, time.Now())
-	if !strings.Contains(b.String(), "error: the job failed: No space left on device") {
-		t.Errorf("--all:\n%s", b.String())
+	for _, want := range []string{"error: the job failed: No space left on device", "now on /fast/web2.qcow2",
+		"kept: /slow/web2.qcow2 (3.0GiB): no longer open: free to delete",
+		"kept: /v/base.qcow2 (1.0MiB): still open in QEMU; deleting it frees its space only once the VM stops"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("--all: missing %q in:\n%s", want, b.String())
+		}
 	}
 }
 

@@ -82,12 +82,18 @@ func printStatus(w io.Writer, st api.Status) {
 	if st.StoreError != "" {
 		fmt.Fprintf(w, "STATE STORE REFUSED, nothing is changed until it is repaired or restored (qtune state check):\n  %s\n", st.StoreError)
 	}
+	if len(st.BackendCapabilities) > 0 {
+		fmt.Fprintf(w, "%s offers: %s\n", st.Backend, strings.Join(st.BackendCapabilities, ", "))
+	}
 	printPolicyStatus(w, st.Policy)
 	printHistogramStatus(w, st.Histograms)
 	fmt.Fprintf(w, "\n%-16s %-8s %8s %8s %9s %9s %-10s %s\n", "VM", "DISK", "R_IOPS", "W_IOPS", "R_LAT_ms", "W_LAT_ms", "CACHE", "THROTTLE")
 	for _, vm := range st.VMs {
 		if vm.State != "" && vm.State != "running" {
 			fmt.Fprintf(w, "%-16s %s\n", vm.Name, strings.ToUpper(strings.TrimSuffix(vm.State+" ("+vm.StateReason+")", " ()")))
+		}
+		if len(vm.Capabilities) > 0 {
+			fmt.Fprintf(w, "%-16s qemu offers: %s\n", vm.Name, strings.Join(vm.Capabilities, ", "))
 		}
 		for _, d := range vm.Disks {
 			fmt.Fprintf(w, "%-16s %-8s %8.0f %8.0f %9s %9s %-10s %s\n", vm.Name, d.Name, d.ReadIOPS, d.WriteIOPS,
