@@ -39,16 +39,19 @@ type absence struct {
 
 // reconciler carries what reconciliation remembers between cycles.
 type reconciler struct {
-	checked  map[string]bool      // record checked against its backend since its VM was last reachable
-	absent   map[string]absence   // VM: away since, for how many cycles
-	orphan   map[string]time.Time // record: orphaned since
-	why      map[string]string    // record: why orphaned
-	retry    map[string]retryGate // record: when a failed release may be tried again
-	settled  map[string]int       // knob kind: records settled this cycle
-	actions  []api.ActionStatus   // what reconciliation did this cycle, for status
-	sampled  map[string]bool      // VMs sampled this cycle; nil before the first
-	idNote   map[string]string    // VM: why its identity is unknown
-	ownedErr string
+	checked map[string]bool      // record checked against its backend since its VM was last reachable
+	absent  map[string]absence   // VM: away since, for how many cycles
+	orphan  map[string]time.Time // record: orphaned since
+	why     map[string]string    // record: why orphaned
+	retry   map[string]retryGate // record: when a failed release may be tried again
+	settled map[string]int       // knob kind: records settled this cycle
+	actions []api.ActionStatus   // what reconciliation did this cycle, for status
+	sampled map[string]bool      // VMs sampled this cycle; nil before the first
+	idNote  map[string]string    // VM: why its identity is unknown
+	// migrating is each VM in a live migration this cycle, and what
+	// status says of it.
+	migrating map[string]string
+	ownedErr  string
 }
 
 type retryGate struct {
@@ -82,8 +85,10 @@ func (a *Agent) reconcileOwned(ctx context.Context, now time.Time, disks []sampl
 	for vm := range errs {
 		present[vm] = true
 	}
+	a.takeCarried(now)
 	owned, err := a.store.AllOwned()
 	a.noteOwnedError(err)
+	a.migrationProbe(ctx, owned)
 	connected, _ := a.src.Connected()
 	// A sample that failed as a whole (the bulk call timed out) says
 	// nothing about which VMs are there: absence is counted only when

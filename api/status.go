@@ -83,6 +83,12 @@ type VMStatus struct {
 	State       string       `json:"state,omitempty"`
 	StateReason string       `json:"state_reason,omitempty"`
 	Disks       []DiskStatus `json:"disks"`
+	// Migration says the domain is in a live migration, during which
+	// qtune changes nothing on it.
+	Migration string `json:"migration,omitempty"`
+	// MigrationBlocked names the qtune copies whose block job makes
+	// libvirt refuse to migrate the domain.
+	MigrationBlocked string `json:"migration_blocked,omitempty"`
 }
 
 // DiskStatus is one disk's latest figures.

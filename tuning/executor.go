@@ -241,6 +241,9 @@ func (e *Executor) apply(ctx context.Context, t state.Target, d policy.Decision)
 			rec.VMID = owned.VMID
 		}
 	}
+	if err := e.refuseMigrating(ctx, t.VM); err != nil {
+		return Outcome{Result: state.ResultRefused, Before: cur, After: want}, err
+	}
 	rec.Host, rec.Seq = e.host, e.nextSeq(t.VM)
 	// Intent first: if qtune dies between here and the apply, the next
 	// start knows what the knob was and what was meant; and a VM that
@@ -346,6 +349,9 @@ func (e *Executor) revert(ctx context.Context, t state.Target, d policy.Decision
 		return Outcome{Result: state.ResultRecommended, Before: cur, After: owned.Original}, nil
 	case e.dryRun:
 		return Outcome{Result: state.ResultDryRun, Before: cur, After: owned.Original}, nil
+	}
+	if err := e.refuseMigrating(ctx, t.VM); err != nil {
+		return Outcome{Result: state.ResultRefused, Before: cur, After: owned.Original}, err
 	}
 	owned.Phase, owned.LastChange = state.PhaseIntent, e.clock.Now()
 	if err := e.store.PutOwned(owned); err != nil {

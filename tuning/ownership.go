@@ -27,6 +27,41 @@ type DomainRecords interface {
 	WriteRecords(ctx context.Context, vm string, owned []state.Owned, persist bool) error
 }
 
+// RefuseMigrating: the VM is in a live migration; qtune changes nothing
+// on it until it has landed (and then the destination's qtune owns it).
+const RefuseMigrating RefusalCode = "migrating"
+
+// MigrationWatcher is a backend that can tell a VM in a live migration.
+type MigrationWatcher interface {
+	Migrating(ctx context.Context, vm string) (string, bool, error)
+}
+
+// refuseMigrating refuses a change of a VM being migrated. A VM whose
+// state cannot be read is not refused here: the change itself fails
+// then, and says why.
+func (e *Executor) refuseMigrating(ctx context.Context, vm string) error {
+	mw, ok := e.backend.(MigrationWatcher)
+	if !ok {
+		return nil
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	op, yes, err := mw.Migrating(cctx, vm)
+	if err != nil || !yes {
+		return nil
+	}
+	return &Refusal{Code: RefuseMigrating, Reason: fmt.Sprintf("domain %s is being migrated (%s): nothing is changed on it until it has landed", vm, op)}
+}
+
+// Migrating implements MigrationWatcher.
+func (b *LibvirtBackend) Migrating(ctx context.Context, vm string) (string, bool, error) {
+	j, err := b.v.Job(ctx, vm)
+	if err != nil {
+		return "", false, err
+	}
+	return j.Operation, j.Migrating(), nil
+}
+
 // OwnedKnobOf is a store record as the domain's metadata carries it.
 func OwnedKnobOf(o state.Owned) (virt.OwnedKnob, error) {
 	orig, err := json.Marshal(o.Original)
