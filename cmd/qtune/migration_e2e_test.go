@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/internal/loadgen"
+)
+
+// loudThenCalm writes as fast as it can for loud, then idles.
+func loudThenCalm(loud time.Duration) *loadgen.Params {
+	w := loadgen.Defaults()
+	w.Loops, w.Span = 1, 16<<20
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Duration: loud}, {Pattern: loadgen.Idle, Duration: time.Hour}}
+	return &w
+}
+
+func labAgent(t *testing.T, bin string, d *lab.Libvirtd) *runningAgent {
+	return startAgent(t, bin, "--log-level", "debug", "--libvirt-socket", d.SocketPath(),
+		"--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu"))
+}
+
+func recordsOf(s api.Status, vm string) []api.OwnedStatus {
+	var out []api.OwnedStatus
+	for _, o := range s.Owned {
+		if o.VM == vm {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+var writeIOPS = regexp.MustCompile(`write_iops_sec\s*:\s*(\d+)`)
+
+func throttleOn(t *testing.T, ctx context.Context, d *lab.Libvirtd, vm string) string {
+	t.Helper()
+	out, err := d.Virsh(ctx, "blkdeviotune", vm, "vda")
+	m := writeIOPS.FindStringSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("blkdeviotune %s: %v %s", vm, err, out)
+	}
+	return m[1]
+}
+
+// A loud guest throttled by the agent on host A is live-migrated to host
+// B, where another agent runs the same policy: the throttle goes on
+// holding there, owned by B with A's original, A drops its records at
+// the migrated-out event, and when the guest calms B restores the
+// original. The domain's metadata is left empty.
+func TestMigratedThrottleReleasedOnDestination(t *testing.T) {
+	lab.NeedLibvirt(t)
+	bin := buildQtune(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ds := lab.StartLibvirtdsT(t, 2)
+	hostA, hostB := ds[0], ds[1]
+	img := filepath.Join(t.TempDir(), "mig.qcow2")
+	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	dom := hostA.DefineDomainT(t, lab.DomainSpec{Name: "mig", Workload: loudThenCalm(75 * time.Second),
+		Disks: []lab.DomainDisk{{Target: "vda", Image: img}}})
+	if err := dom.WaitSerial(ctx, "qtune-load ready"); err != nil {
+		t.Fatal(err)
+	}
+	loudSince := time.Now()
+	a := labAgent(t, bin, hostA)
+	b := labAgent(t, bin, hostB)
+
+	a.waitFor(t, 40*time.Second, "a throttle on mig at A", func(s api.Status) bool { return action(s, "mig", "applied") != nil })
+	if got := throttleOn(t, ctx, hostA, "mig"); got != "150" {
+		t.Fatalf("throttle on A: %s", got)
+	}
+	meta, err := hostA.Virsh(ctx, "metadata", "mig", "https://github.com/qtune/qtune/xmlns/ownership")
+	if err != nil || !strings.Contains(meta, `rule="calm-noisy-writers"`) {
+		t.Fatalf("the domain does not carry the record: %v %s", err, meta)
+	}
+	took, err := dom.MigrateTo(ctx, hostB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("migrated %v after the guest got loud, in %v", time.Since(loudSince).Round(time.Second), took.Round(time.Millisecond))
+
+	s := b.waitFor(t, 20*time.Second, "B holding the carried throttle", func(s api.Status) bool {
+		o := recordsOf(s, "mig")
+		return len(o) == 1 && o[0].State == api.OwnedHeld
+	})
+	o := recordsOf(s, "mig")[0]
+	if o.Rule != "calm-noisy-writers" || o.Original.Throttle == nil || o.Original.Throttle.Active() ||
+		o.Applied.Throttle == nil || o.Applied.Throttle.IOPSWrite != 150 {
+		t.Errorf("B's record: %+v", o.Owned)
+	}
+	if action(s, "mig", "adopted") == nil || action(s, "mig", "applied") != nil {
+		t.Errorf("B's actions: want the record adopted, nothing applied anew: %+v", s.Actions)
+	}
+	if got := throttleOn(t, ctx, hostB, "mig"); got != "150" {
+		t.Errorf("throttle on B after the migration: %s", got)
+	}
+	a.waitFor(t, 10*time.Second, "A without records of mig", func(s api.Status) bool { return len(recordsOf(s, "mig")) == 0 })
+	if !strings.Contains(a.log.String(), "domain migrated away") {
+		t.Error("A did not log letting go of the migrated domain")
+	}
+
+	// The guest calms: B restores the original A recorded.
+	s = b.waitFor(t, 90*time.Second, "B restoring the original", func(s api.Status) bool { return action(s, "mig", "reverted") != nil })
+	if len(recordsOf(s, "mig")) != 0 {
+		t.Errorf("B still owns %+v", recordsOf(s, "mig"))
+	}
+	if got := throttleOn(t, ctx, hostB, "mig"); got != "0" {
+		t.Errorf("throttle on B after the release: %s", got)
+	}
+	if meta, err := hostB.Virsh(ctx, "metadata", "mig", "https://github.com/qtune/qtune/xmlns/ownership"); err == nil && strings.Contains(meta, "<knob") {
+		t.Errorf("the domain still carries records after the release: %s", meta)
+	}
+	if action(a.status(t), "mig", "reverted") != nil {
+		t.Error("A touched the domain after it left")
+	}
+}
