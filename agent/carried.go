@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
 	"github.com/qtune/qtune/virt"
@@ -70,13 +71,13 @@ func (c *carriedRecords) Migration(domain string, ph virt.MigrationPhase) {
 // take returns the domains that left and the records to adopt, keeping
 // those of a domain still migrating in for a later cycle: a migration
 // that fails there must leave its records with the source alone.
-func (c *carriedRecords) take() (left []string, carried map[string]virt.Ownership) {
+func (c *carriedRecords) take(arriving map[string]bool) (left []string, carried map[string]virt.Ownership) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	left, c.left = c.left, nil
 	carried = map[string]virt.Ownership{}
 	for dom, o := range c.carried {
-		if _, in := c.migrating[dom]; !in {
+		if _, in := c.migrating[dom]; !in && !arriving[dom] {
 			carried[dom] = o
 			delete(c.carried, dom)
 		}
@@ -100,7 +101,7 @@ func (a *Agent) takeCarried(now time.Time) {
 	if !ok || c.carriedRecords() == nil {
 		return
 	}
-	left, carried := c.carriedRecords().take()
+	left, carried := c.carriedRecords().take(a.arriving())
 	for _, vm := range left {
 		n, err := a.exec.LetGo(vm, "the domain migrated to another host, which owns its knobs now")
 		if err != nil {
@@ -203,4 +204,37 @@ func (a *Agent) noteMigrations(vms map[string]*api.VMStatus) {
 			v.MigrationBlocked = why
 		}
 	}
+}
+
+// arriving is the domains still being set up here: an incoming migration
+// (paused, starting up) or the switch-over. Their records are adopted
+// and their disks evaluated once they run: a guest paused for its
+// migration writes nothing, and a rule would take that for calm.
+func (a *Agent) arriving() map[string]bool {
+	ds, ok := a.src.(domainStater)
+	if !ok {
+		return nil
+	}
+	out := map[string]bool{}
+	for vm, st := range ds.DomainStates() {
+		if st.State == "paused" && (st.Reason == "starting_up" || st.Reason == "migration") {
+			out[vm] = true
+		}
+	}
+	return out
+}
+
+// withoutArriving leaves out the disks of domains arriving (see arriving).
+func (a *Agent) withoutArriving(disks []sample.Disk) []sample.Disk {
+	arriving := a.arriving()
+	if len(arriving) == 0 {
+		return disks
+	}
+	out := disks[:0:0]
+	for _, d := range disks {
+		if !arriving[d.VM] {
+			out = append(out, d)
+		}
+	}
+	return out
 }

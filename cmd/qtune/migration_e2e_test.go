@@ -31,7 +31,7 @@ rule "calm-noisy-writers" {
   clear_after = "4s"
   cooldown    = "2s"
   throttle {
-    write_iops = 40
+    write_iops = 15
   }
 }
 `
@@ -73,13 +73,14 @@ func TestMigratedThrottleReleasedOnDestination(t *testing.T) {
 	bin := buildQtune(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	const loud = 45 * time.Second
 	ds := lab.StartLibvirtdsT(t, 2)
 	hostA, hostB := ds[0], ds[1]
 	img := filepath.Join(t.TempDir(), "mig.qcow2")
 	if err := lab.CreateImage(ctx, img, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
 		t.Fatal(err)
 	}
-	dom := hostA.DefineDomainT(t, lab.DomainSpec{Name: "mig", Workload: loudThenCalm(45 * time.Second),
+	dom := hostA.DefineDomainT(t, lab.DomainSpec{Name: "mig", Workload: loudThenCalm(loud),
 		Disks: []lab.DomainDisk{{Target: "vda", Image: img}}})
 	if err := dom.WaitSerial(ctx, "qtune-load ready"); err != nil {
 		t.Fatal(err)
@@ -89,7 +90,7 @@ func TestMigratedThrottleReleasedOnDestination(t *testing.T) {
 	b := labAgent(t, bin, hostB)
 
 	a.waitFor(t, 40*time.Second, "a throttle on mig at A", func(s api.Status) bool { return action(s, "mig", "applied") != nil })
-	if got := throttleOn(t, ctx, hostA, "mig"); got != "40" {
+	if got := throttleOn(t, ctx, hostA, "mig"); got != "15" {
 		t.Fatalf("throttle on A: %s", got)
 	}
 	meta, err := hostA.Virsh(ctx, "metadata", "mig", "https://github.com/qtune/qtune/xmlns/ownership")
@@ -102,19 +103,23 @@ func TestMigratedThrottleReleasedOnDestination(t *testing.T) {
 	}
 	t.Logf("migrated %v after the guest got loud, in %v", time.Since(loudSince).Round(time.Second), took.Round(time.Millisecond))
 
-	s := b.waitFor(t, 20*time.Second, "B holding the carried throttle", func(s api.Status) bool {
+	// Held: the rule fires on B too. The first interval after the
+	// switch-over may show the guest idle (its vCPUs were paused), which
+	// starts the rule resolving; at the throttle it is censored and then
+	// neither clears nor fires again, so either state holds the knob.
+	s := b.waitFor(t, 20*time.Second, "B owning the carried throttle", func(s api.Status) bool {
 		o := recordsOf(s, "mig")
-		return len(o) == 1 && o[0].State == api.OwnedHeld
+		return len(o) == 1 && (o[0].State == api.OwnedHeld || o[0].State == api.OwnedReleasing)
 	})
 	o := recordsOf(s, "mig")[0]
 	if o.Rule != "calm-noisy-writers" || o.Original.Throttle == nil || o.Original.Throttle.Active() ||
-		o.Applied.Throttle == nil || o.Applied.Throttle.IOPSWrite != 40 {
+		o.Applied.Throttle == nil || o.Applied.Throttle.IOPSWrite != 15 {
 		t.Errorf("B's record: %+v", o.Owned)
 	}
 	if action(s, "mig", "adopted") == nil || action(s, "mig", "applied") != nil {
 		t.Errorf("B's actions: want the record adopted, nothing applied anew: %+v", s.Actions)
 	}
-	if got := throttleOn(t, ctx, hostB, "mig"); got != "40" {
+	if got := throttleOn(t, ctx, hostB, "mig"); got != "15" {
 		t.Errorf("throttle on B after the migration: %s", got)
 	}
 	a.waitFor(t, 10*time.Second, "A without records of mig", func(s api.Status) bool { return len(recordsOf(s, "mig")) == 0 })
@@ -124,6 +129,9 @@ func TestMigratedThrottleReleasedOnDestination(t *testing.T) {
 
 	// The guest calms: B restores the original A recorded.
 	s = b.waitFor(t, 90*time.Second, "B restoring the original", func(s api.Status) bool { return action(s, "mig", "reverted") != nil })
+	if at := action(s, "mig", "reverted").At; at.Before(loudSince.Add(loud)) {
+		t.Errorf("B released the throttle %v before the guest calmed", loudSince.Add(loud).Sub(at).Round(time.Second))
+	}
 	if len(recordsOf(s, "mig")) != 0 {
 		t.Errorf("B still owns %+v", recordsOf(s, "mig"))
 	}
