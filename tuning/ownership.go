@@ -228,3 +228,51 @@ func (b *LibvirtBackend) WriteRecords(ctx context.Context, vm string, owned []st
 	}
 	return b.v.SetOwnership(ctx, vm, o, persist)
 }
+
+// CompareRecords says where the records the store holds of vm and those
+// the VM carries disagree: a record on one side only, or another rule,
+// original or value set. Records released after drift are the store's
+// alone and not compared. Nil: they agree.
+func CompareRecords(vm string, stored []state.Owned, carried virt.Ownership) []string {
+	type key struct{ disk, kind string }
+	mine := map[key]state.Owned{}
+	for _, o := range stored {
+		if o.VM == vm && travels(o) {
+			mine[key{o.Disk, string(o.Knob)}] = o
+		}
+	}
+	var out []string
+	seen := map[key]bool{}
+	for _, k := range carried.Knobs {
+		kk := key{k.Disk, k.Kind}
+		seen[kk] = true
+		where := fmt.Sprintf("%s/%s %s", vm, k.Disk, k.Kind)
+		o, ok := mine[kk]
+		if !ok {
+			out = append(out, fmt.Sprintf("%s: the domain carries a record of rule %s (set on %s) the store does not hold", where, k.Rule, k.Host))
+			continue
+		}
+		theirs, err := OwnedFromKnob(vm, k)
+		switch {
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s: the domain's record is not readable: %v", where, err))
+		case theirs.Rule != o.Rule:
+			out = append(out, fmt.Sprintf("%s: rule %s in the store, %s in the domain", where, o.Rule, theirs.Rule))
+		case !theirs.Original.Equal(o.Original):
+			out = append(out, fmt.Sprintf("%s: original %s in the store, %s in the domain", where, o.Original, theirs.Original))
+		case !theirs.Applied.Equal(o.Applied):
+			out = append(out, fmt.Sprintf("%s: value set %s in the store, %s in the domain", where, o.Applied, theirs.Applied))
+		}
+	}
+	keys := make([]key, 0, len(mine))
+	for k := range mine {
+		if !seen[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].disk+keys[i].kind < keys[j].disk+keys[j].kind })
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("%s/%s %s: the store holds a record of rule %s the domain does not carry", vm, k.disk, k.kind, mine[k].Rule))
+	}
+	return out
+}

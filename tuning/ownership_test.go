@@ -3,11 +3,13 @@ package tuning
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
+	"github.com/qtune/qtune/virt"
 )
 
 // carrying is a backend whose VMs carry their records (as libvirt's
@@ -120,5 +122,29 @@ func TestImportAndLetGo(t *testing.T) {
 	}
 	if all, _ := r.s.AllOwned(); len(all) != 0 {
 		t.Fatalf("records left %+v", all)
+	}
+}
+
+func TestCompareRecords(t *testing.T) {
+	held := state.Owned{Target: vda, Knob: policy.KnobThrottle, Rule: "calm", Phase: state.PhaseApplied,
+		Original: state.OfThrottle(sample.Throttle{}), Applied: state.OfThrottle(sample.Throttle{IOPSWrite: 256})}
+	k, err := OwnedKnobOf(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := CompareRecords("vm1", []state.Owned{held}, virt.Ownership{Knobs: []virt.OwnedKnob{k}}); d != nil {
+		t.Fatalf("the same record disagrees: %v", d)
+	}
+	other := held
+	other.Original = state.OfThrottle(sample.Throttle{IOPSWrite: 900})
+	ko, _ := OwnedKnobOf(other)
+	if d := CompareRecords("vm1", []state.Owned{held}, virt.Ownership{Knobs: []virt.OwnedKnob{ko}}); len(d) != 1 || !strings.Contains(d[0], "original") {
+		t.Fatalf("another original: %v", d)
+	}
+	if d := CompareRecords("vm1", []state.Owned{held}, virt.Ownership{}); len(d) != 1 || !strings.Contains(d[0], "does not carry") {
+		t.Fatalf("a record the domain lacks: %v", d)
+	}
+	if d := CompareRecords("vm1", nil, virt.Ownership{Knobs: []virt.OwnedKnob{k}}); len(d) != 1 || !strings.Contains(d[0], "does not hold") {
+		t.Fatalf("a record the store lacks: %v", d)
 	}
 }
