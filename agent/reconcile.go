@@ -51,7 +51,9 @@ type reconciler struct {
 	// migrating is each VM in a live migration this cycle, and what
 	// status says of it.
 	migrating map[string]string
-	ownedErr  string
+	// jobsWritten is, per domain, the copies last written into its records.
+	jobsWritten map[string]string
+	ownedErr    string
 }
 
 type retryGate struct {
@@ -113,6 +115,7 @@ func (a *Agent) reconcileOwned(ctx context.Context, now time.Time, disks []sampl
 		}
 		a.reconcileOne(ctx, now, o, gone)
 	}
+	a.syncJobRecords(ctx)
 }
 
 func (r *reconciler) noteAbsence(vm string, present, answered bool, now time.Time) {

@@ -229,6 +229,41 @@ func (b *LibvirtBackend) WriteRecords(ctx context.Context, vm string, owned []st
 	return b.v.SetOwnership(ctx, vm, o, persist)
 }
 
+// WriteJobs replaces the copies the domain's records name with jobs
+// (none: removes them), live only: a copy ends with its QEMU process.
+func (b *LibvirtBackend) WriteJobs(ctx context.Context, vm string, jobs []virt.CopyJob) error {
+	o, err := b.v.Ownership(ctx, vm, false)
+	if err != nil {
+		return err
+	}
+	o.Jobs = jobs
+	return b.v.SetOwnership(ctx, vm, o, false)
+}
+
+// JobRecords is a backend whose VMs also carry the copies qtune runs on
+// them.
+type JobRecords interface {
+	WriteJobs(ctx context.Context, vm string, jobs []virt.CopyJob) error
+}
+
+// RecordJobs writes the copies running on vm into its records, under the
+// executor's lock, so that it does not cross a write of the knobs' (both
+// rewrite the one metadata element).
+func (e *Executor) RecordJobs(ctx context.Context, vm string, jobs []virt.CopyJob) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	jr, ok := e.backend.(JobRecords)
+	if !ok {
+		return nil
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	return jr.WriteJobs(cctx, vm, jobs)
+}
+
+// Host is the name this executor gives its host in the records.
+func (e *Executor) Host() string { return e.host }
+
 // CompareRecords says where the records the store holds of vm and those
 // the VM carries disagree: a record on one side only, or another rule,
 // original or value set. Records released after drift are the store's
