@@ -145,3 +145,68 @@ func TestMigratedThrottleReleasedOnDestination(t *testing.T) {
 		t.Error("A touched the domain after it left")
 	}
 }
+
+// otherPolicy has no rule calm-noisy-writers: a host that loads it
+// cleanly restores what that rule held.
+const otherPolicy = `
+rule "calm-noisy-readers" {
+  when = disk.read_iops > 100000
+  for  = "3s"
+  throttle {
+    read_iops = 500
+  }
+}
+`
+
+// A migration the destination refuses leaves the throttle and its record
+// with host A. The domain then migrates to host B while no agent runs
+// there: A lets go at the migrated-out event, and B's agent, started
+// later with a policy that no longer has the rule, adopts the record
+// the domain carries and restores A's original at once.
+func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
+	lab.NeedLibvirt(t)
+	bin := buildQtune(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ds := lab.StartLibvirtdsT(t, 2)
+	hostA, hostB := ds[0], ds[1]
+	dom := hostA.WriterDomainT(t, "mig", 0)
+	a := labAgent(t, bin, hostA)
+	a.waitFor(t, 40*time.Second, "a throttle on mig at A", func(s api.Status) bool { return action(s, "mig", "applied") != nil })
+
+	if err := hostB.RefuseMigrations(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dom.MigrateTo(ctx, hostB); err == nil {
+		t.Fatal("the refused migration went through")
+	}
+	time.Sleep(3 * e2eInterval)
+	if o := recordsOf(a.status(t), "mig"); len(o) != 1 || o[0].State != api.OwnedHeld {
+		t.Fatalf("A's records after a failed migration: %+v", o)
+	}
+	if got := throttleOn(t, ctx, hostA, "mig"); got != "15" {
+		t.Fatalf("throttle on A after a failed migration: %s", got)
+	}
+
+	if err := hostB.RefuseMigrations(false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dom.MigrateTo(ctx, hostB); err != nil {
+		t.Fatal(err)
+	}
+	a.waitFor(t, 15*time.Second, "A without records of mig", func(s api.Status) bool { return len(recordsOf(s, "mig")) == 0 })
+	if got := throttleOn(t, ctx, hostB, "mig"); got != "15" {
+		t.Fatalf("throttle on B before its agent runs: %s", got)
+	}
+	b := startAgentWith(t, bin, otherPolicy, "--log-level", "debug", "--libvirt-socket", hostB.SocketPath(),
+		"--libvirt-pid-dir", filepath.Join(hostB.Dir, "run", "libvirt", "qemu"))
+	s := b.waitFor(t, 30*time.Second, "B restoring the original of a removed rule", func(s api.Status) bool {
+		return action(s, "mig", "reverted") != nil && len(recordsOf(s, "mig")) == 0
+	})
+	if action(s, "mig", "adopted") == nil {
+		t.Errorf("B restored without adopting: %+v", s.Actions)
+	}
+	if got := throttleOn(t, ctx, hostB, "mig"); got != "0" {
+		t.Errorf("throttle on B after the release: %s", got)
+	}
+}
