@@ -157,7 +157,43 @@ func (a *Agent) migrationProbe(ctx context.Context, owned []state.Owned) {
 		cancel()
 		if err == nil && j.Migrating() {
 			a.recon.migrating[o.VM] = fmt.Sprintf("%s under way: qtune changes nothing on the domain until it has landed", j.Operation)
+			continue
 		}
+		a.compareRecords(ctx, s.backend.Libvirt(), o.VM, owned)
+	}
+}
+
+// recordsCheckEvery is how often a domain's records are compared with
+// the store's, for status.
+const recordsCheckEvery = 30 * time.Second
+
+// compareRecords reads the records vm carries, now and then, and notes
+// where they and the store's disagree (status marks those knobs).
+func (a *Agent) compareRecords(ctx context.Context, v *virt.Libvirt, vm string, owned []state.Owned) {
+	r := a.recon
+	if r.recordsChecked == nil {
+		r.recordsChecked, r.mismatch = map[string]time.Time{}, map[string]string{}
+	}
+	now := time.Now()
+	if now.Sub(r.recordsChecked[vm]) < recordsCheckEvery {
+		return
+	}
+	r.recordsChecked[vm] = now
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
+	carried, err := v.Ownership(cctx, vm, false)
+	cancel()
+	for k := range r.mismatch {
+		if strings.HasPrefix(k, vm+"/") {
+			delete(r.mismatch, k)
+		}
+	}
+	if err != nil {
+		return
+	}
+	for _, why := range tuning.CompareRecords(vm, owned, carried) {
+		// "vm/disk kind: ..." names the knob as ownedKey does.
+		head, _, _ := strings.Cut(why, ":")
+		r.mismatch[strings.Replace(head, " ", "/", 1)] = why
 	}
 }
 

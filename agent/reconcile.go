@@ -53,7 +53,11 @@ type reconciler struct {
 	migrating map[string]string
 	// jobsWritten is, per domain, the copies last written into its records.
 	jobsWritten map[string]string
-	ownedErr    string
+	// mismatch is, per owned knob, how its record in the domain and the
+	// store's disagree; recordsChecked when each domain was last compared.
+	mismatch       map[string]string
+	recordsChecked map[string]time.Time
+	ownedErr       string
 }
 
 type retryGate struct {
@@ -248,7 +252,8 @@ func (a *Agent) ownedStates(now time.Time, owned []state.Owned) []api.OwnedStatu
 	out := make([]api.OwnedStatus, 0, len(owned))
 	for _, o := range owned {
 		k := ownedKey(o)
-		s := api.OwnedStatus{Owned: wireOwned(o), NotReadBack: !tuning.ReadsBack(o.Knob), IdentityNote: r.idNote[o.VM]}
+		s := api.OwnedStatus{Owned: wireOwned(o), NotReadBack: !tuning.ReadsBack(o.Knob), IdentityNote: r.idNote[o.VM],
+			RecordMismatch: r.mismatch[k]}
 		switch since, orphan := r.orphan[k]; {
 		case o.Phase == state.PhaseReleased:
 			s.State, s.Reason = api.OwnedDrifted, "changed by someone else; left as they set it until rule "+o.Rule+" stops firing"

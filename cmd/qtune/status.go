@@ -89,6 +89,12 @@ func printStatus(w io.Writer, st api.Status) {
 		if vm.State != "" && vm.State != "running" {
 			fmt.Fprintf(w, "%-16s %s\n", vm.Name, strings.ToUpper(strings.TrimSuffix(vm.State+" ("+vm.StateReason+")", " ()")))
 		}
+		if vm.Migration != "" {
+			fmt.Fprintf(w, "%-16s MIGRATING: %s\n", vm.Name, vm.Migration)
+		}
+		if vm.MigrationBlocked != "" {
+			fmt.Fprintf(w, "%-16s NOT MIGRATABLE: %s\n", vm.Name, vm.MigrationBlocked)
+		}
 		for _, d := range vm.Disks {
 			fmt.Fprintf(w, "%-16s %-8s %8.0f %8.0f %9s %9s %-10s %s\n", vm.Name, d.Name, d.ReadIOPS, d.WriteIOPS,
 				ms(d.ReadLatency), ms(d.WriteLatency), d.Cache, throttleText(d.Throttle != nil, func() string { return policy.ThrottleText(*d.Throttle) }))
@@ -116,6 +122,12 @@ func printStatus(w io.Writer, st api.Status) {
 				o.Applied, o.Original, o.Owned.Since.Local().Format("15:04:05"))
 			if o.NotReadBack {
 				fmt.Fprintln(w, "            QEMU cannot report this knob: the value is qtune's record, not a reading")
+			}
+			if o.Host != "" {
+				fmt.Fprintf(w, "            set on %s (change %d of the VM)\n", o.Host, o.Seq)
+			}
+			if o.RecordMismatch != "" {
+				fmt.Fprintf(w, "            RECORDS DISAGREE: %s\n", o.RecordMismatch)
 			}
 			switch {
 			case o.IdentityNote != "":
