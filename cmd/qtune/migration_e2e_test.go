@@ -210,3 +210,38 @@ func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
 		t.Errorf("throttle on B after the release: %s", got)
 	}
 }
+
+// A loud domain migrated A→B→A→B with an agent on each host: after each
+// move exactly one host owns the throttle, and it is the one the domain
+// runs on, with the original taken the first time (unthrottled) and the
+// value the rule wants in force; the host it left holds nothing.
+func TestMigratedBackAndForth(t *testing.T) {
+	lab.NeedLibvirt(t)
+	bin := buildQtune(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	ds := lab.StartLibvirtdsT(t, 2)
+	dom := ds[0].WriterDomainT(t, "mig", 0)
+	agents := []*runningAgent{labAgent(t, bin, ds[0]), labAgent(t, bin, ds[1])}
+	agents[0].waitFor(t, 40*time.Second, "a throttle on mig at A", func(s api.Status) bool { return action(s, "mig", "applied") != nil })
+	for i := 1; i <= 3; i++ {
+		to, from := i%2, (i+1)%2
+		took, err := dom.MigrateTo(ctx, ds[to])
+		if err != nil {
+			t.Fatalf("migration %d: %v", i, err)
+		}
+		t.Logf("migration %d in %v", i, took.Round(time.Millisecond))
+		agents[from].waitFor(t, 15*time.Second, "the source without records", func(s api.Status) bool { return len(recordsOf(s, "mig")) == 0 })
+		s := agents[to].waitFor(t, 20*time.Second, "the destination owning the throttle", func(s api.Status) bool { return len(recordsOf(s, "mig")) == 1 })
+		o := recordsOf(s, "mig")[0]
+		if o.Original.Throttle == nil || o.Original.Throttle.Active() || o.Applied.Throttle == nil || o.Applied.Throttle.IOPSWrite != 15 {
+			t.Fatalf("after migration %d the record is %+v", i, o.Owned)
+		}
+		if got := throttleOn(t, ctx, ds[to], "mig"); got != "15" {
+			t.Fatalf("after migration %d the throttle is %s", i, got)
+		}
+	}
+	if out, err := ds[1].Virsh(ctx, "metadata", "mig", "https://github.com/qtune/qtune/xmlns/ownership"); err != nil || strings.Count(out, "<knob") != 1 {
+		t.Errorf("the domain carries %v: %s", err, out)
+	}
+}
