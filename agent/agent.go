@@ -419,6 +419,7 @@ func (a *Agent) cycle(ctx context.Context) {
 	start := time.Now()
 	now := a.clock.Now()
 	disks, errs, gone := a.src.Sample(ctx)
+	disks = a.withoutArriving(disks)
 	for _, vm := range gone {
 		a.eval.ForgetVM(vm)
 		a.rates.ForgetVM(vm)

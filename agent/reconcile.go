@@ -39,20 +39,29 @@ type absence struct {
 
 // reconciler carries what reconciliation remembers between cycles.
 type reconciler struct {
-	checked  map[string]bool      // record checked against its backend since its VM was last reachable
-	absent   map[string]absence   // VM: away since, for how many cycles
-	orphan   map[string]time.Time // record: orphaned since
-	why      map[string]string    // record: why orphaned
-	retry    map[string]retryGate // record: when a failed release may be tried again
-	settled  map[string]int       // knob kind: records settled this cycle
-	actions  []api.ActionStatus   // what reconciliation did this cycle, for status
-	sampled  map[string]bool      // VMs sampled this cycle; nil before the first
-	idNote   map[string]string    // VM: why its identity is unknown
-	ownedErr string
+	checked map[string]bool      // record checked against its backend since its VM was last reachable
+	absent  map[string]absence   // VM: away since, for how many cycles
+	orphan  map[string]time.Time // record: orphaned since
+	why     map[string]string    // record: why orphaned
+	retry   map[string]retryGate // record: when a failed release may be tried again
+	settled map[string]int       // knob kind: records settled this cycle
+	actions []api.ActionStatus   // what reconciliation did this cycle, for status
+	sampled map[string]bool      // VMs sampled this cycle; nil before the first
+	idNote  map[string]string    // VM: why its identity is unknown
 	// foreignHist: disks (VM/disk) found with a histogram someone else
 	// set, in a way the sample does not show (flush only), and the VM
 	// as it was then: never owned while it runs.
 	foreignHist map[string]sample.VMIdentity
+	// migrating is each VM in a live migration this cycle, and what
+	// status says of it.
+	migrating map[string]string
+	// jobsWritten is, per domain, the copies last written into its records.
+	jobsWritten map[string]string
+	// mismatch is, per owned knob, how its record in the domain and the
+	// store's disagree; recordsChecked when each domain was last compared.
+	mismatch       map[string]string
+	recordsChecked map[string]time.Time
+	ownedErr       string
 }
 
 type retryGate struct {
@@ -86,8 +95,10 @@ func (a *Agent) reconcileOwned(ctx context.Context, now time.Time, disks []sampl
 	for vm := range errs {
 		present[vm] = true
 	}
+	a.takeCarried(now)
 	owned, err := a.store.AllOwned()
 	a.noteOwnedError(err)
+	a.migrationProbe(ctx, owned)
 	connected, _ := a.src.Connected()
 	// A sample that failed as a whole (the bulk call timed out) says
 	// nothing about which VMs are there: absence is counted only when
@@ -113,6 +124,7 @@ func (a *Agent) reconcileOwned(ctx context.Context, now time.Time, disks []sampl
 		a.reconcileOne(ctx, now, o, gone)
 	}
 	a.syncHistograms(ctx, now, disks)
+	a.syncJobRecords(ctx)
 }
 
 func (r *reconciler) noteAbsence(vm string, present, answered bool, now time.Time) {
@@ -251,7 +263,8 @@ func (a *Agent) ownedStates(now time.Time, owned []state.Owned) []api.OwnedStatu
 	out := make([]api.OwnedStatus, 0, len(owned))
 	for _, o := range owned {
 		k := ownedKey(o)
-		s := api.OwnedStatus{Owned: wireOwned(o), NotReadBack: !tuning.ReadsBack(o.Knob), IdentityNote: r.idNote[o.VM]}
+		s := api.OwnedStatus{Owned: wireOwned(o), NotReadBack: !tuning.ReadsBack(o.Knob), IdentityNote: r.idNote[o.VM],
+			RecordMismatch: r.mismatch[k]}
 		switch since, orphan := r.orphan[k]; {
 		case o.Phase == state.PhaseReleased && o.Knob == policy.KnobHistogram:
 			s.State, s.Reason = api.OwnedDrifted, "changed or removed by someone else; left as it is, the record dropped when no rule needs latency histograms"

@@ -49,7 +49,8 @@ func openSource(ctx context.Context, cfg config.Config, log hclog.Logger, m *met
 	s := &libvirtSource{}
 	o.OnLibvirt = func(v *virt.Libvirt) facts.LibvirtSink {
 		s.backend = tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{AllowPassthrough: cfg.AllowPassthrough, PidDir: cfg.LibvirtPidDir, Log: log.Named("libvirt")})
-		return s.backend
+		s.carried = newCarriedRecords(s.backend)
+		return s.carried
 	}
 	src, err := facts.Open(ctx, o, log)
 	if err != nil {
@@ -69,6 +70,8 @@ type libvirtSource struct {
 	caps        []string
 	capsAt      time.Time
 	capsReading bool
+
+	carried *carriedRecords // what the domains carry in, and their migrations
 }
 
 // capsEvery is how often libvirt's capabilities are read again: a

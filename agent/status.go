@@ -77,6 +77,7 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 			}
 		}
 	}
+	a.noteMigrations(vms)
 	list := make([]api.VMStatus, 0, len(vms))
 	for _, v := range vms {
 		list = append(list, *v)

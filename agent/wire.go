@@ -15,7 +15,7 @@ import (
 func wireOwned(o state.Owned) api.Owned {
 	return api.Owned{Target: api.Target(o.Target), Knob: o.Knob, Rule: o.Rule,
 		Original: wireKnobState(o.Original), Applied: wireKnobState(o.Applied), Phase: o.Phase,
-		Since: o.Since, LastChange: o.LastChange, Cooldown: o.Cooldown, Persist: o.Persist, VMID: o.VMID}
+		Since: o.Since, LastChange: o.LastChange, Cooldown: o.Cooldown, Persist: o.Persist, VMID: o.VMID, Host: o.Host, Seq: o.Seq}
 }
 
 func wireKnobState(s state.KnobState) api.KnobState {

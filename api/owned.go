@@ -30,6 +30,9 @@ type OwnedStatus struct {
 	// IdentityNote: why the VM's identity cannot be read now; it is
 	// then matched by its name alone.
 	IdentityNote string `json:"identity_note,omitempty"`
+	// RecordMismatch: the record the VM carries (libvirt domain
+	// metadata) and this one disagree, and how.
+	RecordMismatch string `json:"record_mismatch,omitempty"`
 }
 
 // Target is one disk of one VM.
@@ -55,6 +58,10 @@ type Owned struct {
 	// VMID is the VM the knob was taken on; zero in records written
 	// before qtune kept it.
 	VMID sample.VMIdentity `json:"vm_identity,omitzero"`
+	// Host is where the change was made, Seq its place among the changes
+	// of the VM (a libvirt domain carries both in its metadata).
+	Host string `json:"host,omitempty"`
+	Seq  uint64 `json:"seq,omitempty"`
 }
 
 // KnobState is the value of one knob; one field is set. A knob kind

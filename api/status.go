@@ -91,6 +91,12 @@ type VMStatus struct {
 	// QMP schema ("blockdev-reopen", "no block-job-change", ...); empty
 	// when not read (under libvirt, see Status.BackendCapabilities).
 	Capabilities []string `json:"capabilities,omitempty"`
+	// Migration says the domain is in a live migration, during which
+	// qtune changes nothing on it.
+	Migration string `json:"migration,omitempty"`
+	// MigrationBlocked names the qtune copies whose block job makes
+	// libvirt refuse to migrate the domain.
+	MigrationBlocked string `json:"migration_blocked,omitempty"`
 }
 
 // DiskStatus is one disk's latest figures.

@@ -43,6 +43,7 @@ type libvirtSource struct {
 	v        *virt.Libvirt // nil in tests
 	api      libvirtAPI
 	sink     LibvirtSink
+	owners   OwnershipSink // nil when the sink does not hear records
 	timeout  time.Duration
 	interval time.Duration
 	log      hclog.Logger
@@ -70,10 +71,13 @@ type domainFacts struct {
 	// ioErrs is each disk's I/O error (nospace, failed) as of the read;
 	// nil when it could not be read: io-status is then unknown.
 	ioErrs map[string]string
-	ok     bool      // a read has succeeded
-	err    error     // the last read's error
-	due    time.Time // the slow re-read
-	stale  bool      // an event said it changed since the read began
+	ok     bool // a read has succeeded
+	// carried: the next read hands the domain's records to the sink
+	// (first sight, or a migration brought the domain in).
+	carried bool
+	err     error     // the last read's error
+	due     time.Time // the slow re-read
+	stale   bool      // an event said it changed since the read began
 	// reading is closed when the read under way ends; nil when idle.
 	reading chan struct{}
 }
@@ -97,6 +101,7 @@ func newLibvirtSource(ctx context.Context, o Options, log hclog.Logger) (*libvir
 			sink = noSink{}
 		}
 	}
+	owners, _ := sink.(OwnershipSink)
 	if !v.SeesTunableEvents() {
 		// Over a remote URI a change by another tool would go unseen
 		// until the next slow re-read: owned throttles are read from
@@ -104,7 +109,7 @@ func newLibvirtSource(ctx context.Context, o Options, log hclog.Logger) (*libvir
 		sink = liveThrottles{sink}
 	}
 	s := newLibvirtSourceWith(v, sink, o, log)
-	s.v = v
+	s.v, s.owners = v, owners
 	return s, nil
 }
 
@@ -160,6 +165,9 @@ func (s *libvirtSource) event(ev virt.DomainEvent) {
 		s.sink.NoteJobEvent(ev.Domain, ev.Path, ev.JobState)
 	case "lifecycle": // started, stopped, redefined: a new QEMU has new options
 		s.sink.Forget(ev.Domain)
+		if ph := ev.Migration(); ph != virt.MigrationNone {
+			s.migration(ev.Domain, ph)
+		}
 	case "tunable":
 		s.sink.ThrottlesChanged(ev.Domain)
 	}
@@ -168,6 +176,22 @@ func (s *libvirtSource) event(ev virt.DomainEvent) {
 		f.stale = true
 	}
 	s.mu.Unlock()
+}
+
+// migration hands a migration event to the sink; a domain that arrived
+// is read again for the records it carried.
+func (s *libvirtSource) migration(dom string, ph virt.MigrationPhase) {
+	if s.owners == nil {
+		return
+	}
+	if ph == virt.MigrationResumed {
+		s.mu.Lock()
+		if f := s.facts[dom]; f != nil {
+			f.carried = true
+		}
+		s.mu.Unlock()
+	}
+	s.owners.Migration(dom, ph)
 }
 
 // DomainStates is each sampled domain's state as of the last cycle.
@@ -284,7 +308,7 @@ func (s *libvirtSource) refreshFacts(ctx context.Context, byDom map[string]virt.
 	for dom := range byDom {
 		f := s.facts[dom]
 		if f == nil {
-			f = &domainFacts{}
+			f = &domainFacts{carried: true}
 			s.facts[dom] = f
 		}
 		if f.reading == nil && (!f.ok || f.stale || now.After(f.due)) {
@@ -344,6 +368,7 @@ func (s *libvirtSource) readFacts(ctx context.Context, dom string, f *domainFact
 		throttles[d.Target] = d.Throttle
 	}
 	s.sink.NoteThrottles(dom, gen, throttles)
+	s.noteCarried(dom, f, doc)
 	next := factsFrom(disks)
 	// Disk errors change as rarely as the XML and are read with it (and
 	// again while the domain is paused on one): io-status costs no call
@@ -354,6 +379,26 @@ func (s *libvirtSource) readFacts(ctx context.Context, dom string, f *domainFact
 	}
 	cancel()
 	s.readDone(f, next, nil)
+}
+
+// noteCarried hands the records the domain carries to the sink, once
+// per first sight or arrival: before the read completes, so that no
+// cycle evaluates the domain's disks before its records are known.
+func (s *libvirtSource) noteCarried(dom string, f *domainFacts, doc string) {
+	s.mu.Lock()
+	want := f.carried && s.owners != nil
+	f.carried = false
+	s.mu.Unlock()
+	if !want {
+		return
+	}
+	o, found, err := virt.ParseDomainOwnership(dom, doc)
+	switch {
+	case err != nil:
+		s.log.Warn("qtune records of a domain not readable", "vm", dom, "error", err.Error())
+	case found:
+		s.owners.CarriedRecords(dom, o)
+	}
 }
 
 // factsRetry is how soon a failed XML read of a domain with earlier

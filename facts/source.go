@@ -95,6 +95,15 @@ type LibvirtSink interface {
 	NoteJobEvent(domain, path string, state int32)
 }
 
+// OwnershipSink is a LibvirtSink that also hears what qtune's records a
+// domain carries in its metadata (read from the XML the source reads
+// anyway, on the first read of a domain and again once a migration
+// brought it in) and the domain's migration events.
+type OwnershipSink interface {
+	CarriedRecords(domain string, o virt.Ownership)
+	Migration(domain string, phase virt.MigrationPhase)
+}
+
 // impl is a kind of source: plain QEMU or libvirt.
 type impl interface {
 	name() string

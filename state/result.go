@@ -19,4 +19,10 @@ const (
 	// ResultForgotten: the record's VM is gone and its change went with
 	// it; the record is dropped without touching anything.
 	ResultForgotten Result = "forgotten"
+	// ResultAdopted: a record the VM carried in (from the host it came
+	// from) became this host's own.
+	ResultAdopted Result = "adopted"
+	// ResultHandedOver: the VM migrated away; its records went with it
+	// and this host dropped its own without touching anything.
+	ResultHandedOver Result = "handed-over"
 )

@@ -60,6 +60,11 @@ type Owned struct {
 	// VMID is the VM the knob was taken on; zero in records written
 	// before qtune kept it (the first identity seen is adopted then).
 	VMID sample.VMIdentity `json:"vm_identity,omitzero"`
+	// Host is the host qtune made the change on, Seq orders the changes
+	// to one VM: both travel with a libvirt domain in its metadata, so
+	// that the host a domain lands on knows whose record it adopted.
+	Host string `json:"host,omitempty"`
+	Seq  uint64 `json:"seq,omitempty"`
 }
 
 // Record is one line of the action log.

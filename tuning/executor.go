@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -100,6 +101,7 @@ type Executor struct {
 	fail func(step string, k policy.Knob) // failpoint hook: tests only
 
 	identify func(vm string) sample.VMIdentity
+	host     string // where changes are made, in the records a VM carries
 
 	mu      sync.Mutex // serialises decisions: limits and budgets are shared
 	changes []change
@@ -124,6 +126,9 @@ type Options struct {
 	// kept in each record, so that a VM that comes back with the same
 	// name is known again (or known as another). Nil: unknown.
 	Identify func(vm string) sample.VMIdentity
+	// Host names this host in the records a VM carries (default: the
+	// hostname).
+	Host string
 }
 
 // NewExecutor returns an executor acting through b and recording in s.
@@ -137,8 +142,11 @@ func NewExecutor(b Backend, s *state.Store, o Options) *Executor {
 	if o.Identify == nil {
 		o.Identify = func(string) sample.VMIdentity { return sample.VMIdentity{} }
 	}
+	if o.Host == "" {
+		o.Host, _ = os.Hostname()
+	}
 	return &Executor{backend: b, store: s, clock: o.Clock, limits: o.Limits.withDefaults(), dryRun: o.DryRun, log: o.Log,
-		fail: armedFailpoint(), identify: o.Identify}
+		fail: armedFailpoint(), identify: o.Identify, host: o.Host}
 }
 
 // Outcome is the result of one decision with the knob before and after.
@@ -203,7 +211,7 @@ func (e *Executor) apply(ctx context.Context, t state.Target, d policy.Decision)
 			owned.LastChange.Format(time.RFC3339), owned.Rule)}
 	}
 	if owned != nil && (!cur.Equal(owned.Applied) && !cur.Equal(owned.Original) || e.putBack(owned, cur)) {
-		return e.drift(t, d.Knob, owned, cur)
+		return e.drift(ctx, t, d.Knob, owned, cur)
 	}
 	original := cur
 	if owned != nil {
@@ -233,8 +241,17 @@ func (e *Executor) apply(ctx context.Context, t state.Target, d policy.Decision)
 			rec.VMID = owned.VMID
 		}
 	}
+	if err := e.refuseMigrating(ctx, t.VM); err != nil {
+		return Outcome{Result: state.ResultRefused, Before: cur, After: want}, err
+	}
+	rec.Host, rec.Seq = e.host, e.nextSeq(t.VM)
 	// Intent first: if qtune dies between here and the apply, the next
-	// start knows what the knob was and what was meant.
+	// start knows what the knob was and what was meant; and a VM that
+	// can carry the record carries it before the change, so that wherever
+	// it goes the original goes along.
+	if err := e.recordInDomain(ctx, t.VM, rec, false); err != nil {
+		return Outcome{Result: state.ResultRefused, Before: cur, After: want}, &Refusal{Code: RefuseRecord, Reason: err.Error() + "; nothing changed"}
+	}
 	if err := e.store.PutOwned(rec); err != nil {
 		return Outcome{Result: state.ResultFailed, Before: cur, After: want}, err
 	}
@@ -313,7 +330,7 @@ func (e *Executor) revert(ctx context.Context, t state.Target, d policy.Decision
 	if owned.Phase == state.PhaseReleased {
 		// The rule stopped firing: the hold on a knob someone else took
 		// ends, and what they set stays.
-		return Outcome{Result: state.ResultNoOp, Reason: "released after drift; left as it is"}, e.store.Release(t, d.Knob)
+		return Outcome{Result: state.ResultNoOp, Reason: "released after drift; left as it is"}, e.releaseRecord(ctx, owned)
 	}
 	cur, err := e.read(ctx, t, d.Knob)
 	if err != nil {
@@ -325,15 +342,18 @@ func (e *Executor) revert(ctx context.Context, t state.Target, d policy.Decision
 		// set whatever it says.
 		cur = owned.Applied
 	case cur.Equal(owned.Original):
-		return Outcome{Result: state.ResultReverted, Before: cur, After: cur}, e.store.Release(t, d.Knob)
+		return Outcome{Result: state.ResultReverted, Before: cur, After: cur}, e.releaseRecord(ctx, owned)
 	case !cur.Equal(owned.Applied):
-		return e.drift(t, d.Knob, owned, cur)
+		return e.drift(ctx, t, d.Knob, owned, cur)
 	}
 	switch {
 	case d.Mode == policy.ModeRecommend:
 		return Outcome{Result: state.ResultRecommended, Before: cur, After: owned.Original}, nil
 	case e.dryRun && !observes(d.Knob):
 		return Outcome{Result: state.ResultDryRun, Before: cur, After: owned.Original}, nil
+	}
+	if err := e.refuseMigrating(ctx, t.VM); err != nil {
+		return Outcome{Result: state.ResultRefused, Before: cur, After: owned.Original}, err
 	}
 	owned.Phase, owned.LastChange = state.PhaseIntent, e.clock.Now()
 	if err := e.store.PutOwned(owned); err != nil {
@@ -343,7 +363,7 @@ func (e *Executor) revert(ctx context.Context, t state.Target, d policy.Decision
 	if err != nil {
 		return out, err
 	}
-	return out, e.store.Release(t, d.Knob)
+	return out, e.releaseRecord(ctx, owned)
 }
 
 // drift: someone else changed a knob qtune owns. qtune lets go of it and
@@ -352,12 +372,13 @@ func (e *Executor) revert(ctx context.Context, t state.Target, d policy.Decision
 // The record stays, marked released, so that the rule that wanted the knob
 // does not take it back on its next evaluation; it goes when that rule
 // stops firing (its revert) — whoever changed the knob keeps it.
-func (e *Executor) drift(t state.Target, k policy.Knob, owned *state.Owned, cur state.KnobState) (Outcome, error) {
+func (e *Executor) drift(ctx context.Context, t state.Target, k policy.Knob, owned *state.Owned, cur state.KnobState) (Outcome, error) {
 	held := *owned
 	held.Phase, held.Applied, held.LastChange = state.PhaseReleased, cur, e.clock.Now()
 	if err := e.store.PutOwned(&held); err != nil {
 		return Outcome{Result: state.ResultFailed, Before: cur}, err
 	}
+	e.syncDomain(ctx, t.VM, owned.Persist)
 	reason := fmt.Sprintf("qtune set %s, it is now %s: left alone and released", owned.Applied, cur)
 	return Outcome{Result: state.ResultDrift, Before: owned.Applied, After: cur, Reason: reason}, fmt.Errorf("%s %s: %s: %w", t, k, reason, ErrDrift)
 }

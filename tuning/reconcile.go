@@ -41,9 +41,9 @@ func (e *Executor) Reconcile(ctx context.Context, o state.Owned) (Outcome, error
 		err = e.store.PutOwned(&o)
 	case o.Phase != state.PhaseApplied && cur.Equal(o.Original):
 		out = Outcome{Result: state.ResultResolved, Before: cur, After: cur, Reason: "the change never reached the knob: nothing to restore"}
-		err = e.store.Release(o.Target, o.Knob)
+		err = e.releaseRecord(ctx, &o)
 	default:
-		out, err = e.drift(o.Target, o.Knob, &o, cur)
+		out, err = e.drift(ctx, o.Target, o.Knob, &o, cur)
 	}
 	e.audit(o.Target, d, out)
 	return out, err
@@ -60,7 +60,7 @@ func (e *Executor) reconcileUnreadable(ctx context.Context, o state.Owned, d pol
 	out, err := e.applyAndVerify(ctx, o.Target, o.Knob, &o, o.Applied, restoring(&o), o.Persist, state.ResultResolved)
 	if err == nil {
 		out.Reason = "interrupted change of a knob QEMU cannot report: the original set again"
-		err = e.store.Release(o.Target, o.Knob)
+		err = e.releaseRecord(ctx, &o)
 	}
 	e.audit(o.Target, d, out)
 	return out, err

@@ -56,7 +56,7 @@ t qtune ""
 		"web-1 web-2",
 		"--json",
 		"web-1 web-2",
-		"-o --state-dir",
+		"--libvirt-socket --libvirt-uri -o --state-dir",
 		"warn",
 		"agent doctor help jobs plan policy state stats status version",
 	}

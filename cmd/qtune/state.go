@@ -10,16 +10,17 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/state"
+	"github.com/qtune/qtune/virt"
 )
 
 func init() {
 	register(command{name: "state", summary: "check, export or import the agent's state store", run: runState, subcommands: []string{"check", "export", "import"}})
 }
 
-const stateUsage = "usage: qtune state check|export [-o FILE]|import FILE [--state-dir DIR]"
+const stateUsage = "usage: qtune state check [--libvirt-socket PATH|--libvirt-uri URI]|export [-o FILE]|import FILE [--state-dir DIR]"
 
 // runState: qtune state check|export|import.
-func runState(_ context.Context, args []string, stdout, stderr io.Writer) int {
+func runState(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || (args[0] != "check" && args[0] != "export" && args[0] != "import") {
 		fmt.Fprintln(stderr, stateUsage)
 		return exitUsage
@@ -29,6 +30,8 @@ func runState(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	dir := fs.String("state-dir", "/var/lib/qtune", "the agent's state directory")
 	outPath := fs.String("o", "", "export: write to this file instead of stdout")
+	lvSocket := fs.String("libvirt-socket", "", "check: also compare with the records the domains of this libvirtd carry (its local socket)")
+	lvURI := fs.String("libvirt-uri", "", "check: as --libvirt-socket, through a libvirt URI")
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitUsage
 	}
@@ -45,7 +48,11 @@ func runState(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	if verb == "check" {
-		return stateCheck(path, stdout, stderr)
+		code := stateCheck(path, stdout, stderr)
+		if *lvSocket == "" && *lvURI == "" {
+			return code
+		}
+		return max(code, stateCheckDomains(ctx, path, virt.LibvirtOptions{Socket: *lvSocket, URI: *lvURI}, stdout, stderr))
 	}
 	return stateExport(path, *outPath, stdout, stderr)
 }
@@ -65,6 +72,24 @@ func stateCheck(path string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: %d problem(s)\n", path, len(findings))
 	for _, f := range findings {
+		fmt.Fprintf(stdout, "  %s\n", f)
+	}
+	return exitFailure
+}
+
+// stateCheckDomains: the store against the records the domains carry.
+func stateCheckDomains(ctx context.Context, path string, o virt.LibvirtOptions, stdout, stderr io.Writer) int {
+	found, err := checkDomainRecords(ctx, path, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "qtune state check: %v\n", err)
+		return exitFailure
+	}
+	if len(found) == 0 {
+		fmt.Fprintln(stdout, "domain records: agree with the store")
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "domain records: %d disagreement(s)\n", len(found))
+	for _, f := range found {
 		fmt.Fprintf(stdout, "  %s\n", f)
 	}
 	return exitFailure

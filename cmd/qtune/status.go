@@ -95,6 +95,12 @@ func printStatus(w io.Writer, st api.Status) {
 		if len(vm.Capabilities) > 0 {
 			fmt.Fprintf(w, "%-16s qemu offers: %s\n", vm.Name, strings.Join(vm.Capabilities, ", "))
 		}
+		if vm.Migration != "" {
+			fmt.Fprintf(w, "%-16s MIGRATING: %s\n", vm.Name, vm.Migration)
+		}
+		if vm.MigrationBlocked != "" {
+			fmt.Fprintf(w, "%-16s NOT MIGRATABLE: %s\n", vm.Name, vm.MigrationBlocked)
+		}
 		for _, d := range vm.Disks {
 			fmt.Fprintf(w, "%-16s %-8s %8.0f %8.0f %9s %9s %-10s %s\n", vm.Name, d.Name, d.ReadIOPS, d.WriteIOPS,
 				ms(d.ReadLatency), ms(d.WriteLatency), d.Cache, throttleText(d.Throttle != nil, func() string { return policy.ThrottleText(*d.Throttle) }))
@@ -122,6 +128,12 @@ func printStatus(w io.Writer, st api.Status) {
 				o.Applied, o.Original, o.Owned.Since.Local().Format("15:04:05"))
 			if o.NotReadBack {
 				fmt.Fprintln(w, "            QEMU cannot report this knob: the value is qtune's record, not a reading")
+			}
+			if o.Host != "" {
+				fmt.Fprintf(w, "            set on %s (change %d of the VM)\n", o.Host, o.Seq)
+			}
+			if o.RecordMismatch != "" {
+				fmt.Fprintf(w, "            RECORDS DISAGREE: %s\n", o.RecordMismatch)
 			}
 			switch {
 			case o.IdentityNote != "":
