@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // qtune keeps the records of what it changed on a libvirt domain in the
@@ -133,10 +134,29 @@ func (r xmlRaw) kept() xmlRaw {
 	if len(r.Children) > 0 {
 		r.Text = strings.TrimSpace(r.Text)
 	}
-	for i, c := range r.Children {
-		r.Children[i] = c.kept()
+	var children []xmlRaw
+	for _, c := range r.Children {
+		if xmlName(c.XMLName.Local) {
+			children = append(children, c.kept())
+		}
 	}
+	r.Children = children
 	return r
+}
+
+// xmlName reports whether s is a name XML allows. encoding/xml reads
+// names it would refuse to write (<000>); libvirt never stores such a
+// thing, so an element or attribute named so is not kept.
+func xmlName(s string) bool {
+	for i, c := range s {
+		switch {
+		case c == '_' || unicode.IsLetter(c):
+		case i > 0 && (c == '-' || c == '.' || unicode.IsDigit(c)):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 // DecodeOwnership reads the metadata element of domain; "" (no metadata)
@@ -168,7 +188,9 @@ func (x xmlOwnership) decode(domain string) (Ownership, error) {
 	}
 	o := Ownership{unknownAttrs: keptAttrs(x.Attrs)}
 	for _, r := range x.Other {
-		o.unknown = append(o.unknown, r.kept())
+		if xmlName(r.XMLName.Local) {
+			o.unknown = append(o.unknown, r.kept())
+		}
 	}
 	for i, k := range x.Knobs {
 		knob, err := k.decode()
@@ -236,7 +258,7 @@ func parseTime(s string) (time.Time, error) {
 func keptAttrs(as []xml.Attr) []xml.Attr {
 	var out []xml.Attr
 	for _, a := range as {
-		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") || !xmlName(a.Name.Local) {
 			continue
 		}
 		out = append(out, a)
