@@ -109,7 +109,7 @@ type vmCadence struct {
 	ioAt   time.Time
 	ioOK   bool
 	last   time.Time // last sampled
-	seen   bool      // sampled at least once
+	reads  int       // reads that succeeded: rates need two
 	reason string
 }
 
@@ -143,21 +143,21 @@ func (c *cadence) due(now time.Time, vms []dueVM) map[string]bool {
 		present[v.name] = true
 		st := c.vms[v.name]
 		if st == nil || st.pid != v.pid {
-			st = &vmCadence{pid: v.pid, last: now, seen: st != nil && st.seen}
+			st = &vmCadence{pid: v.pid, last: now}
 			if old := c.vms[v.name]; old != nil {
 				st.last = old.last
 			}
 			c.vms[v.name] = st
 		}
 		busy, ok := false, true
-		if c.enabled() && st.seen {
+		if c.enabled() && st.reads > 0 {
 			busy, ok = c.busy(now, st)
 		}
 		reason := ""
 		switch {
 		case !c.enabled():
 			reason = ReasonAll
-		case !st.seen:
+		case st.reads < 2: // until it has rates, and while its reads fail
 			reason = ReasonNew
 		case busy:
 			reason = ReasonBusy
@@ -177,7 +177,7 @@ func (c *cadence) due(now time.Time, vms []dueVM) map[string]bool {
 		// tenth, not the eleventh.
 		if every == c.interval || now.Sub(st.last) >= every-c.interval/2 {
 			out[v.name] = true
-			st.last, st.seen = now, true
+			st.last = now
 		}
 		st.reason = reason
 		info[v.name] = CadenceInfo{Every: every, Reason: reason, Last: st.last}
@@ -224,6 +224,15 @@ func delta(now, before uint64) uint64 {
 		return now
 	}
 	return now - before
+}
+
+// read notes that vm's read succeeded (its disks came back).
+func (c *cadence) read(vm string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.vms[vm]; st != nil {
+		st.reads++
+	}
 }
 
 // infos is every VM's cadence as of the last cycle.

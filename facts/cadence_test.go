@@ -78,6 +78,9 @@ func TestCadenceSamplesQuietVMsEveryIdleInterval(t *testing.T) {
 			proc.move(30, 8<<20, 0, 0, 0)
 		}
 		due := c.due(now, vms)
+		for vm := range due {
+			c.read(vm)
+		}
 		if !due["busy"] || !due["nopid"] {
 			t.Fatalf("second %d: due %v; busy and unreadable VMs are due every interval", i, due)
 		}
@@ -97,6 +100,14 @@ func TestCadenceSamplesQuietVMsEveryIdleInterval(t *testing.T) {
 	want := "[0 1 11 21 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39]"
 	if fmt.Sprint(turnsAt) != want {
 		t.Errorf("VM turning loud at 25 sampled at %v, want %v", turnsAt, want)
+	}
+	// A VM whose reads fail stays due every interval until two succeed.
+	failing := newCadence(Options{Interval: time.Second, IdleInterval: 10 * time.Second})
+	failing.procRoot = proc.root
+	for i := 0; i < 5; i++ {
+		if due := failing.due(t0.Add(time.Duration(i)*time.Second), []dueVM{{"quiet", 20}}); !due["quiet"] {
+			t.Fatalf("second %d: a VM never read is not due", i)
+		}
 	}
 	info := c.infos()
 	if info["quiet"].Reason != ReasonQuiet || info["quiet"].Every != 10*time.Second || info["busy"].Reason != ReasonBusy || info["nopid"].Reason != ReasonNoSignal {

@@ -223,7 +223,7 @@ func (s *libvirtSource) sample(ctx context.Context) ([]sample.Disk, map[string]e
 		errs[sourceError] = err
 		return nil, errs, nil
 	}
-	s.waitFacts(ctx, s.refreshFacts(ctx, byDom))
+	s.waitFacts(ctx, s.refreshFacts(ctx, byDom, present))
 	var out []sample.Disk
 	for dom, st := range byDom {
 		s.rereadOnIOError(dom, st)
@@ -243,6 +243,7 @@ func (s *libvirtSource) sample(ctx context.Context) ([]sample.Disk, map[string]e
 			}
 			out = append(out, st.Disks[i])
 		}
+		s.cad.read(dom)
 	}
 	return out, errs, s.track(byDom, present, len(out))
 }
@@ -371,15 +372,16 @@ func (s *libvirtSource) track(byDom map[string]virt.DomainStat, present map[stri
 	return gone
 }
 
-// refreshFacts starts an XML read for every domain that has none, whose
-// facts an event made stale, or whose slow re-read is due; it returns the
-// reads under way that this cycle needs.
-func (s *libvirtSource) refreshFacts(ctx context.Context, byDom map[string]virt.DomainStat) []chan struct{} {
+// refreshFacts starts an XML read for every present domain that has
+// none, whose facts an event made stale, or whose slow re-read is due (a
+// quiet domain's too, so that its next read has them); it returns the
+// reads under way that this cycle's domains (byDom) need.
+func (s *libvirtSource) refreshFacts(ctx context.Context, byDom map[string]virt.DomainStat, present map[string]string) []chan struct{} {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var wait []chan struct{}
-	for dom := range byDom {
+	for dom := range present {
 		f := s.facts[dom]
 		if f == nil {
 			f = &domainFacts{}
@@ -389,7 +391,7 @@ func (s *libvirtSource) refreshFacts(ctx context.Context, byDom map[string]virt.
 			f.reading, f.stale = make(chan struct{}), false
 			go s.readFacts(ctx, dom, f)
 		}
-		if f.reading != nil {
+		if _, ok := byDom[dom]; ok && f.reading != nil {
 			wait = append(wait, f.reading)
 		}
 	}

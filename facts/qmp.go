@@ -208,6 +208,7 @@ func (s *qmpSource) sample(ctx context.Context) ([]sample.Disk, map[string]error
 			errs[rs[i].name] = res.err
 			continue
 		}
+		s.cad.read(rs[i].name)
 		disks = append(disks, res.disks...)
 	}
 	return disks, errs, gone
