@@ -17,15 +17,19 @@ import (
 // reads served from the host's page cache (cache='writeback', aio=threads)
 // — and the monitor's own traffic, which a sample makes.
 //
-// Measured on the lab host (QEMU 7.2, 20 qcow2 disks, libvirt sampling
-// every second): an idle guest moved 0 B of read_bytes/write_bytes and
-// 20-40 KiB/s of rchar+wchar (timers, eventfds, the query-blockstats and
-// query-named-block-nodes answers of each sample; up to ~250 KiB in the
-// second of a sample of 20 disks); a guest writing 4 KiB blocks with
-// cache='none' moved 6.3 MB/s of write_bytes; one re-reading a 64 MiB
-// file from the host's page cache moved no read_bytes and >100 MB/s of
-// rchar. The thresholds below sit far above the idle figures and far
-// below the loud ones (docs/operations.md, "Sampling cadence").
+// Measured with bench sampling-cadence (lab TCG guests, 20 qcow2 disks
+// each, a host at load 20 on 2 cores, nothing sampling): a guest writing
+// 4 KiB blocks at 300 a second with cache='none' moved up to 1121 KiB/s
+// of read_bytes+write_bytes and 1145 KiB/s of rchar+wchar (O_DIRECT
+// writes count in both); an idle guest 0 B/s and 3 KiB/s; a paused one
+// 0 and 0. Not measured: a sample's own monitor traffic (estimated at
+// ~100 KiB for the query-blockstats and query-named-block-nodes answers
+// of 20 disks, so the char threshold sits ten times above it) and reads
+// served from the host's page cache, which move rchar only: a guest
+// reading less than 1 MiB/s that way (256 4-KiB reads a second) is not
+// busy by this signal. The thresholds sit far above the idle figures and
+// well below a guest doing I/O at a rate any rule would act on
+// (docs/operations.md, "Sampling cadence").
 const (
 	// busyStorageBPS: read_bytes+write_bytes a second that make a VM busy.
 	busyStorageBPS = 64 << 10
