@@ -86,6 +86,8 @@ type Agent struct {
 	ruleNames atomic.Pointer[map[string]bool] // the rules in force, for the job manager
 
 	rates *sample.Rater // last sample per disk, for rates
+	watch watchList     // the VMs sampled every interval whatever their I/O (cadence.go)
+	kept  retained      // each VM's last points, shown between its samples
 
 	// afterCycle, when set (by tests), is told each cycle's time once
 	// the cycle is published.
@@ -113,6 +115,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.cfg.Validate(); err != nil {
 		return err
 	}
+	a.rates.KeepFor(int(raterKeep(a.cfg.Interval, a.cfg.IdleInterval)/a.cfg.Interval) + 1)
 	closeStore, err := a.openStore()
 	if err != nil {
 		return err
@@ -166,7 +169,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) openSource(ctx context.Context) (source, error) {
-	return openSource(ctx, a.cfg, a.log, a.m)
+	return openSource(ctx, a.cfg, a.log, a.m, a.watch.reason)
 }
 
 // loadInitialPolicy loads the policy directory. When it does not load,
@@ -447,7 +450,8 @@ func (a *Agent) cycle(ctx context.Context) {
 		a.m.late.Inc()
 	}
 	a.logSampleErrors(disks, errs, gone)
-	a.publish(now, dur, points, errs, outcomes)
+	a.publish(now, dur, points, a.kept.merge(points, errs, gone), errs, outcomes)
+	a.updateWatched()
 	if a.afterCycle != nil {
 		a.afterCycle(now)
 	}

@@ -44,6 +44,7 @@ func (m *metrics) setPolicyLoadedAt(t time.Time) {
 
 // cycleSnapshot is what one cycle saw; it is never changed once published.
 type cycleSnapshot struct {
+	at         time.Time // the cycle's
 	points     []sample.Point
 	states     []policy.StateInfo
 	owned      []api.OwnedStatus
@@ -129,6 +130,7 @@ type snapshotCollector struct {
 	m                                                         *metrics
 	disk, counters                                            []*prometheus.Desc
 	rule, owned, vms, connected, reconnects, tainted, storeOK *prometheus.Desc
+	age                                                       *prometheus.Desc
 	vmState                                                   *prometheus.Desc
 }
 
@@ -140,6 +142,8 @@ func newSnapshotCollector(m *metrics) *snapshotCollector {
 	for _, d := range diskCounterDefs {
 		c.counters = append(c.counters, prometheus.NewDesc(d.name, d.help, []string{"vm", "disk"}, nil))
 	}
+	c.age = prometheus.NewDesc("qtune_disk_sample_age_seconds",
+		"Age of each disk's last sample as of the last cycle: under an interval for a busy or watched VM, up to idle_interval for a quiet one.", []string{"vm", "disk"}, nil)
 	c.rule = prometheus.NewDesc("qtune_rule_state", "1 for the state each rule is in on each disk (inactive rules are not listed).", []string{"rule", "vm", "disk", "state"}, nil)
 	c.owned = prometheus.NewDesc("qtune_owned_knobs",
 		"Knobs qtune changed, by kind and state: held, releasing, orphaned (rule gone or VM unreachable), drifted (handed over), settled (in the last cycle).",
@@ -157,7 +161,7 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range append(c.disk, c.counters...) {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.rule, c.owned, c.vms, c.vmState, c.connected, c.reconnects, c.tainted, c.storeOK} {
+	for _, d := range []*prometheus.Desc{c.age, c.rule, c.owned, c.vms, c.vmState, c.connected, c.reconnects, c.tainted, c.storeOK} {
 		ch <- d
 	}
 }
@@ -173,6 +177,9 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(c.disk[i], prometheus.GaugeValue, v, p.Disk.VM, p.Disk.Name)
 			}
 		}
+	}
+	for _, p := range s.points {
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, max(0, s.at.Sub(p.Disk.Time).Seconds()), p.Disk.VM, p.Disk.Name)
 	}
 	for i, d := range diskCounterDefs {
 		for _, p := range s.points {

@@ -131,7 +131,7 @@ func (r *reconRig) step(t *testing.T) api.Status {
 	now := r.clk.Now()
 	disks, errs, gone := r.src.Sample(context.Background())
 	r.a.reconcileOwned(context.Background(), now, disks, errs, gone)
-	r.a.publish(now, 0, nil, errs, r.a.recon.actions)
+	r.a.publish(now, 0, nil, nil, errs, r.a.recon.actions)
 	return r.a.Snapshot()
 }
 

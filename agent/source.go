@@ -24,9 +24,10 @@ const sourceError = facts.SourceError
 
 // factsOptions are the agent's config as facts takes it; call durations
 // go to the agent's metrics.
-func factsOptions(cfg config.Config, m *metrics) facts.Options {
+// watched says why a VM is needed every interval (rules, knobs, jobs).
+func factsOptions(cfg config.Config, m *metrics, watched func(vm string) string) facts.Options {
 	return facts.Options{QMPDir: cfg.QMPDir, LibvirtURI: cfg.LibvirtURI, LibvirtSocket: cfg.LibvirtSocket, LibvirtPidDir: cfg.LibvirtPidDir,
-		Interval: cfg.Interval, CallTimeout: cfg.CallTimeout,
+		Interval: cfg.Interval, CallTimeout: cfg.CallTimeout, IdleInterval: cfg.IdleInterval, Watched: watched,
 		ObserveCall: func(backend, call string, d time.Duration) {
 			m.callDuration.WithLabelValues(backend, call).Observe(d.Seconds())
 		}}
@@ -34,8 +35,8 @@ func factsOptions(cfg config.Config, m *metrics) facts.Options {
 
 // openSource opens where the VMs are (a QMP directory, or libvirt) and
 // the tuning backend over the connections facts hands over.
-func openSource(ctx context.Context, cfg config.Config, log hclog.Logger, m *metrics) (source, error) {
-	o := factsOptions(cfg, m)
+func openSource(ctx context.Context, cfg config.Config, log hclog.Logger, m *metrics, watched func(vm string) string) (source, error) {
+	o := factsOptions(cfg, m, watched)
 	if cfg.QMPDir != "" {
 		s := newQMPSource(log)
 		o.QMP = s

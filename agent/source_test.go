@@ -13,7 +13,7 @@ import (
 // than once; the test's end calls it too).
 func startQMPSource(t *testing.T, cfg config.Config, a *Agent) (stop func()) {
 	t.Helper()
-	src, err := openSource(context.Background(), cfg, a.log, a.m)
+	src, err := openSource(context.Background(), cfg, a.log, a.m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/internal/buildinfo"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
@@ -31,7 +32,9 @@ type (
 const keepActions = 50
 
 // publish updates status, metrics and history after a cycle.
-func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point, errs map[string]error, acts []api.ActionStatus) {
+// points are this cycle's samples (the rules' and qtune plan's), shown
+// those with the last samples of the VMs not sampled this cycle.
+func (a *Agent) publish(now time.Time, dur time.Duration, points, shown []sample.Point, errs map[string]error, acts []api.ActionStatus) {
 	stored, err := a.store.AllOwned()
 	if err != nil && a.recon.ownedErr == "" {
 		a.noteOwnedError(err)
@@ -42,7 +45,7 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 	tainted := a.src.Tainted()
 
 	vms := map[string]*api.VMStatus{}
-	for _, p := range points {
+	for _, p := range shown {
 		v := vms[p.Disk.VM]
 		if v == nil {
 			v = &api.VMStatus{Name: p.Disk.VM}
@@ -78,12 +81,21 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points []sample.Point,
 		}
 	}
 	a.noteMigrations(vms)
+	var cads map[string]facts.CadenceInfo
+	if c, ok := a.src.(cadencer); ok {
+		cads = c.Cadences()
+	}
+	for name, c := range cads {
+		if v := vms[name]; v != nil {
+			v.Cadence, v.CadenceReason, v.LastSampled = c.Every.String(), c.Reason, c.Last
+		}
+	}
 	list := make([]api.VMStatus, 0, len(vms))
 	for _, v := range vms {
 		list = append(list, *v)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-	a.m.publish(&cycleSnapshot{points: points, states: states, owned: owned, settled: a.recon.settled, vms: len(list), vmStates: vmStates,
+	a.m.publish(&cycleSnapshot{at: now, points: shown, states: states, owned: owned, settled: a.recon.settled, vms: len(list), vmStates: vmStates,
 		connected: connected, reconnects: reconnects, tainted: len(tainted), storeOK: !a.refusing()})
 
 	a.mu.Lock()

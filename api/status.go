@@ -84,9 +84,16 @@ type VMStatus struct {
 	Name string `json:"name"`
 	// State and StateReason are libvirt's (running/booted,
 	// paused/ioerror, ...); empty where the backend does not say.
-	State       string       `json:"state,omitempty"`
-	StateReason string       `json:"state_reason,omitempty"`
-	Disks       []DiskStatus `json:"disks"`
+	State       string `json:"state,omitempty"`
+	StateReason string `json:"state_reason,omitempty"`
+	// Cadence is how often the VM is sampled ("1s", "10s"), and
+	// CadenceReason why: busy, quiet, watched (a rule pending or firing,
+	// a knob held, a job), first sample, no signal (its QEMU process
+	// could not be read), every VM every interval.
+	Cadence       string       `json:"cadence,omitempty"`
+	CadenceReason string       `json:"cadence_reason,omitempty"`
+	LastSampled   time.Time    `json:"last_sampled,omitzero"`
+	Disks         []DiskStatus `json:"disks"`
 	// Capabilities is what the VM's QEMU was found to offer, from its
 	// QMP schema ("blockdev-reopen", "no block-job-change", ...); empty
 	// when not read (under libvirt, see Status.BackendCapabilities).

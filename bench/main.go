@@ -60,6 +60,7 @@ func (o options) sampleSizes(quick, full []int) []int {
 var benchmarks = []benchmark{
 	{name: "sampling-qmp", run: samplingQMP},
 	{name: "sampling-libvirt", run: samplingLibvirt},
+	{name: "sampling-cadence", run: samplingCadence},
 	{name: "reaction", run: reaction},
 	{name: "neighbour", run: neighbour},
 	{name: "l2-cache", run: l2cache},

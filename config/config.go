@@ -20,6 +20,7 @@ import (
 //	# /etc/qtune/agent.hcl
 //	libvirt_uri       = "qemu:///system"   # or libvirt_socket, or qmp_dir
 //	interval          = "10s"
+//	idle_interval     = "10s"               # quiet VMs: sampled this often
 //	policy_dir        = "/etc/qtune/policy.d"
 //	state_dir         = "/var/lib/qtune"
 //	listen            = "127.0.0.1:9477"   # or "unix:/run/qtune/qtune.sock"
@@ -60,11 +61,16 @@ import (
 //	  qemu_img       = "qemu-img"
 //	}
 type Config struct {
-	LibvirtURI       string
-	LibvirtSocket    string
-	LibvirtPidDir    string
-	QMPDir           string
-	Interval         time.Duration
+	LibvirtURI    string
+	LibvirtSocket string
+	LibvirtPidDir string
+	QMPDir        string
+	Interval      time.Duration
+	// IdleInterval is how often a quiet VM is sampled: one whose QEMU
+	// moves little I/O and on which no rule is pending or firing, no
+	// knob is held and no job runs. At or below Interval (the default,
+	// 0) every VM is sampled every interval.
+	IdleInterval     time.Duration
 	CallTimeout      time.Duration
 	OrphanWarnAfter  time.Duration // an owned knob orphaned this long is a warning
 	PolicyDir        string
@@ -113,6 +119,7 @@ type fileConfig struct {
 	LibvirtPidDir    *string         `hcl:"libvirt_pid_dir,optional"`
 	QMPDir           *string         `hcl:"qmp_dir,optional"`
 	Interval         *string         `hcl:"interval,optional"`
+	IdleInterval     *string         `hcl:"idle_interval,optional"`
 	CallTimeout      *string         `hcl:"call_timeout,optional"`
 	OrphanWarnAfter  *string         `hcl:"orphan_warn_after,optional"`
 	PolicyDir        *string         `hcl:"policy_dir,optional"`
@@ -195,6 +202,7 @@ func Load(path string) (Config, error) {
 	str(&c.LogLevel, fc.LogLevel)
 	str(&c.LogFormat, fc.LogFormat)
 	dur("interval", &c.Interval, fc.Interval)
+	dur("idle_interval", &c.IdleInterval, fc.IdleInterval)
 	dur("call_timeout", &c.CallTimeout, fc.CallTimeout)
 	dur("orphan_warn_after", &c.OrphanWarnAfter, fc.OrphanWarnAfter)
 	if fc.DryRun != nil {
@@ -258,6 +266,9 @@ func (c Config) Validate() error {
 	}
 	if c.Interval < time.Second {
 		errs = append(errs, fmt.Sprintf("interval %v is too short (at least 1s)", c.Interval))
+	}
+	if c.IdleInterval < 0 {
+		errs = append(errs, fmt.Sprintf("idle_interval %v must not be negative", c.IdleInterval))
 	}
 	if c.OrphanWarnAfter <= 0 {
 		errs = append(errs, fmt.Sprintf("orphan_warn_after %v must be positive", c.OrphanWarnAfter))

@@ -9,6 +9,11 @@ libvirt_socket = "/run/libvirt/libvirt-sock"
 libvirt_pid_dir = "/run/libvirt/qemu"            # QEMU pid files, to read -blockdev options
 
 interval     = "10s"   # sampling and evaluation period
+# A quiet VM (its QEMU moves little I/O, no rule pending or firing on it,
+# no knob held, no job) is sampled only this often; it is sampled every
+# interval again from the cycle after it turns loud. At or below interval
+# (the default, 0): every VM every interval.
+idle_interval = "0s"
 call_timeout = "5s"    # deadline of each call to QEMU or libvirt
 # An owned knob whose rule is gone or whose VM cannot be reached is
 # retried every cycle (with backoff); orphaned this long, it is a warning

@@ -23,6 +23,8 @@ import (
 // libvirtAPI is what the libvirt source asks of the daemon.
 type libvirtAPI interface {
 	DomainStats(ctx context.Context, names ...string) (map[string]virt.DomainStat, error)
+	Domains(ctx context.Context) ([]virt.DomainInfo, error)
+	DomainStatsOf(ctx context.Context, doms []virt.DomainInfo) (map[string]virt.DomainStat, error)
 	DomainXML(ctx context.Context, domain string, inactive bool) (string, error)
 	DiskErrors(ctx context.Context, domain string) (map[string]string, error)
 }
@@ -58,7 +60,9 @@ type libvirtSource struct {
 	gone   []string
 	states map[string]VMState
 	uuids  map[string]string // domain: its UUID, as of the last cycle
-	disks  int               // disks in the last bulk answer, for its deadline
+	pids   map[string]domainPID
+	cad    *cadence
+	disks  int // disks in the last bulk answer, for its deadline
 }
 
 // VMState is a domain's state and its reason (libvirt's names).
@@ -132,7 +136,8 @@ func newLibvirtSourceWith(api libvirtAPI, sink LibvirtSink, o Options, log hclog
 		o.ObserveCall = func(string, string, time.Duration) {}
 	}
 	return &libvirtSource{api: api, sink: sink, timeout: o.CallTimeout, interval: o.Interval, log: log, observe: o.ObserveCall, pidDir: o.LibvirtPidDir,
-		sem: make(chan struct{}, factsReaders), facts: map[string]*domainFacts{}, known: map[string]bool{}, states: map[string]VMState{}}
+		sem: make(chan struct{}, factsReaders), facts: map[string]*domainFacts{}, known: map[string]bool{}, states: map[string]VMState{},
+		pids: map[string]domainPID{}, cad: newCadence(o)}
 }
 
 func (s *libvirtSource) name() string { return "libvirt:" + s.v.Where() }
@@ -236,21 +241,15 @@ func (s *libvirtSource) sample(ctx context.Context) ([]sample.Disk, map[string]e
 	timeout := max(s.timeout, s.interval) + time.Duration(s.disks)*bulkPerDisk
 	s.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
-	start := time.Now()
-	byDom, err := s.api.DomainStats(cctx, s.only...)
+	byDom, present, err := s.read(cctx)
 	cancel()
-	s.observe("libvirt", "get_all_domain_stats", time.Since(start))
 	if err != nil {
 		errs[sourceError] = err
 		return nil, errs, nil
 	}
-	s.waitFacts(ctx, s.refreshFacts(ctx, byDom))
+	s.waitFacts(ctx, s.refreshFacts(ctx, byDom, present))
 	var out []sample.Disk
-	states := make(map[string]VMState, len(byDom))
-	uuids := make(map[string]string, len(byDom))
 	for dom, st := range byDom {
-		states[dom] = VMState{State: st.State, Reason: st.Reason}
-		uuids[dom] = st.UUID
 		s.rereadOnIOError(dom, st)
 		f, err := s.factsOf(dom)
 		if err != nil {
@@ -268,28 +267,128 @@ func (s *libvirtSource) sample(ctx context.Context) ([]sample.Disk, map[string]e
 			}
 			out = append(out, st.Disks[i])
 		}
+		s.cad.read(dom)
 	}
-	s.mu.Lock()
-	s.uuids = uuids
-	s.mu.Unlock()
-	return out, errs, s.track(byDom, states, len(out))
+	return out, errs, s.track(byDom, present, len(out))
 }
 
-// track notes which domains exist now and returns the ones gone since
-// the last cycle.
-func (s *libvirtSource) track(byDom map[string]virt.DomainStat, states map[string]VMState, disks int) []string {
+// read asks libvirt for the stats of the domains due this cycle: every
+// active domain in one bulk call when all are due (or the cadence is
+// off, or only some domains are read), else one DomainListGetStats for
+// the due ones, which spares libvirtd asking the others' QEMUs. present
+// is every active domain with its UUID.
+func (s *libvirtSource) read(ctx context.Context) (byDom map[string]virt.DomainStat, present map[string]string, err error) {
+	bulk := func() (map[string]virt.DomainStat, map[string]string, error) {
+		start := time.Now()
+		byDom, err := s.api.DomainStats(ctx, s.only...)
+		s.observe("libvirt", "get_all_domain_stats", time.Since(start))
+		present := make(map[string]string, len(byDom))
+		for dom, st := range byDom {
+			present[dom] = st.UUID
+		}
+		return byDom, present, err
+	}
+	if !s.cad.enabled() || len(s.only) > 0 {
+		byDom, present, err := bulk()
+		if err == nil {
+			vms := make([]dueVM, 0, len(byDom))
+			for dom := range byDom {
+				vms = append(vms, dueVM{name: dom})
+			}
+			s.cad.due(s.cad.now(), vms)
+		}
+		return byDom, present, err
+	}
+	// Listing is libvirtd's own bookkeeping: it asks no QEMU.
+	start := time.Now()
+	doms, err := s.api.Domains(ctx)
+	s.observe("libvirt", "list_domains", time.Since(start))
+	if err != nil {
+		return nil, nil, err
+	}
+	vms := make([]dueVM, len(doms))
+	for i, d := range doms {
+		vms[i] = dueVM{name: d.Name, pid: s.pidOf(d)}
+	}
+	due := s.cad.due(s.cad.now(), vms)
+	if len(due) == len(doms) {
+		return bulk()
+	}
+	pick := make([]virt.DomainInfo, 0, len(due))
+	present = make(map[string]string, len(doms))
+	for _, d := range doms {
+		present[d.Name] = d.UUID
+		if due[d.Name] {
+			pick = append(pick, d)
+		}
+	}
+	start = time.Now()
+	byDom, err = s.api.DomainStatsOf(ctx, pick)
+	s.observe("libvirt", "list_get_stats", time.Since(start))
+	for dom, st := range byDom { // started between the list and the call
+		present[dom] = st.UUID
+	}
+	return byDom, present, err
+}
+
+// pidOf is a running domain's QEMU process from libvirt's pid file, read
+// again only when the domain's id changes (it was started again); 0 when
+// unknown.
+func (s *libvirtSource) pidOf(d virt.DomainInfo) int {
+	if s.pidDir == "" {
+		return 0
+	}
+	s.mu.Lock()
+	p, ok := s.pids[d.Name]
+	s.mu.Unlock()
+	if ok && p.id == d.ID {
+		return p.pid
+	}
+	raw, err := os.ReadFile(filepath.Join(s.pidDir, d.Name+".pid"))
+	pid := 0
+	if err == nil {
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
+	}
+	s.mu.Lock()
+	s.pids[d.Name] = domainPID{id: d.ID, pid: pid}
+	s.mu.Unlock()
+	return pid
+}
+
+type domainPID struct {
+	id  int32
+	pid int
+}
+
+func (s *libvirtSource) cadences() map[string]CadenceInfo { return s.cad.infos() }
+
+// track notes which domains exist now (present) and their state as last
+// sampled, and returns the ones gone since the last cycle.
+func (s *libvirtSource) track(byDom map[string]virt.DomainStat, present map[string]string, disks int) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.states, s.disks = states, disks
+	states := make(map[string]VMState, len(present))
+	for dom := range present {
+		if st, ok := byDom[dom]; ok {
+			states[dom] = VMState{State: st.State, Reason: st.Reason}
+		} else if st, ok := s.states[dom]; ok {
+			states[dom] = st
+		}
+	}
+	s.states, s.uuids = states, present
+	if disks > s.disks || len(byDom) == len(present) {
+		s.disks = disks // the bulk call's deadline follows the most disks read at once
+	}
 	for dom := range s.known {
-		if _, ok := byDom[dom]; !ok {
+		if _, ok := present[dom]; !ok {
 			delete(s.known, dom)
 			delete(s.facts, dom)
+			delete(s.pids, dom)
 			s.sink.Forget(dom)
 			s.gone = append(s.gone, dom)
 		}
 	}
-	for dom := range byDom {
+	for dom := range present {
 		s.known[dom] = true
 	}
 	gone := s.gone
@@ -297,15 +396,16 @@ func (s *libvirtSource) track(byDom map[string]virt.DomainStat, states map[strin
 	return gone
 }
 
-// refreshFacts starts an XML read for every domain that has none, whose
-// facts an event made stale, or whose slow re-read is due; it returns the
-// reads under way that this cycle needs.
-func (s *libvirtSource) refreshFacts(ctx context.Context, byDom map[string]virt.DomainStat) []chan struct{} {
+// refreshFacts starts an XML read for every present domain that has
+// none, whose facts an event made stale, or whose slow re-read is due (a
+// quiet domain's too, so that its next read has them); it returns the
+// reads under way that this cycle's domains (byDom) need.
+func (s *libvirtSource) refreshFacts(ctx context.Context, byDom map[string]virt.DomainStat, present map[string]string) []chan struct{} {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var wait []chan struct{}
-	for dom := range byDom {
+	for dom := range present {
 		f := s.facts[dom]
 		if f == nil {
 			f = &domainFacts{carried: true}
@@ -315,7 +415,7 @@ func (s *libvirtSource) refreshFacts(ctx context.Context, byDom map[string]virt.
 			f.reading, f.stale = make(chan struct{}), false
 			go s.readFacts(ctx, dom, f)
 		}
-		if f.reading != nil {
+		if _, ok := byDom[dom]; ok && f.reading != nil {
 			wait = append(wait, f.reading)
 		}
 	}

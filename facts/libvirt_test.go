@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,37 @@ type fakeLibvirt struct {
 	release chan struct{} // ends hung reads early
 	ioErrs  map[string]map[string]string
 	ioFail  error
+	// calls counts the stats calls: "" for the bulk call, else the
+	// domains a DomainStatsOf asked for, joined by commas.
+	calls []string
+}
+
+func (f *fakeLibvirt) Domains(ctx context.Context) ([]virt.DomainInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]virt.DomainInfo, 0, len(f.stats))
+	for k, v := range f.stats {
+		out = append(out, virt.DomainInfo{Name: k, UUID: v.UUID})
+	}
+	return out, nil
+}
+
+func (f *fakeLibvirt) DomainStatsOf(ctx context.Context, doms []virt.DomainInfo) (map[string]virt.DomainStat, error) {
+	all, _ := f.DomainStats(ctx)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[len(f.calls)-1] = ""
+	out := map[string]virt.DomainStat{}
+	var names []string
+	for _, d := range doms {
+		if st, ok := all[d.Name]; ok {
+			out[d.Name] = st
+		}
+		names = append(names, d.Name)
+	}
+	sort.Strings(names)
+	f.calls[len(f.calls)-1] = strings.Join(names, ",")
+	return out, nil
 }
 
 func (f *fakeLibvirt) DiskErrors(ctx context.Context, dom string) (map[string]string, error) {
@@ -56,6 +88,7 @@ func (f *fakeLibvirt) setIOError(dom, disk, status, reason string) {
 func (f *fakeLibvirt) DomainStats(ctx context.Context, names ...string) (map[string]virt.DomainStat, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls = append(f.calls, "")
 	out := map[string]virt.DomainStat{}
 	for k, v := range f.stats {
 		v.Disks = append([]sample.Disk(nil), v.Disks...)

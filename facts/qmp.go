@@ -33,6 +33,7 @@ type qmpSource struct {
 	log         hclog.Logger
 	hooks       QMPHooks // nil: no one listens
 	observe     func(backend, call string, d time.Duration)
+	cad         *cadence
 
 	mu      sync.Mutex
 	runners map[string]*qmpRunner
@@ -44,8 +45,10 @@ func newQMPSource(o Options, log hclog.Logger) *qmpSource {
 		o.ObserveCall = func(string, string, time.Duration) {}
 	}
 	return &qmpSource{dir: o.QMPDir, timeout: o.CallTimeout, wantDetails: o.Details, log: log.Named("qmp"),
-		hooks: o.QMP, observe: o.ObserveCall, runners: map[string]*qmpRunner{}}
+		hooks: o.QMP, observe: o.ObserveCall, runners: map[string]*qmpRunner{}, cad: newCadence(o)}
 }
+
+func (s *qmpSource) cadences() map[string]CadenceInfo { return s.cad.infos() }
 
 func (s *qmpSource) name() string {
 	if len(s.sockets) > 0 {
@@ -181,6 +184,7 @@ func (s *qmpSource) sample(ctx context.Context) ([]sample.Disk, map[string]error
 	s.gone = nil
 	s.mu.Unlock()
 	sort.Slice(rs, func(i, j int) bool { return rs[i].name < rs[j].name })
+	rs = s.due(rs)
 	// Each runner's disks in its own slot, joined in VM order once all
 	// are in: one allocation of the whole sample, and a stable order.
 	results := make([]sampleResult, len(rs))
@@ -204,9 +208,32 @@ func (s *qmpSource) sample(ctx context.Context) ([]sample.Disk, map[string]error
 			errs[rs[i].name] = res.err
 			continue
 		}
+		s.cad.read(rs[i].name)
 		disks = append(disks, res.disks...)
 	}
 	return disks, errs, gone
+}
+
+// due keeps the runners whose VM is due this cycle: a quiet VM's
+// query-blockstats is asked only every idle interval.
+func (s *qmpSource) due(rs []*qmpRunner) []*qmpRunner {
+	vms := make([]dueVM, len(rs))
+	for i, r := range rs {
+		r.idMu.Lock()
+		vms[i] = dueVM{name: r.name, pid: r.id.PID}
+		r.idMu.Unlock()
+	}
+	due := s.cad.due(s.cad.now(), vms)
+	if len(due) == len(rs) {
+		return rs
+	}
+	out := rs[:0:0]
+	for _, r := range rs {
+		if due[r.name] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // qmpRunner owns one VM's QMP connection. Sampling happens on its own

@@ -37,6 +37,14 @@ type Options struct {
 	// and the XML reads' wait follow it); CallTimeout bounds each call.
 	// Zero: the defaults.
 	Interval, CallTimeout time.Duration
+	// IdleInterval, when above Interval, is how often a quiet VM is
+	// sampled (cadence.go): one whose QEMU moves little I/O and that
+	// Watched does not name. Zero: every VM every interval.
+	IdleInterval time.Duration
+	// Watched, when set, says why the caller needs a VM every interval
+	// (a rule pending or firing on it, a knob held, a job running), or
+	// "" when it does not. Called during Sample, from its goroutine.
+	Watched func(vm string) string
 	// Details makes each sample also read, per VM, what a report beyond
 	// the counters needs (Details): under plain QEMU one more call per
 	// VM (its run state).
@@ -111,6 +119,7 @@ type impl interface {
 	sample(ctx context.Context) ([]sample.Disk, map[string]error, []string)
 	identity(vm string) (sample.VMIdentity, string)
 	details(vm string) (Details, bool)
+	cadences() map[string]CadenceInfo
 }
 
 // Source discovers VMs and samples their disks: the one reader of VM
@@ -136,6 +145,9 @@ func Open(ctx context.Context, o Options, log hclog.Logger) (*Source, error) {
 	}
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.IdleInterval < o.Interval {
+		o.IdleInterval = o.Interval
 	}
 	switch {
 	case len(o.QMPSockets) > 0:
@@ -186,6 +198,10 @@ func (s *Source) Identity(vm string) (sample.VMIdentity, string) { return s.iden
 // Details is what the last sample read of vm beyond its disks' samples,
 // when Options.Details asked for it.
 func (s *Source) Details(vm string) (Details, bool) { return s.details(vm) }
+
+// Cadences is how often each VM is sampled and why, as of the last
+// Sample.
+func (s *Source) Cadences() map[string]CadenceInfo { return s.cadences() }
 
 // Libvirt is the libvirt connection; nil for plain QEMU.
 func (s *Source) Libvirt() *virt.Libvirt {

@@ -19,7 +19,11 @@ type history struct {
 }
 
 type histPoint struct {
-	at   time.Time
+	at time.Time
+	// span is the time the sample's rates cover (the gap since the one
+	// before): a quiet VM's sample every ten seconds weighs ten of a busy
+	// one's each second.
+	span time.Duration
 	vals map[string]float64
 }
 
@@ -51,7 +55,7 @@ func (h *history) add(points []sample.Point, s *Set, aggs map[string]vmAgg, nbs 
 	for i := range points {
 		p := &points[i]
 		in := input{p: p, vm: aggs[p.Disk.VM], nb: nbs[p.Disk.VM+"/"+p.Disk.Name]}
-		hp := histPoint{at: p.Disk.Time, vals: make(map[string]float64, len(needed))}
+		hp := histPoint{at: p.Disk.Time, span: p.Rates.Interval, vals: make(map[string]float64, len(needed))}
 		for name := range needed {
 			m, _ := LookupMetric(name)
 			v := m.get(in)
@@ -91,48 +95,82 @@ func (h *history) forget(vm string) {
 }
 
 // window computes a window function over (now-window, now]; NaN when no
-// sample in it has the metric.
+// sample in it has the metric. Averages and percentiles weigh each sample
+// by the time its rates cover within the window, so that they count in
+// time, not in samples, when disks are sampled at different cadences.
 func (h *history) window(vm, disk string, s windowSite, now time.Time) float64 {
-	var vals []float64
+	var vals []weighted
 	from := now.Add(-s.window)
 	for _, p := range h.series[vm+"\x00"+disk] {
 		if p.at.After(from) && !p.at.After(now) {
 			if v, ok := p.vals[s.metric]; ok {
-				vals = append(vals, v)
+				start := p.at.Add(-p.span)
+				if start.Before(from) {
+					start = from
+				}
+				w := p.at.Sub(start).Seconds()
+				vals = append(vals, weighted{v, w})
 			}
 		}
 	}
 	if len(vals) == 0 {
 		return math.NaN()
 	}
+	total, equal := 0.0, true
+	for _, v := range vals {
+		total += v.w
+		equal = equal && v.w == vals[0].w
+	}
+	if total <= 0 || equal { // no spans known, or all alike: each sample counts once
+		for i := range vals {
+			vals[i].w = 1
+		}
+		total = float64(len(vals))
+	}
 	switch s.fn {
 	case "avg_over":
 		sum := 0.0
 		for _, v := range vals {
-			sum += v
+			sum += v.v * v.w
 		}
-		return sum / float64(len(vals))
+		return sum / total
 	case "max_over":
-		m := vals[0]
+		m := vals[0].v
 		for _, v := range vals {
-			m = math.Max(m, v)
+			m = math.Max(m, v.v)
 		}
 		return m
 	case "min_over":
-		m := vals[0]
+		m := vals[0].v
 		for _, v := range vals {
-			m = math.Min(m, v)
+			m = math.Min(m, v.v)
 		}
 		return m
 	case "p50_over":
-		sort.Float64s(vals)
-		if n := len(vals); n%2 == 0 {
-			return (vals[n/2-1] + vals[n/2]) / 2
+		sort.Slice(vals, func(i, j int) bool { return vals[i].v < vals[j].v })
+		if n := len(vals); equal && n%2 == 0 {
+			return (vals[n/2-1].v + vals[n/2].v) / 2
 		}
-		return vals[len(vals)/2]
+		return quantile(vals, total, 0.5)
 	case "p95_over":
-		sort.Float64s(vals)
-		return vals[int(math.Ceil(0.95*float64(len(vals))))-1]
+		sort.Slice(vals, func(i, j int) bool { return vals[i].v < vals[j].v })
+		return quantile(vals, total, 0.95)
 	}
 	return math.NaN()
+}
+
+// weighted is a sample's value and the seconds it covers.
+type weighted struct{ v, w float64 }
+
+// quantile is the first value, in sorted vals, at which the weight
+// reaches q of total (with equal weights: vals[ceil(q*n)-1]).
+func quantile(vals []weighted, total, q float64) float64 {
+	acc := 0.0
+	for _, v := range vals {
+		acc += v.w
+		if acc >= q*total*(1-1e-12) {
+			return v.v
+		}
+	}
+	return vals[len(vals)-1].v
 }

@@ -16,6 +16,9 @@ type DomainInfo struct {
 	Name string
 	UUID string
 	ID   int32
+	// ref is the domain as libvirt listed it, which DomainStatsOf passes
+	// back without looking it up again.
+	ref libvirt.Domain
 }
 
 // Domains lists the running domains.
@@ -28,9 +31,30 @@ func (v *Libvirt) Domains(ctx context.Context) ([]DomainInfo, error) {
 	})
 	out := make([]DomainInfo, 0, len(doms))
 	for _, d := range doms {
-		out = append(out, DomainInfo{Name: d.Name, UUID: uuidString(d.UUID), ID: d.ID})
+		out = append(out, DomainInfo{Name: d.Name, UUID: uuidString(d.UUID), ID: d.ID, ref: d})
 	}
 	return out, err
+}
+
+// DomainStatsOf reads the state and block counters of the listed
+// domains (as Domains listed them) in one call, libvirt's
+// virDomainListGetStats: libvirtd asks only their QEMUs. A domain not
+// listed by Domains is looked up by name first.
+func (v *Libvirt) DomainStatsOf(ctx context.Context, doms []DomainInfo) (map[string]DomainStat, error) {
+	if len(doms) == 0 {
+		return map[string]DomainStat{}, nil
+	}
+	refs := make([]libvirt.Domain, 0, len(doms))
+	for _, d := range doms {
+		if d.ref.Name == "" {
+			var err error
+			if d.ref, err = v.lookup(ctx, d.Name); err != nil {
+				return nil, err
+			}
+		}
+		refs = append(refs, d.ref)
+	}
+	return v.domainStats(ctx, refs)
 }
 
 func uuidString(u libvirt.UUID) string {
@@ -94,6 +118,12 @@ func (v *Libvirt) DomainStats(ctx context.Context, names ...string) (map[string]
 		}
 		doms = append(doms, d)
 	}
+	return v.domainStats(ctx, doms)
+}
+
+// domainStats is one stats call for doms, or for every active domain
+// when doms is empty.
+func (v *Libvirt) domainStats(ctx context.Context, doms []libvirt.Domain) (map[string]DomainStat, error) {
 	var recs []libvirt.DomainStatsRecord
 	err := v.call(ctx, "get all domain stats", func(l *libvirt.Libvirt) error {
 		// NOWAIT: a domain busy with a job (or a hung QEMU) reports what

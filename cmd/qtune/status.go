@@ -109,6 +109,7 @@ func printStatus(w io.Writer, st api.Status) {
 			}
 		}
 	}
+	printCadences(w, st.VMs)
 	if len(st.Rules) > 0 {
 		fmt.Fprintln(w, "\nRULES")
 		for _, r := range st.Rules {
@@ -219,5 +220,25 @@ func printHistogramStatus(w io.Writer, h api.HistogramStatus) {
 	fmt.Fprintf(w, "latency histograms %s (%s)\n", state, h.Why)
 	if len(h.Unknown) > 0 {
 		fmt.Fprintf(w, "  p95/p99 metrics stay unknown for rules: %s\n", strings.Join(h.Unknown, ", "))
+	}
+}
+
+// printCadences says how often each VM is sampled and why: every
+// interval when busy or watched, every idle_interval when quiet.
+func printCadences(w io.Writer, vms []api.VMStatus) {
+	head := false
+	for _, vm := range vms {
+		if vm.Cadence == "" {
+			continue
+		}
+		if !head {
+			fmt.Fprintln(w, "\nSAMPLING (every interval when busy or watched, every idle_interval when quiet)")
+			head = true
+		}
+		last := ""
+		if !vm.LastSampled.IsZero() {
+			last = ", last " + vm.LastSampled.Local().Format("15:04:05")
+		}
+		fmt.Fprintf(w, "  %-16s every %-5s %s%s\n", vm.Name, vm.Cadence, vm.CadenceReason, last)
 	}
 }

@@ -45,3 +45,17 @@ func TestStatusPrintsHistograms(t *testing.T) {
 		}
 	}
 }
+
+// Status says how often each VM is sampled and why.
+func TestStatusPrintsCadences(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, api.Status{VMs: []api.VMStatus{
+		{Name: "db-1", Cadence: "1s", CadenceReason: "watched: rule calm pending"},
+		{Name: "web-1", Cadence: "10s", CadenceReason: "quiet"},
+	}})
+	out := b.String()
+	if !strings.Contains(out, "SAMPLING") || !strings.Contains(out, "db-1             every 1s    watched: rule calm pending") ||
+		!strings.Contains(out, "web-1            every 10s   quiet") {
+		t.Fatalf("status output:\n%s", out)
+	}
+}

@@ -6,7 +6,13 @@ package sample
 type Rater struct {
 	prev map[diskKey]seen
 	gen  uint64 // Sweep generation
+	keep uint64 // Sweeps an unseen disk survives; 0: SweepAfter
 }
+
+// KeepFor makes a disk Next has not seen survive n Sweeps (at least
+// SweepAfter): a sampler that reads quiet disks only every so many
+// cycles keeps their last samples until the next.
+func (r *Rater) KeepFor(n int) { r.keep = uint64(max(n, SweepAfter)) }
 
 type diskKey struct{ vm, disk string }
 
@@ -52,8 +58,12 @@ const SweepAfter = 10
 // bounded by the disks there are, not by every disk there ever was. Call
 // it once a cycle, after the cycle's Next calls.
 func (r *Rater) Sweep() {
+	keep := r.keep
+	if keep == 0 {
+		keep = SweepAfter
+	}
 	for k, s := range r.prev {
-		if r.gen-s.gen >= SweepAfter-1 {
+		if r.gen-s.gen >= keep-1 {
 			delete(r.prev, k)
 		}
 	}

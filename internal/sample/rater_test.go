@@ -67,3 +67,23 @@ func TestRaterForgetsVMsAndSweepsUnseenDisks(t *testing.T) {
 		t.Fatalf("a/vda kept across Sweep: ok=%v IOPS %v, want 2", ok, rt.ReadIOPS)
 	}
 }
+
+// KeepFor keeps a disk unseen for longer than SweepAfter Sweeps, for a
+// sampler that reads quiet disks seldom.
+func TestRaterKeepFor(t *testing.T) {
+	r := NewRater()
+	r.KeepFor(3 * SweepAfter)
+	d := Disk{VM: "a", Name: "vda"}
+	r.Next(d)
+	for i := 0; i < 3*SweepAfter-2; i++ {
+		r.Sweep()
+	}
+	if r.Len() != 1 {
+		t.Fatalf("disk dropped before %d Sweeps", 3*SweepAfter)
+	}
+	r.Sweep()
+	r.Sweep()
+	if r.Len() != 0 {
+		t.Fatal("disk kept past KeepFor")
+	}
+}
