@@ -160,6 +160,9 @@ func (m *Manager) shapeCopy(j *state.Job, r Request, img DiskImage) (string, err
 		}
 		dir = filepath.Clean(r.TargetDir)
 	}
+	if err := refuseClearCopy(img); err != nil {
+		return "", err
+	}
 	l := fillLayout(r.Layout, img)
 	if dir == state.DirOf(img.Path) && layoutMatches(l, img) {
 		if r.Kind == policy.KnobMirror {
