@@ -1,7 +1,10 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -23,15 +26,18 @@ const labKey = "qtune-lab-key-0"
 // labSecret is the secret object the LUKS lab disks are opened with.
 var labSecret = []string{"-object", "secret,id=sec0,data=" + labKey}
 
+// imgSecret is the same for qemu-img.
+var imgSecret = []string{"--object", "secret,id=sec0,data=" + labKey}
+
 func luksImage(t *testing.T, path string) {
 	t.Helper()
-	qemuImgOut(t, append([]string{"create", "-q", "-f", "qcow2"}, append(labSecret,
+	qemuImgOut(t, append([]string{"create", "-q", "-f", "qcow2"}, append(imgSecret,
 		"-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", path, "64M")...)...)
 }
 
 // luksOpts reads an encrypted qcow2 through the lab key with qemu-img.
 func luksOpts(path string) []string {
-	return append(append([]string{}, labSecret...), "--image-opts", "driver=qcow2,encrypt.key-secret=sec0,file.filename="+path)
+	return append(append([]string{}, imgSecret...), "--image-opts", "driver=qcow2,encrypt.key-secret=sec0,file.filename="+path)
 }
 
 // startDiskVM boots a stamping guest on one disk d.
@@ -65,7 +71,9 @@ func copyJSONDisk(t *testing.T, vm *lab.VM, dir string, req Request) *state.Job 
 	if err != nil || p.Result != state.ResultApplied {
 		t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
 	}
-	if j := l.waitState(t, p.Job.ID, state.JobReady, time.Minute); j.State != state.JobReady {
+	// An encrypted copy's start makes and opens a LUKS key slot: seconds
+	// of PBKDF2 on an idle host, far more on a loaded one.
+	if j := l.waitState(t, p.Job.ID, state.JobReady, 4*time.Minute); j.State != state.JobReady {
 		t.Fatalf("copy ended %s before ready: %s", j.State, j.Error)
 	}
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -98,4 +106,94 @@ func TestRealJobMirrorJSONFilename(t *testing.T) {
 		t.Fatalf("job copies %s to %s", j.Source, j.Dest)
 	}
 	checkStamps(t, j.Dest)
+}
+
+// A LUKS qcow2 disk: named json:{"encrypt.key-secret": ...}; a copy of it
+// is never written in the clear.
+func TestRealJobMirrorLUKS(t *testing.T) {
+	lab.NeedQEMU(t)
+	t.Parallel()
+	dir, fast := t.TempDir(), t.TempDir()
+	src := filepath.Join(dir, "enc.qcow2")
+	luksImage(t, src)
+	vm := startDiskVM(t, "luks", lab.Disk{ID: "disk0", Image: src, CacheDirect: true,
+		FormatOpts: map[string]any{"encrypt": map[string]any{"format": "luks", "key-secret": "sec0"}}}, labSecret, copyPhases...)
+	j := copyJSONDisk(t, vm, fast, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "luks", Disk: "disk0"}, TargetDir: fast, Speed: 4 << 20})
+	checkEncryptedCopy(t, j)
+}
+
+// checkEncryptedCopy: the copy's header says LUKS, its data reads back
+// through the key, and no stamp of the guest's is in the file in the
+// clear.
+func checkEncryptedCopy(t *testing.T, j *state.Job) {
+	t.Helper()
+	var info struct {
+		Encrypted      bool `json:"encrypted"`
+		FormatSpecific struct {
+			Data struct {
+				Encrypt struct {
+					Format string `json:"format"`
+				} `json:"encrypt"`
+			} `json:"data"`
+		} `json:"format-specific"`
+	}
+	if err := json.Unmarshal([]byte(qemuImgOut(t, "info", "-U", "--output=json", j.Dest)), &info); err != nil {
+		t.Fatal(err)
+	}
+	if !info.Encrypted || info.FormatSpecific.Data.Encrypt.Format != "luks" {
+		t.Fatalf("the copy %s is not LUKS-encrypted: %+v", j.Dest, info)
+	}
+	n, err := lab.CheckStampsOf(context.Background(), lab.StampSpan, luksOpts(j.Dest)...)
+	if err != nil || n == 0 {
+		t.Fatalf("stamps in %s read through the key: %d blocks, %v", j.Dest, n, err)
+	}
+	raw, err := os.ReadFile(j.Dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("QTSTAMP1")) {
+		t.Fatalf("%s holds the guest's data in the clear", j.Dest)
+	}
+	t.Logf("%s: LUKS, %d of the guest's blocks read back through the key", j.Dest, n)
+}
+
+// A convert of a LUKS qcow2 (to 128 KiB clusters, beside it): the same.
+func TestRealJobConvertLUKS(t *testing.T) {
+	lab.NeedQEMU(t)
+	t.Parallel()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "enc.qcow2")
+	luksImage(t, src)
+	vm := startDiskVM(t, "luksconv", lab.Disk{ID: "disk0", Image: src, CacheDirect: true,
+		FormatOpts: map[string]any{"encrypt": map[string]any{"format": "luks", "key-secret": "sec0"}}}, labSecret, copyPhases...)
+	j := copyJSONDisk(t, vm, dir, Request{Kind: policy.KnobConvert, Target: state.Target{VM: "luksconv", Disk: "disk0"},
+		Layout: policy.Layout{ClusterSize: 128 << 10}, Speed: 4 << 20})
+	checkEncryptedCopy(t, j)
+	if out := qemuImgOut(t, "info", "-U", j.Dest); !strings.Contains(out, "cluster_size: 131072") {
+		t.Fatalf("the converted copy:\n%s", out)
+	}
+}
+
+// A raw LUKS disk (the luks driver over a file): qtune cannot make its
+// copy encrypted, so the mirror is refused with its reason and nothing
+// is written.
+func TestRealJobMirrorRawLUKSRefused(t *testing.T) {
+	lab.NeedQEMU(t)
+	t.Parallel()
+	ctx := context.Background()
+	dir, fast := t.TempDir(), t.TempDir()
+	src := filepath.Join(dir, "enc.luks")
+	qemuImgOut(t, append([]string{"create", "-q", "-f", "luks"}, append(imgSecret, "-o", "key-secret=sec0,iter-time=10", src, "64M")...)...)
+	vm := lab.StartVMT(t, lab.VMConfig{Name: "rawluks", Paused: true, Extra: labSecret,
+		Disks: []lab.Disk{{ID: "disk0", Image: src, Format: "luks", FormatOpts: map[string]any{"key-secret": "sec0"}}}})
+	l := startLabJobs(t, vm, Options{MirrorDirs: []string{fast}})
+	p, err := l.m.Plan(ctx, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "rawluks", Disk: "disk0"}, TargetDir: fast}, "hand", false)
+	if err == nil || p.Result != state.ResultRefused || !strings.Contains(err.Error(), "never writes the guest's data in the clear") ||
+		!strings.Contains(err.Error(), "LUKS inside qcow2 only") {
+		t.Fatalf("plan: %s %q %v", p.Result, p.Reason, err)
+	}
+	if ents, _ := os.ReadDir(fast); len(ents) != 0 {
+		t.Fatalf("a refused copy wrote %v", ents)
+	}
+	t.Logf("refused: %v", err)
 }

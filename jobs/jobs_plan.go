@@ -160,10 +160,10 @@ func (m *Manager) shapeCopy(j *state.Job, r Request, img DiskImage) (string, err
 		}
 		dir = filepath.Clean(r.TargetDir)
 	}
-	if err := refuseClearCopy(img); err != nil {
+	l := fillLayout(r.Layout, img)
+	if err := refuseClearCopy(img, l); err != nil {
 		return "", err
 	}
-	l := fillLayout(r.Layout, img)
 	if dir == state.DirOf(img.Path) && layoutMatches(l, img) {
 		if r.Kind == policy.KnobMirror {
 			return "already in " + dir + " as " + l.String(), nil
