@@ -44,7 +44,7 @@ func luksOpts(path string) []string {
 func startDiskVM(t *testing.T, name string, d lab.Disk, extra []string, phases ...loadgen.Phase) *lab.VM {
 	t.Helper()
 	vm := lab.StartVMT(t, lab.VMConfig{Name: name, Workload: lab.Stamper(phases...), Disks: []lab.Disk{d}, Extra: extra})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a TCG boot on a loaded host
 	defer cancel()
 	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
 		t.Fatal(err)
@@ -54,6 +54,14 @@ func startDiskVM(t *testing.T, name string, d lab.Disk, extra []string, phases .
 
 var copyPhases = []loadgen.Phase{{Pattern: loadgen.StampWrite, Rate: 300, Duration: 4 * time.Second},
 	{Pattern: loadgen.Idle, Duration: 4 * time.Second}, {Pattern: loadgen.Verify, Duration: time.Second}}
+
+// luksPhases leave the guest idle long enough for an encrypted copy to
+// start, go ready and pivot before it verifies: making and opening the
+// target's key slot holds QEMU's main loop, and the guest's I/O, for
+// seconds (far more on a loaded host), and the guest's phases run by the
+// clock.
+var luksPhases = []loadgen.Phase{{Pattern: loadgen.StampWrite, Rate: 300, Duration: 4 * time.Second},
+	{Pattern: loadgen.Idle, Duration: 150 * time.Second}, {Pattern: loadgen.Verify, Duration: time.Second}}
 
 // copyJSONDisk runs a copy of a disk QEMU names json:{...} while the
 // guest writes, pivots when it is quiet, and checks the guest reads its
@@ -86,7 +94,15 @@ func copyJSONDisk(t *testing.T, vm *lab.VM, dir string, req Request) *state.Job 
 	if j.State != state.JobDone || !j.Pivoted {
 		t.Fatalf("copy ended %s: %s", j.State, j.Error)
 	}
-	waitVerified(t, vm)
+	if strings.Contains(vm.Serial(), "qtune-verify") {
+		t.Fatal("the guest verified before the pivot: its read-back proves nothing of the copy")
+	}
+	vctx, vcancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer vcancel()
+	if err := vm.WaitSerial(vctx, "qtune-verify"); err != nil {
+		t.Fatal(err)
+	}
+	waitVerified(t, vm) // read back through the new image
 	vm.Stop()
 	return j
 }
@@ -117,8 +133,8 @@ func TestRealJobMirrorLUKS(t *testing.T) {
 	src := filepath.Join(dir, "enc.qcow2")
 	luksImage(t, src)
 	vm := startDiskVM(t, "luks", lab.Disk{ID: "disk0", Image: src, CacheDirect: true,
-		FormatOpts: map[string]any{"encrypt": map[string]any{"format": "luks", "key-secret": "sec0"}}}, labSecret, copyPhases...)
-	j := copyJSONDisk(t, vm, fast, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "luks", Disk: "disk0"}, TargetDir: fast, Speed: 4 << 20})
+		FormatOpts: map[string]any{"encrypt": map[string]any{"format": "luks", "key-secret": "sec0"}}}, labSecret, luksPhases...)
+	j := copyJSONDisk(t, vm, fast, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "luks", Disk: "disk0"}, TargetDir: fast})
 	checkEncryptedCopy(t, j)
 }
 
@@ -165,9 +181,9 @@ func TestRealJobConvertLUKS(t *testing.T) {
 	src := filepath.Join(dir, "enc.qcow2")
 	luksImage(t, src)
 	vm := startDiskVM(t, "luksconv", lab.Disk{ID: "disk0", Image: src, CacheDirect: true,
-		FormatOpts: map[string]any{"encrypt": map[string]any{"format": "luks", "key-secret": "sec0"}}}, labSecret, copyPhases...)
+		FormatOpts: map[string]any{"encrypt": map[string]any{"format": "luks", "key-secret": "sec0"}}}, labSecret, luksPhases...)
 	j := copyJSONDisk(t, vm, dir, Request{Kind: policy.KnobConvert, Target: state.Target{VM: "luksconv", Disk: "disk0"},
-		Layout: policy.Layout{ClusterSize: 128 << 10}, Speed: 4 << 20})
+		Layout: policy.Layout{ClusterSize: 128 << 10}})
 	checkEncryptedCopy(t, j)
 	if out := qemuImgOut(t, "info", "-U", j.Dest); !strings.Contains(out, "cluster_size: 131072") {
 		t.Fatalf("the converted copy:\n%s", out)
