@@ -44,3 +44,19 @@ func TestNodeFilename(t *testing.T) {
 		t.Errorf("ImagePath of a bad name: %q", p)
 	}
 }
+
+// The sampler reports a json: node's image file, which the agent's host
+// statistics, doctor's live mode and facts open.
+func TestDiskFromInfoJSONFilename(t *testing.T) {
+	name := `json:{"encrypt.key-secret": "sec0", "driver": "qcow2", "file": {"driver": "file", "filename": "/v/enc.qcow2"}}`
+	bi := BlockInfo{Device: "", QDev: "/machine/peripheral/disk0/virtio-backend",
+		Inserted: &BlockDeviceInfo{File: name, NodeName: "disk0-fmt", Driver: "qcow2", Encrypted: true,
+			Image: &ImageInfo{Filename: name, Format: "qcow2", VirtualSize: 64 << 20, ClusterSize: 65536}}}
+	if d := diskFromInfo("vm", bi, nil); d.Path != "/v/enc.qcow2" {
+		t.Fatalf("path %q", d.Path)
+	}
+	bi.Inserted.Image = nil
+	if d := diskFromInfo("vm", bi, nil); d.Path != "/v/enc.qcow2" {
+		t.Fatalf("path without image info %q", d.Path)
+	}
+}
