@@ -47,8 +47,8 @@ func refuseClearCopy(img DiskImage, l policy.Layout) error {
 	case l.Format != "qcow2":
 		return refuse("the copy would be "+l.Format+", which holds no LUKS key slots here", "keep the copy's format qcow2")
 	case img.KeySecret == "":
-		return refuse("its node names no secret object qtune could give the copy (the key is not QEMU's to reuse)",
-			"open the disk with -blockdev ...,encrypt.key-secret=ID and a secret object, or copy it by hand")
+		return refuse("its node names no secret object qtune could give the copy (under libvirt, qtune does not yet hand a copy the disk's <encryption> secret)",
+			"under plain QEMU open the disk with -blockdev ...,encrypt.key-secret=ID and a secret object; under libvirt copy it by hand (virsh blockcopy with a destination XML carrying the disk's <encryption>)")
 	}
 	return nil
 }
