@@ -46,6 +46,11 @@ func refuseClearCopy(img DiskImage, l policy.Layout) error {
 			"copy it by hand, or move it into a LUKS qcow2 image")
 	case l.Format != "qcow2":
 		return refuse("the copy would be "+l.Format+", which holds no LUKS key slots here", "keep the copy's format qcow2")
+	case l.Preallocation == "metadata" || l.Preallocation == "falloc":
+		// Clusters allocated but never written hold no ciphertext: read
+		// through the key they are garbage, not the zeros the guest had.
+		return refuse("a LUKS copy preallocated with "+l.Preallocation+" would show the guest garbage where it never wrote",
+			"leave preallocation out (or use full) for an encrypted disk")
 	case img.KeySecret == "":
 		return refuse("its node names no secret object qtune could give the copy (under libvirt, qtune does not yet hand a copy the disk's <encryption> secret)",
 			"under plain QEMU open the disk with -blockdev ...,encrypt.key-secret=ID and a secret object; under libvirt copy it by hand (virsh blockcopy with a destination XML carrying the disk's <encryption>)")

@@ -24,6 +24,7 @@ func TestRefuseClearCopy(t *testing.T) {
 		{"raw luks", DiskImage{Path: "/d/r.luks", Format: "luks", Encrypted: true, KeySecret: "s"}, q, "LUKS inside qcow2 only"},
 		{"no secret (libvirt)", DiskImage{Path: "/d/l.qcow2", Format: "qcow2", Encrypted: true, Encryption: "luks"}, q, "names no secret object"},
 		{"into raw", luks, policy.Layout{Format: "raw"}, "the copy would be raw"},
+		{"preallocated", luks, policy.Layout{Format: "qcow2", Preallocation: "metadata"}, "garbage where it never wrote"},
 	} {
 		err := refuseClearCopy(c.img, c.l)
 		var r *tuning.Refusal
