@@ -163,6 +163,10 @@ func checkEncryptedCopy(t *testing.T, j *state.Job) {
 	if err != nil || n == 0 {
 		t.Fatalf("stamps in %s read through the key: %d blocks, %v", j.Dest, n, err)
 	}
+	// The whole disk, written or not, reads the same through both keys'
+	// images (the VM is stopped).
+	qemuImgOut(t, append(append([]string{"compare"}, imgSecret...), "--image-opts",
+		"driver=qcow2,encrypt.key-secret=sec0,file.filename="+j.Source, "driver=qcow2,encrypt.key-secret=sec0,file.filename="+j.Dest)...)
 	raw, err := os.ReadFile(j.Dest)
 	if err != nil {
 		t.Fatal(err)
