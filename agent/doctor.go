@@ -156,11 +156,12 @@ func liveFromPoint(p sample.Point, states map[string]vmState) doctor.LiveDisk {
 
 // healthOf sums a report up for the policy metrics.
 func healthOf(r doctor.Report, f *doctor.ImageFacts, at time.Time) *sample.Health {
-	h := &sample.Health{At: at, Fragmentation: math.NaN(), LeakedClusters: -1, FileExtents: -1, FSFreeRatio: math.NaN(), Worst: int(r.Worst())}
+	h := &sample.Health{At: at, Fragmentation: math.NaN(), LeakedClusters: -1, FileExtents: -1, FSFreeRatio: math.NaN(), CompressedRatio: math.NaN(), Worst: int(r.Worst())}
 	if f == nil {
 		return h
 	}
 	h.Corrupt = f.Info.FormatSpecific.Data.Corrupt
+	h.Encrypted = f.Info.Encrypted
 	h.SnapshotCount = len(f.Info.Snapshots)
 	if f.ExtentsErr == nil {
 		h.FileExtents = int64(f.Extents)
@@ -173,6 +174,7 @@ func healthOf(r doctor.Report, f *doctor.ImageFacts, at time.Time) *sample.Healt
 		h.LeakedClusters = ck.Leaks
 		if ck.AllocatedClusters > 0 {
 			h.Fragmentation = float64(ck.FragmentedClusters) / float64(ck.AllocatedClusters)
+			h.CompressedRatio = float64(ck.CompressedClusters) / float64(ck.AllocatedClusters)
 		}
 	}
 	return h

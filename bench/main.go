@@ -65,6 +65,7 @@ var benchmarks = []benchmark{
 	{name: "neighbour", run: neighbour},
 	{name: "l2-cache", run: l2cache},
 	{name: "cache-mode", run: cacheMode},
+	{name: "crypt-compress", run: cryptCompress},
 }
 
 func main() {

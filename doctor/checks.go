@@ -122,8 +122,10 @@ var Checks = []Check{
 				return ok("compressed_clusters", "no compressed clusters")
 			}
 			share := float64(c.CompressedClusters) / float64(max(c.AllocatedClusters, 1))
-			return &Finding{Severity: Info, Summary: fmt.Sprintf("%d compressed clusters (%.0f%% of those allocated)", c.CompressedClusters, share*100),
-				Evidence: map[string]string{"compressed_clusters": u(c.CompressedClusters), "allocated_clusters": u(c.AllocatedClusters)}}
+			ct := orText(f.Info.FormatSpecific.Data.CompressionType, "zlib") // QEMU before 5.1 names none: zlib
+			return &Finding{Severity: Info, Summary: fmt.Sprintf("%d compressed clusters (%.0f%% of those allocated, %s)", c.CompressedClusters, share*100, ct),
+				Evidence: map[string]string{"compressed_clusters": u(c.CompressedClusters), "allocated_clusters": u(c.AllocatedClusters),
+					"compressed_ratio": strconv.FormatFloat(share, 'f', 3, 64), "compression_type": ct}}
 		},
 	},
 	{
@@ -331,4 +333,11 @@ func CheckImage(f ImageFacts) Report {
 	}
 	r.NotRun = notRun(f)
 	return r
+}
+
+func orText(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -40,8 +40,17 @@ type ImageInfo struct {
 			Corrupt         bool   `json:"corrupt"`
 			ExtendedL2      bool   `json:"extended-l2"`
 			CompressionType string `json:"compression-type"`
+			// Encrypt is the header's encryption: format luks (with its
+			// cipher) or aes, qcow2's old built-in one.
+			Encrypt *struct {
+				Format     string `json:"format"`
+				CipherAlg  string `json:"cipher-alg"`
+				CipherMode string `json:"cipher-mode"`
+				IVGenAlg   string `json:"ivgen-alg"`
+			} `json:"encrypt"`
 		} `json:"data"`
 	} `json:"format-specific"`
+	Encrypted bool `json:"encrypted"`
 }
 
 // CheckResult is `qemu-img check --output=json`.
@@ -97,6 +106,9 @@ type ImageFacts struct {
 	QueueErr error
 	// FileSize is the image file's length.
 	FileSize uint64
+	// HostAES: the host CPU has AES instructions (the aes flag of
+	// /proc/cpuinfo); nil when that could not be read.
+	HostAES *bool
 	// OpenErr is why qemu-img could not open an image the doctor could
 	// read: the image is damaged, not unreadable.
 	OpenErr error
@@ -198,7 +210,9 @@ func (q QemuImg) Gather(ctx context.Context, path string, l2Cache uint64, skipCh
 	f.Chain = q.chain(ctx, path, info, f.Shared)
 	// qemu-img check opens the whole chain: with a link missing it can
 	// only fail, and backing_missing already says why.
-	if !skipCheck && info.Format != "raw" && !chainBroken(f.Chain) {
+	// qemu-img check of an encrypted image needs its key, which the
+	// doctor never has: the checks that read check's result are not run.
+	if !skipCheck && info.Format != "raw" && !info.Encrypted && !chainBroken(f.Chain) {
 		f.Check, f.CheckErr = q.Check(ctx, path, f.Shared)
 		if f.CheckErr != nil && strings.Contains(f.CheckErr.Error(), "does not support checks") {
 			f.Check, f.CheckErr, f.CheckUnsupported = nil, nil, true
@@ -268,6 +282,9 @@ func (f *ImageFacts) hostFacts() {
 		f.Queue, f.QueueErr = hoststat.NewReader().QueueFor(abs)
 	}
 	f.Extents, f.ExtentsErr = Extents(path)
+	if f.Info.Encrypted {
+		f.HostAES = hostAES()
+	}
 }
 
 // damaged decides what a failed qemu-img info means. A file that cannot

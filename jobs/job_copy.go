@@ -53,12 +53,39 @@ func qmpStartCopy(ctx context.Context, vm *tuning.VMHandle, j *state.Job, img Di
 			n["cache"] = map[string]any{"direct": c.Direct, "no-flush": c.NoFlush}
 		}
 	}
+	if img.Encrypted {
+		// LUKS's key derivation (QEMU's default: two seconds of PBKDF2,
+		// once to make the key slot and once to open it) runs in QEMU's
+		// main loop and holds the monitor meanwhile: these calls get a
+		// deadline of their own.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), encryptedStartTimeout)
+		defer cancel()
+	}
 	if err := vm.Block().BlockdevAdd(ctx, file); err != nil {
 		return fmt.Errorf("add target %s: %w", j.Dest, err)
+	}
+	if img.Encrypted {
+		// The target is formatted here, by QEMU, with the disk's key.
+		enc, err := qmpFormatEncrypted(ctx, vm, j, img, fileNode)
+		if err != nil {
+			vm.Block().BlockdevDel(ctx, fileNode)
+			return err
+		}
+		for k, v := range enc {
+			format[k] = v
+		}
 	}
 	if err := vm.Block().BlockdevAdd(ctx, format); err != nil {
 		vm.Block().BlockdevDel(ctx, fileNode)
 		return fmt.Errorf("add target %s: %w", j.Dest, err)
+	}
+	if img.Encrypted {
+		if err := checkEncryptedNode(ctx, vm, fmtNode); err != nil {
+			vm.Block().BlockdevDel(ctx, fmtNode)
+			vm.Block().BlockdevDel(ctx, fileNode)
+			return err
+		}
 	}
 	mode := "background"
 	if j.WriteBlocking {

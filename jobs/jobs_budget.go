@@ -23,6 +23,13 @@ type DiskImage struct {
 	ExtendedL2      bool     `json:"extended_l2,omitempty"`
 	CompressionType string   `json:"compression_type,omitempty"`
 	Chain           []string `json:"chain,omitempty"` // backing images, top first, without Path
+	// Encrypted: the guest's data is encrypted in the image; Encryption
+	// is the header's format (luks, or aes: qcow2's old one) and
+	// KeySecret what unlocks it where the hypervisor holds it (QMP: the
+	// id of the secret object the node names).
+	Encrypted  bool   `json:"encrypted,omitempty"`
+	Encryption string `json:"encryption,omitempty"`
+	KeySecret  string `json:"key_secret,omitempty"`
 	// Cache is the disk's host cache mode (QMP): a copy's new nodes get
 	// the same, so a pivot does not change it behind the operator's back.
 	Cache *state.CacheState `json:"cache,omitempty"`

@@ -108,7 +108,13 @@ func (b *LibvirtDriver) imageInfo(ctx context.Context, path string) (DiskImage, 
 	img := DiskImage{Path: path, Format: top.Format, VirtualSize: top.VirtualSize, ClusterSize: top.ClusterSize}
 	if fs := top.FormatSpecific; fs != nil && fs.Type == "qcow2" {
 		img.ExtendedL2, img.CompressionType = fs.Data.ExtendedL2, fs.Data.CompressionType
+		if e := fs.Data.Encrypt; e != nil {
+			img.Encryption = e.Format
+		}
 	}
+	// The key of an encrypted disk is libvirt's secret; the copy does not
+	// name it (KeySecret stays empty), so such a copy is refused.
+	img.Encrypted = top.Encrypted
 	for i, l := range chain {
 		img.Allocated += l.ActualSize
 		if i > 0 {

@@ -161,6 +161,9 @@ func (m *Manager) shapeCopy(j *state.Job, r Request, img DiskImage) (string, err
 		dir = filepath.Clean(r.TargetDir)
 	}
 	l := fillLayout(r.Layout, img)
+	if err := refuseClearCopy(img, l); err != nil {
+		return "", err
+	}
 	if dir == state.DirOf(img.Path) && layoutMatches(l, img) {
 		if r.Kind == policy.KnobMirror {
 			return "already in " + dir + " as " + l.String(), nil
@@ -172,10 +175,12 @@ func (m *Manager) shapeCopy(j *state.Job, r Request, img DiskImage) (string, err
 		// disk's history rests on. Stream first.
 		return "", &tuning.Refusal{Code: tuning.RefuseIncompatible, Reason: "convert of a disk with a backing chain: stream it first"}
 	}
-	if r.Kind == policy.KnobConvert && l.Format == "qcow2" && l.Preallocation == "" {
+	if r.Kind == policy.KnobConvert && l.Format == "qcow2" && l.Preallocation == "" && !img.Encrypted {
 		// A rewrite is for an unfragmented image: its clusters are laid
 		// out in disk order up front (no data blocks on a sparse
-		// filesystem), and the copy fills them in place.
+		// filesystem), and the copy fills them in place. Not for an
+		// encrypted copy: a cluster allocated but not written would read
+		// through the key as garbage where the guest had zeros.
 		l.Preallocation = "metadata"
 	}
 	j.Layout = l

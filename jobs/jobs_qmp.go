@@ -42,17 +42,24 @@ func (b *QMPDriver) Image(ctx context.Context, t state.Target) (DiskImage, error
 	if err != nil {
 		return DiskImage{}, err
 	}
-	img := DiskImage{Path: in.File, Format: in.Driver, Node: in.NodeName,
+	path, opts, err := qmp.NodeFilename(in.File)
+	if err != nil {
+		return DiskImage{}, fmt.Errorf("%s: %w", t, err)
+	}
+	img := DiskImage{Path: path, Format: in.Driver, Node: in.NodeName, Encrypted: in.Encrypted, KeySecret: qmp.KeySecret(opts),
 		Cache: &state.CacheState{Direct: in.Cache.Direct, NoFlush: in.Cache.NoFlush}}
 	if in.Image != nil {
 		img.VirtualSize, img.ClusterSize = in.Image.VirtualSize, in.Image.ClusterSize
 		if fs := in.Image.FormatSpecific; fs != nil && fs.Type == "qcow2" {
 			img.ExtendedL2, img.CompressionType = fs.Data.ExtendedL2, fs.Data.CompressionType
+			if e := fs.Data.Encrypt; e != nil {
+				img.Encryption = e.Format
+			}
 		}
 		for i := in.Image; i != nil; i = i.BackingImage {
 			img.Allocated += i.ActualSize
 			if i != in.Image {
-				img.Chain = append(img.Chain, i.Filename)
+				img.Chain = append(img.Chain, qmp.ImagePath(i.Filename))
 			}
 		}
 	}
@@ -140,7 +147,7 @@ func nodeOfFile(ctx context.Context, b *qmp.Block, path string) (string, error) 
 		return "", err
 	}
 	for _, n := range nodes {
-		if n.File == path && n.Driver != "file" && !qmp.IsAutoNodeName(n.NodeName) {
+		if qmp.ImagePath(n.File) == path && n.Driver != "file" && !qmp.IsAutoNodeName(n.NodeName) {
 			return n.NodeName, nil
 		}
 	}

@@ -83,7 +83,11 @@ func (m *Manager) createDest(ctx context.Context, j *state.Job, img DiskImage) e
 	if err := m.save(j); err != nil {
 		return err
 	}
-	if err := m.o.CreateImage(ctx, j.Dest, j.Layout, img.VirtualSize); err != nil {
+	create := func() error { return m.o.CreateImage(ctx, j.Dest, j.Layout, img.VirtualSize) }
+	if img.Encrypted {
+		create = func() error { return createEmpty(j.Dest) } // the driver formats it with the key
+	}
+	if err := create(); err != nil {
 		return err
 	}
 	return sameOwner(j.Dest, j.Source)

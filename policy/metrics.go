@@ -148,7 +148,7 @@ var Metrics = []Metric{
 		get: func(in input) cty.Value { return num(in.nb.nbReadRatio) }},
 	{Name: "disk.neighbour_read_latency_p99_ratio", Type: cty.Number, Unit: "ratio", Help: "the largest disk.read_latency_p99_ratio among the other disks on the same device (needs latency histograms)",
 		get: func(in input) cty.Value { return num(in.nb.nbReadP99Ratio) }},
-	diskIOStatus, diskCorrupt, diskFragmentation, diskLeaked, diskExtents, diskSnapshots, diskFSFree, diskSeverity, diskChecked,
+	diskIOStatus, diskCorrupt, diskFragmentation, diskLeaked, diskExtents, diskSnapshots, diskFSFree, diskSeverity, diskChecked, diskEncrypted, diskCompressed,
 	str("vm.name", "domain name, or the plain QEMU VM's name", func(in input) string { return in.p.Disk.VM }),
 	{Name: "vm.disk_count", Type: cty.Number, Unit: "disks", Help: "disks of the VM in this sample",
 		get: func(in input) cty.Value { return cty.NumberIntVal(int64(in.vm.diskCount)) }},

@@ -16,7 +16,7 @@ import (
 // creating one whose measures are all unknown.
 func healthOf(p *sample.Point) *sample.Health {
 	if p.Disk.Health == nil {
-		p.Disk.Health = &sample.Health{At: p.Disk.Time, Fragmentation: math.NaN(), LeakedClusters: -1, FileExtents: -1, FSFreeRatio: math.NaN()}
+		p.Disk.Health = &sample.Health{At: p.Disk.Time, Fragmentation: math.NaN(), LeakedClusters: -1, FileExtents: -1, FSFreeRatio: math.NaN(), CompressedRatio: math.NaN()}
 	}
 	return p.Disk.Health
 }
@@ -48,6 +48,18 @@ var (
 			return cty.BoolVal(in.p.Disk.Health.Corrupt)
 		},
 		set: func(p *sample.Point, v float64) { healthOf(p).Corrupt = v != 0 }}
+	diskEncrypted = Metric{Name: "disk.encrypted", Type: cty.Bool,
+		Help: "the image's header says its guest data is encrypted, LUKS or qcow2's old AES (disk checks); unknown until they ran",
+		get: func(in input) cty.Value {
+			if in.p.Disk.Health == nil {
+				return cty.UnknownVal(cty.Bool)
+			}
+			return cty.BoolVal(in.p.Disk.Health.Encrypted)
+		},
+		set: func(p *sample.Point, v float64) { healthOf(p).Encrypted = v != 0 }}
+	diskCompressed = hnum("disk.compressed_ratio", "ratio",
+		"qcow2 clusters stored compressed ÷ allocated clusters (qemu-img check, run rarely; not on an encrypted image)",
+		func(h *sample.Health) float64 { return h.CompressedRatio }, func(h *sample.Health, v float64) { h.CompressedRatio = v })
 	diskIOStatus = Metric{Name: "disk.io_status", Type: cty.String,
 		Help: "QEMU's io-status of the disk: ok, failed or nospace (under libvirt read with the domain XML, and again while the domain is paused on an I/O error); unknown when it cannot be read",
 		get: func(in input) cty.Value {

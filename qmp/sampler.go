@@ -100,13 +100,13 @@ func diskFromInfo(vm string, bi BlockInfo, l2 map[string]uint64) sample.Disk {
 	id := DiskID{QOMPath: bi.QDev, Device: bi.Device}
 	d := sample.Disk{
 		VM: vm, Name: id.ShortID(), QOMPath: bi.QDev, Node: in.NodeName, Format: in.Driver,
-		Path: in.File, CacheDirect: in.Cache.Direct, CacheNoFlush: in.Cache.NoFlush,
+		Path: ImagePath(in.File), CacheDirect: in.Cache.Direct, CacheNoFlush: in.Cache.NoFlush,
 		BackingDepth: in.BackingFileDepth, Throttle: in.IOThrottle, IOStatus: bi.IOStatus,
 	}
 	if img := in.Image; img != nil {
 		d.VirtualSize, d.Allocation, d.ClusterSize = img.VirtualSize, img.ActualSize, img.ClusterSize
 		if img.Filename != "" {
-			d.Path = img.Filename
+			d.Path = ImagePath(img.Filename)
 		}
 		if depth := img.ChainDepth(); depth > d.BackingDepth {
 			d.BackingDepth = depth

@@ -77,6 +77,9 @@ type FormatSpecific struct {
 		ExtendedL2    bool   `json:"extended-l2"`
 		// CompressionType is zlib or zstd (QEMU 5.1 and later).
 		CompressionType string `json:"compression-type"`
+		// Encrypt describes an encrypted qcow2's encryption (its
+		// header's; nil for a plain image).
+		Encrypt *EncryptInfo `json:"encrypt"`
 	} `json:"data"`
 }
 
@@ -156,4 +159,15 @@ type LatencyHistogram struct {
 type VersionInfo struct {
 	QEMU    Version `json:"qemu"`
 	Package string  `json:"package"`
+}
+
+// EncryptInfo is an encrypted image's encryption as QEMU reads it from the
+// header: format "luks" (with its cipher) or "aes" (qcow2's old built-in
+// encryption, which has none of these).
+type EncryptInfo struct {
+	Format     string `json:"format"`
+	CipherAlg  string `json:"cipher-alg"`
+	CipherMode string `json:"cipher-mode"`
+	IVGenAlg   string `json:"ivgen-alg"`
+	HashAlg    string `json:"hash-alg"`
 }

@@ -142,13 +142,21 @@ func stderrOf(err error) error {
 // CheckStamps checks the guest's stamped blocks in the first span bytes
 // of an image (see loadgen.CheckStamps) and returns how many there are.
 func CheckStamps(ctx context.Context, path string, span int64) (int, error) {
+	return CheckStampsOf(ctx, span, path)
+}
+
+// CheckStampsOf is CheckStamps of the image qemu-img convert's source
+// arguments name: a path, or --object secret,... --image-opts driver=...
+// for an encrypted image read through its key.
+func CheckStampsOf(ctx context.Context, span int64, src ...string) (int, error) {
 	dir, err := os.MkdirTemp("", "qtune-stamps-")
 	if err != nil {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
 	raw := filepath.Join(dir, "image.raw")
-	if err := qemuImg(ctx, "convert", "-U", "-O", "raw", path, raw); err != nil {
+	args := append(append([]string{"convert", "-U", "-O", "raw"}, src...), raw)
+	if err := qemuImg(ctx, args...); err != nil {
 		return 0, err
 	}
 	f, err := os.Open(raw)

@@ -40,6 +40,10 @@ type Disk struct {
 	// WError is the device's write error policy (stop, enospc, report,
 	// ignore); QEMU's default for virtio-blk is enospc.
 	WError string
+	// FormatOpts are more options of the disk's format node (-blockdev
+	// only), e.g. {"encrypt": {"format": "luks", "key-secret": "sec0"}}
+	// with the secret object in VMConfig.Extra, or a raw node's offset.
+	FormatOpts map[string]any
 }
 
 // VMConfig describes a lab VM.
@@ -201,6 +205,11 @@ func (vm *VM) diskArgs(ctx context.Context, d Disk) ([]string, error) {
 			}
 			if i == 0 && d.L2CacheSize != 0 {
 				fmtNode["l2-cache-size"] = d.L2CacheSize
+			}
+		}
+		if i == 0 {
+			for k, v := range d.FormatOpts {
+				fmtNode[k] = v
 			}
 		}
 		for _, node := range []map[string]any{file, fmtNode} {

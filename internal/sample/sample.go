@@ -130,6 +130,12 @@ type Health struct {
 	SnapshotCount  int     `json:"snapshot_count"`  // internal snapshots
 	FSFreeRatio    float64 `json:"fs_free_ratio"`   // free share (0-1) of the filesystem under the image; NaN unknown
 	Worst          int     `json:"worst_severity"`  // 0 ok, 1 info, 2 warn, 3 critical
+	// Encrypted: the image's header says its data is encrypted (LUKS or
+	// qcow2's old AES).
+	Encrypted bool `json:"encrypted,omitempty"`
+	// CompressedRatio is qemu-img check's compressed clusters ÷
+	// allocated clusters (0-1); NaN until a check ran.
+	CompressedRatio float64 `json:"compressed_ratio,omitempty"`
 }
 
 // L2Needed is the qcow2 L2 cache that covers the whole disk: 8 bytes per
