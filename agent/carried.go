@@ -225,6 +225,9 @@ func (a *Agent) noteMigrations(vms map[string]*api.VMStatus) {
 			v.Migration = why
 		}
 	}
+	if _, libvirt := a.src.(*libvirtSource); !libvirt {
+		return // only libvirt migrates a VM, and refuses while a block job runs
+	}
 	a.mu.Lock()
 	jm := a.jobs
 	a.mu.Unlock()

@@ -88,7 +88,8 @@ func TestJobsEndToEndMirrorSurvivesAgentKill(t *testing.T) {
 	if m := b.metrics(t); !strings.Contains(m, `qtune_job_state{disk="disk0",id="`+id+`",kind="mirror",reason="",state="done",vm="mover"} 1`) {
 		t.Errorf("job metrics:\n%s", grepLines(m, "qtune_job_"))
 	}
-	if out, _ := qtuneCmd(t, bin, "status", "--addr", b.addr); !strings.Contains(out, "BLOCK JOBS") || !strings.Contains(out, "kept for you to remove") {
+	if out, _ := qtuneCmd(t, bin, "status", "--addr", b.addr); !strings.Contains(out, "BLOCK JOBS") || !strings.Contains(out, "kept: ") || !strings.Contains(out, "free to delete") ||
+		strings.Contains(out, "NOT MIGRATABLE") {
 		t.Errorf("qtune status:\n%s", out)
 	}
 	vctx, vcancel := context.WithTimeout(ctx, time.Minute)
