@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,11 +28,13 @@ func TestRealLibvirtCadence(t *testing.T) {
 		}
 		d.DefineDomainT(t, lab.DomainSpec{Name: name, Paused: true, Disks: []lab.DomainDisk{{Target: "vda", Image: img}}})
 	}
+	// ObserveCall runs on the XML readers' goroutines too.
+	var callsMu sync.Mutex
 	calls := map[string]int{}
 	o := Options{LibvirtSocket: d.SocketPath(), LibvirtPidDir: filepath.Join(d.Dir, "run", "libvirt", "qemu"),
 		Interval: time.Second, IdleInterval: 10 * time.Second, CallTimeout: 10 * time.Second,
 		Watched:     func(vm string) string { return map[string]string{"w": "rule r pending"}[vm] },
-		ObserveCall: func(_, call string, _ time.Duration) { calls[call]++ }}
+		ObserveCall: func(_, call string, _ time.Duration) { callsMu.Lock(); calls[call]++; callsMu.Unlock() }}
 	s, err := Open(ctx, o, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +54,8 @@ func TestRealLibvirtCadence(t *testing.T) {
 	// All three on the first two cycles (first sample, first reading of
 	// the process counters), then w alone, the quiet ones again at the
 	// tenth second after their last read.
+	callsMu.Lock()
+	defer callsMu.Unlock()
 	if want := "[3 3 1 1 1 1 1 1 1 1 1 3 1]"; fmt.Sprint(got) != want {
 		t.Errorf("disks per cycle %v, want %s (calls %v, cadences %+v)", got, want, calls, s.Cadences())
 	}
