@@ -52,8 +52,11 @@ func startDiskVM(t *testing.T, name string, d lab.Disk, extra []string, phases .
 	return vm
 }
 
+// copyPhases: the guest writes, then stays idle long enough for the copy
+// to get ready and pivot on a loaded host, then reads everything back
+// through the image it is on by then.
 var copyPhases = []loadgen.Phase{{Pattern: loadgen.StampWrite, Rate: 300, Duration: 4 * time.Second},
-	{Pattern: loadgen.Idle, Duration: 4 * time.Second}, {Pattern: loadgen.Verify, Duration: time.Second}}
+	{Pattern: loadgen.Idle, Duration: 30 * time.Second}, {Pattern: loadgen.Verify, Duration: time.Second}}
 
 // luksPhases leave the guest idle long enough for an encrypted copy to
 // start, go ready and pivot before it verifies: making and opening the
