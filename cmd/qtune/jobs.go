@@ -47,51 +47,32 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	c := controlClient(*sock)
-	for {
-		if *inFleet {
-			var f api.Fleet
-			if err := c.do(ctx, http.MethodGet, "/v1/fleet", nil, &f); err != nil {
-				fmt.Fprintf(stderr, "qtune jobs: %v\n", err)
-				return exitFailure
-			}
-			if *asJSON {
-				enc := json.NewEncoder(stdout)
-				enc.SetIndent("", "  ")
-				enc.Encode(f)
-				return exitOK
-			}
-			var buf bytes.Buffer
-			if *watch {
-				buf.WriteString("\x1b[H\x1b[2J")
-			}
-			printFleet(&buf, f, time.Now())
-			stdout.Write(buf.Bytes())
-			if !*watch {
-				return exitOK
-			}
-			select {
-			case <-ctx.Done():
-				return exitOK
-			case <-time.After(time.Second):
-			}
-			continue
+	// Each view is one document fetched from the agent, printed as JSON
+	// or as a table, again every second with --watch.
+	path, doc, show := "/v1/jobs", any(&[]api.Job{}), func(w io.Writer, doc any) {
+		printJobs(w, *doc.(*[]api.Job), *all || !*watch, time.Now())
+	}
+	if *inFleet {
+		path, doc, show = "/v1/fleet", any(&api.Fleet{}), func(w io.Writer, doc any) {
+			printFleet(w, *doc.(*api.Fleet), time.Now())
 		}
-		var jobs []api.Job
-		if err := c.do(ctx, http.MethodGet, "/v1/jobs", nil, &jobs); err != nil {
+	}
+	for {
+		if err := c.do(ctx, http.MethodGet, path, nil, doc); err != nil {
 			fmt.Fprintf(stderr, "qtune jobs: %v\n", err)
 			return exitFailure
 		}
 		if *asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
-			enc.Encode(jobs)
+			enc.Encode(doc)
 			return exitOK
 		}
 		var buf bytes.Buffer
 		if *watch {
 			buf.WriteString("\x1b[H\x1b[2J")
 		}
-		printJobs(&buf, jobs, *all || !*watch, time.Now())
+		show(&buf, doc)
 		stdout.Write(buf.Bytes())
 		if !*watch {
 			return exitOK
