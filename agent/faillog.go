@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"errors"
 	"time"
+
+	"github.com/qtune/qtune/facts"
 
 	"github.com/qtune/qtune/internal/sample"
 )
@@ -16,6 +19,11 @@ const failureReminder = 5 * time.Minute
 func (a *Agent) logSampleErrors(disks []sample.Disk, errs map[string]error, gone []string) {
 	for vm, err := range errs {
 		a.m.sampleErrors.WithLabelValues(vm).Inc()
+		// A runner still busy with its last try says nothing new about a
+		// VM already failing: it counts as a repeat, not a new message.
+		if errors.Is(err, facts.ErrBusy) && a.failLog.Repeat("sample/"+vm) {
+			continue
+		}
 		if log, n := a.failLog.Failed("sample/"+vm, err.Error()); log {
 			args := []any{"vm", vm, "error", err.Error()}
 			if n > 0 {

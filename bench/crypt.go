@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/qtune/qtune/internal/lab"
 )
 
 // The cost of encryption and compression, measured in the host's block
@@ -47,7 +49,7 @@ func cryptCompress(ctx context.Context, o options) (string, error) {
 	if err := run(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", plain, size); err != nil {
 		return "", err
 	}
-	if err := run(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "--object", secret,
+	if _, err := lab.QemuImg(ctx, "create", "-q", "-f", "qcow2", "--object", secret,
 		"-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,preallocation=metadata", luks, size); err != nil {
 		return "", err
 	}

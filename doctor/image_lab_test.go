@@ -24,8 +24,8 @@ var errLeftOut = errors.New("left out")
 
 func qimg(t *testing.T, args ...string) {
 	t.Helper()
-	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img %v: %v %s", args, err, out)
+	if _, err := lab.QemuImg(context.Background(), args...); err != nil {
+		t.Fatal(err)
 	}
 }
 

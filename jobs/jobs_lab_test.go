@@ -113,9 +113,9 @@ func checkStamps(t *testing.T, path string) {
 
 func qemuImgOut(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("qemu-img", args...).CombinedOutput()
+	out, err := lab.QemuImg(context.Background(), args...)
 	if err != nil {
-		t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
+		t.Fatal(err)
 	}
 	return string(out)
 }

@@ -125,11 +125,29 @@ func WritePattern(ctx context.Context, path, format string, pattern byte, offset
 }
 
 func qemuImg(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("qemu-img %s: %w\n%s", strings.Join(args, " "), err, out)
+	_, err := QemuImg(ctx, args...)
+	return err
+}
+
+// pbkdfGlitch is what qemu-img says when its LUKS key-derivation
+// benchmark read no CPU time for its first round (thread CPU time is
+// coarse; a busy host hits it now and then). Nothing is created then, so
+// the command is simply run again.
+const pbkdfGlitch = "Unable to get accurate CPU usage"
+
+// QemuImg runs qemu-img with args and returns its combined output. It
+// retries, a few times, a LUKS image creation that failed only on
+// pbkdfGlitch.
+func QemuImg(ctx context.Context, args ...string) ([]byte, error) {
+	for try := 1; ; try++ {
+		out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput()
+		if err == nil {
+			return out, nil
+		}
+		if !strings.Contains(string(out), pbkdfGlitch) || try == 5 || ctx.Err() != nil {
+			return out, fmt.Errorf("qemu-img %s: %w\n%s", strings.Join(args, " "), err, out)
+		}
 	}
-	return nil
 }
 
 func stderrOf(err error) error {

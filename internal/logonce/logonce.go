@@ -52,6 +52,20 @@ func (l *Limiter) Failed(key, msg string) (log bool, repeats int) {
 	return false, 0
 }
 
+// Repeat counts one more occurrence of key's ongoing failure, whatever
+// its message, without logging it; it says false (and records nothing)
+// when key is not failing.
+func (l *Limiter) Repeat(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.seen[key]
+	if f == nil {
+		return false
+	}
+	f.repeats++
+	return true
+}
+
 // Recovered records that key works again. was says whether it was
 // failing, so that the end of a failure is logged once.
 func (l *Limiter) Recovered(key string) (was bool) {

@@ -51,3 +51,29 @@ func TestKeysAreIndependent(t *testing.T) {
 		t.Fatal("a repeated")
 	}
 }
+
+// A repeat in other words (the runner busy with the last try) does not
+// make a new line, and counts toward the reminder's number; before any
+// failure it records nothing.
+func TestRepeatCountsWithoutLogging(t *testing.T) {
+	c := clock.NewFake(time.Unix(0, 0))
+	l := New(c, time.Minute)
+	if l.Repeat("a") {
+		t.Fatal("Repeat of a key that is not failing says true")
+	}
+	if log, _ := l.Failed("a", "x"); !log {
+		t.Fatal("the first failure after a bare Repeat is not logged")
+	}
+	for i := 0; i < 3; i++ {
+		if !l.Repeat("a") {
+			t.Fatal("Repeat of a failing key says false")
+		}
+	}
+	if log, _ := l.Failed("a", "x"); log {
+		t.Fatal("the same message after repeats is logged before the reminder is due")
+	}
+	c.Advance(time.Minute)
+	if log, n := l.Failed("a", "x"); !log || n != 4 {
+		t.Fatalf("reminder: log %v, repeats %d, want true 4", log, n)
+	}
+}
