@@ -20,7 +20,7 @@
 
 GO      ?= go
 BIN     := bin/qtune
-FUZZTIME ?= 12s
+FUZZTIME ?= 5s
 
 # The build's identity, stamped into the binary (qtune version) and the
 # package: the version from git (packaging/version.sh), the commit, and
@@ -68,7 +68,10 @@ bench-full:
 # The go test summary comes last, so it is what a reader sees at the end.
 # Packages are tested one at a time (-p 1): several packages booting TCG
 # guests at once on a small host starve each other's guests, and tests
-# that read a guest's I/O rate then see the host, not qtune.
+# that read a guest's I/O rate then see the host, not qtune. Inside a
+# package, real-QEMU tests that mostly wait (for a rule's timings, a
+# restart, a migration) run two at a time (t.Parallel, GOMAXPROCS); those
+# whose checks need a guest at full speed run alone, first.
 test: fmt-check vet policies prometheus-rules deb-check fuzz unit
 
 fmt-check:

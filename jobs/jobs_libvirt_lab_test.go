@@ -24,6 +24,7 @@ import (
 // blocks during the job and verifying them afterwards.
 func TestRealLibvirtJobs(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx := context.Background()
 	// Mounted before the daemon starts: its private mount namespace
 	// copies the host's mounts at that moment.

@@ -20,6 +20,7 @@ import (
 // survives a restart of the domain on the destination.
 func TestRealMigrationCarriesOwnership(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	a, b := twoHosts(t, ctx)
@@ -122,6 +123,7 @@ func equalOwnership(a, b virt.Ownership) bool {
 // destination refuses, and one cancelled while its RAM copy runs.
 func TestRealMigrationFails(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	a, b := twoHosts(t, ctx)
@@ -224,6 +226,7 @@ func TestRealMigrationFails(t *testing.T) {
 // before anything moves, and the copy goes on.
 func TestRealMigrationRefusedDuringCopy(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	a, b := twoHosts(t, ctx)

@@ -68,6 +68,7 @@ func within(lines []guestLine, from, to time.Duration) []guestLine {
 // + 2 s it runs unthrottled again (the throttle was released in time).
 func TestNaiveRuleHoldsWhileLoud(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	ctx := context.Background()
 	const limit = 150

@@ -54,6 +54,7 @@ func waitRunState(ctx context.Context, t *testing.T, sock, state string) {
 // finds it critical: exit status 2.
 func TestDoctorVMPausedOnFullFilesystem(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := lab.TmpfsT(t, "16m")
@@ -161,6 +162,7 @@ func doctorGolden(t *testing.T, name string, r doctor.Report) {
 // finds both (warn: exit 1) and sees the domain and disk healthy.
 func TestDoctorThroughLibvirt(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// On tmpfs, before the daemon starts (its mount namespace copies the
@@ -222,6 +224,7 @@ func TestDoctorThroughLibvirt(t *testing.T) {
 // own API (nothing tainted).
 func TestDoctorLibvirtDomainPausedOnFullFilesystem(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// Mounted before the daemon starts: its private mount namespace
@@ -290,6 +293,7 @@ func TestDoctorLibvirtDomainPausedOnFullFilesystem(t *testing.T) {
 // that answer are still reported.
 func TestDoctorQMPDir(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	img := filepath.Join(t.TempDir(), "ok.qcow2")

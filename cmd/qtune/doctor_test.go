@@ -17,6 +17,7 @@ import (
 // as a probe.
 func TestDoctorExitStatus(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	dir := t.TempDir()
 	mk := func(name string, args ...string) string {
 		p := filepath.Join(dir, name)

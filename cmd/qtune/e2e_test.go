@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -47,14 +48,59 @@ rule "calm-noisy-writers" {
 
 const e2eInterval = time.Second
 
-func buildQtune(t *testing.T) string {
+// buildQtune builds the qtune binary once per test run (every end-to-end
+// test runs the same one; a build per test cost seconds of CPU each).
+func buildQtune(t *testing.T) string { return builtBinary(t, "") }
+
+var builds struct {
+	mu   sync.Mutex
+	dir  string            // removed by TestMain
+	bins map[string]string // by build tags
+	errs map[string]error
+}
+
+// builtBinary builds ./cmd/qtune with tags the first time it is asked
+// for and returns the same file to every later caller.
+func builtBinary(t *testing.T, tags string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "qtune")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	builds.mu.Lock()
+	defer builds.mu.Unlock()
+	if bin, ok := builds.bins[tags]; ok {
+		if err := builds.errs[tags]; err != nil {
+			t.Fatal(err)
+		}
+		return bin
+	}
+	if builds.dir == "" {
+		dir, err := os.MkdirTemp("", "qtune-e2e-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		builds.dir, builds.bins, builds.errs = dir, map[string]string{}, map[string]error{}
+	}
+	bin := filepath.Join(builds.dir, "qtune"+strings.ReplaceAll("-"+tags, ",", "-"))
+	args := []string{"build", "-o", bin}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("build qtune: %v\n%s", err, out)
+		err = fmt.Errorf("build qtune (tags %q): %v\n%s", tags, err, out)
+	}
+	builds.bins[tags], builds.errs[tags] = bin, err
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
+}
+
+// TestMain removes the binaries the end-to-end tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builds.dir != "" {
+		os.RemoveAll(builds.dir)
+	}
+	os.Exit(code)
 }
 
 func freePort(t *testing.T) string {
@@ -73,6 +119,7 @@ type runningAgent struct {
 	addr   string
 	state  string
 	policy string
+	env    []string // added to the agent's environment
 	log    *syncBuffer
 	done   chan error
 }
@@ -104,7 +151,14 @@ func startAgent(t *testing.T, bin string, args ...string) *runningAgent {
 // startAgentWith is startAgent with another policy.
 func startAgentWith(t *testing.T, bin, policy string, args ...string) *runningAgent {
 	t.Helper()
-	a := &runningAgent{addr: freePort(t), state: t.TempDir(), policy: t.TempDir()}
+	return startAgentEnv(t, bin, policy, nil, args...)
+}
+
+// startAgentEnv is startAgentWith with env added to the agent's
+// environment (the test's own is shared by tests running in parallel).
+func startAgentEnv(t *testing.T, bin, policy string, env []string, args ...string) *runningAgent {
+	t.Helper()
+	a := &runningAgent{addr: freePort(t), state: t.TempDir(), policy: t.TempDir(), env: env}
 	if err := os.WriteFile(filepath.Join(a.policy, "noisy.hcl"), []byte(policy), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -115,10 +169,11 @@ func startAgentWith(t *testing.T, bin, policy string, args ...string) *runningAg
 // a restart).
 func (a *runningAgent) start(t *testing.T, bin string, args ...string) *runningAgent {
 	t.Helper()
-	a = &runningAgent{addr: a.addr, state: a.state, policy: a.policy, log: &syncBuffer{}, done: make(chan error, 1)}
+	a = &runningAgent{addr: a.addr, state: a.state, policy: a.policy, env: a.env, log: &syncBuffer{}, done: make(chan error, 1)}
 	args = append([]string{"agent", "--policy", a.policy, "--state-dir", a.state, "--listen", a.addr,
 		"--control-socket", filepath.Join(a.state, "control.sock"), "--interval", e2eInterval.String(), "--log-format", "text"}, args...)
 	a.cmd = exec.Command(bin, args...)
+	a.cmd.Env = append(os.Environ(), a.env...)
 	a.cmd.Stderr = a.log
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -268,7 +323,7 @@ func qmpLabVMs(t *testing.T) (dir string, noisy, reader *lab.VM) {
 }
 
 func TestAgentEndToEndQMP(t *testing.T) {
-	lab.NeedQEMU(t)
+	lab.NeedQEMU(t) // not in parallel: its timings need a guest at full speed
 	bin := buildQtune(t)
 	dir, noisy, _ := qmpLabVMs(t)
 	a := startAgent(t, bin, "--qmp-dir", dir)
@@ -438,7 +493,7 @@ rule "cap-readers" {
 }
 
 func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
-	lab.NeedLibvirt(t)
+	lab.NeedLibvirt(t) // not in parallel: its guest's rates need the host to itself
 	bin := buildQtune(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -19,15 +18,7 @@ import (
 )
 
 // buildFailpointQtune builds the agent with its failpoints compiled in.
-func buildFailpointQtune(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "qtune")
-	out, err := exec.Command("go", "build", "-tags", "failpoints", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build qtune with failpoints: %v\n%s", err, out)
-	}
-	return bin
-}
+func buildFailpointQtune(t *testing.T) string { return builtBinary(t, "failpoints") }
 
 // rawKnob reads disk0's knob straight from QEMU, as the agent would
 // (the agent is down: the monitor is free).
@@ -66,6 +57,7 @@ func failpointRule(k policy.Knob) string {
 // restored (nothing owned), never changed with no owner.
 func TestFailpointsQMP(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	bin := buildFailpointQtune(t)
 	vm := lab.WriterVMT(t, "loud", 0)
 	dir := t.TempDir()
@@ -89,8 +81,7 @@ func TestFailpointsQMP(t *testing.T) {
 // and checks what the knob ends as; read reads the knob with the agent
 // down.
 func crashAndRestart(t *testing.T, bin string, read func() string, k policy.Knob, step, rule, original string, removed bool, backend ...string) {
-	t.Setenv("QTUNE_FAILPOINT", step+":"+string(k))
-	a := startAgentWith(t, bin, rule, backend...)
+	a := startAgentEnv(t, bin, rule, []string{"QTUNE_FAILPOINT=" + step + ":" + string(k)}, backend...)
 	select {
 	case <-a.done:
 		a.done <- nil // its cleanup waits for it too
@@ -104,7 +95,7 @@ func crashAndRestart(t *testing.T, bin string, read func() string, k policy.Knob
 	if readable && (step == tuning.FailAfterIntent) != (killed == original) {
 		t.Fatalf("killed at %s: %s is %s (original %s)", step, k, killed, original)
 	}
-	t.Setenv("QTUNE_FAILPOINT", "")
+	a.env = nil
 	if removed {
 		removeRule(t, a)
 	}
@@ -152,14 +143,14 @@ func removeRule(t *testing.T, a *runningAgent) {
 // removed the record goes and the hand-set value stays.
 func TestFailpointThenHandChangeIsDrift(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	bin := buildFailpointQtune(t)
 	vm := lab.WriterVMT(t, "loud", 0)
 	dir := t.TempDir()
 	if err := os.Symlink(vm.QMPPath(), filepath.Join(dir, "loud.sock")); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("QTUNE_FAILPOINT", tuning.FailAfterChange+":throttle")
-	a := startAgentWith(t, bin, failpointRule(policy.KnobThrottle), "--qmp-dir", dir)
+	a := startAgentEnv(t, bin, failpointRule(policy.KnobThrottle), []string{"QTUNE_FAILPOINT=" + tuning.FailAfterChange + ":throttle"}, "--qmp-dir", dir)
 	select {
 	case <-a.done:
 		a.done <- nil
@@ -167,7 +158,7 @@ func TestFailpointThenHandChangeIsDrift(t *testing.T) {
 		t.Fatalf("the agent did not reach the failpoint:\n%s", a.log.String())
 	}
 	setWriteLimitByHand(t, vm.QMPPath(), 999)
-	t.Setenv("QTUNE_FAILPOINT", "")
+	a.env = nil
 	a = a.start(t, bin, "--qmp-dir", dir)
 	st := a.waitFor(t, 20*time.Second, "the knob handed over", func(s api.Status) bool {
 		return len(s.Owned) == 1 && s.Owned[0].State == api.OwnedDrifted && diskWriteLimit(s, "loud", "disk0") != -1

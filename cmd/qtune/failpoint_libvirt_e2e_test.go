@@ -59,6 +59,7 @@ func libvirtPidDir(d *lab.Libvirtd) string { return filepath.Join(d.Dir, "run", 
 // TestRealLibvirtTuning).
 func TestFailpointsLibvirt(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	bin := buildFailpointQtune(t)
 	d := lab.StartLibvirtdT(t)
 	d.WriterDomainT(t, "loud", 0)

@@ -103,6 +103,7 @@ func mirrorOn(s api.Status, vm string) *api.Job {
 // from QEMU), and both go on when etcd is back.
 func TestFleetEndToEndOneCopyAtATime(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	e := lab.StartEtcdT(t)
 	bin := buildQtune(t)
 	shared := t.TempDir()

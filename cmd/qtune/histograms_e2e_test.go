@@ -31,6 +31,7 @@ const (
 // VM, the agent holding the first.
 func TestHistogramReleasedAfterRestartWithoutTheRule(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	dir, side := t.TempDir(), t.TempDir()
 	for _, name := range []string{"a", "b"} {

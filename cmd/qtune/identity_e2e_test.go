@@ -36,6 +36,7 @@ func ownedOf(s api.Status, vm, disk string) *api.OwnedStatus {
 // again with the agent running.
 func TestQEMURestartedWhileDownIsANewVM(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	// The agent sees the socket through a link, so that a QEMU replacing
 	// it (unlink, bind) stirs nothing in the directory it watches: only

@@ -36,6 +36,7 @@ func jobOf(s api.Status, id string) *api.Job {
 // finished, and the data is identical.
 func TestJobsEndToEndMirrorSurvivesAgentKill(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	ctx := context.Background()
 	src := filepath.Join(t.TempDir(), "mover.qcow2")
@@ -164,6 +165,7 @@ func TestControlSocketRefusesOthers(t *testing.T) {
 // the reason, and the agent goes on serving the first VM.
 func TestJobsEndToEndPolicyStreamAndQEMUKilled(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	ctx := context.Background()
 	chain, err := lab.Chain(ctx, t.TempDir(), 2, 64<<20)

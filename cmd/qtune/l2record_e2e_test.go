@@ -74,6 +74,7 @@ func historyL2(t *testing.T, a *runningAgent, vm string, want uint64) int {
 // set again for it.
 func TestL2FigureIsTheRecordAfterRestartQMP(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	vm := lab.WriterVMT(t, "loud", 0)
 	dir := t.TempDir()

@@ -39,6 +39,7 @@ const lastGoodRule = "rule \"calm\" {\n  when = disk.write_iops > 100\n  for = \
 // only that, releases the throttle.
 func TestBrokenPolicyAtRestartKeepsTheThrottle(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	vm := lab.WriterVMT(t, "loud", 0)
 	dir := t.TempDir()
@@ -52,6 +53,7 @@ func TestBrokenPolicyAtRestartKeepsTheThrottle(t *testing.T) {
 // through libvirt after every step.
 func TestBrokenPolicyAtRestartKeepsTheThrottleLibvirt(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	d := lab.StartLibvirtdT(t)
 	d.WriterDomainT(t, "loud", 0)

@@ -70,6 +70,7 @@ func throttleOn(t *testing.T, ctx context.Context, d *lab.Libvirtd, vm string) s
 // original. The domain's metadata is left empty.
 func TestMigratedThrottleReleasedOnDestination(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -165,6 +166,7 @@ rule "calm-noisy-readers" {
 // the domain carries and restores A's original at once.
 func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -217,6 +219,7 @@ func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
 // value the rule wants in force; the host it left holds nothing.
 func TestMigratedBackAndForth(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()

@@ -40,7 +40,7 @@ rule "protect-neighbours" {
 // loud, the decision must name that latency, and the victim is never
 // acted on.
 func TestNeighbourVictimTriggersCulpritThrottle(t *testing.T) {
-	lab.NeedQEMU(t)
+	lab.NeedQEMU(t) // not in parallel: its guest's rates need the host to itself
 	bin := buildQtune(t)
 	ctx := context.Background()
 	base := t.TempDir() // one filesystem for both images

@@ -21,6 +21,7 @@ import (
 // drift: no knob is left changed with no owner.
 func TestRestartWithoutTheRuleReleasesOnceReachable(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	va, vb := lab.WriterVMT(t, "a", 0), lab.WriterVMT(t, "b", 0)
 	dir := t.TempDir()

@@ -29,7 +29,7 @@ const (
 // while the agent samples a host of 400 disks every second: the agent,
 // never restarted, reconnects once and samples every disk again.
 func TestAgentReconnectsToRestartedLibvirtdUnderManyDisks(t *testing.T) {
-	lab.NeedLibvirt(t)
+	lab.NeedLibvirt(t) // not in parallel: 400 disks a second need libvirtd at full speed
 	bin := buildQtune(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

@@ -19,7 +19,7 @@ import (
 )
 
 func TestStatsAgainstRealGuest(t *testing.T) {
-	lab.NeedQEMU(t)
+	lab.NeedQEMU(t) // not in parallel: its guest's rates need the host to itself
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	img := filepath.Join(t.TempDir(), "disk.qcow2")
@@ -56,14 +56,17 @@ func TestStatsAgainstRealGuest(t *testing.T) {
 	if len(rows) != 3 {
 		t.Fatalf("%d rows, want 3:\n%s", len(rows), out.String())
 	}
+	sum := 0.0
 	for i, r := range rows {
 		if r.VM != "statsvm" || r.Disk != "disk0" || r.Format != "qcow2" || r.Cache != "none" || r.VirtualSize != 128<<20 {
 			t.Errorf("row %d identity: %+v", i, r)
 		}
-		// The guest writes 300 blocks/s; allow for TCG jitter.
-		if r.WriteIOPS < 240 || r.WriteIOPS > 360 {
+		// The guest writes 300 blocks/s; one second of a TCG guest on a
+		// busy host may lag or catch up, the three together may not.
+		if r.WriteIOPS < 150 || r.WriteIOPS > 450 {
 			t.Errorf("row %d: write IOPS %.0f, guest runs at 300", i, r.WriteIOPS)
 		}
+		sum += r.WriteIOPS
 		if i == 0 {
 			continue
 		}
@@ -83,6 +86,9 @@ func TestStatsAgainstRealGuest(t *testing.T) {
 			t.Errorf("row %d: no write latency", i)
 		}
 	}
+	if mean := sum / float64(len(rows)); mean < 240 || mean > 360 {
+		t.Errorf("write IOPS %.0f over the three rows, guest runs at 300", mean)
+	}
 }
 
 // --qmp-dir reads every VM of a directory as the agent finds them: named
@@ -90,6 +96,7 @@ func TestStatsAgainstRealGuest(t *testing.T) {
 // said on stderr while the others are printed.
 func TestStatsQMPDir(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -169,6 +176,7 @@ func TestStatsErrors(t *testing.T) {
 
 func TestStatsThroughLibvirt(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d := lab.StartLibvirtdT(t)
