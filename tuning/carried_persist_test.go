@@ -1,0 +1,174 @@
+package tuning
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
+	"github.com/qtune/qtune/virt"
+)
+
+// hostWithDefs is one libvirt host as the executor sees it: fakeBackend's
+// live knobs, the persistent definition handled by LibvirtBackend's own
+// code over fakeDefs, and qtune's records in the domain's metadata
+// (live, and in the definition when persisted) encoded as
+// LibvirtBackend.WriteRecords encodes them.
+type hostWithDefs struct {
+	live       *fakeBackend
+	lb         *LibvirtBackend
+	defs       *fakeDefs
+	meta, conf string // the metadata element, live and persistent
+}
+
+func (h *hostWithDefs) Read(ctx context.Context, t state.Target, k policy.Knob) (state.KnobState, error) {
+	s, err := h.live.Read(ctx, t, k)
+	kind, kerr := knobKindOf(k)
+	if err != nil || kerr != nil || kind.Defined == nil {
+		return s, err
+	}
+	return h.lb.defined(ctx, t, s, kind.Defined)
+}
+
+func (h *hostWithDefs) Apply(ctx context.Context, t state.Target, k policy.Knob, s state.KnobState, persist bool) error {
+	if err := h.live.Apply(ctx, t, k, s, persist); err != nil || !persist {
+		return err
+	}
+	kind, err := knobKindOf(k)
+	if err != nil {
+		return err
+	}
+	return h.lb.persist(ctx, t, s, kind.Persist)
+}
+
+func (h *hostWithDefs) WriteRecords(_ context.Context, vm string, owned []state.Owned, persist bool) error {
+	var o virt.Ownership
+	for _, r := range owned {
+		k, err := OwnedKnobOf(r)
+		if err != nil {
+			return err
+		}
+		o.Knobs = append(o.Knobs, k)
+	}
+	doc := ""
+	if !o.Empty() {
+		var err error
+		if doc, err = o.Encode(); err != nil {
+			return err
+		}
+	}
+	h.meta = doc
+	if persist {
+		h.conf = doc
+	}
+	return nil
+}
+
+func newHostWithDefs(t *testing.T, host, doc string) (*Executor, *hostWithDefs, *rig) {
+	r := newRig(t, Options{})
+	h := &hostWithDefs{live: r.b, defs: &fakeDefs{doc: doc},
+		lb: NewLibvirtBackend(nil, LibvirtBackendOptions{Log: hclog.NewNullLogger()})}
+	h.lb.defs = h.defs
+	return NewExecutor(h, r.s, Options{Clock: r.clk, Host: host}), h, r
+}
+
+// A domain's persisted L2 cache size and cache mode, set on host A,
+// travel to host B in the domain's metadata (live and in the definition,
+// which a --persistent migration carries too). B adopts the records with
+// A's originals, holds them while the rule fires (nothing set again),
+// and with the rule gone from its policy restores both originals, live
+// and in the definition, which ends as it was before A changed it; the
+// records leave the metadata, live and persistent.
+func TestPersistedL2AndCacheReconciledOnTheDestination(t *testing.T) {
+	ctx := context.Background()
+	before := strings.Replace(l2Dom, "%DRIVER%", `<driver name='qemu' type='qcow2' cache='none'/>`, 1)
+	decisions := []policy.Decision{l2Persisted(64 << 20), {Rule: "cache", VM: "vm1", Disk: "vda", Knob: policy.KnobCache,
+		Mode: policy.ModeEnforce, Persist: true, Cooldown: time.Minute, Action: policy.Action{Cache: &policy.CacheSpec{}}}}
+
+	a, hostA, rigA := newHostWithDefs(t, "hv-a", before)
+	rigA.b.state[key(vda, policy.KnobCache)] = state.OfCache(state.CacheState{Direct: true})
+	for _, d := range decisions {
+		if out, err := a.Execute(ctx, d); err != nil || out.Result != state.ResultApplied {
+			t.Fatalf("A: %s: %+v %v", d.Knob, out, err)
+		}
+	}
+	for _, want := range []string{"cache='writeback'", "<max_size unit='bytes'>67108864</max_size>"} {
+		if !strings.Contains(hostA.defs.doc, want) {
+			t.Fatalf("A's definition lacks %s:\n%s", want, hostA.defs.doc)
+		}
+	}
+	if hostA.conf == "" || hostA.conf != hostA.meta {
+		t.Fatalf("A's persisted records: live %q, definition %q", hostA.meta, hostA.conf)
+	}
+
+	// The migration: B's libvirt has A's definition and metadata, and
+	// the live values A set.
+	b, hostB, rigB := newHostWithDefs(t, "hv-b", hostA.defs.doc)
+	hostB.meta, hostB.conf = hostA.meta, hostA.conf
+	for k, v := range rigA.b.state {
+		rigB.b.state[k] = v
+	}
+	carried, err := virt.DecodeOwnership("vm1", hostB.meta)
+	if err != nil || len(carried.Knobs) != 2 {
+		t.Fatalf("carried %+v %v", carried, err)
+	}
+	for _, k := range carried.Knobs {
+		if !k.Persisted || k.Host != "hv-a" {
+			t.Errorf("%s travels as persisted=%v set on %q", k.Kind, k.Persisted, k.Host)
+		}
+		o, err := OwnedFromKnob("vm1", k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := b.Import(o); !ok || err != nil {
+			t.Fatalf("B: import %s: %v %v", k.Kind, ok, err)
+		}
+		if out, err := b.Reconcile(ctx, o); err != nil || out.Result != state.ResultNoOp {
+			t.Errorf("B: reconcile %s: %+v %v", k.Kind, out, err)
+		}
+	}
+	applies := rigB.b.applies
+	for _, d := range decisions {
+		if out, err := b.Execute(ctx, d); err != nil || out.Result != state.ResultNoOp {
+			t.Errorf("B: the rule still firing on %s: %+v %v", d.Knob, out, err)
+		}
+	}
+	if rigB.b.applies != applies {
+		t.Errorf("B set a held knob again")
+	}
+	if got := CompareRecords("vm1", mustAllOwned(t, rigB.s), carried); len(got) != 0 {
+		t.Errorf("B's store and the metadata disagree: %q", got)
+	}
+
+	rigB.clk.Advance(2 * time.Minute)
+	for _, d := range decisions {
+		if out, err := b.Execute(ctx, revertOf(d)); err != nil || out.Result != state.ResultReverted {
+			t.Fatalf("B: restore %s: %+v %v", d.Knob, out, err)
+		}
+	}
+	if hostB.defs.doc != before {
+		t.Errorf("B's definition after the restores:\n%s\nwant it as before A's changes:\n%s", hostB.defs.doc, before)
+	}
+	if c := rigB.b.state[key(vda, policy.KnobCache)].Cache(); c == nil || !c.Direct {
+		t.Errorf("B's live cache mode %+v, want A's original (direct)", c)
+	}
+	if l2 := rigB.b.state[key(vda, policy.KnobL2Cache)].L2(); l2 == nil || l2.Size != 1<<20 {
+		t.Errorf("B's live L2 cache %+v, want A's original 1 MiB", l2)
+	}
+	if hostB.meta != "" || hostB.conf != "" {
+		t.Errorf("B's metadata after the restores: live %q, definition %q", hostB.meta, hostB.conf)
+	}
+}
+
+func mustAllOwned(t *testing.T, s *state.Store) []state.Owned {
+	t.Helper()
+	all, err := s.AllOwned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
