@@ -29,9 +29,12 @@ func TestRealMigrationCarriesOwnership(t *testing.T) {
 	if err := a.v.SetBlockIOTune(ctx, name, "vda", throttle, false); err != nil {
 		t.Fatal(err)
 	}
-	// The persistent definition gets one record, the live domain two.
-	persisted := virt.Ownership{Knobs: []virt.OwnedKnob{ownedThrottle(1, "A", "calm-loud", true)}}
-	live := virt.Ownership{Knobs: []virt.OwnedKnob{ownedThrottle(1, "A", "calm-loud", true), ownedThrottle(2, "A", "night", false)},
+	// The persistent definition gets the persisted records (a throttle,
+	// an L2 cache size and a cache mode), the live domain those and one
+	// more.
+	persisted := virt.Ownership{Knobs: []virt.OwnedKnob{ownedThrottle(1, "A", "calm-loud", true), ownedL2(3, "A"), ownedCacheMode(4, "A")}}
+	live := virt.Ownership{Knobs: []virt.OwnedKnob{ownedThrottle(1, "A", "calm-loud", true), ownedThrottle(2, "A", "night", false),
+		ownedL2(3, "A"), ownedCacheMode(4, "A")},
 		Jobs: []virt.CopyJob{{ID: "j1", Kind: "mirror", Disk: "vda", Source: "/a", Target: "/b", Host: "A", Since: time.Date(2026, 12, 7, 20, 1, 0, 0, time.UTC)}}}
 	if err := a.v.SetOwnership(ctx, name, persisted, true); err != nil {
 		t.Fatal(err)
