@@ -46,24 +46,24 @@ func (h *hostWithDefs) Apply(ctx context.Context, t state.Target, k policy.Knob,
 }
 
 func (h *hostWithDefs) WriteRecords(_ context.Context, vm string, owned []state.Owned, persist bool) error {
-	var o virt.Ownership
-	for _, r := range owned {
-		k, err := OwnedKnobOf(r)
+	live, defined, err := splitRecords(owned)
+	if err != nil {
+		return err
+	}
+	encode := func(knobs []virt.OwnedKnob) string {
+		o := virt.Ownership{Knobs: knobs}
+		if o.Empty() {
+			return ""
+		}
+		doc, err := o.Encode()
 		if err != nil {
-			return err
+			panic(err)
 		}
-		o.Knobs = append(o.Knobs, k)
+		return doc
 	}
-	doc := ""
-	if !o.Empty() {
-		var err error
-		if doc, err = o.Encode(); err != nil {
-			return err
-		}
-	}
-	h.meta = doc
+	h.meta = encode(live)
 	if persist {
-		h.conf = doc
+		h.conf = encode(defined)
 	}
 	return nil
 }
@@ -76,18 +76,22 @@ func newHostWithDefs(t *testing.T, host, doc string) (*Executor, *hostWithDefs, 
 	return NewExecutor(h, r.s, Options{Clock: r.clk, Host: host}), h, r
 }
 
-// A domain's persisted L2 cache size and cache mode, set on host A,
-// travel to host B in the domain's metadata (live and in the definition,
-// which a --persistent migration carries too). B adopts the records with
-// A's originals, holds them while the rule fires (nothing set again),
-// and with the rule gone from its policy restores both originals, live
-// and in the definition, which ends as it was before A changed it; the
-// records leave the metadata, live and persistent.
+// A domain's persisted L2 cache size and cache mode, set on host A beside
+// a live throttle, travel to host B in the domain's metadata (all three
+// live; the persisted two in the definition, which a --persistent
+// migration carries too). The new QEMU on B starts from the live XML,
+// which a change by passthrough never reached: its cache mode is A's
+// original again. B adopts the records with A's originals, holds them
+// while the rules fire (nothing set again), and with the rules gone from
+// its policy restores the originals, live and in the definition, which
+// ends as it was before A changed it; the records leave the metadata,
+// live and persistent.
 func TestPersistedL2AndCacheReconciledOnTheDestination(t *testing.T) {
 	ctx := context.Background()
 	before := strings.Replace(l2Dom, "%DRIVER%", `<driver name='qemu' type='qcow2' cache='none'/>`, 1)
 	decisions := []policy.Decision{l2Persisted(64 << 20), {Rule: "cache", VM: "vm1", Disk: "vda", Knob: policy.KnobCache,
-		Mode: policy.ModeEnforce, Persist: true, Cooldown: time.Minute, Action: policy.Action{Cache: &policy.CacheSpec{}}}}
+		Mode: policy.ModeEnforce, Persist: true, Cooldown: time.Minute, Action: policy.Action{Cache: &policy.CacheSpec{}}},
+		throttle(300)}
 
 	a, hostA, rigA := newHostWithDefs(t, "hv-a", before)
 	rigA.b.state[key(vda, policy.KnobCache)] = state.OfCache(state.CacheState{Direct: true})
@@ -101,8 +105,8 @@ func TestPersistedL2AndCacheReconciledOnTheDestination(t *testing.T) {
 			t.Fatalf("A's definition lacks %s:\n%s", want, hostA.defs.doc)
 		}
 	}
-	if hostA.conf == "" || hostA.conf != hostA.meta {
-		t.Fatalf("A's persisted records: live %q, definition %q", hostA.meta, hostA.conf)
+	if strings.Count(hostA.meta, "<knob") != 3 || strings.Count(hostA.conf, "<knob") != 2 || strings.Contains(hostA.conf, "throttle") {
+		t.Fatalf("A's records: live %q, definition %q; want three live, the two persisted in the definition", hostA.meta, hostA.conf)
 	}
 
 	// The migration: B's libvirt has A's definition and metadata, and
@@ -112,12 +116,13 @@ func TestPersistedL2AndCacheReconciledOnTheDestination(t *testing.T) {
 	for k, v := range rigA.b.state {
 		rigB.b.state[k] = v
 	}
+	rigB.b.state[key(vda, policy.KnobCache)] = state.OfCache(state.CacheState{Direct: true})
 	carried, err := virt.DecodeOwnership("vm1", hostB.meta)
-	if err != nil || len(carried.Knobs) != 2 {
+	if err != nil || len(carried.Knobs) != 3 {
 		t.Fatalf("carried %+v %v", carried, err)
 	}
 	for _, k := range carried.Knobs {
-		if !k.Persisted || k.Host != "hv-a" {
+		if k.Persisted != (k.Kind != "throttle") || k.Host != "hv-a" {
 			t.Errorf("%s travels as persisted=%v set on %q", k.Kind, k.Persisted, k.Host)
 		}
 		o, err := OwnedFromKnob("vm1", k)
@@ -133,6 +138,9 @@ func TestPersistedL2AndCacheReconciledOnTheDestination(t *testing.T) {
 	}
 	applies := rigB.b.applies
 	for _, d := range decisions {
+		if d.Knob == policy.KnobCache {
+			continue // live at its original: the rule sets it again (not under test here)
+		}
 		if out, err := b.Execute(ctx, d); err != nil || out.Result != state.ResultNoOp {
 			t.Errorf("B: the rule still firing on %s: %+v %v", d.Knob, out, err)
 		}

@@ -158,11 +158,41 @@ rule "calm-noisy-readers" {
 }
 `
 
-// A migration the destination refuses leaves the throttle and its record
-// with host A. The domain then migrates to host B while no agent runs
-// there: A lets go at the migrated-out event, and B's agent, started
-// later with a policy that no longer has the rule, adopts the record
-// the domain carries and restores A's original at once.
+// persistedRules set an L2 cache size and a cache mode on every disk,
+// persisted into the domain's definition too. libvirt cannot change
+// either live: the agents that run them are allowed QMP passthrough.
+const persistedRules = `
+rule "l2-fixed" {
+  when    = disk.virtual_size > 0
+  for     = "1s"
+  persist = true
+  l2_cache { size = "2MiB" }
+}
+rule "writeback" {
+  when    = disk.virtual_size > 0
+  for     = "1s"
+  persist = true
+  cache { direct = false }
+}
+`
+
+// heldAll reports whether vm's records are the n given, all held.
+func heldAll(s api.Status, vm string, n int) bool {
+	o := recordsOf(s, vm)
+	for _, r := range o {
+		if r.State != api.OwnedHeld {
+			return false
+		}
+	}
+	return len(o) == n
+}
+
+// A migration the destination refuses leaves the throttle, the persisted
+// L2 cache size and cache mode and their records with host A. The
+// domain then migrates to host B while no agent runs there: A lets go at
+// the migrated-out event, and B's agent, started later with a policy
+// that no longer has the rules, adopts the records the domain carries
+// and restores A's originals at once, live and in the definition.
 func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
 	lab.NeedLibvirt(t)
 	bin := buildQtune(t)
@@ -171,9 +201,26 @@ func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
 	ds := lab.StartLibvirtdsT(t, 2)
 	hostA, hostB := ds[0], ds[1]
 	dom := hostA.WriterDomainT(t, "mig", 0)
+	defined := func(d *lab.Libvirtd) string {
+		out, err := d.Virsh(ctx, "dumpxml", "--inactive", "mig")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := defined(hostA)
 	fast := t.TempDir()
-	a := labAgent(t, bin, hostA, "--allow-mirror-dir", fast)
-	a.waitFor(t, 40*time.Second, "a throttle on mig at A", func(s api.Status) bool { return action(s, "mig", "applied") != nil })
+	a := startAgentWith(t, bin, migrationPolicy+persistedRules, "--log-level", "debug", "--libvirt-socket", hostA.SocketPath(),
+		"--libvirt-pid-dir", libvirtPidDir(hostA), "--allow-mirror-dir", fast, "--allow-passthrough")
+	a.waitFor(t, 40*time.Second, "a throttle, an L2 cache and a cache mode on mig at A", func(s api.Status) bool { return heldAll(s, "mig", 3) })
+	if got := throttleOn(t, ctx, hostA, "mig"); got != "15" {
+		t.Fatalf("throttle on A: %s", got)
+	}
+	for _, want := range []string{"cache='writeback'", "<max_size unit='bytes'>2097152</max_size>"} {
+		if def := defined(hostA); !strings.Contains(def, want) {
+			t.Fatalf("A's definition lacks %s:\n%s", want, def)
+		}
+	}
 
 	copyBlocksMigration(t, ctx, bin, a, dom, hostB, fast)
 	if err := hostB.RefuseMigrations(true); err != nil {
@@ -183,8 +230,8 @@ func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
 		t.Fatal("the refused migration went through")
 	}
 	time.Sleep(3 * e2eInterval)
-	if o := recordsOf(a.status(t), "mig"); len(o) != 1 || o[0].State != api.OwnedHeld {
-		t.Fatalf("A's records after a failed migration: %+v", o)
+	if s := a.status(t); !heldAll(s, "mig", 3) {
+		t.Fatalf("A's records after a failed migration: %+v", recordsOf(s, "mig"))
 	}
 	if got := throttleOn(t, ctx, hostA, "mig"); got != "15" {
 		t.Fatalf("throttle on A after a failed migration: %s", got)
@@ -200,17 +247,40 @@ func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
 	if got := throttleOn(t, ctx, hostB, "mig"); got != "15" {
 		t.Fatalf("throttle on B before its agent runs: %s", got)
 	}
+	// The definition came along (--persistent), with the persisted
+	// records in its metadata.
+	if def := defined(hostB); !strings.Contains(def, "cache='writeback'") || strings.Count(def, "persisted=\"yes\"") != 2 {
+		t.Fatalf("B's definition before its agent runs:\n%s", def)
+	}
 	b := startAgentWith(t, bin, otherPolicy, "--log-level", "debug", "--libvirt-socket", hostB.SocketPath(),
-		"--libvirt-pid-dir", filepath.Join(hostB.Dir, "run", "libvirt", "qemu"))
-	s := b.waitFor(t, 30*time.Second, "B restoring the original of a removed rule", func(s api.Status) bool {
-		return action(s, "mig", "reverted") != nil && len(recordsOf(s, "mig")) == 0
+		"--libvirt-pid-dir", libvirtPidDir(hostB), "--allow-passthrough")
+	s := b.waitFor(t, 30*time.Second, "B restoring the originals of the removed rules", func(s api.Status) bool {
+		return len(recordsOf(s, "mig")) == 0 && actionOn(s, "mig", "throttle", "reverted") != nil &&
+			actionOn(s, "mig", "l2_cache", "reverted") != nil && actionOn(s, "mig", "cache", "reverted") != nil
 	})
-	if action(s, "mig", "adopted") == nil {
-		t.Errorf("B restored without adopting: %+v", s.Actions)
+	for _, k := range []string{"throttle", "l2_cache", "cache"} {
+		if actionOn(s, "mig", k, "adopted") == nil {
+			t.Errorf("B restored %s without adopting it: %+v", k, s.Actions)
+		}
 	}
 	if got := throttleOn(t, ctx, hostB, "mig"); got != "0" {
 		t.Errorf("throttle on B after the release: %s", got)
 	}
+	// The definition is as it was before A changed it: the cache mode
+	// and the L2 cache (no <metadata_cache>) A's originals, no records.
+	if def := defined(hostB); !strings.Contains(def, "cache='none'") || strings.Contains(def, "metadata_cache") || strings.Contains(def, "<qtune:ownership") {
+		t.Errorf("B's definition after the restores:\n%s\nA's before the changes:\n%s", def, before)
+	}
+}
+
+// actionOn is the latest action of result on vm's knob.
+func actionOn(s api.Status, vm, knob, result string) *api.ActionStatus {
+	for i := len(s.Actions) - 1; i >= 0; i-- {
+		if a := &s.Actions[i]; a.VM == vm && a.Knob == knob && a.Result == result {
+			return a
+		}
+	}
+	return nil
 }
 
 // A loud domain migrated A→B→A→B with an agent on each host: after each
@@ -354,8 +424,8 @@ func copyBlocksMigration(t *testing.T, ctx context.Context, bin string, a *runni
 	if j := jobOf(s, id); j == nil || j.State != api.JobRunning {
 		t.Errorf("the copy after the refused migration: %+v", j)
 	}
-	if o := recordsOf(s, "mig"); len(o) != 1 || o[0].State != api.OwnedHeld {
-		t.Errorf("A's records after the refused migration: %+v", o)
+	if !heldAll(s, "mig", 3) {
+		t.Errorf("A's records after the refused migration: %+v", recordsOf(s, "mig"))
 	}
 
 	if out, err := qtuneCmd(t, bin, "jobs", "cancel", "--socket", sock, id); err != nil {
