@@ -76,26 +76,31 @@ func newHostWithDefs(t *testing.T, host, doc string) (*Executor, *hostWithDefs, 
 	return NewExecutor(h, r.s, Options{Clock: r.clk, Host: host}), h, r
 }
 
-// A domain's persisted L2 cache size and cache mode, set on host A beside
-// a live throttle, travel to host B in the domain's metadata (all three
-// live; the persisted two in the definition, which a --persistent
-// migration carries too). The new QEMU on B starts from the live XML,
-// which a change by passthrough never reached: its cache mode is A's
-// original again. B adopts the records with A's originals, holds them
-// while the rules fire (nothing set again), and with the rules gone from
-// its policy restores the originals, live and in the definition, which
-// ends as it was before A changed it; the records leave the metadata,
-// live and persistent.
-func TestPersistedL2AndCacheReconciledOnTheDestination(t *testing.T) {
-	ctx := context.Background()
-	before := strings.Replace(l2Dom, "%DRIVER%", `<driver name='qemu' type='qcow2' cache='none'/>`, 1)
-	decisions := []policy.Decision{l2Persisted(64 << 20), {Rule: "cache", VM: "vm1", Disk: "vda", Knob: policy.KnobCache,
-		Mode: policy.ModeEnforce, Persist: true, Cooldown: time.Minute, Action: policy.Action{Cache: &policy.CacheSpec{}}},
-		throttle(300)}
+// carriedScene: a domain's persisted L2 cache size and cache mode, set
+// on host A beside a live throttle, travel to host B in the domain's
+// metadata (all three live; the persisted two in the definition, which a
+// --persistent migration carries too). The new QEMU on B starts from the
+// live XML, which a change by passthrough never reached: its cache mode
+// is A's original again. B adopts the records with A's originals.
+type carriedScene struct {
+	decisions []policy.Decision
+	before    string // A's definition before its changes
+	b         *Executor
+	hostB     *hostWithDefs
+	rigB      *rig
+	carried   virt.Ownership
+}
 
-	a, hostA, rigA := newHostWithDefs(t, "hv-a", before)
+func migratedWithRecords(t *testing.T) *carriedScene {
+	t.Helper()
+	ctx := context.Background()
+	sc := &carriedScene{before: strings.Replace(l2Dom, "%DRIVER%", `<driver name='qemu' type='qcow2' cache='none'/>`, 1),
+		decisions: []policy.Decision{l2Persisted(64 << 20), {Rule: "cache", VM: "vm1", Disk: "vda", Knob: policy.KnobCache,
+			Mode: policy.ModeEnforce, Persist: true, Cooldown: time.Minute, Action: policy.Action{Cache: &policy.CacheSpec{}}},
+			throttle(300)}}
+	a, hostA, rigA := newHostWithDefs(t, "hv-a", sc.before)
 	rigA.b.state[key(vda, policy.KnobCache)] = state.OfCache(state.CacheState{Direct: true})
-	for _, d := range decisions {
+	for _, d := range sc.decisions {
 		if out, err := a.Execute(ctx, d); err != nil || out.Result != state.ResultApplied {
 			t.Fatalf("A: %s: %+v %v", d.Knob, out, err)
 		}
@@ -109,19 +114,18 @@ func TestPersistedL2AndCacheReconciledOnTheDestination(t *testing.T) {
 		t.Fatalf("A's records: live %q, definition %q; want three live, the two persisted in the definition", hostA.meta, hostA.conf)
 	}
 
-	// The migration: B's libvirt has A's definition and metadata, and
-	// the live values A set.
-	b, hostB, rigB := newHostWithDefs(t, "hv-b", hostA.defs.doc)
-	hostB.meta, hostB.conf = hostA.meta, hostA.conf
-	for k, v := range rigA.b.state {
-		rigB.b.state[k] = v
+	// The migration: B's libvirt has A's definition and metadata, the
+	// throttle A set, and the L2 cache size and cache mode of the XML.
+	sc.b, sc.hostB, sc.rigB = newHostWithDefs(t, "hv-b", hostA.defs.doc)
+	sc.hostB.meta, sc.hostB.conf = hostA.meta, hostA.conf
+	sc.rigB.b.state[key(vda, policy.KnobThrottle)] = rigA.b.state[key(vda, policy.KnobThrottle)]
+	sc.rigB.b.state[key(vda, policy.KnobCache)] = state.OfCache(state.CacheState{Direct: true})
+	var err error
+	sc.carried, err = virt.DecodeOwnership("vm1", sc.hostB.meta)
+	if err != nil || len(sc.carried.Knobs) != 3 {
+		t.Fatalf("carried %+v %v", sc.carried, err)
 	}
-	rigB.b.state[key(vda, policy.KnobCache)] = state.OfCache(state.CacheState{Direct: true})
-	carried, err := virt.DecodeOwnership("vm1", hostB.meta)
-	if err != nil || len(carried.Knobs) != 3 {
-		t.Fatalf("carried %+v %v", carried, err)
-	}
-	for _, k := range carried.Knobs {
+	for _, k := range sc.carried.Knobs {
 		if k.Persisted != (k.Kind != "throttle") || k.Host != "hv-a" {
 			t.Errorf("%s travels as persisted=%v set on %q", k.Kind, k.Persisted, k.Host)
 		}
@@ -129,46 +133,69 @@ func TestPersistedL2AndCacheReconciledOnTheDestination(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := b.Import(o); !ok || err != nil {
+		if ok, err := sc.b.Import(o); !ok || err != nil {
 			t.Fatalf("B: import %s: %v %v", k.Kind, ok, err)
 		}
-		if out, err := b.Reconcile(ctx, o); err != nil || out.Result != state.ResultNoOp {
+		if out, err := sc.b.Reconcile(ctx, o); err != nil || out.Result != state.ResultNoOp {
 			t.Errorf("B: reconcile %s: %+v %v", k.Kind, out, err)
 		}
 	}
-	applies := rigB.b.applies
-	for _, d := range decisions {
-		if d.Knob == policy.KnobCache {
-			continue // live at its original: the rule sets it again (not under test here)
-		}
-		if out, err := b.Execute(ctx, d); err != nil || out.Result != state.ResultNoOp {
-			t.Errorf("B: the rule still firing on %s: %+v %v", d.Knob, out, err)
-		}
-	}
-	if rigB.b.applies != applies {
-		t.Errorf("B set a held knob again")
-	}
-	if got := CompareRecords("vm1", mustAllOwned(t, rigB.s), carried); len(got) != 0 {
+	if got := CompareRecords("vm1", mustAllOwned(t, sc.rigB.s), sc.carried); len(got) != 0 {
 		t.Errorf("B's store and the metadata disagree: %q", got)
 	}
+	return sc
+}
 
-	rigB.clk.Advance(2 * time.Minute)
-	for _, d := range decisions {
-		if out, err := b.Execute(ctx, revertOf(d)); err != nil || out.Result != state.ResultReverted {
+// With the rules gone from B's policy, B restores A's originals, live
+// and in the definition, which ends as it was before A changed it, also
+// for the cache mode already at its original live; the records leave
+// the metadata, live and persistent.
+func TestPersistedL2AndCacheRestoredOnTheDestination(t *testing.T) {
+	ctx := context.Background()
+	sc := migratedWithRecords(t)
+	sc.rigB.clk.Advance(2 * time.Minute)
+	for _, d := range sc.decisions {
+		if out, err := sc.b.Execute(ctx, revertOf(d)); err != nil || out.Result != state.ResultReverted {
 			t.Fatalf("B: restore %s: %+v %v", d.Knob, out, err)
 		}
 	}
-	if hostB.defs.doc != before {
-		t.Errorf("B's definition after the restores:\n%s\nwant it as before A's changes:\n%s", hostB.defs.doc, before)
+	if sc.hostB.defs.doc != sc.before {
+		t.Errorf("B's definition after the restores:\n%s\nwant it as before A's changes:\n%s", sc.hostB.defs.doc, sc.before)
 	}
-	if c := rigB.b.state[key(vda, policy.KnobCache)].Cache(); c == nil || !c.Direct {
+	if c := sc.rigB.b.state[key(vda, policy.KnobCache)].Cache(); c == nil || !c.Direct {
 		t.Errorf("B's live cache mode %+v, want A's original (direct)", c)
 	}
-	if l2 := rigB.b.state[key(vda, policy.KnobL2Cache)].L2(); l2 == nil || l2.Size != 1<<20 {
+	if l2 := sc.rigB.b.state[key(vda, policy.KnobL2Cache)].L2(); l2 == nil || l2.Size != 1<<20 {
 		t.Errorf("B's live L2 cache %+v, want A's original 1 MiB", l2)
 	}
-	if hostB.meta != "" || hostB.conf != "" {
-		t.Errorf("B's metadata after the restores: live %q, definition %q", hostB.meta, hostB.conf)
+	if sc.hostB.meta != "" || sc.hostB.conf != "" {
+		t.Errorf("B's metadata after the restores: live %q, definition %q", sc.hostB.meta, sc.hostB.conf)
+	}
+}
+
+// With the rules still in force on B, the throttle (live, carried) is
+// held as it is; the cache mode, back at its original live, is set again
+// with A's original kept in the record.
+func TestPersistedCacheSetAgainOnTheDestination(t *testing.T) {
+	ctx := context.Background()
+	sc := migratedWithRecords(t)
+	applies := sc.rigB.b.applies
+	if out, err := sc.b.Execute(ctx, throttle(300)); err != nil || out.Result != state.ResultNoOp || sc.rigB.b.applies != applies {
+		t.Errorf("B: the throttle rule still firing: %+v %v (%d applies)", out, err, sc.rigB.b.applies-applies)
+	}
+	sc.rigB.clk.Advance(2 * time.Minute)
+	if out, err := sc.b.Execute(ctx, sc.decisions[1]); err != nil || out.Result != state.ResultApplied {
+		t.Fatalf("B: the cache rule still firing: %+v %v", out, err)
+	}
+	o, _ := sc.rigB.s.Owned(vda, policy.KnobCache)
+	if o == nil || o.Original.Cache() == nil || !o.Original.Cache().Direct || o.Applied.Cache().Direct {
+		t.Errorf("B's cache record %+v, want A's original (direct) and writeback set", o)
+	}
+	if c := sc.rigB.b.state[key(vda, policy.KnobCache)].Cache(); c == nil || c.Direct {
+		t.Errorf("B's live cache mode %+v, want writeback", c)
+	}
+	if !strings.Contains(sc.hostB.defs.doc, "cache='writeback'") || strings.Count(sc.hostB.conf, "<knob") != 2 {
+		t.Errorf("B's definition %s\nits records %s", sc.hostB.defs.doc, sc.hostB.conf)
 	}
 }
 
