@@ -325,10 +325,11 @@ const ownershipNS = "https://github.com/qtune/qtune/xmlns/ownership"
 // checkRecordsAgree runs qtune state check against each host's store and
 // libvirtd with the agents stopped (the store is theirs while they run):
 // B's store and the domain's records agree, A holds nothing of the
-// domain (a record of a domain not running there would be named). Then
-// the record in the domain is changed by hand: state check names the
-// disagreement and fails, and B's agent, started again, marks the knob
-// in its status.
+// domain (a record of a domain not running there would be named). Then,
+// with B's agent running again, the record in the domain is changed by
+// hand: the agent marks the knob in its status at its next cycle (it
+// hears the metadata change; its regular comparison is 30 s apart), and
+// state check, B's agent stopped, names the disagreement and fails.
 func checkRecordsAgree(t *testing.T, ctx context.Context, bin string, ds []*lab.Libvirtd, agents []*runningAgent, meta string) {
 	t.Helper()
 	began := time.Now()
@@ -347,6 +348,11 @@ func checkRecordsAgree(t *testing.T, ctx context.Context, bin string, ds []*lab.
 			t.Errorf("state check of host %d: %v\n%s", i, err, out)
 		}
 	}
+	b := agents[1].start(t, bin, "--log-level", "debug", "--libvirt-socket", ds[1].SocketPath(), "--libvirt-pid-dir", libvirtPidDir(ds[1]))
+	b.waitFor(t, 10*time.Second, "the record compared", func(s api.Status) bool {
+		o := recordsOf(s, "mig")
+		return len(o) == 1 && o[0].State == api.OwnedHeld && o[0].RecordMismatch == ""
+	})
 	// virsh prints the element with libvirt's prefix declared on it;
 	// libvirt declares it itself on a write, and refuses it twice.
 	edited := strings.Replace(meta, ` xmlns:qtune="`+ownershipNS+`"`, "", 1)
@@ -357,21 +363,23 @@ func checkRecordsAgree(t *testing.T, ctx context.Context, bin string, ds []*lab.
 	if out, err := ds[1].Virsh(ctx, "metadata", "mig", ownershipNS, "--key", "qtune", "--set", edited, "--live"); err != nil {
 		t.Fatalf("virsh metadata --set: %v %s", err, out)
 	}
-	out, err := check(1)
-	if err == nil || !strings.Contains(out, "domain records: 1 disagreement(s)") ||
-		!strings.Contains(out, "mig/vda throttle: rule calm-noisy-writers in the store, edited-by-hand in the domain") {
-		t.Errorf("state check after the record was changed by hand: %v\n%s", err, out)
-	}
-	b := agents[1].start(t, bin, "--log-level", "debug", "--libvirt-socket", ds[1].SocketPath(), "--libvirt-pid-dir", libvirtPidDir(ds[1]))
-	s := b.waitFor(t, 20*time.Second, "the knob marked", func(s api.Status) bool {
+	edit := time.Now()
+	s := b.waitFor(t, 10*time.Second, "the knob marked", func(s api.Status) bool {
 		o := recordsOf(s, "mig")
 		return len(o) == 1 && o[0].RecordMismatch != ""
 	})
+	t.Logf("marked %v after the edit", time.Since(edit).Round(time.Millisecond))
 	if why := recordsOf(s, "mig")[0].RecordMismatch; !strings.Contains(why, "edited-by-hand") {
 		t.Errorf("the mark says %q", why)
 	}
 	if out, _ := qtuneCmd(t, bin, "status", "--addr", b.addr); !strings.Contains(out, "RECORDS DISAGREE: mig/vda throttle: rule calm-noisy-writers in the store, edited-by-hand in the domain") {
 		t.Errorf("qtune status:\n%s", out)
+	}
+	b.stop(t)
+	out, err := check(1)
+	if err == nil || !strings.Contains(out, "domain records: 1 disagreement(s)") ||
+		!strings.Contains(out, "mig/vda throttle: rule calm-noisy-writers in the store, edited-by-hand in the domain") {
+		t.Errorf("state check after the record was changed by hand: %v\n%s", err, out)
 	}
 }
 
