@@ -107,6 +107,17 @@ func New(cfg config.Config, cfgPath string, log hclog.InterceptLogger) *Agent {
 		failLog: logonce.New(clock.Real{}, failureReminder), recon: newReconciler()}
 }
 
+// recordsHost is the name this host goes by in the records a domain
+// carries: its name in the fleet when the config gives one, so that a
+// record and the fleet's slots name a host alike; the hostname otherwise.
+func recordsHost(c config.Config) string {
+	if c.JobsConfig.FleetHost != "" {
+		return c.JobsConfig.FleetHost
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
 // SetNotify sets the service manager hook (READY=1, RELOADING=1, ...).
 func (a *Agent) SetNotify(f func(state string)) { a.notify = f }
 
@@ -126,6 +137,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.exec = tuning.NewExecutor(a.src.Backend(), a.store, tuning.Options{
 		DryRun: a.cfg.DryRun || a.refusing(), Clock: a.clock, Log: a.log.Named("tuning"), Identify: a.vmIdentity,
+		Host: recordsHost(a.cfg),
 		Limits: tuning.Limits{PerVMPerHour: a.cfg.Limits.PerVMPerHour, PerHostPerMinute: a.cfg.Limits.PerHostPerMinute,
 			MinChange: a.cfg.Limits.MinChange, L2Budget: a.cfg.Limits.L2CacheBudget, CallTimeout: a.cfg.CallTimeout},
 	})

@@ -54,6 +54,7 @@ func TestAgentRunsAndStopsCleanly(t *testing.T) {
 	cfg.QMPDir, cfg.PolicyDir, cfg.StateDir = dir, "../examples/policy.d", t.TempDir()
 	cfg.ControlSocket = filepath.Join(cfg.StateDir, "control.sock")
 	cfg.Listen, cfg.Interval, cfg.CallTimeout = "127.0.0.1:0", time.Second, 500*time.Millisecond
+	cfg.JobsConfig.FleetHost = "hv-7"
 	a := New(cfg, "", hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn}))
 	var notes []string
 	a.SetNotify(func(s string) { notes = append(notes, s) })
@@ -84,7 +85,27 @@ func TestAgentRunsAndStopsCleanly(t *testing.T) {
 	if st.Policy.Error != "" || len(st.Policy.Rules) != 6 {
 		t.Errorf("policy %+v", st.Policy)
 	}
+	// The records a domain carries name the host as the fleet does.
+	if h := a.exec.Host(); h != "hv-7" {
+		t.Errorf("the records name the host %q, want its fleet name hv-7", h)
+	}
 	if len(notes) < 2 || notes[0] != "READY=1" || notes[len(notes)-1] != "STOPPING=1" {
 		t.Errorf("notifications %q", notes)
+	}
+}
+
+// Without a fleet name the records name the host by its hostname.
+func TestRecordsHostIsTheHostnameWithoutAFleetName(t *testing.T) {
+	want, err := os.Hostname()
+	if err != nil || want == "" {
+		t.Skipf("no hostname here: %v", err)
+	}
+	if got := recordsHost(config.Defaults()); got != want {
+		t.Errorf("records host %q, want the hostname %q", got, want)
+	}
+	c := config.Defaults()
+	c.JobsConfig.FleetHost = "hv-7"
+	if got := recordsHost(c); got != "hv-7" {
+		t.Errorf("records host %q, want the fleet name hv-7", got)
 	}
 }

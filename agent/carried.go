@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/facts"
 	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/state"
 	"github.com/qtune/qtune/tuning"
@@ -38,10 +39,35 @@ type carriedRecords struct {
 	carried   map[string]virt.Ownership // domain: its records, as last read
 	left      []string                  // domains migrated away since the last cycle
 	migrating map[string]virt.MigrationPhase
+	written   map[string]bool // domains whose records were written since compared
 }
 
+// The agent's libvirt sink must hear the records, or nothing is adopted:
+// facts finds out by a type assertion, so the compiler checks it here.
+var _ facts.OwnershipSink = (*carriedRecords)(nil)
+
 func newCarriedRecords(b *tuning.LibvirtBackend) *carriedRecords {
-	return &carriedRecords{LibvirtBackend: b, carried: map[string]virt.Ownership{}, migrating: map[string]virt.MigrationPhase{}}
+	return &carriedRecords{LibvirtBackend: b, carried: map[string]virt.Ownership{}, migrating: map[string]virt.MigrationPhase{},
+		written: map[string]bool{}}
+}
+
+// RecordsWritten implements facts.OwnershipSink: the next cycle compares
+// the domain's records with the store's again, whenever it last did
+// (a record edited by hand is marked in status at once).
+func (c *carriedRecords) RecordsWritten(domain string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.written[domain] = true
+}
+
+// takeWritten reports whether domain's records were written since the
+// last call for it.
+func (c *carriedRecords) takeWritten(domain string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.written[domain]
+	delete(c.written, domain)
+	return w
 }
 
 // CarriedRecords implements facts.OwnershipSink.
@@ -60,6 +86,7 @@ func (c *carriedRecords) Migration(domain string, ph virt.MigrationPhase) {
 	case virt.MigrationOut:
 		delete(c.carried, domain)
 		delete(c.migrating, domain)
+		delete(c.written, domain)
 		c.left = append(c.left, domain)
 	case virt.MigrationIn, virt.MigrationSuspended:
 		c.migrating[domain] = ph
@@ -164,7 +191,8 @@ func (a *Agent) migrationProbe(ctx context.Context, owned []state.Owned) {
 }
 
 // recordsCheckEvery is how often a domain's records are compared with
-// the store's, for status.
+// the store's, for status, besides after each write of them (libvirt's
+// metadata-change event).
 const recordsCheckEvery = 30 * time.Second
 
 // compareRecords reads the records vm carries, now and then, and notes
@@ -175,7 +203,11 @@ func (a *Agent) compareRecords(ctx context.Context, v *virt.Libvirt, vm string, 
 		r.recordsChecked, r.mismatch = map[string]time.Time{}, map[string]string{}
 	}
 	now := time.Now()
-	if now.Sub(r.recordsChecked[vm]) < recordsCheckEvery {
+	written := false
+	if c, ok := a.src.(carrier); ok && c.carriedRecords() != nil {
+		written = c.carriedRecords().takeWritten(vm)
+	}
+	if now.Sub(r.recordsChecked[vm]) < recordsCheckEvery && !written {
 		return
 	}
 	r.recordsChecked[vm] = now

@@ -107,7 +107,7 @@ doctor {
 #   username        = ""         # etcd's own authentication, if enabled
 #   password_file   = ""         # the password for username, read at load
 #   prefix          = "/qtune/budgets/"   # where the budgets' keys live in etcd
-#   host            = ""         # this host's name in the fleet; the hostname when empty
+#   host            = ""         # this host's name in the fleet and in the records a domain carries; the hostname when empty
 # }
 # One budget per storage backend:
 # budget "nfs-a" {

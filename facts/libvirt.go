@@ -175,6 +175,11 @@ func (s *libvirtSource) event(ev virt.DomainEvent) {
 		}
 	case "tunable":
 		s.sink.ThrottlesChanged(ev.Domain)
+	case "records": // nothing the XML's facts depend on
+		if s.owners != nil {
+			s.owners.RecordsWritten(ev.Domain)
+		}
+		return
 	}
 	s.mu.Lock()
 	if f := s.facts[ev.Domain]; f != nil {

@@ -110,6 +110,9 @@ type LibvirtSink interface {
 type OwnershipSink interface {
 	CarriedRecords(domain string, o virt.Ownership)
 	Migration(domain string, phase virt.MigrationPhase)
+	// RecordsWritten: the domain's records were written (by a qtune, or
+	// by hand), so that whoever compares them with its own does so again.
+	RecordsWritten(domain string)
 }
 
 // impl is a kind of source: plain QEMU or libvirt.

@@ -341,8 +341,13 @@ func (e *Executor) revert(ctx context.Context, t state.Target, d policy.Decision
 		// What the backend says is not what QEMU holds: the original is
 		// set whatever it says.
 		cur = owned.Applied
-	case cur.Equal(owned.Original):
+	case cur.Equal(owned.Original) && !owned.Persist:
 		return Outcome{Result: state.ResultReverted, Before: cur, After: cur}, e.releaseRecord(ctx, owned)
+	case cur.Equal(owned.Original):
+		// Live at the original already (a migration starts the new QEMU
+		// from the live XML, which a change by passthrough never
+		// reached), but the definition still holds the change: it is
+		// restored below, with the live value it already has.
 	case !cur.Equal(owned.Applied):
 		return e.drift(ctx, t, d.Knob, owned, cur)
 	}

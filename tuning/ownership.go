@@ -211,22 +211,50 @@ func (e *Executor) LetGo(vm, reason string) (int, error) {
 	return len(recs), nil
 }
 
-// WriteRecords implements DomainRecords: the domain's metadata keeps its
-// jobs and whatever else it holds; only the knobs are replaced.
+// WriteRecords implements DomainRecords: the running domain's metadata
+// gets every record and keeps its copies and whatever else it holds;
+// with persist, the persistent definition's gets the persisted records
+// only (a live change, like a copy, ends with its QEMU process, and
+// must not come back with a restart or to a host the definition is
+// carried to).
 func (b *LibvirtBackend) WriteRecords(ctx context.Context, vm string, owned []state.Owned, persist bool) error {
+	live, defined, err := splitRecords(owned)
+	if err != nil {
+		return err
+	}
 	o, err := b.v.Ownership(ctx, vm, false)
 	if err != nil {
 		return err
 	}
-	o.Knobs = nil
+	o.Knobs = live
+	if err := b.v.SetOwnership(ctx, vm, o, false); err != nil {
+		return err
+	}
+	if !persist {
+		return nil
+	}
+	d, err := b.v.Ownership(ctx, vm, true)
+	if err != nil {
+		return err
+	}
+	d.Knobs = defined
+	return b.v.SetDefinedOwnership(ctx, vm, d)
+}
+
+// splitRecords is the records as the running domain carries them (all)
+// and as its persistent definition does (the persisted ones).
+func splitRecords(owned []state.Owned) (live, defined []virt.OwnedKnob, err error) {
 	for _, r := range owned {
 		k, err := OwnedKnobOf(r)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		o.Knobs = append(o.Knobs, k)
+		live = append(live, k)
+		if k.Persisted {
+			defined = append(defined, k)
+		}
 	}
-	return b.v.SetOwnership(ctx, vm, o, persist)
+	return live, defined, nil
 }
 
 // WriteJobs replaces the copies the domain's records name with jobs

@@ -93,6 +93,11 @@ func TestDomainEventTranslation(t *testing.T) {
 			DomainEvent{Domain: "t1", Kind: "device-removed", Disk: "virtio-disk1"}, true},
 		{&libvirt.DomainEventCallbackLifecycleMsg{Msg: libvirt.DomainEventLifecycleMsg{Dom: dom, Event: 3, Detail: 1}},
 			DomainEvent{Domain: "t1", Kind: "lifecycle", Event: 3, Detail: 1}, true},
+		{&libvirt.DomainEventCallbackMetadataChangeMsg{Dom: dom, Type: int32(libvirt.DomainMetadataElement), Nsuri: libvirt.OptString{OwnershipNamespace}},
+			DomainEvent{Domain: "t1", Kind: "records"}, true},
+		{&libvirt.DomainEventCallbackMetadataChangeMsg{Dom: dom, Type: int32(libvirt.DomainMetadataElement), Nsuri: libvirt.OptString{"https://example.org/other"}},
+			DomainEvent{}, false},
+		{&libvirt.DomainEventCallbackMetadataChangeMsg{Dom: dom, Type: int32(libvirt.DomainMetadataTitle)}, DomainEvent{}, false},
 	}
 	for i, c := range cases {
 		got, ok := domainEvent(c.raw)

@@ -38,13 +38,25 @@ func isNoMetadata(err error) bool { return libvirtCode(err) == libvirt.ErrNoDoma
 // libvirt carries the live element along in a migration, and changing
 // metadata does not taint the domain.
 func (v *Libvirt) SetMetadata(ctx context.Context, domain, element string, persist bool) error {
-	d, err := v.lookup(ctx, domain)
-	if err != nil {
-		return err
-	}
 	flags := libvirt.DomainAffectLive
 	if persist {
 		flags |= libvirt.DomainAffectConfig
+	}
+	return v.setMetadata(ctx, domain, element, flags)
+}
+
+// SetDefinedMetadata writes qtune's metadata element on the persistent
+// definition only; "" removes it. The definition holds the records of
+// persisted changes, which outlive the QEMU process; the live domain
+// holds those and the rest.
+func (v *Libvirt) SetDefinedMetadata(ctx context.Context, domain, element string) error {
+	return v.setMetadata(ctx, domain, element, libvirt.DomainAffectConfig)
+}
+
+func (v *Libvirt) setMetadata(ctx context.Context, domain, element string, flags libvirt.DomainModificationImpact) error {
+	d, err := v.lookup(ctx, domain)
+	if err != nil {
+		return err
 	}
 	var meta libvirt.OptString
 	if element != "" {
@@ -77,6 +89,20 @@ func (v *Libvirt) SetOwnership(ctx context.Context, domain string, o Ownership, 
 		return fmt.Errorf("domain %s: %w", domain, err)
 	}
 	return v.SetMetadata(ctx, domain, doc, persist)
+}
+
+// SetDefinedOwnership encodes o and writes it on the persistent
+// definition only (see SetDefinedMetadata); an empty Ownership removes
+// the element there.
+func (v *Libvirt) SetDefinedOwnership(ctx context.Context, domain string, o Ownership) error {
+	if o.Empty() {
+		return v.SetDefinedMetadata(ctx, domain, "")
+	}
+	doc, err := o.Encode()
+	if err != nil {
+		return fmt.Errorf("domain %s: %w", domain, err)
+	}
+	return v.SetDefinedMetadata(ctx, domain, doc)
 }
 
 // xmlDomainMetadata finds qtune's element in a domain XML. The tag's

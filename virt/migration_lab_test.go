@@ -101,6 +101,23 @@ func ownedThrottle(seq uint64, host, rule string, persisted bool) virt.OwnedKnob
 		SetAt: time.Date(2026, 12, 7, 20, 0, int(seq), 0, time.UTC), Original: json.RawMessage(`{"iops_wr":0}`), Set: json.RawMessage(`{"iops_wr":120}`)}
 }
 
+// ownedL2 and ownedCacheMode are persisted records of the other knobs,
+// their values as tuning's store writes them (the L2 original keeps the
+// definition's <metadata_cache>, none here).
+func ownedL2(seq uint64, host string) virt.OwnedKnob {
+	return virt.OwnedKnob{Disk: "vda", Kind: "l2_cache", Rule: "l2-covers-disk", Seq: seq, Host: host, Persisted: true,
+		SetAt:    time.Date(2026, 12, 7, 20, 0, int(seq), 0, time.UTC),
+		Original: json.RawMessage(`{"l2":{"size":1048576,"needed":8192,"defined":{"metadata_cache":""}}}`),
+		Set:      json.RawMessage(`{"l2":{"size":2097152,"needed":8192}}`)}
+}
+
+func ownedCacheMode(seq uint64, host string) virt.OwnedKnob {
+	return virt.OwnedKnob{Disk: "vda", Kind: "cache", Rule: "writeback-scratch", Seq: seq, Host: host, Persisted: true,
+		SetAt:    time.Date(2026, 12, 7, 20, 0, int(seq), 0, time.UTC),
+		Original: json.RawMessage(`{"cache":{"direct":true,"no_flush":false}}`),
+		Set:      json.RawMessage(`{"cache":{"direct":false,"no_flush":false}}`)}
+}
+
 // checkHolds checks that h runs the domain with the throttle and the
 // live metadata (read both ways: the metadata call and the domain XML).
 func checkHolds(t *testing.T, ctx context.Context, h *labHost, dom string, throttle sample.Throttle, want virt.Ownership) {

@@ -30,9 +30,12 @@ func TestRealMigrationCarriesOwnership(t *testing.T) {
 	if err := a.v.SetBlockIOTune(ctx, name, "vda", throttle, false); err != nil {
 		t.Fatal(err)
 	}
-	// The persistent definition gets one record, the live domain two.
-	persisted := virt.Ownership{Knobs: []virt.OwnedKnob{ownedThrottle(1, "A", "calm-loud", true)}}
-	live := virt.Ownership{Knobs: []virt.OwnedKnob{ownedThrottle(1, "A", "calm-loud", true), ownedThrottle(2, "A", "night", false)},
+	// The persistent definition gets the persisted records (a throttle,
+	// an L2 cache size and a cache mode), the live domain those and one
+	// more.
+	persisted := virt.Ownership{Knobs: []virt.OwnedKnob{ownedThrottle(1, "A", "calm-loud", true), ownedL2(3, "A"), ownedCacheMode(4, "A")}}
+	live := virt.Ownership{Knobs: []virt.OwnedKnob{ownedThrottle(1, "A", "calm-loud", true), ownedThrottle(2, "A", "night", false),
+		ownedL2(3, "A"), ownedCacheMode(4, "A")},
 		Jobs: []virt.CopyJob{{ID: "j1", Kind: "mirror", Disk: "vda", Source: "/a", Target: "/b", Host: "A", Since: time.Date(2026, 12, 7, 20, 1, 0, 0, time.UTC)}}}
 	if err := a.v.SetOwnership(ctx, name, persisted, true); err != nil {
 		t.Fatal(err)
@@ -223,7 +226,8 @@ func TestRealMigrationFails(t *testing.T) {
 }
 
 // A domain with a block copy running cannot be migrated: libvirt refuses
-// before anything moves, and the copy goes on.
+// before anything moves, and the copy goes on, its record still in the
+// domain's metadata on the source.
 func TestRealMigrationRefusedDuringCopy(t *testing.T) {
 	lab.NeedLibvirt(t)
 	t.Parallel()
@@ -238,6 +242,11 @@ func TestRealMigrationRefusedDuringCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.v.BlockJobAbort(ctx, name, "vda", false)
+	copying := virt.Ownership{Jobs: []virt.CopyJob{{ID: "qtune-mirror-copying-vda-1", Kind: "mirror", Disk: "vda",
+		Source: "/a.qcow2", Target: target, Host: "A", Since: time.Date(2026, 12, 7, 20, 1, 0, 0, time.UTC)}}}
+	if err := a.v.SetOwnership(ctx, name, copying, false); err != nil {
+		t.Fatal(err)
+	}
 	_, err := lab.Migrate(ctx, a.d, b.d, name)
 	if err == nil {
 		t.Fatal("a domain with a block copy running was migrated")
@@ -248,6 +257,9 @@ func TestRealMigrationRefusedDuringCopy(t *testing.T) {
 	}
 	if j, err := a.v.BlockJobInfo(ctx, name, "vda"); err != nil || !j.Found {
 		t.Errorf("the copy is gone after the refused migration: %+v %v", j, err)
+	}
+	if o, err := a.v.Ownership(ctx, name, false); err != nil || !equalOwnership(o, copying) {
+		t.Errorf("the domain's records after the refused migration: %+v (%v), want %+v", o, err, copying)
 	}
 	checkGone(t, ctx, b, name)
 	if n := a.ev.count(name, virt.MigrationOut); n != 0 {

@@ -128,9 +128,10 @@ func (p *Passthrough) Close() error {
 type DomainEvent struct {
 	Domain string
 	// Kind is "lifecycle", "block-job", "tunable" (a block throttle was
-	// changed, by qtune or anyone else), "device-added", "device-removed",
-	// or "reconnected" (no Domain: the connection came back, and events
-	// may have been missed while it was down).
+	// changed, by qtune or anyone else), "records" (qtune's metadata
+	// element was written, by a qtune or by hand), "device-added",
+	// "device-removed", or "reconnected" (no Domain: the connection came
+	// back, and events may have been missed while it was down).
 	Kind string
 	// Lifecycle: libvirt's event and detail codes (started=2, stopped=5...);
 	// Migration says what they mean for a live migration.
@@ -146,11 +147,11 @@ type DomainEvent struct {
 // domainEventIDs are the events SubscribeDomainEvents follows.
 var domainEventIDs = []libvirt.DomainEventID{
 	libvirt.DomainEventIDLifecycle, libvirt.DomainEventIDBlockJob, libvirt.DomainEventIDTunable,
-	libvirt.DomainEventIDDeviceAdded, libvirt.DomainEventIDDeviceRemoved,
+	libvirt.DomainEventIDDeviceAdded, libvirt.DomainEventIDDeviceRemoved, libvirt.DomainEventIDMetadataChange,
 }
 
-// SubscribeDomainEvents delivers lifecycle, block-job, block-throttle and
-// device events of every domain (go-libvirt ignores the domain argument
+// SubscribeDomainEvents delivers lifecycle, block-job, block-throttle,
+// qtune-metadata and device events of every domain (go-libvirt ignores the domain argument
 // of SubscribeEvents, so callers filter by Domain) until ctx ends, across
 // reconnects. The path-based block-job event is used: BLOCK_JOB_2 is
 // never delivered.
@@ -231,6 +232,13 @@ func domainEvent(raw any) (DomainEvent, bool) {
 			return DomainEvent{}, false
 		}
 		return ev, true
+	case *libvirt.DomainEventCallbackMetadataChangeMsg:
+		// Other metadata (the title, another program's namespace) is
+		// none of qtune's business.
+		if e.Type != int32(libvirt.DomainMetadataElement) || len(e.Nsuri) == 0 || e.Nsuri[0] != OwnershipNamespace {
+			return DomainEvent{}, false
+		}
+		return DomainEvent{Domain: e.Dom.Name, Kind: "records"}, true
 	case *libvirt.DomainEventCallbackDeviceAddedMsg:
 		return DomainEvent{Domain: e.Dom.Name, Kind: "device-added", Disk: e.DevAlias}, true
 	case *libvirt.DomainEventCallbackDeviceRemovedMsg:

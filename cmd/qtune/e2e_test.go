@@ -190,6 +190,19 @@ func (a *runningAgent) start(t *testing.T, bin string, args ...string) *runningA
 	return a
 }
 
+// stop ends the agent with SIGTERM, which keeps what it owns recorded,
+// and waits for it.
+func (a *runningAgent) stop(t *testing.T) {
+	t.Helper()
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-a.done:
+		a.done <- err // the cleanup waits for it again
+	case <-time.After(20 * time.Second):
+		t.Fatal("the agent did not stop within 20 s of SIGTERM")
+	}
+}
+
 func (a *runningAgent) status(t *testing.T) api.Status {
 	t.Helper()
 	var s api.Status

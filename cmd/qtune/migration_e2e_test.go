@@ -36,9 +36,9 @@ rule "calm-noisy-writers" {
 }
 `
 
-func labAgent(t *testing.T, bin string, d *lab.Libvirtd) *runningAgent {
-	return startAgentWith(t, bin, migrationPolicy, "--log-level", "debug", "--libvirt-socket", d.SocketPath(),
-		"--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu"))
+func labAgent(t *testing.T, bin string, d *lab.Libvirtd, args ...string) *runningAgent {
+	return startAgentWith(t, bin, migrationPolicy, append([]string{"--log-level", "debug", "--libvirt-socket", d.SocketPath(),
+		"--libvirt-pid-dir", filepath.Join(d.Dir, "run", "libvirt", "qemu")}, args...)...)
 }
 
 func recordsOf(s api.Status, vm string) []api.OwnedStatus {
@@ -94,7 +94,7 @@ func TestMigratedThrottleReleasedOnDestination(t *testing.T) {
 	if got := throttleOn(t, ctx, hostA, "mig"); got != "15" {
 		t.Fatalf("throttle on A: %s", got)
 	}
-	meta, err := hostA.Virsh(ctx, "metadata", "mig", "https://github.com/qtune/qtune/xmlns/ownership")
+	meta, err := hostA.Virsh(ctx, "metadata", "mig", ownershipNS)
 	if err != nil || !strings.Contains(meta, `rule="calm-noisy-writers"`) {
 		t.Fatalf("the domain does not carry the record: %v %s", err, meta)
 	}
@@ -139,7 +139,7 @@ func TestMigratedThrottleReleasedOnDestination(t *testing.T) {
 	if got := throttleOn(t, ctx, hostB, "mig"); got != "0" {
 		t.Errorf("throttle on B after the release: %s", got)
 	}
-	if meta, err := hostB.Virsh(ctx, "metadata", "mig", "https://github.com/qtune/qtune/xmlns/ownership"); err == nil && strings.Contains(meta, "<knob") {
+	if meta, err := hostB.Virsh(ctx, "metadata", "mig", ownershipNS); err == nil && strings.Contains(meta, "<knob") {
 		t.Errorf("the domain still carries records after the release: %s", meta)
 	}
 	if action(a.status(t), "mig", "reverted") != nil {
@@ -159,11 +159,41 @@ rule "calm-noisy-readers" {
 }
 `
 
-// A migration the destination refuses leaves the throttle and its record
-// with host A. The domain then migrates to host B while no agent runs
-// there: A lets go at the migrated-out event, and B's agent, started
-// later with a policy that no longer has the rule, adopts the record
-// the domain carries and restores A's original at once.
+// persistedRules set an L2 cache size and a cache mode on every disk,
+// persisted into the domain's definition too. libvirt cannot change
+// either live: the agents that run them are allowed QMP passthrough.
+const persistedRules = `
+rule "l2-fixed" {
+  when    = disk.virtual_size > 0
+  for     = "1s"
+  persist = true
+  l2_cache { size = "2MiB" }
+}
+rule "writeback" {
+  when    = disk.virtual_size > 0
+  for     = "1s"
+  persist = true
+  cache { direct = false }
+}
+`
+
+// heldAll reports whether vm's records are the n given, all held.
+func heldAll(s api.Status, vm string, n int) bool {
+	o := recordsOf(s, vm)
+	for _, r := range o {
+		if r.State != api.OwnedHeld {
+			return false
+		}
+	}
+	return len(o) == n
+}
+
+// A migration the destination refuses leaves the throttle, the persisted
+// L2 cache size and cache mode and their records with host A. The
+// domain then migrates to host B while no agent runs there: A lets go at
+// the migrated-out event, and B's agent, started later with a policy
+// that no longer has the rules, adopts the records the domain carries
+// and restores A's originals at once, live and in the definition.
 func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
 	lab.NeedLibvirt(t)
 	t.Parallel()
@@ -173,9 +203,28 @@ func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
 	ds := lab.StartLibvirtdsT(t, 2)
 	hostA, hostB := ds[0], ds[1]
 	dom := hostA.WriterDomainT(t, "mig", 0)
-	a := labAgent(t, bin, hostA)
-	a.waitFor(t, 40*time.Second, "a throttle on mig at A", func(s api.Status) bool { return action(s, "mig", "applied") != nil })
+	defined := func(d *lab.Libvirtd) string {
+		out, err := d.Virsh(ctx, "dumpxml", "--inactive", "mig")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := defined(hostA)
+	fast := t.TempDir()
+	a := startAgentWith(t, bin, migrationPolicy+persistedRules, "--log-level", "debug", "--libvirt-socket", hostA.SocketPath(),
+		"--libvirt-pid-dir", libvirtPidDir(hostA), "--allow-mirror-dir", fast, "--allow-passthrough")
+	a.waitFor(t, 40*time.Second, "a throttle, an L2 cache and a cache mode on mig at A", func(s api.Status) bool { return heldAll(s, "mig", 3) })
+	if got := throttleOn(t, ctx, hostA, "mig"); got != "15" {
+		t.Fatalf("throttle on A: %s", got)
+	}
+	for _, want := range []string{"cache='writeback'", "<max_size unit='bytes'>2097152</max_size>"} {
+		if def := defined(hostA); !strings.Contains(def, want) {
+			t.Fatalf("A's definition lacks %s:\n%s", want, def)
+		}
+	}
 
+	copyBlocksMigration(t, ctx, bin, a, dom, hostB, fast)
 	if err := hostB.RefuseMigrations(true); err != nil {
 		t.Fatal(err)
 	}
@@ -183,8 +232,8 @@ func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
 		t.Fatal("the refused migration went through")
 	}
 	time.Sleep(3 * e2eInterval)
-	if o := recordsOf(a.status(t), "mig"); len(o) != 1 || o[0].State != api.OwnedHeld {
-		t.Fatalf("A's records after a failed migration: %+v", o)
+	if s := a.status(t); !heldAll(s, "mig", 3) {
+		t.Fatalf("A's records after a failed migration: %+v", recordsOf(s, "mig"))
 	}
 	if got := throttleOn(t, ctx, hostA, "mig"); got != "15" {
 		t.Fatalf("throttle on A after a failed migration: %s", got)
@@ -200,17 +249,40 @@ func TestMigrationRefusedThenAdoptedLater(t *testing.T) {
 	if got := throttleOn(t, ctx, hostB, "mig"); got != "15" {
 		t.Fatalf("throttle on B before its agent runs: %s", got)
 	}
+	// The definition came along (--persistent), with the persisted
+	// records in its metadata.
+	if def := defined(hostB); !strings.Contains(def, "cache='writeback'") || strings.Count(def, "persisted=\"yes\"") != 2 {
+		t.Fatalf("B's definition before its agent runs:\n%s", def)
+	}
 	b := startAgentWith(t, bin, otherPolicy, "--log-level", "debug", "--libvirt-socket", hostB.SocketPath(),
-		"--libvirt-pid-dir", filepath.Join(hostB.Dir, "run", "libvirt", "qemu"))
-	s := b.waitFor(t, 30*time.Second, "B restoring the original of a removed rule", func(s api.Status) bool {
-		return action(s, "mig", "reverted") != nil && len(recordsOf(s, "mig")) == 0
+		"--libvirt-pid-dir", libvirtPidDir(hostB), "--allow-passthrough")
+	s := b.waitFor(t, 30*time.Second, "B restoring the originals of the removed rules", func(s api.Status) bool {
+		return len(recordsOf(s, "mig")) == 0 && actionOn(s, "mig", "throttle", "reverted") != nil &&
+			actionOn(s, "mig", "l2_cache", "reverted") != nil && actionOn(s, "mig", "cache", "reverted") != nil
 	})
-	if action(s, "mig", "adopted") == nil {
-		t.Errorf("B restored without adopting: %+v", s.Actions)
+	for _, k := range []string{"throttle", "l2_cache", "cache"} {
+		if actionOn(s, "mig", k, "adopted") == nil {
+			t.Errorf("B restored %s without adopting it: %+v", k, s.Actions)
+		}
 	}
 	if got := throttleOn(t, ctx, hostB, "mig"); got != "0" {
 		t.Errorf("throttle on B after the release: %s", got)
 	}
+	// The definition is as it was before A changed it: the cache mode
+	// and the L2 cache (no <metadata_cache>) A's originals, no records.
+	if def := defined(hostB); !strings.Contains(def, "cache='none'") || strings.Contains(def, "metadata_cache") || strings.Contains(def, "<qtune:ownership") {
+		t.Errorf("B's definition after the restores:\n%s\nA's before the changes:\n%s", def, before)
+	}
+}
+
+// actionOn is the latest action of result on vm's knob.
+func actionOn(s api.Status, vm, knob, result string) *api.ActionStatus {
+	for i := len(s.Actions) - 1; i >= 0; i-- {
+		if a := &s.Actions[i]; a.VM == vm && a.Knob == knob && a.Result == result {
+			return a
+		}
+	}
+	return nil
 }
 
 // A loud domain migrated A→B→A→B with an agent on each host: after each
@@ -244,7 +316,151 @@ func TestMigratedBackAndForth(t *testing.T) {
 			t.Fatalf("after migration %d the throttle is %s", i, got)
 		}
 	}
-	if out, err := ds[1].Virsh(ctx, "metadata", "mig", "https://github.com/qtune/qtune/xmlns/ownership"); err != nil || strings.Count(out, "<knob") != 1 {
-		t.Errorf("the domain carries %v: %s", err, out)
+	meta, err := ds[1].Virsh(ctx, "metadata", "mig", ownershipNS)
+	if err != nil || strings.Count(meta, "<knob") != 1 {
+		t.Fatalf("the domain carries %v: %s", err, meta)
 	}
+	checkRecordsAgree(t, ctx, bin, ds, agents, meta)
+}
+
+const ownershipNS = "https://github.com/qtune/qtune/xmlns/ownership"
+
+// checkRecordsAgree runs qtune state check against each host's store and
+// libvirtd with the agents stopped (the store is theirs while they run):
+// B's store and the domain's records agree, A holds nothing of the
+// domain (a record of a domain not running there would be named). Then,
+// with B's agent running again, the record in the domain is changed by
+// hand: the agent marks the knob in its status at its next cycle (it
+// hears the metadata change; its regular comparison is 30 s apart), and
+// state check, B's agent stopped, names the disagreement and fails.
+func checkRecordsAgree(t *testing.T, ctx context.Context, bin string, ds []*lab.Libvirtd, agents []*runningAgent, meta string) {
+	t.Helper()
+	began := time.Now()
+	defer func() {
+		t.Logf("state check and the mark of a record changed by hand: %v", time.Since(began).Round(time.Millisecond))
+	}()
+	check := func(i int) (string, error) {
+		return qtuneCmd(t, bin, "state", "check", "--state-dir", agents[i].state, "--libvirt-socket", ds[i].SocketPath())
+	}
+	for _, a := range agents {
+		a.stop(t)
+	}
+	for i := range agents {
+		out, err := check(i)
+		if err != nil || !strings.Contains(out, "domain records: agree with the store") {
+			t.Errorf("state check of host %d: %v\n%s", i, err, out)
+		}
+	}
+	b := agents[1].start(t, bin, "--log-level", "debug", "--libvirt-socket", ds[1].SocketPath(), "--libvirt-pid-dir", libvirtPidDir(ds[1]))
+	b.waitFor(t, 10*time.Second, "the record compared", func(s api.Status) bool {
+		o := recordsOf(s, "mig")
+		return len(o) == 1 && o[0].State == api.OwnedHeld && o[0].RecordMismatch == ""
+	})
+	// virsh prints the element with libvirt's prefix declared on it;
+	// libvirt declares it itself on a write, and refuses it twice.
+	edited := strings.Replace(meta, ` xmlns:qtune="`+ownershipNS+`"`, "", 1)
+	edited = strings.Replace(edited, `rule="calm-noisy-writers"`, `rule="edited-by-hand"`, 1)
+	if edited == meta {
+		t.Fatalf("no rule in the record: %s", meta)
+	}
+	if out, err := ds[1].Virsh(ctx, "metadata", "mig", ownershipNS, "--key", "qtune", "--set", edited, "--live"); err != nil {
+		t.Fatalf("virsh metadata --set: %v %s", err, out)
+	}
+	edit := time.Now()
+	s := b.waitFor(t, 10*time.Second, "the knob marked", func(s api.Status) bool {
+		o := recordsOf(s, "mig")
+		return len(o) == 1 && o[0].RecordMismatch != ""
+	})
+	t.Logf("marked %v after the edit", time.Since(edit).Round(time.Millisecond))
+	if why := recordsOf(s, "mig")[0].RecordMismatch; !strings.Contains(why, "edited-by-hand") {
+		t.Errorf("the mark says %q", why)
+	}
+	if out, _ := qtuneCmd(t, bin, "status", "--addr", b.addr); !strings.Contains(out, "RECORDS DISAGREE: mig/vda throttle: rule calm-noisy-writers in the store, edited-by-hand in the domain") {
+		t.Errorf("qtune status:\n%s", out)
+	}
+	b.stop(t)
+	out, err := check(1)
+	if err == nil || !strings.Contains(out, "domain records: 1 disagreement(s)") ||
+		!strings.Contains(out, "mig/vda throttle: rule calm-noisy-writers in the store, edited-by-hand in the domain") {
+		t.Errorf("state check after the record was changed by hand: %v\n%s", err, out)
+	}
+}
+
+// copyBlocksMigration starts a slow qtune mirror of the domain's disk on
+// host A: the domain's metadata carries the copy's record, qtune status
+// names it as what keeps the domain from migrating, and libvirt refuses
+// the migration while the copy and A's throttle go on. Cancelled, the
+// copy leaves the metadata.
+func copyBlocksMigration(t *testing.T, ctx context.Context, bin string, a *runningAgent, dom *lab.Domain, to *lab.Libvirtd, dir string) {
+	t.Helper()
+	began := time.Now()
+	defer func() { t.Logf("the copy that blocks a migration: %v", time.Since(began).Round(time.Millisecond)) }()
+	sock := filepath.Join(a.state, "control.sock")
+	out, err := qtuneCmd(t, bin, "jobs", "start", "mirror", "mig", "vda", "--target-dir", dir, "--speed", "1MiB", "--socket", sock)
+	if err != nil || !strings.HasPrefix(out, "planned ") {
+		t.Fatalf("jobs start: %v\n%s", err, out)
+	}
+	id := strings.Fields(out)[1]
+	s := a.waitFor(t, 30*time.Second, "the copy running and named as what blocks migration", func(s api.Status) bool {
+		j := jobOf(s, id)
+		v := vmOf(s, "mig")
+		return j != nil && j.State == api.JobRunning && v != nil && strings.Contains(v.MigrationBlocked, id)
+	})
+	if out, _ := qtuneCmd(t, bin, "status", "--addr", a.addr); !strings.Contains(out, "NOT MIGRATABLE: libvirt refuses to migrate the domain while a block job runs: mirror "+id+" of vda") {
+		t.Errorf("qtune status while the copy runs:\n%s", out)
+	}
+	carried := func() string {
+		meta, err := dom.Daemon().Virsh(ctx, "metadata", "mig", ownershipNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return meta
+	}
+	// The copy's record is written by the cycle after the copy started.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(carried(), `<job id="`+id+`" kind="mirror" disk="vda"`) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if meta := carried(); !strings.Contains(meta, `<job id="`+id+`" kind="mirror" disk="vda"`) || !strings.Contains(meta, `rule="calm-noisy-writers"`) {
+		t.Errorf("the domain's records while the copy runs: %s", meta)
+	}
+
+	if _, err := dom.MigrateTo(ctx, to); err == nil {
+		t.Fatal("a domain with a qtune copy running was migrated")
+	} else if !strings.Contains(err.Error(), "block job") {
+		t.Errorf("the refusal does not name the block job: %v", err)
+	}
+	time.Sleep(2 * e2eInterval)
+	s = a.status(t)
+	if j := jobOf(s, id); j == nil || j.State != api.JobRunning {
+		t.Errorf("the copy after the refused migration: %+v", j)
+	}
+	if !heldAll(s, "mig", 3) {
+		t.Errorf("A's records after the refused migration: %+v", recordsOf(s, "mig"))
+	}
+
+	if out, err := qtuneCmd(t, bin, "jobs", "cancel", "--socket", sock, id); err != nil {
+		t.Fatalf("jobs cancel: %v\n%s", err, out)
+	}
+	a.waitFor(t, 30*time.Second, "the copy cancelled, the domain migratable", func(s api.Status) bool {
+		j := jobOf(s, id)
+		v := vmOf(s, "mig")
+		return j != nil && j.State == api.JobCancelled && v != nil && v.MigrationBlocked == ""
+	})
+	deadline = time.Now().Add(10 * time.Second)
+	for strings.Contains(carried(), "<job") && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if meta := carried(); strings.Contains(meta, "<job") || !strings.Contains(meta, "<knob") {
+		t.Errorf("the domain's records after the copy was cancelled: %s", meta)
+	}
+}
+
+func vmOf(s api.Status, name string) *api.VMStatus {
+	for i := range s.VMs {
+		if s.VMs[i].Name == name {
+			return &s.VMs[i]
+		}
+	}
+	return nil
 }
