@@ -72,7 +72,11 @@ bench-full:
 # package, real-QEMU tests that mostly wait (for a rule's timings, a
 # restart, a migration) run two at a time (t.Parallel, GOMAXPROCS); those
 # whose checks need a guest at full speed run alone, first.
-test: fmt-check vet policies prometheus-rules deb-check fuzz unit
+# The package check (dpkg, lintian: mostly waiting on disk) runs beside
+# the fuzzing (CPU), each one's output kept together.
+test: fmt-check vet policies prometheus-rules
+	$(MAKE) -j2 --output-sync=target deb-check fuzz
+	$(MAKE) unit
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

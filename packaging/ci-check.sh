@@ -52,7 +52,9 @@ cleanup() {
 trap cleanup EXIT
 
 # Two builds of this commit (identical), and an older version of the
-# same tree to upgrade from ("~" sorts before anything in Debian).
+# same tree to upgrade from ("~" sorts before anything in Debian). The
+# builds are this script's own: not part of a parallel make's jobs.
+unset MAKEFLAGS MFLAGS MAKELEVEL
 version="$(packaging/version.sh)"
 old="${version}~ci.previous"
 step "building $version twice and $old"
