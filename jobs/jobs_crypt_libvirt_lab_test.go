@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -73,7 +74,7 @@ func TestRealLibvirtMirrorLUKS(t *testing.T) {
 	// loaded host) and the copy to pivot before it reads back.
 	dom := d.DefineDomainT(t, lab.DomainSpec{Name: "lvluks", Disks: []lab.DomainDisk{{Target: "vda", Image: src, Secret: open}, {Target: "vdb", Image: other, Secret: private}},
 		Workload: lab.Stamper(loadgen.Phase{Pattern: loadgen.StampWrite, Rate: 200, Duration: 3 * time.Second},
-			loadgen.Phase{Pattern: loadgen.Idle, Duration: 60 * time.Second}, loadgen.Phase{Pattern: loadgen.Verify, Duration: time.Second})})
+			loadgen.Phase{Pattern: loadgen.Idle, Duration: 45 * time.Second}, loadgen.Phase{Pattern: loadgen.Verify, Duration: time.Second})})
 	wctx, wcancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer wcancel()
 	if err := dom.WaitSerial(wctx, "qtune-load ready"); err != nil {
@@ -92,9 +93,11 @@ func TestRealLibvirtMirrorLUKS(t *testing.T) {
 	if err != nil || p.Result != state.ResultApplied {
 		t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
 	}
+	planned := time.Now()
 	if j := l.waitState(t, p.Job.ID, state.JobReady, 2*time.Minute); j.State != state.JobReady {
 		t.Fatalf("copy %s before ready: %s", j.State, j.Error)
 	}
+	t.Logf("the encrypted copy is ready %v after its plan", time.Since(planned).Round(100*time.Millisecond))
 	if err := dom.WaitSerial(wctx, "phase=1"); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +123,7 @@ func TestRealLibvirtMirrorLUKS(t *testing.T) {
 	if err := dom.WaitSerial(vctx, "qtune-verify"); err != nil {
 		t.Fatal(err)
 	}
-	if s, _ := os.ReadFile(dom.Serial); !strings.Contains(string(s), "qtune-verify ok") {
+	if s, _ := os.ReadFile(dom.Serial); !strings.Contains(string(s), "qtune-verify ok") || !regexp.MustCompile(`checked=[1-9]`).Match(s) {
 		t.Fatalf("the guest's data read back through the copy:\n%s", s)
 	}
 	d.Virsh(ctx, "destroy", "lvluks")
