@@ -109,14 +109,17 @@ func TestRealLibvirtMirrorLUKS(t *testing.T) {
 	if s, _ := os.ReadFile(dom.Serial); strings.Contains(string(s), "qtune-verify") {
 		t.Fatal("the guest verified before the pivot: its read-back proves nothing of the copy")
 	}
-	// libvirt runs the disk on the copy, through the same secret.
-	live, err := v.DomainXML(ctx, "lvluks", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	disks, err := virt.ParseDomainDisks(live)
-	if err != nil || len(disks) != 2 || disks[0].Source != j.Dest || disks[0].Encryption == nil || disks[0].Encryption.SecretUUID != open {
-		t.Fatalf("after the pivot vda is %+v %v", disks, err)
+	// libvirt runs the disk on the copy through the same secret, and the
+	// next cold boot opens it so too.
+	for _, inactive := range []bool{false, true} {
+		doc, err := v.DomainXML(ctx, "lvluks", inactive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		disks, err := virt.ParseDomainDisks(doc)
+		if err != nil || len(disks) != 2 || disks[0].Source != j.Dest || disks[0].Encryption == nil || disks[0].Encryption.SecretUUID != open {
+			t.Fatalf("after the pivot vda (inactive %v) is %+v %v", inactive, disks, err)
+		}
 	}
 	vctx, vcancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer vcancel()
