@@ -72,8 +72,9 @@ func encryptionOf(img DiskImage) string {
 }
 
 // createEmpty claims an encrypted copy's target: an empty file the
-// hypervisor formats with the key it holds (qemu-img, which has no key,
-// cannot).
+// driver formats with the disk's key once the job starts (QEMU through
+// the secret object it holds; under libvirt qemu-img, given the libvirt
+// secret's key).
 func createEmpty(path string) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
