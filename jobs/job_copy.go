@@ -107,8 +107,20 @@ func qmpStartCopy(ctx context.Context, vm *tuning.VMHandle, j *state.Job, img Di
 	return vm.Block().BlockdevMirror(ctx, a)
 }
 
-func libvirtStartCopy(ctx context.Context, b *LibvirtDriver, j *state.Job, _ DiskImage) error {
-	dest := fmt.Sprintf("<disk type='file'><source file='%s'/><driver type='%s'/></disk>", tuning.XMLEscape(j.Dest), j.Layout.Format)
+func libvirtStartCopy(ctx context.Context, b *LibvirtDriver, j *state.Job, img DiskImage) error {
+	secret := ""
+	if img.Encrypted {
+		// Making the target's key slot and libvirt's opening of it each
+		// run LUKS's key derivation: seconds, more on a loaded host.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), encryptedStartTimeout)
+		defer cancel()
+		if err := b.formatEncryptedLibvirt(ctx, j, img); err != nil {
+			return err
+		}
+		secret = img.KeySecret
+	}
+	dest := copyDestXML(j.Dest, j.Layout.Format, secret)
 	flags := libvirt.DomainBlockCopyReuseExt // qtune made the target, with the layout asked for
 	if j.WriteBlocking {
 		flags |= libvirt.DomainBlockCopySynchronousWrites

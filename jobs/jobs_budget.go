@@ -26,10 +26,13 @@ type DiskImage struct {
 	// Encrypted: the guest's data is encrypted in the image; Encryption
 	// is the header's format (luks, or aes: qcow2's old one) and
 	// KeySecret what unlocks it where the hypervisor holds it (QMP: the
-	// id of the secret object the node names).
+	// id of the secret object the node names; libvirt: the UUID of the
+	// secret its <encryption> names). KeyProblem says why there is none
+	// a copy could use, where the driver knows.
 	Encrypted  bool   `json:"encrypted,omitempty"`
 	Encryption string `json:"encryption,omitempty"`
 	KeySecret  string `json:"key_secret,omitempty"`
+	KeyProblem string `json:"key_problem,omitempty"`
 	// Cache is the disk's host cache mode (QMP): a copy's new nodes get
 	// the same, so a pivot does not change it behind the operator's back.
 	Cache *state.CacheState `json:"cache,omitempty"`

@@ -17,10 +17,13 @@ import (
 
 // A copy never writes a guest's data in the clear: the target of a
 // mirror or convert of an encrypted disk is encrypted too, with the same
-// key, or the job does not start. qtune never holds the key: QEMU made
-// the target (blockdev-create) and opens it through the secret object the
-// disk's own node names, so the passphrase stays where the operator put
-// it. A stream writes into the disk's own image and keeps it as it is.
+// key, or the job does not start. Under plain QEMU qtune never holds the
+// key: QEMU makes the target (blockdev-create) and opens it through the
+// secret object the disk's own node names, so the passphrase stays where
+// the operator put it. Under libvirt the target is made with the key of
+// the libvirt secret the disk's <encryption> names, and the copy's
+// destination carries that <encryption> (jobs_encrypt_libvirt.go). A
+// stream writes into the disk's own image and keeps it as it is.
 
 // encryptedStartTimeout bounds the start of an encrypted copy: making
 // and opening its LUKS key slot takes seconds of QEMU's time.
@@ -51,9 +54,12 @@ func refuseClearCopy(img DiskImage, l policy.Layout) error {
 		// through the key they are garbage, not the zeros the guest had.
 		return refuse("a LUKS copy preallocated with "+l.Preallocation+" would show the guest garbage where it never wrote",
 			"leave preallocation out (or use full) for an encrypted disk")
+	case img.KeySecret == "" && img.KeyProblem != "": // libvirt
+		return refuse(img.KeyProblem,
+			"give the disk an <encryption format='luks'> whose <secret type='passphrase'> names a libvirt secret defined with private='no', or copy it by hand (virsh blockcopy --reuse-external into a LUKS image made with the key, its destination XML carrying the disk's <encryption>)")
 	case img.KeySecret == "":
-		return refuse("its node names no secret object qtune could give the copy (under libvirt, qtune does not yet hand a copy the disk's <encryption> secret)",
-			"under plain QEMU open the disk with -blockdev ...,encrypt.key-secret=ID and a secret object; under libvirt copy it by hand (virsh blockcopy with a destination XML carrying the disk's <encryption>)")
+		return refuse("its node names no secret object qtune could give the copy",
+			"open the disk with -blockdev ...,encrypt.key-secret=ID and a secret object")
 	}
 	return nil
 }
@@ -66,8 +72,9 @@ func encryptionOf(img DiskImage) string {
 }
 
 // createEmpty claims an encrypted copy's target: an empty file the
-// hypervisor formats with the key it holds (qemu-img, which has no key,
-// cannot).
+// driver formats with the disk's key once the job starts (QEMU through
+// the secret object it holds; under libvirt qemu-img, given the libvirt
+// secret's key).
 func createEmpty(path string) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {

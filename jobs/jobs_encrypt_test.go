@@ -22,7 +22,9 @@ func TestRefuseClearCopy(t *testing.T) {
 		{"luks with its secret", luks, q, ""},
 		{"old aes", DiskImage{Path: "/d/o.qcow2", Format: "qcow2", Encrypted: true, Encryption: "aes"}, q, "old AES"},
 		{"raw luks", DiskImage{Path: "/d/r.luks", Format: "luks", Encrypted: true, KeySecret: "s"}, q, "LUKS inside qcow2 only"},
-		{"no secret (libvirt)", DiskImage{Path: "/d/l.qcow2", Format: "qcow2", Encrypted: true, Encryption: "luks"}, q, "names no secret object"},
+		{"no secret object (QMP)", DiskImage{Path: "/d/l.qcow2", Format: "qcow2", Encrypted: true, Encryption: "luks"}, q, "names no secret object"},
+		{"private secret (libvirt)", DiskImage{Path: "/d/l.qcow2", Format: "qcow2", Encrypted: true, Encryption: "luks",
+			KeyProblem: "libvirt keeps its secret u1 private"}, q, "private='no'"},
 		{"into raw", luks, policy.Layout{Format: "raw"}, "the copy would be raw"},
 		{"preallocated", luks, policy.Layout{Format: "qcow2", Preallocation: "metadata"}, "garbage where it never wrote"},
 	} {

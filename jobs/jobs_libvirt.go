@@ -92,7 +92,11 @@ func (b *LibvirtDriver) Image(ctx context.Context, t state.Target) (DiskImage, e
 			if d.Source == "" {
 				return DiskImage{}, fmt.Errorf("%s is not a file-backed disk", t)
 			}
-			return b.imageInfo(ctx, d.Source)
+			img, err := b.imageInfo(ctx, d.Source)
+			if err == nil {
+				libvirtKey(ctx, b.v, d.Encryption, &img)
+			}
+			return img, err
 		}
 	}
 	return DiskImage{}, fmt.Errorf("domain %s has no disk %s", t.VM, t.Disk)
@@ -112,8 +116,8 @@ func (b *LibvirtDriver) imageInfo(ctx context.Context, path string) (DiskImage, 
 			img.Encryption = e.Format
 		}
 	}
-	// The key of an encrypted disk is libvirt's secret; the copy does not
-	// name it (KeySecret stays empty), so such a copy is refused.
+	// The key of an encrypted disk is the libvirt secret its XML names
+	// (libvirtKey).
 	img.Encrypted = top.Encrypted
 	for i, l := range chain {
 		img.Allocated += l.ActualSize

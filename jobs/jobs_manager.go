@@ -256,21 +256,26 @@ func createImage(q qemuimg.Runner) func(ctx context.Context, path string, l poli
 		if format == "" {
 			format = "qcow2"
 		}
-		var opts []string
-		if l.ClusterSize != 0 {
-			opts = append(opts, "cluster_size="+strconv.FormatUint(l.ClusterSize, 10))
-		}
-		if l.Preallocation != "" {
-			opts = append(opts, "preallocation="+l.Preallocation)
-		}
-		if l.ExtendedL2 != nil {
-			opts = append(opts, "extended_l2="+onOff(*l.ExtendedL2))
-		}
-		if l.CompressionType != "" {
-			opts = append(opts, "compression_type="+l.CompressionType)
-		}
-		return q.Create(ctx, path, format, opts, size)
+		return q.Create(ctx, path, format, layoutOpts(l), size)
 	}
+}
+
+// layoutOpts are qemu-img's creation options for the layout l.
+func layoutOpts(l policy.Layout) []string {
+	var opts []string
+	if l.ClusterSize != 0 {
+		opts = append(opts, "cluster_size="+strconv.FormatUint(l.ClusterSize, 10))
+	}
+	if l.Preallocation != "" {
+		opts = append(opts, "preallocation="+l.Preallocation)
+	}
+	if l.ExtendedL2 != nil {
+		opts = append(opts, "extended_l2="+onOff(*l.ExtendedL2))
+	}
+	if l.CompressionType != "" {
+		opts = append(opts, "compression_type="+l.CompressionType)
+	}
+	return opts
 }
 
 func onOff(b bool) string {

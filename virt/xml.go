@@ -27,6 +27,17 @@ type DomainDisk struct {
 	// blkdeviotune), with a group named after the device itself cleared:
 	// that is no group at all.
 	Throttle sample.Throttle
+	// Encryption is the image's <encryption>, nil when it has none.
+	Encryption *DiskEncryption
+}
+
+// DiskEncryption is a disk's <encryption>: the format libvirt opens the
+// image with and the libvirt secret that holds its passphrase, named by
+// UUID or by usage (one of them).
+type DiskEncryption struct {
+	Format      string // luks, or qcow (qcow2's old AES)
+	SecretUUID  string
+	SecretUsage string
 }
 
 // CacheFlags maps libvirt's cache mode to the file node's flags.
@@ -61,10 +72,14 @@ type xmlDomain struct {
 			} `xml:"metadata_cache"`
 		} `xml:"driver"`
 		Source struct {
-			File string `xml:"file,attr"`
-			Dev  string `xml:"dev,attr"`
+			File       string         `xml:"file,attr"`
+			Dev        string         `xml:"dev,attr"`
+			Encryption *xmlEncryption `xml:"encryption"`
 		} `xml:"source"`
-		Target struct {
+		// Encryption here is the placement before libvirt 5.x moved it
+		// under <source>; both are read.
+		Encryption *xmlEncryption `xml:"encryption"`
+		Target     struct {
 			Dev string `xml:"dev,attr"`
 		} `xml:"target"`
 		Alias struct {
@@ -78,6 +93,28 @@ type xmlDomain struct {
 			} `xml:",any"`
 		} `xml:"iotune"`
 	} `xml:"devices>disk"`
+}
+
+type xmlEncryption struct {
+	Format string `xml:"format,attr"`
+	Secret []struct {
+		Type  string `xml:"type,attr"`
+		UUID  string `xml:"uuid,attr"`
+		Usage string `xml:"usage,attr"`
+	} `xml:"secret"`
+}
+
+func (e *xmlEncryption) parse() *DiskEncryption {
+	if e == nil {
+		return nil
+	}
+	out := &DiskEncryption{Format: e.Format}
+	for _, s := range e.Secret {
+		if s.Type == "passphrase" || s.Type == "" {
+			out.SecretUUID, out.SecretUsage = s.UUID, s.Usage
+		}
+	}
+	return out
 }
 
 type xmlBacking struct {
@@ -105,6 +142,10 @@ func ParseDomainDisks(doc string) ([]DomainDisk, error) {
 		}
 		if dd.Source == "" {
 			dd.Source = x.Source.Dev
+		}
+		dd.Encryption = x.Source.Encryption.parse()
+		if dd.Encryption == nil {
+			dd.Encryption = x.Encryption.parse()
 		}
 		for b := x.Backing; b != nil && b.Source != nil; b = b.Backing {
 			dd.BackingDepth++

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -32,7 +33,13 @@ func (r Runner) path() string {
 // Run runs qemu-img with args and returns its standard output; a
 // failure carries what it wrote to standard error.
 func (r Runner) Run(ctx context.Context, args ...string) ([]byte, error) {
+	return r.run(ctx, nil, args...)
+}
+
+// run is Run with files given to qemu-img from fd 3 on.
+func (r Runner) run(ctx context.Context, extra []*os.File, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, r.path(), args...)
+	cmd.ExtraFiles = extra
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -75,6 +82,35 @@ func (r Runner) Create(ctx context.Context, path, format string, opts []string, 
 	}
 	args = append(args, path, strconv.FormatUint(size, 10))
 	if _, err := r.Run(ctx, args...); err != nil {
+		return fmt.Errorf("image %s: %w", path, err)
+	}
+	return nil
+}
+
+// CreateLUKS makes a new qcow2 image of size bytes whose data is
+// encrypted with LUKS under key, with the creation options opts. The
+// key reaches qemu-img through a pipe its secret object reads
+// (file=/dev/fd/3): never on its command line, which any user of the
+// host can read in /proc, and never in a file.
+func (r Runner) CreateLUKS(ctx context.Context, path string, opts []string, size uint64, key []byte) error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("image %s: key pipe: %w", path, err)
+	}
+	defer pr.Close()
+	// A passphrase fits in the pipe's buffer many times over: written
+	// and closed before qemu-img starts, it reads it to the end at once.
+	_, err = pw.Write(key)
+	if cerr := pw.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("image %s: key pipe: %w", path, err)
+	}
+	o := append([]string{"encrypt.format=luks", "encrypt.key-secret=qtkey"}, opts...)
+	args := []string{"create", "-q", "--object", "secret,id=qtkey,file=/dev/fd/3", "-f", "qcow2",
+		"-o", strings.Join(o, ","), path, strconv.FormatUint(size, 10)}
+	if _, err := r.run(ctx, []*os.File{pr}, args...); err != nil {
 		return fmt.Errorf("image %s: %w", path, err)
 	}
 	return nil

@@ -51,3 +51,21 @@ func TestRunnerFailureSaysWhy(t *testing.T) {
 		t.Fatal("a missing binary ran")
 	}
 }
+
+// The key of an encrypted image reaches qemu-img on fd 3, never in its
+// arguments.
+func TestCreateLUKSPassesTheKeyThroughAPipe(t *testing.T) {
+	r, args := fake(t, `cat /dev/fd/3 > "$(dirname "$0")/key"`)
+	key := []byte("s3cret passphrase")
+	if err := r.CreateLUKS(context.Background(), "/new.qcow2", []string{"cluster_size=131072"}, 1<<30, key); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(args)
+	want := "create -q --object secret,id=qtkey,file=/dev/fd/3 -f qcow2 -o encrypt.format=luks,encrypt.key-secret=qtkey,cluster_size=131072 /new.qcow2 1073741824"
+	if strings.TrimSpace(string(got)) != want {
+		t.Fatalf("args %q", got)
+	}
+	if read, _ := os.ReadFile(filepath.Join(filepath.Dir(r.Path), "key")); string(read) != string(key) {
+		t.Fatalf("qemu-img read the key %q", read)
+	}
+}

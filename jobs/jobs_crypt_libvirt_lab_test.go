@@ -1,0 +1,134 @@
+package jobs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/qtune/qtune/internal/lab"
+	"github.com/qtune/qtune/internal/loadgen"
+	"github.com/qtune/qtune/policy"
+	"github.com/qtune/qtune/state"
+	"github.com/qtune/qtune/tuning"
+	"github.com/qtune/qtune/virt"
+)
+
+// A libvirt domain's LUKS qcow2 disk, its key a libvirt secret, mirrored
+// under guest writes: the copy is made and opened encrypted with the
+// same secret, and after the pivot its header says LUKS and the guest's
+// data reads back through the key. A second disk whose secret libvirt
+// keeps private is refused, with nothing written.
+func TestRealLibvirtMirrorLUKS(t *testing.T) {
+	lab.NeedLibvirt(t)
+	ctx := context.Background()
+	d := lab.StartLibvirtdT(t)
+	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: d.SocketPath()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	b := NewLibvirtDriver(tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{PidDir: filepath.Join(d.Dir, "run", "libvirt", "qemu")}), DriverOptions{})
+	store, err := state.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	dir, fast := t.TempDir(), t.TempDir()
+	var quiet atomic.Bool
+	m := NewManager(b, store, Options{MirrorDirs: []string{fast}, PollInterval: 200 * time.Millisecond, MaxAttempts: 1,
+		PivotGate: func(*state.Job) bool { return quiet.Load() }})
+	b.SetJobNotify(m.Notify)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(rctx) }()
+	defer func() { stop(); <-done }()
+	events := v.SubscribeDomainEvents(rctx, 64)
+	go func() {
+		for ev := range events {
+			if ev.Kind == "block-job" {
+				b.NoteJobEvent(ev.Domain, ev.Path, ev.JobState)
+			}
+		}
+	}()
+	l := &labJobs{m: m, store: store}
+
+	const open, private = "6c1f3e52-7d0a-4b8e-9a51-0f3a2c9e7d11", "6c1f3e52-7d0a-4b8e-9a51-0f3a2c9e7d22"
+	src, other := filepath.Join(dir, "lvluks.qcow2"), filepath.Join(dir, "lvpriv.qcow2")
+	luksImage(t, src)
+	luksImage(t, other)
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := d.DefineSecret(sctx, open, src, []byte(labKey), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DefineSecret(sctx, private, other, []byte(labKey), true); err != nil {
+		t.Fatal(err)
+	}
+	// The guest writes, then idles long enough for the target's key
+	// slot to be made and opened (seconds of PBKDF2 each, more on a
+	// loaded host) and the copy to pivot before it reads back.
+	dom := d.DefineDomainT(t, lab.DomainSpec{Name: "lvluks", Disks: []lab.DomainDisk{{Target: "vda", Image: src, Secret: open}, {Target: "vdb", Image: other, Secret: private}},
+		Workload: lab.Stamper(loadgen.Phase{Pattern: loadgen.StampWrite, Rate: 200, Duration: 3 * time.Second},
+			loadgen.Phase{Pattern: loadgen.Idle, Duration: 45 * time.Second}, loadgen.Phase{Pattern: loadgen.Verify, Duration: time.Second})})
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer wcancel()
+	if err := dom.WaitSerial(wctx, "qtune-load ready"); err != nil {
+		t.Fatal(err)
+	}
+
+	p, err := m.Plan(ctx, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "lvluks", Disk: "vdb"}, TargetDir: fast}, "hand", false)
+	if err == nil || p.Result != state.ResultRefused || !strings.Contains(err.Error(), "in the clear") || !strings.Contains(err.Error(), "private") {
+		t.Fatalf("mirror of a disk whose secret is private: %s %q %v", p.Result, p.Reason, err)
+	}
+	if ents, _ := os.ReadDir(fast); len(ents) != 0 {
+		t.Fatalf("a refused copy wrote %v", ents)
+	}
+
+	p, err = m.Plan(ctx, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "lvluks", Disk: "vda"}, TargetDir: fast}, "hand", false)
+	if err != nil || p.Result != state.ResultApplied {
+		t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
+	}
+	planned := time.Now()
+	if j := l.waitState(t, p.Job.ID, state.JobReady, 2*time.Minute); j.State != state.JobReady {
+		t.Fatalf("copy %s before ready: %s", j.State, j.Error)
+	}
+	t.Logf("the encrypted copy is ready %v after its plan", time.Since(planned).Round(100*time.Millisecond))
+	if err := dom.WaitSerial(wctx, "phase=1"); err != nil {
+		t.Fatal(err)
+	}
+	quiet.Store(true)
+	j := l.waitState(t, p.Job.ID, state.JobDone, time.Minute)
+	if j.State != state.JobDone || !j.Pivoted {
+		t.Fatalf("copy %s: %s", j.State, j.Error)
+	}
+	if s, _ := os.ReadFile(dom.Serial); strings.Contains(string(s), "qtune-verify") {
+		t.Fatal("the guest verified before the pivot: its read-back proves nothing of the copy")
+	}
+	// libvirt runs the disk on the copy through the same secret, and the
+	// next cold boot opens it so too.
+	for _, inactive := range []bool{false, true} {
+		doc, err := v.DomainXML(ctx, "lvluks", inactive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		disks, err := virt.ParseDomainDisks(doc)
+		if err != nil || len(disks) != 2 || disks[0].Source != j.Dest || disks[0].Encryption == nil || disks[0].Encryption.SecretUUID != open {
+			t.Fatalf("after the pivot vda (inactive %v) is %+v %v", inactive, disks, err)
+		}
+	}
+	vctx, vcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer vcancel()
+	if err := dom.WaitSerial(vctx, "qtune-verify"); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := os.ReadFile(dom.Serial); !strings.Contains(string(s), "qtune-verify ok") || !regexp.MustCompile(`checked=[1-9]`).Match(s) {
+		t.Fatalf("the guest's data read back through the copy:\n%s", s)
+	}
+	d.Virsh(ctx, "destroy", "lvluks")
+	checkEncryptedCopy(t, j)
+}
