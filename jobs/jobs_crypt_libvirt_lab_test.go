@@ -25,6 +25,7 @@ import (
 // keeps private is refused, with nothing written.
 func TestRealLibvirtMirrorLUKS(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx := context.Background()
 	d := lab.StartLibvirtdT(t)
 	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: d.SocketPath()})
