@@ -110,7 +110,7 @@ var Checks = []Check{
 		Means:    "Clusters stored compressed (qemu-img convert -c, or a compressed backup); qemu-img check counts them.",
 		Matters:  "Every read of one decompresses it and every write to one allocates a new, uncompressed cluster: slow on a write path, and the image grows as the guest writes.",
 		Fix:      "Keep compressed images as read-only bases or backups; convert a disk that is written to without -c.",
-		Severity: "info when any cluster is compressed.",
+		Severity: "info when any cluster is compressed; warn when the image is a running VM's disk that the guest writes to.",
 		Repair:   "qemu-img convert -O qcow2 IMAGE NEW  # WARNING: offline; needs the space of a second, uncompressed copy",
 		Automate: "qtune jobs start convert VM DISK",
 		Image: func(f ImageFacts) *Finding {
@@ -123,9 +123,17 @@ var Checks = []Check{
 			}
 			share := float64(c.CompressedClusters) / float64(max(c.AllocatedClusters, 1))
 			ct := orText(f.Info.FormatSpecific.Data.CompressionType, "zlib") // QEMU before 5.1 names none: zlib
-			return &Finding{Severity: Info, Summary: fmt.Sprintf("%d compressed clusters (%.0f%% of those allocated, %s)", c.CompressedClusters, share*100, ct),
+			fd := &Finding{Severity: Info, Summary: fmt.Sprintf("%d compressed clusters (%.0f%% of those allocated, %s)", c.CompressedClusters, share*100, ct),
 				Evidence: map[string]string{"compressed_clusters": u(c.CompressedClusters), "allocated_clusters": u(c.AllocatedClusters),
 					"compressed_ratio": strconv.FormatFloat(share, 'f', 3, 64), "compression_type": ct}}
+			if w := f.LiveWriteIOPS; w != nil {
+				fd.Evidence["write_iops"] = f1(*w)
+				if *w > 0 {
+					fd.Severity = Warn
+					fd.Summary += fmt.Sprintf(", and the guest writes to it (%.1f writes/s): each write to a compressed cluster allocates a new one", *w)
+				}
+			}
+			return fd
 		},
 	},
 	{

@@ -118,6 +118,10 @@ type ImageFacts struct {
 	Header *Qcow2Diag
 	// CheckUnsupported is set when qemu-img has no check for the format.
 	CheckUnsupported bool
+	// LiveWriteIOPS is the guest's write rate to the image over the
+	// doctor's interval when the image is a running VM's disk; nil
+	// offline or with one sample only.
+	LiveWriteIOPS *float64
 }
 
 // QemuImg runs qemu-img; Path empty means "qemu-img" from PATH.

@@ -90,7 +90,12 @@ func CheckLive(l LiveDisk, img *ImageFacts) Report {
 		case c.Live != nil:
 			fd = c.Live(l)
 		case c.Image != nil && img != nil:
-			fd = c.Image(*img)
+			f := *img
+			if l.Rates.Interval > 0 {
+				w := l.Rates.WriteIOPS
+				f.LiveWriteIOPS = &w
+			}
+			fd = c.Image(f)
 		}
 		if fd == nil {
 			continue

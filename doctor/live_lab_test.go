@@ -80,3 +80,70 @@ func TestLiveWritethroughDisk(t *testing.T) {
 		t.Errorf("the image a running VM holds is read with force-share: shared %v, notes %q", imgFacts.Shared, r.Notes)
 	}
 }
+
+// A VM running on a compressed qcow2 image (zstd) while its guest writes:
+// each write to a compressed cluster allocates a new one, and the live
+// doctor warns of it with the guest's write rate; the same image offline
+// is only info.
+func TestLiveCompressedDiskWrittenTo(t *testing.T) {
+	lab.NeedQEMU(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	plain, img := filepath.Join(dir, "plain.qcow2"), filepath.Join(dir, "zstd.qcow2")
+	if err := lab.CreateImage(ctx, plain, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.WritePattern(ctx, plain, "qcow2", 0x5a, 0, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.QemuImg(ctx, "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", plain, img); err != nil {
+		t.Fatal(err)
+	}
+	offline, err := QemuImg{}.Gather(ctx, img, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := loadgen.Defaults()
+	w.Loops, w.Span = 0, 16<<20
+	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 50, Duration: time.Hour}}
+	vm := lab.StartVMT(t, lab.VMConfig{Name: "z", Workload: &w, Disks: []lab.Disk{{ID: "disk0", Image: img, CacheDirect: true}}})
+	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "z.sock")
+	if err := os.Symlink(vm.QMPPath(), sock); err != nil {
+		t.Fatal(err)
+	}
+	src, err := facts.OpenSampler(ctx, facts.Options{QMPSockets: []string{sock}, Interval: time.Second, CallTimeout: 5 * time.Second, Details: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	disks, errs := Live(ctx, src, time.Second)
+	if len(errs) > 0 || len(disks) != 1 || disks[0].Rates.WriteIOPS <= 0 {
+		t.Fatalf("%d disks %+v, errors %v", len(disks), disks, errs)
+	}
+	find := func(r Report) Finding {
+		for _, f := range r.Findings {
+			if f.Check == "compressed_clusters" {
+				return f
+			}
+		}
+		t.Fatalf("no compressed_clusters finding: %+v", r)
+		return Finding{}
+	}
+	if f := find(CheckImage(offline)); f.Severity != Info || f.Evidence["compression_type"] != "zstd" {
+		t.Errorf("offline: %s %q %v", f.Severity, f.Summary, f.Evidence)
+	}
+	live, err := QemuImg{}.Gather(ctx, img, disks[0].L2Cache, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := find(CheckLive(disks[0], &live))
+	if f.Severity != Warn || !strings.Contains(f.Summary, "the guest writes to it") || f.Evidence["compression_type"] != "zstd" || f.Fix == "" {
+		t.Errorf("live, written to: %s %q %v", f.Severity, f.Summary, f.Evidence)
+	}
+	t.Logf("live: %s: %s", f.Severity, f.Summary)
+}

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +82,38 @@ func TestLiveUnknownsStayQuiet(t *testing.T) {
 	}
 	if len(r.Notes) != 1 {
 		t.Errorf("notes %q: the missing error counters should be named", r.Notes)
+	}
+}
+
+// A compressed image is info on its own, and a warning when it is a
+// running VM's disk the guest writes to (each write allocates a new
+// cluster); offline or with one sample, nothing is known of its writes.
+func TestCompressedImageWrittenTo(t *testing.T) {
+	img := ImageFacts{Path: "/img.qcow2", Info: ImageInfo{Format: "qcow2"},
+		Check: &CheckResult{CompressedClusters: 30, AllocatedClusters: 40}}
+	compressed := func(r Report) Finding {
+		for _, f := range r.Findings {
+			if f.Check == "compressed_clusters" {
+				return f
+			}
+		}
+		t.Fatalf("no compressed_clusters finding: %+v", r.Findings)
+		return Finding{}
+	}
+	l := healthyLive()
+	f := compressed(CheckLive(l, &img))
+	if f.Severity != Warn || !strings.Contains(f.Summary, "the guest writes to it (100.0 writes/s)") || f.Evidence["write_iops"] != "100.0" {
+		t.Errorf("written to: %s %q %v", f.Severity, f.Summary, f.Evidence)
+	}
+	l.Rates.WriteIOPS = 0
+	if f := compressed(CheckLive(l, &img)); f.Severity != Info || f.Evidence["write_iops"] != "0.0" {
+		t.Errorf("read only: %s %q %v", f.Severity, f.Summary, f.Evidence)
+	}
+	l.Rates = sample.Rates{}
+	if f := compressed(CheckLive(l, &img)); f.Severity != Info || f.Evidence["write_iops"] != "" {
+		t.Errorf("one sample: %s %q %v", f.Severity, f.Summary, f.Evidence)
+	}
+	if img.LiveWriteIOPS != nil {
+		t.Error("CheckLive changed the caller's image facts")
 	}
 }
