@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -84,7 +85,9 @@ func TestLiveWritethroughDisk(t *testing.T) {
 // A VM running on a compressed qcow2 image (zstd) while its guest writes:
 // each write to a compressed cluster allocates a new one, and the live
 // doctor warns of it with the guest's write rate; the same image offline
-// is only info.
+// is only info. Its second disk is a raw node opened with an offset, which
+// QEMU names json:{...}: the doctor reads its image file from the node's
+// options and diagnoses it like any other.
 func TestLiveCompressedDiskWrittenTo(t *testing.T) {
 	lab.NeedQEMU(t)
 	t.Parallel()
@@ -108,7 +111,12 @@ func TestLiveCompressedDiskWrittenTo(t *testing.T) {
 	w := loadgen.Defaults()
 	w.Loops, w.Span = 0, 16<<20
 	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 50, Duration: time.Hour}}
-	vm := lab.StartVMT(t, lab.VMConfig{Name: "z", Workload: &w, Disks: []lab.Disk{{ID: "disk0", Image: img, CacheDirect: true}}})
+	raw := filepath.Join(dir, "offset.raw")
+	if _, err := lab.QemuImg(ctx, "create", "-q", "-f", "raw", raw, "64M"); err != nil {
+		t.Fatal(err)
+	}
+	vm := lab.StartVMT(t, lab.VMConfig{Name: "z", Workload: &w, Disks: []lab.Disk{{ID: "disk0", Image: img, CacheDirect: true},
+		{ID: "disk1", Image: raw, Format: "raw", FormatOpts: map[string]any{"offset": 1 << 20, "size": 32 << 20}}}})
 	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
 		t.Fatal(err)
 	}
@@ -122,8 +130,20 @@ func TestLiveCompressedDiskWrittenTo(t *testing.T) {
 	}
 	defer src.Close()
 	disks, errs := Live(ctx, src, time.Second)
-	if len(errs) > 0 || len(disks) != 1 || disks[0].Rates.WriteIOPS <= 0 {
+	sort.Slice(disks, func(i, j int) bool { return disks[i].Disk < disks[j].Disk })
+	if len(errs) > 0 || len(disks) != 2 || disks[0].Rates.WriteIOPS <= 0 {
 		t.Fatalf("%d disks %+v, errors %v", len(disks), disks, errs)
+	}
+	if d := disks[1]; d.Disk != "disk1" || d.Image != raw || d.Format != "raw" {
+		t.Errorf("the json:{...} node's disk: %+v", d)
+	} else {
+		rawFacts, err := QemuImg{}.Gather(ctx, raw, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := CheckLive(d, &rawFacts); r.Worst() >= Critical || len(r.Findings) == 0 {
+			t.Errorf("the json:{...} node's report: %+v", r)
+		}
 	}
 	find := func(r Report) Finding {
 		for _, f := range r.Findings {
