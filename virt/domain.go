@@ -195,6 +195,7 @@ func DecodeBlockStats(domain string, params []libvirt.TypedParam, at time.Time) 
 				WriteOps: asUint(vals[k+"wr.reqs"]), WriteBytes: asUint(vals[k+"wr.bytes"]), WriteTimeNs: asUint(vals[k+"wr.times"]),
 				FlushOps: asUint(vals[k+"fl.reqs"]), FlushTimeNs: asUint(vals[k+"fl.times"]),
 			},
+			Timed: decodeTimed(k, vals),
 		})
 	}
 	return out
