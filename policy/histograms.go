@@ -54,7 +54,7 @@ func histogramNote(c *collector, r *Rule) {
 		return
 	}
 	c.note(r.When.Range(), r.Name, m+" needs QEMU latency histograms: the agent turns them on for the plain QEMU VMs it samples",
-		"unless its config says histograms { enabled = false }; then, and under libvirt, "+m+" is unknown and so is any comparison of it")
+		"unless its config says histograms { enabled = false }; then, and under libvirt on disks whose driver does not declare <statistics><latency-histogram> (libvirt 12.1), "+m+" is unknown and so is any comparison of it")
 }
 
 // NeedsTimedStats says whether a metric comes from a disk's timed
@@ -70,7 +70,7 @@ func timedStatsNote(c *collector, r *Rule) {
 	}
 	for _, m := range r.refs {
 		if NeedsTimedStats(m) {
-			c.note(r.When.Range(), r.Name, m+" is known only for libvirt disks whose driver declares <statistics><statistic interval='N'/>, on libvirt 11.10 or later",
+			c.note(r.When.Range(), r.Name, m+" is known only for libvirt disks whose driver declares <statistics><statistic interval='N'/>, on libvirt 11.9 or later with QEMU 10.2",
 				"qtune does not add the element (it would change the domain's definition); elsewhere "+m+" is unknown and so is any comparison of it")
 			return
 		}

@@ -7,22 +7,26 @@ import (
 	"github.com/qtune/qtune/internal/sample"
 )
 
-// Timed block statistics in the bulk stats call.
+// Timed block statistics and latency histograms in the bulk stats call.
 //
 // A disk whose <driver> declares <statistics><statistic interval='N'/>
 // has QEMU keep min/max/avg latencies and mean queue depths over each
-// interval (stats-intervals); libvirt releases from 11.10 return them as
-// block.<n>.timed_group.count and block.<n>.timed_group.<m>.<field>.
-// Earlier releases (9.0, 11.3) have no such element in their schema: they
-// drop it from the definition and return no group, and the disk's
+// interval (the device's stats-intervals: libvirt 11.9 with QEMU 10.2);
+// libvirt returns them as block.<n>.timed_group.count and
+// block.<n>.timed_group.<m>.{interval,rd_latency_max,wr_queue_depth_avg,
+// ...} (the names of libvirt's VIR_DOMAIN_STATS_BLOCK_SUFFIX_TIMED_GROUP_*
+// constants, 11.10). <statistics><latency-histogram type='read'> (12.1)
+// adds block.<n>.latency_histogram.<read|write>.bin.<k>.{start,value}.
+// Earlier releases (9.0, 11.3) have no such element in their schema:
+// they drop it from the definition and return neither, and the disk's
 // latency comes from the counters as before. Nothing here needs QMP, so
 // nothing taints the domain.
 //
-// The field names are read loosely (dots and underscores alike, "flush"
-// or "fl", "interval" or "interval_length"): they were taken from
-// libvirt's documentation, not from a reply of a release that has them,
-// and a reading that misses a spelling would silently leave the metric
-// unknown.
+// The timed field names are read loosely (dots and underscores alike,
+// "flush" or "fl", "interval" or "interval_length"): they come from
+// libvirt's constants, not from a reply of a release that has them (the
+// lab's newest is 11.3), and a reading that missed a spelling would
+// silently leave the metric unknown.
 
 // timedGroupInfix sits between a disk's prefix and the group number.
 const timedGroupInfix = "timed_group."
@@ -94,4 +98,30 @@ func asFloat(v any) float64 {
 		return f
 	}
 	return float64(asUint(v))
+}
+
+// decodeHistogram reads one latency histogram (prefix ends in
+// "latency_histogram.read." or ".write."): bin k counts operations from
+// its start (ns, QEMU's boundaries) up to the next bin's. nil when the
+// disk has none or the bins do not make a histogram.
+func decodeHistogram(prefix string, vals map[string]any) *sample.Histogram {
+	n := int(asUint(vals[prefix+"bin.count"]))
+	if n == 0 {
+		return nil
+	}
+	starts, counts := make([]uint64, n), make([]uint64, n)
+	for k := 0; k < n; k++ {
+		bin := prefix + "bin." + strconv.Itoa(k) + "."
+		start, ok := vals[bin+"start"]
+		if !ok || (k > 0 && asUint(start) <= starts[k-1]) {
+			return nil
+		}
+		starts[k], counts[k] = asUint(start), asUint(vals[bin+"value"])
+	}
+	// sample.Histogram's first bin starts at 0: a first start above 0
+	// becomes a boundary with an empty bin below it.
+	if starts[0] > 0 {
+		return &sample.Histogram{Boundaries: starts, Bins: append([]uint64{0}, counts...)}
+	}
+	return &sample.Histogram{Boundaries: starts[1:], Bins: counts}
 }

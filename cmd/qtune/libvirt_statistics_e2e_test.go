@@ -17,12 +17,16 @@ import (
 	"github.com/qtune/qtune/virt"
 )
 
-// libvirtTimedStatsSince is the first libvirt release whose disk <driver>
-// takes <statistics> and whose bulk stats return the timed groups
-// (11.10.0; latency histograms came in 12.1.0). Earlier ones, 9.0 and
+// libvirtStatisticsSince is the first libvirt release whose disk
+// <driver> takes <statistics> (11.9.0); it returns the timed groups with
+// a QEMU whose disk devices take stats-intervals (qemuStatsIntervalsSince,
+// 10.2.0). Latency histograms came in 12.1.0. Earlier releases, 9.0 and
 // 11.3 among them, have no such element in their schema and drop it from
 // the definition.
-const libvirtTimedStatsSince = 11_010_000
+const (
+	libvirtStatisticsSince  = 11_009_000
+	qemuStatsIntervalsSince = 10_002_000
+)
 
 // A domain whose disk declares <statistics><statistic interval='1'/>:
 // qtune reads whatever latency the bulk stats give for it, a latency rule
@@ -39,10 +43,10 @@ func TestLibvirtDiskStatisticsLatencyNoTaint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	d := lab.StartLibvirtdT(t)
-	ver := libvirtDaemonVersion(t, ctx, d)
+	ver, qemu := libvirtDaemonVersion(t, ctx, d)
 	d.WriterDomainDiskT(t, "lat", 0, lab.DomainDisk{StatsIntervals: []int{1}})
 
-	want := ver >= libvirtTimedStatsSince
+	want := ver >= libvirtStatisticsSince
 	live, err := d.Virsh(ctx, "dumpxml", "lat")
 	if err != nil {
 		t.Fatal(err)
@@ -50,19 +54,20 @@ func TestLibvirtDiskStatisticsLatencyNoTaint(t *testing.T) {
 	if kept := strings.Contains(live, "<statistic interval='1'/>"); kept != want {
 		t.Errorf("libvirt %s: <statistics> kept in the live XML = %v, want %v:\n%s", versionText(ver), kept, want, live)
 	}
+	want = want && qemu >= qemuStatsIntervalsSince
 	stats, err := d.Virsh(ctx, "domstats", "--block", "lat")
 	if err != nil {
 		t.Fatal(err)
 	}
 	timed := strings.Contains(stats, ".timed_group.")
 	if timed != want {
-		t.Errorf("libvirt %s: bulk stats carry a timed group = %v, want %v:\n%s", versionText(ver), timed, want, stats)
+		t.Errorf("libvirt %s, QEMU %s: bulk stats carry a timed group = %v, want %v:\n%s", versionText(ver), versionText(qemu), timed, want, stats)
 	}
 	metric, source := "disk.write_latency_ms", sample.LatencyCounters
 	if timed {
 		metric, source = "disk.write_latency_max_ms", sample.LatencyTimed
 	} else {
-		t.Logf("libvirt %s drops the disk's <statistics> (timed groups from 11.10): the rule reads %s from the counters", versionText(ver), metric)
+		t.Logf("libvirt %s with QEMU %s returns no timed group for the disk's <statistics> (it takes libvirt 11.9 and QEMU 10.2): the rule reads %s from the counters", versionText(ver), versionText(qemu), metric)
 	}
 
 	pol := fmt.Sprintf(`
@@ -103,12 +108,13 @@ rule "slow-writes" {
 	if strings.Contains(string(logb), "custom-monitor") {
 		t.Errorf("libvirt recorded a custom-monitor taint:\n%s", logb)
 	}
-	t.Logf("libvirt %s, latency source %s, rule on %s applied and no taint, in %v", versionText(ver), source, metric, time.Since(start).Round(time.Second))
+	t.Logf("libvirt %s, QEMU %s, latency source %s, rule on %s applied and no taint, in %v", versionText(ver), versionText(qemu), source, metric, time.Since(start).Round(time.Second))
 }
 
-// libvirtDaemonVersion is the daemon's version as major*1e6+minor*1e3+micro,
-// as qtune reads it (virsh prints it only for a remote daemon).
-func libvirtDaemonVersion(t *testing.T, ctx context.Context, d *lab.Libvirtd) int {
+// libvirtDaemonVersion is the daemon's version and its QEMU's, each as
+// major*1e6+minor*1e3+micro, as qtune reads them (virsh prints the
+// daemon's only for a remote one).
+func libvirtDaemonVersion(t *testing.T, ctx context.Context, d *lab.Libvirtd) (lib, qemu int) {
 	t.Helper()
 	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: d.SocketPath(), MaxBackoff: time.Second})
 	if err != nil {
@@ -119,9 +125,14 @@ func libvirtDaemonVersion(t *testing.T, ctx context.Context, d *lab.Libvirtd) in
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`^(\d+)\.(\d+)\.(\d+)$`).FindStringSubmatch(c.Libvirt)
+	return versionNumber(t, c.Libvirt), versionNumber(t, c.QEMU)
+}
+
+func versionNumber(t *testing.T, s string) int {
+	t.Helper()
+	m := regexp.MustCompile(`^(\d+)\.(\d+)\.(\d+)$`).FindStringSubmatch(s)
 	if m == nil {
-		t.Fatalf("libvirt version %q", c.Libvirt)
+		t.Fatalf("version %q", s)
 	}
 	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
 	return n(m[1])*1_000_000 + n(m[2])*1_000 + n(m[3])
