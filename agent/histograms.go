@@ -7,9 +7,11 @@ import (
 	"github.com/qtune/qtune/policy"
 )
 
-// histogramReader is a source whose samples carry latency histograms
-// (plain QEMU): only there are they worth turning on. libvirt's bulk
-// stats have none.
+// histogramReader is a source on whose disks qtune can turn latency
+// histograms on (plain QEMU). Under libvirt that would take QMP
+// passthrough, which taints the domain: a libvirt disk has histograms
+// only where its definition asks for them (<statistics>
+// <latency-histogram>, libvirt 12.1), and the bulk stats carry them.
 type histogramReader interface{ ReadsHistograms() bool }
 
 // readsHistograms says whether the agent's source samples histograms.
@@ -28,7 +30,7 @@ func decideHistograms(enabled *bool, rules []policy.HistogramRule, canSet bool) 
 	}
 	switch {
 	case !canSet:
-		return api.HistogramStatus{Why: "not available under libvirt", Unknown: names}
+		return api.HistogramStatus{Why: "not set by qtune under libvirt (only disks whose <driver> declares <statistics><latency-histogram> have them)", Unknown: names}
 	case enabled != nil && *enabled:
 		return api.HistogramStatus{On: true, Why: "config"}
 	case enabled != nil:

@@ -54,7 +54,8 @@ func (a *Agent) publish(now time.Time, dur time.Duration, points, shown []sample
 		ds := api.DiskStatus{Name: p.Disk.Name, Format: p.Disk.Format, Cache: policy.CacheModeName(p.Disk.CacheDirect, p.Disk.CacheNoFlush),
 			ReadIOPS: p.Rates.ReadIOPS, WriteIOPS: p.Rates.WriteIOPS, ReadBPS: p.Rates.ReadBPS, WriteBPS: p.Rates.WriteBPS,
 			ReadLatency: finite(p.Rates.ReadLatencyMs), WriteLatency: finite(p.Rates.WriteLatencyMs), QueueDepth: p.Rates.QueueDepth,
-			SampledAt: p.Disk.Time, L2CacheSize: p.Disk.L2CacheSize, Recorded: p.Disk.Recorded}
+			SampledAt: p.Disk.Time, L2CacheSize: p.Disk.L2CacheSize, Recorded: p.Disk.Recorded,
+			LatencySource: p.Disk.LatencySource(), ReadMax: finite(p.Rates.ReadMaxMs), WriteMax: finite(p.Rates.WriteMaxMs)}
 		if p.Disk.Throttle.Active() {
 			t := p.Disk.Throttle
 			ds.Throttle = &t

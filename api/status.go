@@ -115,15 +115,24 @@ type DiskStatus struct {
 	L2CacheSize uint64           `json:"l2_cache_size,omitempty"` // qcow2; 0 when not known
 	// Recorded names the knobs whose figure here is qtune's record of
 	// what it set, not a reading (QEMU cannot report an L2 cache size).
-	Recorded     []string  `json:"recorded,omitempty"`
-	ReadIOPS     float64   `json:"read_iops"`
-	WriteIOPS    float64   `json:"write_iops"`
-	ReadBPS      float64   `json:"read_bps"`
-	WriteBPS     float64   `json:"write_bps"`
-	ReadLatency  *float64  `json:"read_latency_ms"`
-	WriteLatency *float64  `json:"write_latency_ms"`
-	QueueDepth   float64   `json:"queue_depth"`
-	SampledAt    time.Time `json:"sampled_at"`
+	Recorded     []string `json:"recorded,omitempty"`
+	ReadIOPS     float64  `json:"read_iops"`
+	WriteIOPS    float64  `json:"write_iops"`
+	ReadBPS      float64  `json:"read_bps"`
+	WriteBPS     float64  `json:"write_bps"`
+	ReadLatency  *float64 `json:"read_latency_ms"`
+	WriteLatency *float64 `json:"write_latency_ms"`
+	QueueDepth   float64  `json:"queue_depth"`
+	// LatencySource is where the latency figures come from: counters
+	// (averages only), timed-stats (libvirt's <statistics>: also the
+	// longest read and write of each interval) or histogram (also
+	// percentiles).
+	LatencySource string `json:"latency_source,omitempty"`
+	// ReadMax, WriteMax: the longest read and write of the last timed
+	// interval, with timed-stats; nil otherwise.
+	ReadMax   *float64  `json:"read_latency_max_ms,omitempty"`
+	WriteMax  *float64  `json:"write_latency_max_ms,omitempty"`
+	SampledAt time.Time `json:"sampled_at"`
 }
 
 // ActionStatus is one executor outcome.

@@ -54,5 +54,25 @@ func histogramNote(c *collector, r *Rule) {
 		return
 	}
 	c.note(r.When.Range(), r.Name, m+" needs QEMU latency histograms: the agent turns them on for the plain QEMU VMs it samples",
-		"unless its config says histograms { enabled = false }; then, and under libvirt, "+m+" is unknown and so is any comparison of it")
+		"unless its config says histograms { enabled = false }; then, and under libvirt on disks whose driver does not declare <statistics><latency-histogram> (libvirt 12.1), "+m+" is unknown and so is any comparison of it")
+}
+
+// NeedsTimedStats says whether a metric comes from a disk's timed
+// statistics (libvirt's <statistics> on the disk's driver): the longest
+// read or write of the last interval.
+func NeedsTimedStats(metric string) bool { return strings.HasSuffix(metric, "_latency_max_ms") }
+
+// timedStatsNote tells policy check that a rule reads what only disks
+// with timed statistics have, which qtune never turns on by itself.
+func timedStatsNote(c *collector, r *Rule) {
+	if r.When == nil {
+		return
+	}
+	for _, m := range r.refs {
+		if NeedsTimedStats(m) {
+			c.note(r.When.Range(), r.Name, m+" is known only for libvirt disks whose driver declares <statistics><statistic interval='N'/>, on libvirt 11.9 or later with QEMU 10.2",
+				"qtune does not add the element (it would change the domain's definition); elsewhere "+m+" is unknown and so is any comparison of it")
+			return
+		}
+	}
 }

@@ -88,6 +88,8 @@ var Metrics = []Metric{
 	f("disk.read_latency_p99_ms", "ms", "99th percentile read latency (needs latency histograms)", func(p *sample.Point) *float64 { return &p.Rates.ReadP99Ms }),
 	f("disk.write_latency_p95_ms", "ms", "95th percentile write latency (needs latency histograms)", func(p *sample.Point) *float64 { return &p.Rates.WriteP95Ms }),
 	f("disk.write_latency_p99_ms", "ms", "99th percentile write latency (needs latency histograms)", func(p *sample.Point) *float64 { return &p.Rates.WriteP99Ms }),
+	f("disk.read_latency_max_ms", "ms", "longest read of the disk's last timed-statistics interval (a libvirt disk whose driver declares <statistics>, in libvirt releases that return them); unknown without them or without reads in that interval", func(p *sample.Point) *float64 { return &p.Rates.ReadMaxMs }),
+	f("disk.write_latency_max_ms", "ms", "longest write of the disk's last timed-statistics interval; unknown without timed statistics or without writes in that interval", func(p *sample.Point) *float64 { return &p.Rates.WriteMaxMs }),
 	f("disk.queue_depth", "requests", "average requests in flight (Δ total time / Δ wall time)", func(p *sample.Point) *float64 { return &p.Rates.QueueDepth }),
 	u("disk.allocation", "bytes", "bytes the image occupies on the host", func(p *sample.Point) *uint64 { return &p.Disk.Allocation }),
 	u("disk.virtual_size", "bytes", "size of the disk as the guest sees it", func(p *sample.Point) *uint64 { return &p.Disk.VirtualSize }),

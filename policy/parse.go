@@ -167,6 +167,7 @@ func parseRule(c *collector, b *hcl.Block, src []byte) *Rule {
 	parseBlocks(c, r, content.Blocks, b)
 	censorNotes(c, r)
 	histogramNote(c, r)
+	timedStatsNote(c, r)
 	checkSelfDefeat(c, r)
 	// A rule with errors is still returned so that set-wide checks (a
 	// duplicate name) see it; the set as a whole fails to load.

@@ -372,7 +372,8 @@ func (t PolicyTest) points(i int, now time.Time, applied map[[2]string]sample.Th
 	for _, d := range t.Disks {
 		p := sample.Point{Disk: sample.Disk{VM: d.vm, Name: d.disk, Time: now, Format: d.facts["format"], Path: d.facts["path"], HostDevice: d.facts["device"], IOStatus: d.facts["io_status"]},
 			Rates: sample.Rates{Interval: t.Interval, ReadLatencyMs: math.NaN(), WriteLatencyMs: math.NaN(), FlushLatencyMs: math.NaN(),
-				ReadP95Ms: math.NaN(), ReadP99Ms: math.NaN(), WriteP95Ms: math.NaN(), WriteP99Ms: math.NaN()},
+				ReadP95Ms: math.NaN(), ReadP99Ms: math.NaN(), WriteP95Ms: math.NaN(), WriteP99Ms: math.NaN(),
+				ReadMaxMs: math.NaN(), WriteMaxMs: math.NaN()},
 			Host: sample.Host{IOPressureSomeAvg10: math.NaN(), IOPressureSomeAvg60: math.NaN(), IOPressureFullAvg10: math.NaN(), IOPressureFullAvg60: math.NaN()}}
 		dk := &p.Disk
 		dk.HostDevUtil, dk.HostDevReadBPS, dk.HostDevWriteBPS = math.NaN(), math.NaN(), math.NaN()

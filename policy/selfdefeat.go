@@ -55,7 +55,7 @@ func actionEffects(r *Rule) map[string]effect {
 		}
 		queued := "requests wait in QEMU's throttle queue, and that wait counts"
 		for _, m := range []string{"disk.read_latency_ms", "disk.write_latency_ms", "disk.read_latency_p95_ms", "disk.read_latency_p99_ms",
-			"disk.write_latency_p95_ms", "disk.write_latency_p99_ms", "disk.queue_depth", "disk.read_latency_ratio", "disk.read_latency_p99_ratio"} {
+			"disk.write_latency_p95_ms", "disk.write_latency_p99_ms", "disk.read_latency_max_ms", "disk.write_latency_max_ms", "disk.queue_depth", "disk.read_latency_ratio", "disk.read_latency_p99_ratio"} {
 			out[m] = effect{pushUp, queued}
 		}
 		set := "it reads the limit this rule sets"

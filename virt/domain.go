@@ -194,7 +194,10 @@ func DecodeBlockStats(domain string, params []libvirt.TypedParam, at time.Time) 
 				ReadOps: asUint(vals[k+"rd.reqs"]), ReadBytes: asUint(vals[k+"rd.bytes"]), ReadTimeNs: asUint(vals[k+"rd.times"]),
 				WriteOps: asUint(vals[k+"wr.reqs"]), WriteBytes: asUint(vals[k+"wr.bytes"]), WriteTimeNs: asUint(vals[k+"wr.times"]),
 				FlushOps: asUint(vals[k+"fl.reqs"]), FlushTimeNs: asUint(vals[k+"fl.times"]),
+				ReadHist:  decodeHistogram(k+"latency_histogram.read.", vals),
+				WriteHist: decodeHistogram(k+"latency_histogram.write.", vals),
 			},
+			Timed: decodeTimed(k, vals),
 		})
 	}
 	return out

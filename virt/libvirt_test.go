@@ -39,6 +39,8 @@ func param(name string, v any) libvirt.TypedParam {
 		return libvirt.TypedParam{Field: name, Value: *libvirt.NewTypedParamValueUint(x)}
 	case int64:
 		return libvirt.TypedParam{Field: name, Value: *libvirt.NewTypedParamValueLlong(x)}
+	case float64:
+		return libvirt.TypedParam{Field: name, Value: *libvirt.NewTypedParamValueDouble(x)}
 	default:
 		return libvirt.TypedParam{Field: name, Value: *libvirt.NewTypedParamValueUllong(v.(uint64))}
 	}

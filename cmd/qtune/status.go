@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/qtune/qtune/api"
+	"github.com/qtune/qtune/internal/sample"
 	"github.com/qtune/qtune/policy"
 )
 
@@ -104,6 +105,9 @@ func printStatus(w io.Writer, st api.Status) {
 		for _, d := range vm.Disks {
 			fmt.Fprintf(w, "%-16s %-8s %8.0f %8.0f %9s %9s %-10s %s\n", vm.Name, d.Name, d.ReadIOPS, d.WriteIOPS,
 				ms(d.ReadLatency), ms(d.WriteLatency), d.Cache, throttleText(d.Throttle != nil, func() string { return policy.ThrottleText(*d.Throttle) }))
+			if d.LatencySource == sample.LatencyTimed {
+				fmt.Fprintf(w, "%-16s %-8s latency from libvirt's timed statistics: longest read %s ms, write %s ms (no QMP)\n", "", "", ms(d.ReadMax), ms(d.WriteMax))
+			}
 			if slices.Contains(d.Recorded, string(policy.KnobL2Cache)) {
 				fmt.Fprintf(w, "%-16s %-8s l2 cache %s: qtune's record of what it set (QEMU cannot report it)\n", "", "", policy.SizeText(d.L2CacheSize))
 			}

@@ -23,6 +23,10 @@ type DomainDisk struct {
 	// Secret is the UUID of a libvirt secret (DefineSecret): the image is
 	// a LUKS qcow2 libvirt opens with its passphrase.
 	Secret string
+	// StatsIntervals, in seconds, go into the driver's
+	// <statistics><statistic interval='N'/> (QEMU's stats-intervals);
+	// libvirt releases without the element drop it.
+	StatsIntervals []int
 }
 
 // DomainSpec describes a TCG domain whose guest runs a workload.
@@ -110,12 +114,20 @@ func domainXML(spec DomainSpec, kernel, initrd, serial string) string {
 		if dk.Secret != "" {
 			source = fmt.Sprintf("<source file='%s'><encryption format='luks'><secret type='passphrase' uuid='%s'/></encryption></source>", e(dk.Image), e(dk.Secret))
 		}
+		driver := fmt.Sprintf("<driver name='qemu' type='%s' cache='%s'/>", e(format), e(cache))
+		if len(dk.StatsIntervals) > 0 {
+			var st strings.Builder
+			for _, n := range dk.StatsIntervals {
+				fmt.Fprintf(&st, "<statistic interval='%d'/>", n)
+			}
+			driver = fmt.Sprintf("<driver name='qemu' type='%s' cache='%s'><statistics>%s</statistics></driver>", e(format), e(cache), st.String())
+		}
 		fmt.Fprintf(&disks, `    <disk type='file' device='disk'>
-      <driver name='qemu' type='%s' cache='%s'/>
+      %s
       %s
       <target dev='%s' bus='virtio'/>
     </disk>
-`, e(format), e(cache), source, e(dk.Target))
+`, driver, source, e(dk.Target))
 	}
 	return fmt.Sprintf(`<domain type='qemu'>
   <name>%s</name>

@@ -39,13 +39,21 @@ func WriterVMT(t testing.TB, name string, rate int, extra ...string) *VM {
 // WriterDomainT is WriterVMT as a libvirt domain of d, its disk vda.
 func (d *Libvirtd) WriterDomainT(t testing.TB, name string, rate int) *Domain {
 	t.Helper()
+	return d.WriterDomainDiskT(t, name, rate, DomainDisk{})
+}
+
+// WriterDomainDiskT is WriterDomainT with disk's options (its target and
+// image are the writer's own).
+func (d *Libvirtd) WriterDomainDiskT(t testing.TB, name string, rate int, disk DomainDisk) *Domain {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	img := filepath.Join(t.TempDir(), name+".qcow2")
 	if err := CreateImage(ctx, img, "qcow2", 64<<20, ImageOpts{}); err != nil {
 		t.Fatal(err)
 	}
-	dom := d.DefineDomainT(t, DomainSpec{Name: name, Workload: writer(rate), Disks: []DomainDisk{{Target: "vda", Image: img}}})
+	disk.Target, disk.Image = "vda", img
+	dom := d.DefineDomainT(t, DomainSpec{Name: name, Workload: writer(rate), Disks: []DomainDisk{disk}})
 	if err := dom.WaitSerial(ctx, "qtune-load ready"); err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,26 @@ func Derive(prev, cur Disk) (Rates, error) {
 	}
 	r.ReadP95Ms, r.ReadP99Ms = histPercentiles(p.ReadHist, c.ReadHist)
 	r.WriteP95Ms, r.WriteP99Ms = histPercentiles(p.WriteHist, c.WriteHist)
+	r.ReadMaxMs, r.WriteMaxMs = timedMax(cur.Timed)
 	return r, nil
+}
+
+// timedMax is the longest read and write of the last timed interval. It
+// is QEMU's own figure for an interval that ended before the sample, not
+// a difference between samples: it needs no previous one.
+func timedMax(t *Timed) (read, write float64) {
+	read, write = math.NaN(), math.NaN()
+	if t == nil {
+		return read, write
+	}
+	// A kind of operation the interval did not see has all zeros.
+	if t.ReadMaxNs > 0 {
+		read = float64(t.ReadMaxNs) / 1e6
+	}
+	if t.WriteMaxNs > 0 {
+		write = float64(t.WriteMaxNs) / 1e6
+	}
+	return read, write
 }
 
 func avgMs(dns, ops uint64) float64 {

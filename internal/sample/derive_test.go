@@ -142,3 +142,28 @@ func TestPointJSONKeepsNaN(t *testing.T) {
 		t.Errorf("round trip: %+v from %s", back, b)
 	}
 }
+
+// The longest read and write come from the current sample's timed
+// group, QEMU's own figure for its last interval; without one, or with
+// no writes in it, they are unknown.
+func TestDeriveTimedMax(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	prev := Disk{Time: t0}
+	cur := Disk{Time: t0.Add(time.Second), Timed: &Timed{IntervalSec: 1, WriteMaxNs: 42e6, WriteAvgNs: 3e6}}
+	r, err := Derive(prev, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.WriteMaxMs != 42 || !math.IsNaN(r.ReadMaxMs) {
+		t.Errorf("max read %v write %v, want NaN and 42", r.ReadMaxMs, r.WriteMaxMs)
+	}
+	cur.Timed = nil
+	if r, _ := Derive(prev, cur); !math.IsNaN(r.WriteMaxMs) || !math.IsNaN(r.ReadMaxMs) {
+		t.Errorf("without timed stats: %v %v", r.ReadMaxMs, r.WriteMaxMs)
+	}
+	if (Disk{}).LatencySource() != LatencyCounters || cur.LatencySource() != LatencyCounters ||
+		(Disk{Timed: &Timed{}}).LatencySource() != LatencyTimed ||
+		(Disk{Timed: &Timed{}, Counters: Counters{ReadHist: &Histogram{}}}).LatencySource() != LatencyHistogram {
+		t.Error("latency sources")
+	}
+}

@@ -114,6 +114,52 @@ type Disk struct {
 	// Health is what qtune's disk checks found when they last ran on the
 	// disk; nil until they have.
 	Health *Health `json:"health,omitempty"`
+	// Timed is QEMU's timed statistics of the disk's last interval, where
+	// the disk has them (under libvirt, a disk whose <driver> declares
+	// <statistics><statistic interval='N'/>, in libvirt releases that
+	// return them); nil otherwise.
+	Timed *Timed `json:"timed,omitempty"`
+}
+
+// Timed is what QEMU measured over the last complete interval of one of a
+// disk's stats-intervals: the shortest and longest operation and the
+// mean, in nanoseconds, and the mean requests in flight. QEMU reports
+// zeros for a kind of operation the interval did not see.
+type Timed struct {
+	IntervalSec     uint64  `json:"interval_s"`
+	ReadMinNs       uint64  `json:"read_min_ns"`
+	ReadMaxNs       uint64  `json:"read_max_ns"`
+	ReadAvgNs       uint64  `json:"read_avg_ns"`
+	WriteMinNs      uint64  `json:"write_min_ns"`
+	WriteMaxNs      uint64  `json:"write_max_ns"`
+	WriteAvgNs      uint64  `json:"write_avg_ns"`
+	FlushMaxNs      uint64  `json:"flush_max_ns"`
+	ReadQueueDepth  float64 `json:"read_queue_depth"`
+	WriteQueueDepth float64 `json:"write_queue_depth"`
+}
+
+// Latency sources: where a disk's latency figures come from.
+const (
+	// LatencyCounters: average latency and queue depth from the
+	// cumulative time counters (Δ time / Δ operations); no tails.
+	LatencyCounters = "counters"
+	// LatencyTimed: the counters, plus the longest read and write of
+	// QEMU's last timed interval (libvirt's <statistics>, no QMP).
+	LatencyTimed = "timed-stats"
+	// LatencyHistogram: the counters, plus QEMU's latency histograms,
+	// which give percentiles.
+	LatencyHistogram = "histogram"
+)
+
+// LatencySource says where the disk's latency figures come from.
+func (d Disk) LatencySource() string {
+	switch {
+	case d.ReadHist != nil || d.WriteHist != nil:
+		return LatencyHistogram
+	case d.Timed != nil:
+		return LatencyTimed
+	}
+	return LatencyCounters
 }
 
 // Health is the outcome of the disk checks (qtune doctor) the agent runs
@@ -190,6 +236,12 @@ type Rates struct {
 	ReadP99Ms  float64 `json:"read_latency_p99_ms"`
 	WriteP95Ms float64 `json:"write_latency_p95_ms"`
 	WriteP99Ms float64 `json:"write_latency_p99_ms"`
+	// ReadMaxMs, WriteMaxMs: the longest read and write of the disk's
+	// last timed interval (Disk.Timed); NaN without timed statistics or
+	// without such operations in that interval. Left out of JSON when
+	// zero, so documents of agents from before them read back the same.
+	ReadMaxMs  float64 `json:"read_latency_max_ms,omitempty"`
+	WriteMaxMs float64 `json:"write_latency_max_ms,omitempty"`
 }
 
 // Point is one disk at one instant with everything a policy may ask about.
