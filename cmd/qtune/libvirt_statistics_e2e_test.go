@@ -37,7 +37,8 @@ const (
 // timed-stats; where it drops the element the disk's latency is the
 // counters' average, as on any disk, and the test says so.
 func TestLibvirtDiskStatisticsLatencyNoTaint(t *testing.T) {
-	lab.NeedLibvirt(t) // not in parallel: its guest's rates need the host to itself
+	lab.NeedLibvirt(t)
+	t.Parallel()
 	start := time.Now()
 	bin := buildQtune(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
