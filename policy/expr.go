@@ -162,9 +162,7 @@ func windowCall(call *hclsyntax.FunctionCallExpr, n int) (windowSite, string) {
 // objects, and the per-site window functions returning their values.
 func evalContext(r *Rule, in input, windowVals []cty.Value) *hcl.EvalContext {
 	ctx := &hcl.EvalContext{
-		Variables: map[string]cty.Value{
-			"disk": scopeObject("disk", in), "vm": scopeObject("vm", in), "host": scopeObject("host", in),
-		},
+		Variables: scopeObjects(r.refs, in),
 		Functions: map[string]function.Function{},
 	}
 	for i, s := range r.sites {

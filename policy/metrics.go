@@ -192,20 +192,37 @@ func CacheModeName(direct, noFlush bool) string {
 	return sample.HostCache(direct, noFlush).CacheMode()
 }
 
-// scopeObject builds the cty object of one scope ("disk", "vm", "host").
-func scopeObject(scope string, in input) cty.Value {
-	attrs := map[string]cty.Value{}
-	for i := range Metrics {
-		m := &Metrics[i]
-		s, name, _ := strings.Cut(m.Name, ".")
-		if s == scope {
-			attrs[name] = m.get(in)
-			if censoredNow(m.Name, in.held, in.p) {
-				attrs[name] = censoredValue(attrs[name])
-			}
+// scopeObjects builds the "disk", "vm" and "host" objects of an
+// expression's context with the metrics refs names (a rule's refs: every
+// metric its conditions read, window arguments included). Only those: a
+// cycle evaluates every rule on every disk, and building every metric of
+// every scope for each was most of the agent's CPU on a big host.
+func scopeObjects(refs []string, in input) map[string]cty.Value {
+	attrs := make(map[string]map[string]cty.Value, len(scopes))
+	for _, name := range refs {
+		m, ok := LookupMetric(name)
+		if !ok {
+			continue
+		}
+		scope, attr, _ := strings.Cut(name, ".")
+		if attrs[scope] == nil {
+			attrs[scope] = map[string]cty.Value{}
+		}
+		v := m.get(in)
+		if censoredNow(name, in.held, in.p) {
+			v = censoredValue(v)
+		}
+		attrs[scope][attr] = v
+	}
+	out := make(map[string]cty.Value, len(scopes))
+	for scope := range scopes {
+		if a := attrs[scope]; len(a) > 0 {
+			out[scope] = cty.ObjectVal(a)
+		} else {
+			out[scope] = cty.EmptyObjectVal
 		}
 	}
-	return cty.ObjectVal(attrs)
+	return out
 }
 
 // WriteMetricsDoc writes the Markdown table of the namespace.

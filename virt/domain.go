@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -172,8 +173,15 @@ func DecodeDomainStats(domain string, params []libvirt.TypedParam, at time.Time)
 // stats record into disks.
 func DecodeBlockStats(domain string, params []libvirt.TypedParam, at time.Time) []sample.Disk {
 	vals := map[string]any{}
+	var timed map[string]any // the timed groups' fields only: most libvirts send none
 	for _, p := range params {
 		vals[p.Field] = p.Value.I
+		if strings.Contains(p.Field, timedGroupInfix) {
+			if timed == nil {
+				timed = map[string]any{}
+			}
+			timed[p.Field] = p.Value.I
+		}
 	}
 	count := int(asUint(vals["block.count"]))
 	out := make([]sample.Disk, 0, count)
@@ -197,7 +205,7 @@ func DecodeBlockStats(domain string, params []libvirt.TypedParam, at time.Time) 
 				ReadHist:  decodeHistogram(k+"latency_histogram.read.", vals),
 				WriteHist: decodeHistogram(k+"latency_histogram.write.", vals),
 			},
-			Timed: decodeTimed(k, vals),
+			Timed: decodeTimed(k, timed),
 		})
 	}
 	return out

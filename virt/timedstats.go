@@ -35,9 +35,13 @@ const timedGroupInfix = "timed_group."
 // prefix ("block.3."); of several intervals it keeps the shortest, the
 // freshest figure. nil when the disk has none.
 func decodeTimed(prefix string, vals map[string]any) *sample.Timed {
+	if len(vals) == 0 {
+		return nil
+	}
 	groups := map[string]*sample.Timed{}
+	prefix += timedGroupInfix
 	for k, v := range vals {
-		rest, ok := strings.CutPrefix(k, prefix+timedGroupInfix)
+		rest, ok := strings.CutPrefix(k, prefix)
 		if !ok {
 			continue
 		}
