@@ -12,7 +12,6 @@ import (
 	"github.com/qtune/qtune/internal/lab"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
-	"github.com/qtune/qtune/tuning"
 	"github.com/qtune/qtune/virt"
 )
 
@@ -25,36 +24,10 @@ func TestRealLibvirtMirrorLUKS(t *testing.T) {
 	lab.NeedLibvirt(t)
 	t.Parallel()
 	ctx := context.Background()
-	d := lab.StartLibvirtdT(t)
-	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: d.SocketPath()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	b := NewLibvirtDriver(tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{PidDir: filepath.Join(d.Dir, "run", "libvirt", "qemu")}), DriverOptions{})
-	store, err := state.OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	dir, fast := t.TempDir(), t.TempDir()
 	var quiet atomic.Bool
-	m := NewManager(b, store, Options{MirrorDirs: []string{fast}, PollInterval: 200 * time.Millisecond, MaxAttempts: 1,
-		PivotGate: func(*state.Job) bool { return quiet.Load() }})
-	b.SetJobNotify(m.Notify)
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); m.Run(rctx) }()
-	defer func() { stop(); <-done }()
-	events := v.SubscribeDomainEvents(rctx, 64)
-	go func() {
-		for ev := range events {
-			if ev.Kind == "block-job" {
-				b.NoteJobEvent(ev.Domain, ev.Path, ev.JobState)
-			}
-		}
-	}()
-	l := &labJobs{m: m, store: store}
+	lj := startLibvirtJobs(t, Options{MirrorDirs: []string{fast}, MaxAttempts: 1, PivotGate: func(*state.Job) bool { return quiet.Load() }})
+	d, v, m, l := lj.d, lj.v, lj.m, lj.labJobs
 
 	const open, private = "6c1f3e52-7d0a-4b8e-9a51-0f3a2c9e7d11", "6c1f3e52-7d0a-4b8e-9a51-0f3a2c9e7d22"
 	src, other := filepath.Join(dir, "lvluks.qcow2"), filepath.Join(dir, "lvpriv.qcow2")

@@ -29,22 +29,10 @@ func TestRealLibvirtJobs(t *testing.T) {
 	// Mounted before the daemon starts: its private mount namespace
 	// copies the host's mounts at that moment.
 	small := lab.TmpfsT(t, "4m")
-	d := lab.StartLibvirtdT(t)
-	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: d.SocketPath()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	b := NewLibvirtDriver(tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{PidDir: filepath.Join(d.Dir, "run", "libvirt", "qemu")}), DriverOptions{})
 	fast := t.TempDir()
 	var quiet atomic.Bool
-	store, err := state.OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	var lie atomic.Bool // the space check fooled, to reach ENOSPC
-	m := NewManager(b, store, Options{MirrorDirs: []string{fast, small}, PollInterval: 200 * time.Millisecond, MaxAttempts: 1,
+	lj := startLibvirtJobs(t, Options{MirrorDirs: []string{fast, small}, MaxAttempts: 1,
 		PivotGate: func(*state.Job) bool { return quiet.Load() },
 		FreeSpace: func(dir string) (uint64, error) {
 			if lie.Load() {
@@ -52,20 +40,7 @@ func TestRealLibvirtJobs(t *testing.T) {
 			}
 			return FreeSpace(dir)
 		}})
-	b.SetJobNotify(m.Notify)
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); m.Run(rctx) }()
-	defer func() { stop(); <-done }()
-	events := v.SubscribeDomainEvents(rctx, 64)
-	go func() {
-		for ev := range events {
-			if ev.Kind == "block-job" {
-				b.NoteJobEvent(ev.Domain, ev.Path, ev.JobState)
-			}
-		}
-	}()
-	l := &labJobs{m: m, store: store}
+	d, v, b, m, l := lj.d, lj.v, lj.b, lj.m, lj.labJobs
 	phases := func(idle time.Duration) *loadgen.Params {
 		return lab.Stamper(loadgen.Phase{Pattern: loadgen.StampWrite, Rate: 200, Duration: 3 * time.Second},
 			loadgen.Phase{Pattern: loadgen.Idle, Duration: idle}, loadgen.Phase{Pattern: loadgen.Verify, Duration: time.Second})
@@ -375,4 +350,52 @@ func fill(t *testing.T, path string) {
 		}
 	}
 	t.Fatal("the filesystem never filled")
+}
+
+// libvirtJobs is a jobs manager on a real libvirtd's domains, fed the
+// daemon's block-job events as the agent feeds them.
+type libvirtJobs struct {
+	*labJobs
+	d *lab.Libvirtd
+	v *virt.Libvirt
+	b *LibvirtDriver
+}
+
+// startLibvirtJobs starts a libvirtd and runs a manager with opts on it
+// (polling every 200 ms unless opts says) until the test ends. What the
+// daemon must see mounted (lab.TmpfsT) is mounted before: its private
+// mount namespace copies the host's mounts at its start.
+func startLibvirtJobs(t *testing.T, opts Options) *libvirtJobs {
+	t.Helper()
+	ctx := context.Background()
+	d := lab.StartLibvirtdT(t)
+	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: d.SocketPath()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	b := NewLibvirtDriver(tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{PidDir: filepath.Join(d.Dir, "run", "libvirt", "qemu")}), DriverOptions{})
+	store, err := state.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 200 * time.Millisecond
+	}
+	m := NewManager(b, store, opts)
+	b.SetJobNotify(m.Notify)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(rctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	events := v.SubscribeDomainEvents(rctx, 64)
+	go func() {
+		for ev := range events {
+			if ev.Kind == "block-job" {
+				b.NoteJobEvent(ev.Domain, ev.Path, ev.JobState)
+			}
+		}
+	}()
+	return &libvirtJobs{labJobs: &labJobs{m: m, store: store}, d: d, v: v, b: b}
 }

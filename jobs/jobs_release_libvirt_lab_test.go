@@ -12,8 +12,6 @@ import (
 	"github.com/qtune/qtune/internal/loadgen"
 	"github.com/qtune/qtune/policy"
 	"github.com/qtune/qtune/state"
-	"github.com/qtune/qtune/tuning"
-	"github.com/qtune/qtune/virt"
 )
 
 // Under libvirt, DomainBlockJobAbort(PIVOT) has libvirt delete the old
@@ -23,36 +21,10 @@ func TestRealLibvirtMirrorLetsGoOfSource(t *testing.T) {
 	lab.NeedLibvirt(t)
 	ctx := context.Background()
 	dir := lab.TmpfsT(t, "256m") // before the daemon: its mount namespace copies the host's
-	d := lab.StartLibvirtdT(t)
-	v, err := virt.DialLibvirt(ctx, virt.LibvirtOptions{Socket: d.SocketPath()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	b := NewLibvirtDriver(tuning.NewLibvirtBackend(v, tuning.LibvirtBackendOptions{PidDir: filepath.Join(d.Dir, "run", "libvirt", "qemu")}), DriverOptions{})
-	store, err := state.OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	fast := t.TempDir()
 	var quiet atomic.Bool
-	m := NewManager(b, store, Options{MirrorDirs: []string{fast}, PollInterval: 200 * time.Millisecond,
-		PivotGate: func(*state.Job) bool { return quiet.Load() }})
-	b.SetJobNotify(m.Notify)
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); m.Run(rctx) }()
-	defer func() { stop(); <-done }()
-	events := v.SubscribeDomainEvents(rctx, 64)
-	go func() {
-		for ev := range events {
-			if ev.Kind == "block-job" {
-				b.NoteJobEvent(ev.Domain, ev.Path, ev.JobState)
-			}
-		}
-	}()
-	l := &labJobs{m: m, store: store}
+	lj := startLibvirtJobs(t, Options{MirrorDirs: []string{fast}, PivotGate: func(*state.Job) bool { return quiet.Load() }})
+	d, m, l := lj.d, lj.m, lj.labJobs
 
 	src := filepath.Join(dir, "lvletgo.qcow2")
 	if err := lab.CreateImage(ctx, src, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
@@ -89,7 +61,7 @@ func TestRealLibvirtMirrorLetsGoOfSource(t *testing.T) {
 		t.Fatalf("copy of the source: %v %s", err, out)
 	}
 	checkStamps(t, held)
-	pid := b.QEMUPID("lvletgo")
+	pid := lj.b.QEMUPID("lvletgo")
 	if pid <= 0 {
 		t.Fatal("no pid for the domain's QEMU")
 	}
