@@ -14,6 +14,26 @@ import (
 	"github.com/qtune/qtune/internal/loadgen"
 )
 
+// liveDisksOf waits for vm's guest to start its load and reads its disks
+// as the live doctor does, over a second, the VM named name by its socket
+// as the agent names it, whatever its -name.
+func liveDisksOf(t *testing.T, ctx context.Context, vm *lab.VM, name string) ([]LiveDisk, []error) {
+	t.Helper()
+	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), name+".sock")
+	if err := os.Symlink(vm.QMPPath(), sock); err != nil {
+		t.Fatal(err)
+	}
+	src, err := facts.OpenSampler(ctx, facts.Options{QMPSockets: []string{sock}, Interval: time.Second, CallTimeout: 5 * time.Second, Details: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	return Live(ctx, src, time.Second)
+}
+
 // A VM whose disk runs with the guest's write cache off (writethrough)
 // while the guest writes: every write is flushed, and the doctor says so
 // from two live samples; the rest of the disk is healthy.
@@ -34,20 +54,7 @@ func TestLiveWritethroughDisk(t *testing.T) {
 	w.Phases = []loadgen.Phase{{Pattern: loadgen.RandWrite, Rate: 100, Duration: time.Hour}}
 	vm := lab.StartVMT(t, lab.VMConfig{Name: "wt", Workload: &w,
 		Disks: []lab.Disk{{ID: "disk0", Image: img, WriteThrough: true, Discard: "ignore"}}})
-	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
-		t.Fatal(err)
-	}
-	// Named by its socket, as the agent names it, whatever its -name.
-	sock := filepath.Join(t.TempDir(), "web-1.sock")
-	if err := os.Symlink(vm.QMPPath(), sock); err != nil {
-		t.Fatal(err)
-	}
-	src, err := facts.OpenSampler(ctx, facts.Options{QMPSockets: []string{sock}, Interval: time.Second, CallTimeout: 5 * time.Second, Details: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	disks, errs := Live(ctx, src, time.Second)
+	disks, errs := liveDisksOf(t, ctx, vm, "web-1")
 	if len(errs) > 0 || len(disks) != 1 {
 		t.Fatalf("%d disks, errors %v", len(disks), errs)
 	}
@@ -117,19 +124,7 @@ func TestLiveCompressedDiskWrittenTo(t *testing.T) {
 	}
 	vm := lab.StartVMT(t, lab.VMConfig{Name: "z", Workload: &w, Disks: []lab.Disk{{ID: "disk0", Image: img, CacheDirect: true},
 		{ID: "disk1", Image: raw, Format: "raw", FormatOpts: map[string]any{"offset": 1 << 20, "size": 32 << 20}}}})
-	if err := vm.WaitSerial(ctx, "qtune-load ready"); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "z.sock")
-	if err := os.Symlink(vm.QMPPath(), sock); err != nil {
-		t.Fatal(err)
-	}
-	src, err := facts.OpenSampler(ctx, facts.Options{QMPSockets: []string{sock}, Interval: time.Second, CallTimeout: 5 * time.Second, Details: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	disks, errs := Live(ctx, src, time.Second)
+	disks, errs := liveDisksOf(t, ctx, vm, "z")
 	sort.Slice(disks, func(i, j int) bool { return disks[i].Disk < disks[j].Disk })
 	if len(errs) > 0 || len(disks) != 2 || disks[0].Rates.WriteIOPS <= 0 {
 		t.Fatalf("%d disks %+v, errors %v", len(disks), disks, errs)
