@@ -60,23 +60,7 @@ func TestRealLibvirtMirrorLUKS(t *testing.T) {
 		t.Fatalf("a refused copy wrote %v", ents)
 	}
 
-	p, err = m.Plan(ctx, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "lvluks", Disk: "vda"}, TargetDir: fast}, "hand", false)
-	if err != nil || p.Result != state.ResultApplied {
-		t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
-	}
-	planned := time.Now()
-	if j := l.waitState(t, p.Job.ID, state.JobReady, 2*time.Minute); j.State != state.JobReady {
-		t.Fatalf("copy %s before ready: %s", j.State, j.Error)
-	}
-	t.Logf("the encrypted copy is ready %v after its plan", time.Since(planned).Round(100*time.Millisecond))
-	if err := dom.WaitSerial(wctx, "phase=1"); err != nil {
-		t.Fatal(err)
-	}
-	quiet.Store(true)
-	j := l.waitState(t, p.Job.ID, state.JobDone, time.Minute)
-	if j.State != state.JobDone || !j.Pivoted {
-		t.Fatalf("copy %s: %s", j.State, j.Error)
-	}
+	j := l.pivotedCopy(t, wctx, dom, &quiet, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "lvluks", Disk: "vda"}, TargetDir: fast}, 2*time.Minute)
 	serial := func() string { s, _ := os.ReadFile(dom.Serial); return string(s) }
 	atPivot := strings.Count(serial(), "qtune-verify")
 	// libvirt runs the disk on the copy through the same secret, and the

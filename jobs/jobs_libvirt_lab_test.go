@@ -132,21 +132,7 @@ func TestRealLibvirtJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 		quiet.Store(false)
-		p, err := m.Plan(ctx, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "lvcopy", Disk: "vda"}, TargetDir: fast, Speed: 4 << 20}, "hand", false)
-		if err != nil || p.Result != state.ResultApplied {
-			t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
-		}
-		if j := l.waitState(t, p.Job.ID, state.JobReady, time.Minute); j.State != state.JobReady {
-			t.Fatalf("copy %s before ready: %s", j.State, j.Error)
-		}
-		if err := dom.WaitSerial(wctx, "phase=1"); err != nil {
-			t.Fatal(err)
-		}
-		quiet.Store(true)
-		j := l.waitState(t, p.Job.ID, state.JobDone, time.Minute)
-		if j.State != state.JobDone || !j.Pivoted {
-			t.Fatalf("copy %s: %s", j.State, j.Error)
-		}
+		j := l.pivotedCopy(t, wctx, dom, &quiet, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "lvcopy", Disk: "vda"}, TargetDir: fast, Speed: 4 << 20}, time.Minute)
 		live, _ := v.DomainXML(ctx, "lvcopy", false)
 		inactive, _ := v.DomainXML(ctx, "lvcopy", true)
 		if !strings.Contains(live, j.Dest) || !strings.Contains(inactive, j.Dest) || strings.Contains(inactive, src) {
@@ -398,4 +384,30 @@ func startLibvirtJobs(t *testing.T, opts Options) *libvirtJobs {
 		}
 	}()
 	return &libvirtJobs{labJobs: &labJobs{m: m, store: store}, d: d, v: v, b: b}
+}
+
+// pivotedCopy plans req by hand, waits up to ready for the copy to be
+// ready, lets it pivot once dom's guest has stopped writing (its phase 1;
+// quiet opens the test's pivot gate) and returns the finished job. wctx
+// bounds the waits on the guest.
+func (l *labJobs) pivotedCopy(t *testing.T, wctx context.Context, dom *lab.Domain, quiet *atomic.Bool, req Request, ready time.Duration) *state.Job {
+	t.Helper()
+	p, err := l.m.Plan(wctx, req, "hand", false)
+	if err != nil || p.Result != state.ResultApplied {
+		t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
+	}
+	planned := time.Now()
+	if j := l.waitState(t, p.Job.ID, state.JobReady, ready); j.State != state.JobReady {
+		t.Fatalf("copy %s before ready: %s", j.State, j.Error)
+	}
+	t.Logf("the copy is ready %v after its plan", time.Since(planned).Round(100*time.Millisecond))
+	if err := dom.WaitSerial(wctx, "phase=1"); err != nil {
+		t.Fatal(err)
+	}
+	quiet.Store(true)
+	j := l.waitState(t, p.Job.ID, state.JobDone, time.Minute)
+	if j.State != state.JobDone || !j.Pivoted {
+		t.Fatalf("copy %s: %s", j.State, j.Error)
+	}
+	return j
 }

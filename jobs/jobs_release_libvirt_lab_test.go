@@ -24,7 +24,7 @@ func TestRealLibvirtMirrorLetsGoOfSource(t *testing.T) {
 	fast := t.TempDir()
 	var quiet atomic.Bool
 	lj := startLibvirtJobs(t, Options{MirrorDirs: []string{fast}, PivotGate: func(*state.Job) bool { return quiet.Load() }})
-	d, m, l := lj.d, lj.m, lj.labJobs
+	d, l := lj.d, lj.labJobs
 
 	src := filepath.Join(dir, "lvletgo.qcow2")
 	if err := lab.CreateImage(ctx, src, "qcow2", 64<<20, lab.ImageOpts{}); err != nil {
@@ -38,21 +38,7 @@ func TestRealLibvirtMirrorLetsGoOfSource(t *testing.T) {
 	if err := dom.WaitSerial(wctx, "qtune-load ready"); err != nil {
 		t.Fatal(err)
 	}
-	p, err := m.Plan(ctx, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "lvletgo", Disk: "vda"}, TargetDir: fast, Speed: 8 << 20}, "hand", false)
-	if err != nil || p.Result != state.ResultApplied {
-		t.Fatalf("plan: %s %s %v", p.Result, p.Reason, err)
-	}
-	if j := l.waitState(t, p.Job.ID, state.JobReady, time.Minute); j.State != state.JobReady {
-		t.Fatalf("copy %s before ready: %s", j.State, j.Error)
-	}
-	if err := dom.WaitSerial(wctx, "phase=1"); err != nil {
-		t.Fatal(err)
-	}
-	quiet.Store(true)
-	j := l.waitState(t, p.Job.ID, state.JobDone, time.Minute)
-	if j.State != state.JobDone || !j.Pivoted {
-		t.Fatalf("copy %s: %s", j.State, j.Error)
-	}
+	j := l.pivotedCopy(t, wctx, dom, &quiet, Request{Kind: policy.KnobMirror, Target: state.Target{VM: "lvletgo", Disk: "vda"}, TargetDir: fast, Speed: 8 << 20}, time.Minute)
 	if len(j.Kept) != 1 || j.Kept[0].Path != src {
 		t.Fatalf("kept %+v, want the source %s", j.Kept, src)
 	}
