@@ -107,6 +107,7 @@ func provesReleased(t *testing.T, pid int, kept []state.Kept, dir string) {
 
 func TestRealJobMirrorLetsGoOfSource(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	l, j, held := copyOffTmpfs(t, "letgo", func(dir string) Request {
 		return Request{Kind: policy.KnobMirror, Target: state.Target{VM: "letgo", Disk: "disk0"}, TargetDir: dir, Speed: 8 << 20}
 	}, 0)
@@ -121,6 +122,7 @@ func TestRealJobMirrorLetsGoOfSource(t *testing.T) {
 
 func TestRealJobConvertLetsGoOfSource(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	l, j, held := copyOffTmpfs(t, "letgoconv", func(string) Request {
 		return Request{Kind: policy.KnobConvert, Target: state.Target{VM: "letgoconv", Disk: "disk0"}, Layout: policy.Layout{ClusterSize: 64 << 10}, Speed: 8 << 20}
 	}, 4096)
@@ -134,6 +136,7 @@ func TestRealJobConvertLetsGoOfSource(t *testing.T) {
 
 func TestRealJobStreamLetsGoOfBackingFiles(t *testing.T) {
 	lab.NeedQEMU(t)
+	t.Parallel()
 	dir := lab.TmpfsT(t, "256m")
 	ctx := context.Background()
 	chain, err := lab.Chain(ctx, dir, 2, 64<<20)

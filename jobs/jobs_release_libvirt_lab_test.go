@@ -19,6 +19,7 @@ import (
 // qtune, which only looks (/proc/<pid>/fd) and says so.
 func TestRealLibvirtMirrorLetsGoOfSource(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx := context.Background()
 	dir := lab.TmpfsT(t, "256m") // before the daemon: its mount namespace copies the host's
 	fast := t.TempDir()
