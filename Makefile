@@ -70,8 +70,9 @@ bench-full:
 # guests at once on a small host starve each other's guests, and tests
 # that read a guest's I/O rate then see the host, not qtune. Inside a
 # package, real-QEMU tests that mostly wait (for a rule's timings, a
-# restart, a migration) run two at a time (t.Parallel, GOMAXPROCS); those
-# whose checks need a guest at full speed run alone, first.
+# restart, a migration, a copy) run beside each other (t.Parallel; four
+# at a time where TestMain says so, see docs/development.md); those whose
+# checks need a guest at full speed run alone, first.
 # The package check (dpkg, lintian: mostly waiting on disk) runs beside
 # the fuzzing (CPU), each one's output kept together.
 test: fmt-check vet policies prometheus-rules

@@ -20,6 +20,7 @@ import (
 // record) when it does not.
 func TestHistogramThroughLibvirtPassthrough(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	d := lab.StartLibvirtdT(t)

@@ -18,6 +18,7 @@ import (
 
 func TestRealLibvirtTuning(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	d := lab.StartLibvirtdT(t)

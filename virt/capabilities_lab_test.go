@@ -16,6 +16,7 @@ import (
 // groups for a domain that asked for none.
 func TestRealLibvirtCapabilities(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d := lab.StartLibvirtdT(t)

@@ -38,6 +38,7 @@ func libvirtWriteRate(t *testing.T, v *virt.Libvirt, dom string, d time.Duration
 // One libvirtd for the whole flow: stats, throttle, passthrough, restart.
 func TestRealLibvirt(t *testing.T) {
 	lab.NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	d := lab.StartLibvirtdT(t)

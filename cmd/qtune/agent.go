@@ -32,7 +32,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	listen := fs.String("listen", "", "HTTP listen address, or unix:PATH")
 	webConfig := fs.String("web-config-file", "", "Prometheus web config file for the listener (TLS, basic auth)")
 	interval := fs.Duration("interval", 0, "sampling interval")
-	idleInterval := fs.Duration("idle-interval", 0, "sampling interval of quiet VMs (idle_interval)")
+	idleInterval := fs.Duration("idle-interval", 0, "sampling interval of quiet VMs (idle_interval; 0 samples every VM every interval)")
+	callTimeout := fs.Duration("call-timeout", 0, "deadline of each call to QEMU or libvirt (call_timeout; at most the interval)")
 	orphanWarn := fs.Duration("orphan-warn-after", 0, "warn about an owned knob orphaned this long (orphan_warn_after)")
 	dryRun := fs.Bool("dry-run", false, "decide and record, never change a VM")
 	pprofOn := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ (loopback or unix listener only)")
@@ -81,6 +82,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if cfg.CallTimeout > cfg.Interval {
 			cfg.CallTimeout = cfg.Interval / 2
 		}
+	}
+	if set["call-timeout"] {
+		cfg.CallTimeout = *callTimeout
 	}
 	if set["idle-interval"] {
 		cfg.IdleInterval = *idleInterval

@@ -158,7 +158,8 @@ func doctorGolden(t *testing.T, name string, r doctor.Report) {
 }
 
 // A libvirt domain with cache='writethrough' whose guest writes 100/s
-// under a 50 IOPS throttle: the doctor, through libvirt's API only,
+// under a 25 IOPS throttle (far enough below for a guest slowed by a
+// busy host to stay pinned at it): the doctor, through libvirt's API only,
 // finds both (warn: exit 1) and sees the domain and disk healthy.
 func TestDoctorThroughLibvirt(t *testing.T) {
 	lab.NeedLibvirt(t)
@@ -183,7 +184,7 @@ func TestDoctorThroughLibvirt(t *testing.T) {
 	if err := dom.WaitSerial(ctx, "qtune-load ready"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Virsh(ctx, "blkdeviotune", "wt", "vda", "--write-iops-sec", "50", "--live"); err != nil {
+	if _, err := d.Virsh(ctx, "blkdeviotune", "wt", "vda", "--write-iops-sec", "25", "--live"); err != nil {
 		t.Fatal(err)
 	}
 	var out, errb bytes.Buffer
@@ -214,7 +215,7 @@ func TestDoctorThroughLibvirt(t *testing.T) {
 	if _, ok := sev["failed_ops"]; ok {
 		t.Error("failed_ops reported, but libvirt's API does not give those counters")
 	}
-	if !strings.Contains(sev["cache_mode"].Summary, "writethrough") || !strings.Contains(sev["throttle"].Summary, "iops_wr=50") {
+	if !strings.Contains(sev["cache_mode"].Summary, "writethrough") || !strings.Contains(sev["throttle"].Summary, "iops_wr=25") {
 		t.Errorf("cache %q, throttle %q", sev["cache_mode"].Summary, sev["throttle"].Summary)
 	}
 }

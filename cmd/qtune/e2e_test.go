@@ -94,8 +94,11 @@ func builtBinary(t *testing.T, tags string) string {
 	return bin
 }
 
-// TestMain removes the binaries the end-to-end tests built.
+// TestMain runs four parallel tests at once (they wait on rules' timings,
+// restarts and migrations; two at a time left a 2-core host about half
+// idle) and removes the binaries the end-to-end tests built.
 func TestMain(m *testing.M) {
+	lab.WaitBoundParallel(4)
 	code := m.Run()
 	if builds.dir != "" {
 		os.RemoveAll(builds.dir)

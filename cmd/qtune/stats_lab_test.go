@@ -186,7 +186,9 @@ func TestStatsThroughLibvirt(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.DefineDomainT(t, lab.DomainSpec{Name: "t2", Paused: true, Disks: []lab.DomainDisk{{Target: "vdb", Image: img}}})
-	if _, err := d.Virsh(ctx, "blkdeviotune", "t1", "vda", "--write-iops-sec", "150", "--live"); err != nil {
+	// A limit well below the guest's 200/s: a guest slowed by a busy
+	// host still runs into it.
+	if _, err := d.Virsh(ctx, "blkdeviotune", "t1", "vda", "--write-iops-sec", "60", "--live"); err != nil {
 		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
@@ -209,11 +211,11 @@ func TestStatsThroughLibvirt(t *testing.T) {
 	if paused.VM != "t2" || paused.Disk != "vdb" || paused.Format != "qcow2" || paused.VirtualSize != 64<<20 || paused.WriteIOPS != 0 {
 		t.Errorf("paused domain's row %+v", paused)
 	}
-	if r.VM != "t1" || r.Disk != "vda" || r.Format != "qcow2" || r.Cache != "none" || r.Throttle == nil || r.Throttle.IOPSWrite != 150 {
+	if r.VM != "t1" || r.Disk != "vda" || r.Format != "qcow2" || r.Cache != "none" || r.Throttle == nil || r.Throttle.IOPSWrite != 60 {
 		t.Errorf("row %+v (throttle %+v)", r, r.Throttle)
 	}
-	if r.WriteIOPS < 130 || r.WriteIOPS > 170 {
-		t.Errorf("write IOPS %.0f, guest runs at 200 under a limit of 150", r.WriteIOPS)
+	if r.WriteIOPS < 52 || r.WriteIOPS > 68 {
+		t.Errorf("write IOPS %.0f, guest runs at 200 under a limit of 60", r.WriteIOPS)
 	}
 
 	// --domain reads that domain only.

@@ -12,6 +12,7 @@ import (
 
 func TestLibvirtdRunsAGuest(t *testing.T) {
 	NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d := StartLibvirtdT(t)

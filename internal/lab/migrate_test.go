@@ -13,6 +13,7 @@ import (
 // and all.
 func TestTwoLibvirtdsMigrate(t *testing.T) {
 	NeedLibvirt(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	began := time.Now()
