@@ -152,8 +152,9 @@ lab-flavour-10:
 	fi; \
 	$$sudo env QTUNE_LAB_CACHE=$(LAB_CACHE) .ci/flavour-10.sh
 
-# The packages with real-QEMU or real-libvirt tests, run on the flavour.
-FLAVOUR_PKGS ?= ./internal/lab ./internal/hoststat ./qmp ./virt ./tuning ./doctor ./agent ./fleet ./cmd/qtune
+# The packages with real-QEMU or real-libvirt tests, run on the flavour
+# (fleet's real tests need etcd only, the same on both).
+FLAVOUR_PKGS ?= ./internal/lab ./qmp ./virt ./tuning ./jobs ./facts ./doctor ./agent ./cmd/qtune
 
 test-flavour-10: lab-flavour-10
 	@QTUNE_LAB_CACHE=$(LAB_CACHE) QTUNE_LAB_FLAVOUR=10 QTUNE_LAB=require \

@@ -16,7 +16,8 @@ set -euo pipefail
 
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECURITY=${SECURITY:-http://deb.debian.org/debian-security}
-PACKAGES="qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-log libvirt-clients"
+# libvirt 11 ships its secret driver (the keys of LUKS disks) apart.
+PACKAGES="qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-secret libvirt-daemon-log libvirt-clients"
 
 cache=${QTUNE_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qtune-lab}
 dir=$cache/flavour-10
