@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -175,6 +176,15 @@ func (a *runningAgent) start(t *testing.T, bin string, args ...string) *runningA
 	a = &runningAgent{addr: a.addr, state: a.state, policy: a.policy, env: a.env, log: &syncBuffer{}, done: make(chan error, 1)}
 	args = append([]string{"agent", "--policy", a.policy, "--state-dir", a.state, "--listen", a.addr,
 		"--control-socket", filepath.Join(a.state, "control.sock"), "--interval", e2eInterval.String(), "--log-format", "text"}, args...)
+	// An agent on a lab libvirtd gets a call deadline of one interval
+	// unless the test gives one: the lab's daemons share two cores with
+	// the guests of up to four tests, and a call through libvirtd (two
+	// round trips for passthrough, a migration going on) can take longer
+	// than the default half interval there; a cycle whose call times out
+	// shows the domain's records orphaned until the next.
+	if slices.Contains(args, "--libvirt-socket") && !slices.Contains(args, "--call-timeout") {
+		args = append(args, "--call-timeout", e2eInterval.String())
+	}
 	a.cmd = exec.Command(bin, args...)
 	a.cmd.Env = append(os.Environ(), a.env...)
 	a.cmd.Stderr = a.log

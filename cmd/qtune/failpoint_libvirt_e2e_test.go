@@ -63,11 +63,7 @@ func TestFailpointsLibvirt(t *testing.T) {
 	bin := buildFailpointQtune(t)
 	d := lab.StartLibvirtdT(t)
 	d.WriterDomainT(t, "loud", 0)
-	// A passthrough call is two round trips through libvirtd: on a host
-	// busy with other tests the default deadline of half the interval
-	// can pass before QEMU answers, and the change is then refused
-	// before it reaches the failpoint under test.
-	backend := []string{"--libvirt-socket", d.SocketPath(), "--libvirt-pid-dir", libvirtPidDir(d), "--allow-passthrough", "--call-timeout", e2eInterval.String()}
+	backend := []string{"--libvirt-socket", d.SocketPath(), "--libvirt-pid-dir", libvirtPidDir(d), "--allow-passthrough"}
 	for _, k := range []policy.Knob{policy.KnobThrottle, policy.KnobCache, policy.KnobL2Cache} {
 		read := func() string { return libvirtKnob(t, d, k) }
 		original := read()
