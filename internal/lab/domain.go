@@ -154,11 +154,12 @@ func domainXML(spec DomainSpec, kernel, initrd, serial string) string {
 `, e(spec.Name), mem, e(kernel), e(initrd), e(cmdline), disks.String(), e(serial))
 }
 
-// WaitSerial waits until the guest's console shows substr.
+// WaitSerial waits until the guest's console shows substr on a complete
+// line (see completeLines).
 func (dom *Domain) WaitSerial(ctx context.Context, substr string) error {
 	for {
 		b, _ := os.ReadFile(dom.Serial)
-		if strings.Contains(string(b), substr) {
+		if strings.Contains(completeLines(string(b)), substr) {
 			return nil
 		}
 		select {

@@ -284,10 +284,11 @@ func (vm *VM) StderrTail() string {
 	return s
 }
 
-// WaitSerial waits until the serial console shows substr.
+// WaitSerial waits until the serial console shows substr on a complete
+// line (see completeLines).
 func (vm *VM) WaitSerial(ctx context.Context, substr string) error {
 	for {
-		if strings.Contains(vm.Serial(), substr) {
+		if strings.Contains(completeLines(vm.Serial()), substr) {
 			return nil
 		}
 		select {
@@ -298,13 +299,20 @@ func (vm *VM) WaitSerial(ctx context.Context, substr string) error {
 			}
 			return fmt.Errorf("%s: %q not on the serial console: %w\n%s", vm.Name, substr, ctx.Err(), tail)
 		case <-vm.exited:
-			if strings.Contains(vm.Serial(), substr) {
+			if strings.Contains(vm.Serial(), substr) { // all it will ever print
 				return nil
 			}
 			return fmt.Errorf("%s exited before printing %q: %s\n%s", vm.Name, substr, vm.StderrTail(), vm.Serial())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// completeLines is s up to its last newline: a marker a test waits for
+// counts once its whole line is on the console, so that what the test
+// reads next is not cut off in the middle of that line.
+func completeLines(s string) string {
+	return s[:strings.LastIndexByte(s, '\n')+1]
 }
 
 // Signal sends sig to QEMU (e.g. SIGSTOP to make it hang).
