@@ -54,30 +54,26 @@ func failpointRule(k policy.Knob) string {
 // The agent kills itself (SIGKILL) at each failpoint of a change of each
 // knob, and is started again with the same policy or with the rule
 // removed: the knob ends held by the rule (its record applied) or
-// restored (nothing owned), never changed with no owner. Each knob has a
-// VM of its own, and the knobs run in parallel.
+// restored (nothing owned), never changed with no owner.
 func TestFailpointsQMP(t *testing.T) {
 	lab.NeedQEMU(t)
 	t.Parallel()
 	bin := buildFailpointQtune(t)
+	vm := lab.WriterVMT(t, "loud", 0)
+	dir := t.TempDir()
+	if err := os.Symlink(vm.QMPPath(), filepath.Join(dir, "loud.sock")); err != nil {
+		t.Fatal(err)
+	}
 	for _, k := range []policy.Knob{policy.KnobThrottle, policy.KnobCache, policy.KnobL2Cache} {
-		t.Run(string(k), func(t *testing.T) {
-			t.Parallel()
-			vm := lab.WriterVMT(t, "loud", 0)
-			dir := t.TempDir()
-			if err := os.Symlink(vm.QMPPath(), filepath.Join(dir, "loud.sock")); err != nil {
-				t.Fatal(err)
+		original := rawKnob(t, vm, k)
+		rule := failpointRule(k)
+		for _, step := range tuning.Failpoints {
+			for _, removed := range []bool{false, true} {
+				name := fmt.Sprintf("%s/%s/%s", k, step, map[bool]string{false: "same-policy", true: "rule-removed"}[removed])
+				read := func() string { return rawKnob(t, vm, k) }
+				t.Run(name, func(t *testing.T) { crashAndRestart(t, bin, read, k, step, rule, original, removed, "--qmp-dir", dir) })
 			}
-			original := rawKnob(t, vm, k)
-			rule := failpointRule(k)
-			for _, step := range tuning.Failpoints {
-				for _, removed := range []bool{false, true} {
-					name := fmt.Sprintf("%s/%s", step, map[bool]string{false: "same-policy", true: "rule-removed"}[removed])
-					read := func() string { return rawKnob(t, vm, k) }
-					t.Run(name, func(t *testing.T) { crashAndRestart(t, bin, read, k, step, rule, original, removed, "--qmp-dir", dir) })
-				}
-			}
-		})
+		}
 	}
 }
 

@@ -49,41 +49,35 @@ func libvirtKnob(t *testing.T, d *lab.Libvirtd, k policy.Knob) string {
 
 func libvirtPidDir(d *lab.Libvirtd) string { return filepath.Join(d.Dir, "run", "libvirt", "qemu") }
 
-// The failpoint suite under libvirt, one daemon and one domain per knob
-// (the knobs in parallel): the agent kills itself at each failpoint of a
-// change of the knob and is started again with the same policy or with
-// the rule removed. The throttle goes through libvirt's API; libvirt
-// cannot change cache mode or the L2 cache live, so those go by QMP
-// passthrough, which the agent is allowed here (it taints the domain;
-// without allow_passthrough they are refused before any intent is
-// written: tuning's TestRealLibvirtTuning).
+// The failpoint suite under libvirt, on one daemon and one domain: the
+// agent kills itself at each failpoint of a change of each knob and is
+// started again with the same policy or with the rule removed. The
+// throttle goes through libvirt's API; libvirt cannot change cache mode
+// or the L2 cache live, so those go by QMP passthrough, which the agent
+// is allowed here (it taints the domain; without allow_passthrough they
+// are refused before any intent is written: tuning's
+// TestRealLibvirtTuning).
 func TestFailpointsLibvirt(t *testing.T) {
 	lab.NeedLibvirt(t)
 	t.Parallel()
 	bin := buildFailpointQtune(t)
+	d := lab.StartLibvirtdT(t)
+	d.WriterDomainT(t, "loud", 0)
+	backend := []string{"--libvirt-socket", d.SocketPath(), "--libvirt-pid-dir", libvirtPidDir(d), "--allow-passthrough"}
 	for _, k := range []policy.Knob{policy.KnobThrottle, policy.KnobCache, policy.KnobL2Cache} {
-		t.Run(string(k), func(t *testing.T) {
-			t.Parallel()
-			d := lab.StartLibvirtdT(t)
-			d.WriterDomainT(t, "loud", 0)
-			backend := []string{"--libvirt-socket", d.SocketPath(), "--libvirt-pid-dir", libvirtPidDir(d), "--allow-passthrough"}
-			read := func() string { return libvirtKnob(t, d, k) }
-			original := read()
-			rule := failpointRule(k)
-			for _, step := range tuning.Failpoints {
-				for _, removed := range []bool{false, true} {
-					name := fmt.Sprintf("%s/%s", step, map[bool]string{false: "same-policy", true: "rule-removed"}[removed])
-					t.Run(name, func(t *testing.T) { crashAndRestart(t, bin, read, k, step, rule, original, removed, backend...) })
-				}
+		read := func() string { return libvirtKnob(t, d, k) }
+		original := read()
+		rule := failpointRule(k)
+		for _, step := range tuning.Failpoints {
+			for _, removed := range []bool{false, true} {
+				name := fmt.Sprintf("%s/%s/%s", k, step, map[bool]string{false: "same-policy", true: "rule-removed"}[removed])
+				t.Run(name, func(t *testing.T) { crashAndRestart(t, bin, read, k, step, rule, original, removed, backend...) })
 			}
-			if k != policy.KnobL2Cache {
-				return
-			}
-			t.Run("domain-restarted", func(t *testing.T) { l2DomainRestartedLibvirt(t, bin, d, backend) })
-			// Last: its revert writes the original size into the definition.
-			t.Run("persisted-killed-while-held", func(t *testing.T) { l2KilledWhileHeldLibvirt(t, bin, backend) })
-		})
+		}
 	}
+	t.Run("l2_cache/domain-restarted", func(t *testing.T) { l2DomainRestartedLibvirt(t, bin, d, backend) })
+	// Last: its revert writes the original size into the definition.
+	t.Run("l2_cache/persisted-killed-while-held", func(t *testing.T) { l2KilledWhileHeldLibvirt(t, bin, backend) })
 }
 
 // A live L2 cache change is gone with the QEMU process that had it: the
