@@ -67,7 +67,8 @@ func within(lines []guestLine, from, to time.Duration) []guestLine {
 // loud (no flapping), and after a calm spell of clear_after + one interval
 // + 2 s it runs unthrottled again (the throttle was released in time).
 func TestNaiveRuleHoldsWhileLoud(t *testing.T) {
-	lab.NeedQEMU(t) // not in parallel: its guest must write over 400/s when loud
+	lab.NeedQEMU(t)
+	t.Parallel()
 	bin := buildQtune(t)
 	ctx := context.Background()
 	const limit = 150
